@@ -1,0 +1,79 @@
+import { Command, CommanderError } from 'commander';
+import { runAgent } from '../lab/agent/main.js';
+import { labDown } from '../lab/down.js';
+import { labExec, labLogs, labStatus } from '../lab/ops.js';
+import { labUp } from '../lab/up.js';
+
+const progress = (message: string) => process.stderr.write(`[lab] ${message}\n`);
+
+function fail(err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`ambit: ${message}\n`);
+  process.exit(err instanceof CommanderError ? err.exitCode : 1);
+}
+
+const program = new Command('ambit')
+  .description('ambit: an ambient-style multi-cluster service mesh, and a lab of real Kubernetes clusters')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+const lab = program.command('lab').description('real Kubernetes clusters on this host, in network namespaces');
+
+lab
+  .command('up')
+  .description('create the lab from a topology file (idempotent); returns when every cluster answers and all nodes are Ready')
+  .requiredOption('-f, --file <topology.yaml>', 'topology file (see topologies/)')
+  .option('--timeout <seconds>', 'give up after this long', '180')
+  .action(async (opts: { file: string; timeout: string }) => {
+    const timeout = Number(opts.timeout);
+    if (!Number.isFinite(timeout) || timeout <= 0) throw new Error(`--timeout: "${opts.timeout}" is not a positive number of seconds`);
+    await labUp(opts.file, progress, timeout * 1000);
+  });
+
+lab
+  .command('down')
+  .description('remove everything the lab made: processes, network namespaces, nftables, contexts, state')
+  .action(async () => labDown(progress));
+
+lab
+  .command('status')
+  .description('show clusters, nodes and processes of the lab')
+  .action(async () => console.log(await labStatus()));
+
+lab
+  .command('exec')
+  .description('run a command in a pod: ambit lab exec --cluster c -n ns <pod | deploy/name> -- <cmd…>')
+  .requiredOption('--cluster <name>', 'cluster name from the topology')
+  .option('-n, --namespace <ns>', 'namespace', 'default')
+  .option('-c, --container <name>', 'container (default: the first)')
+  .argument('<target>', 'pod name, pod/<name> or deploy/<name>')
+  .argument('[command...]', 'command and arguments, after --')
+  .action(async (target: string, command: string[], opts: { cluster: string; namespace: string; container?: string }) => {
+    process.exitCode = await labExec(opts.cluster, opts.namespace, target, command, opts.container);
+  });
+
+lab
+  .command('logs')
+  .description('print a pod container\'s output')
+  .requiredOption('--cluster <name>', 'cluster name from the topology')
+  .option('-n, --namespace <ns>', 'namespace', 'default')
+  .option('-c, --container <name>', 'container (default: the first)')
+  .option('-f, --follow', 'keep printing new output')
+  .argument('<target>', 'pod name, pod/<name> or deploy/<name>')
+  .action(async (target: string, opts: { cluster: string; namespace: string; container?: string; follow?: boolean }) => {
+    process.exitCode = await labLogs(opts.cluster, opts.namespace, target, opts);
+  });
+
+lab
+  .command('agent', { hidden: true })
+  .description('per-cluster node agent (started by `lab up`)')
+  .requiredOption('--cluster <name>', 'cluster to serve')
+  .action(async (opts: { cluster: string }) => runAgent(opts.cluster));
+
+program.exitOverride();
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError && (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help')) process.exit(0);
+  fail(err);
+}

@@ -1,0 +1,90 @@
+import { CoreV1Api, type V1Endpoints, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import { createLogger } from '../../util/log.js';
+import { clusterFiles } from '../controlplane.js';
+import { clusterOf, networkOf } from '../plan.js';
+import { labDir, podsDir, readState } from '../state.js';
+import { ClusterDnsRecords } from './dns-records.js';
+import { ClusterDnsServer } from './dns-server.js';
+import { connect, errorMessage, startInformer } from './kube.js';
+import { NodeRegistrar } from './node-registrar.js';
+import { PodRuntime } from './pod-runtime.js';
+import { ServiceController } from './services.js';
+
+/**
+ * The per-cluster lab agent. It runs in the cluster's control-plane network namespace and plays
+ * kubelet (for every node of the cluster), kube-proxy, CoreDNS and the LoadBalancer controller.
+ */
+export async function runAgent(clusterName: string): Promise<void> {
+  const state = readState();
+  if (!state) throw new Error(`no lab state in ${labDir()}; start the lab with \`ambit lab up -f <topology>\``);
+  const cluster = clusterOf(state.plan, clusterName);
+  const network = networkOf(state.plan, cluster.network);
+  const log = createLogger('lab-agent', { cluster: cluster.name });
+  const kube = connect(clusterFiles(cluster.name).agentKubeconfig);
+
+  await waitForApiServer(kube.core, log);
+  const registrar = new NodeRegistrar(kube, cluster.nodes, log);
+  await registrar.start();
+
+  const records = new ClusterDnsRecords();
+  const dns = new ClusterDnsServer({ records, address: cluster.cpIp, port: 53, log });
+  await dns.start();
+  const services = new ServiceController(kube, cluster, network, log);
+  await services.ensureDnsService();
+
+  const runtime = new PodRuntime(kube, cluster, podsDir(cluster.name), labDir(), log);
+  await runtime.recoverLeftovers();
+
+  const onError = (what: string) => (err: unknown) => log.warn({ err: errorMessage(err) }, `${what} watch failed; re-listing`);
+  await startInformer<V1Service>(kube, '/api/v1/services', () => kube.core.listServiceForAllNamespaces(), {
+    upsert: (svc) => {
+      records.upsertService(svc);
+      services.upsertService(svc);
+    },
+    remove: (svc) => {
+      records.deleteService(svc.metadata!.namespace!, svc.metadata!.name!);
+      services.deleteService(svc);
+    },
+    onError: onError('service'),
+  });
+  await startInformer<V1Endpoints>(kube, '/api/v1/endpoints', () => kube.core.listEndpointsForAllNamespaces(), {
+    upsert: (ep) => {
+      records.upsertEndpoints(ep);
+      services.upsertEndpoints(ep);
+    },
+    remove: (ep) => {
+      records.deleteEndpoints(ep.metadata!.namespace!, ep.metadata!.name!);
+      services.deleteEndpoints(ep);
+    },
+    onError: onError('endpoints'),
+  });
+  await startInformer<V1Pod>(kube, '/api/v1/pods', () => kube.core.listPodForAllNamespaces(), {
+    upsert: (pod) => runtime.upsert(pod),
+    remove: (pod) => runtime.remove(pod),
+    onError: onError('pod'),
+  });
+  log.info({ nodes: cluster.nodes.map((n) => n.name), dns: `${cluster.cpIp}:53` }, 'lab agent ready');
+
+  const shutdown = async (signal: string) => {
+    log.info({ signal }, 'lab agent stopping');
+    registrar.stop();
+    await runtime.shutdown();
+    await services.shutdown(false);
+    await dns.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+async function waitForApiServer(core: CoreV1Api, log: ReturnType<typeof createLogger>): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await core.listNamespace({ limit: 1 });
+      return;
+    } catch (err) {
+      if (attempt % 20 === 0) log.info({ err: errorMessage(err) }, 'waiting for kube-apiserver');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}

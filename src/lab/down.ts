@@ -1,0 +1,43 @@
+import { existsSync, rmSync } from 'node:fs';
+import { succeeds } from '../util/exec.js';
+import { HOST_LINK_NAME } from './fabric.js';
+import { removeContext, strayLabContexts } from './kubeconfig.js';
+import { deleteNetns, listNetns, netnsPids } from './netns.js';
+import { NETNS_PREFIX } from './plan.js';
+import { requireRoot } from './preflight.js';
+import { terminate } from './processes.js';
+import { labDir, readState } from './state.js';
+
+type Progress = (message: string) => void;
+
+/**
+ * Removes everything a lab made, whether or not it is healthy: processes (recorded, and any
+ * process found in one of the lab's network namespaces), the namespaces with their interfaces
+ * and nftables tables, the host link and route, kubeconfig contexts, and the state directory.
+ */
+export async function labDown(progress: Progress): Promise<void> {
+  requireRoot('ambit lab down');
+  let state;
+  try {
+    state = readState();
+  } catch (err) {
+    progress(String((err as Error).message));
+  }
+  const namespaces = [...(await listNetns())].filter((n) => n.startsWith(NETNS_PREFIX));
+  const pids = new Set<number>((state?.processes ?? []).map((p) => p.pid));
+  for (const ns of namespaces) for (const pid of await netnsPids(ns)) pids.add(pid);
+  if (pids.size) progress(`stopping ${pids.size} process(es)`);
+  await terminate([...pids], 5000);
+  // A second sweep catches anything a dying agent started in the meantime.
+  const late = (await Promise.all(namespaces.map(netnsPids))).flat();
+  if (late.length) await terminate(late, 2000);
+  if (namespaces.length) progress(`deleting ${namespaces.length} network namespace(s)`);
+  for (const ns of namespaces) await deleteNetns(ns);
+  await succeeds('ip', ['link', 'del', HOST_LINK_NAME]);
+  const clusters = new Set([...(state?.plan.clusters.map((c) => c.name) ?? []), ...(await strayLabContexts())]);
+  for (const cluster of clusters) await removeContext(cluster);
+  if (clusters.size) progress(`removed kubeconfig contexts: ${[...clusters].map((c) => `lab-${c}`).join(', ')}`);
+  const dir = labDir();
+  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  progress('lab down');
+}
