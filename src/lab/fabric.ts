@@ -1,4 +1,4 @@
-import { run } from '../util/exec.js';
+import { run, succeeds } from '../util/exec.js';
 import {
   CORE_NETNS,
   HOST_LINK,
@@ -42,6 +42,18 @@ async function buildCore(existing: Set<string>): Promise<void> {
   await replaceRoute(undefined, [LAB_SUPERNET, 'via', HOST_LINK.core, 'dev', HOST_LINK_NAME]);
   if (!(await linkExists(CORE_NETNS, 'mgmt'))) await ip(CORE_NETNS, ['link', 'add', 'mgmt', 'type', 'bridge']);
   await setAddress(CORE_NETNS, 'mgmt', `${MGMT_GATEWAY}/24`);
+  await disableBridgeNetfilter(CORE_NETNS);
+}
+
+/**
+ * With br_netfilter loaded on the host, a DNAT'd packet whose new destination sits on the same
+ * bridge is bridged straight back and skips the IP postrouting hook, so LoadBalancer traffic
+ * would never be masqueraded. Bridged frames must not enter the IP hooks in the lab's routers.
+ */
+async function disableBridgeNetfilter(netns: string): Promise<void> {
+  for (const family of ['iptables', 'ip6tables', 'arptables']) {
+    await succeeds('ip', ['netns', 'exec', netns, 'sysctl', '-qw', `net.bridge.bridge-nf-call-${family}=0`]);
+  }
 }
 
 async function buildNetworkRouter(plan: LabPlan, network: NetworkPlan, existing: Set<string>): Promise<void> {
@@ -53,6 +65,7 @@ async function buildNetworkRouter(plan: LabPlan, network: NetworkPlan, existing:
   await replaceRoute(ns, ['default', 'via', network.coreSide, 'dev', 'uplink']);
   if (!(await linkExists(ns, 'br0'))) await ip(ns, ['link', 'add', 'br0', 'type', 'bridge']);
   await setAddress(ns, 'br0', `${network.gateway}/24`);
+  await disableBridgeNetfilter(ns);
   for (const cluster of plan.clusters.filter((c) => c.network === network.name)) {
     // LoadBalancer addresses of the clusters on this network are reachable from everywhere.
     await replaceRoute(CORE_NETNS, [cluster.loadBalancerCidr, 'via', network.routerSide, 'dev', network.corePort]);
