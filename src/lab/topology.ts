@@ -119,10 +119,11 @@ export function parseTopology(text: string, source = '<input>'): Topology {
   return validateTopology(doc, source);
 }
 
+/** Reads a topology file; "-" reads standard input. */
 export function loadTopology(file: string): Topology {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (err) {
     throw new TopologyError(file, [`cannot read file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`]);
   }

@@ -31,7 +31,7 @@ export async function labUp(topologyFile: string, progress: Progress, timeoutMs 
   }
   const plan = planLab(topology);
   const state: LabState = previous ?? {
-    topologyFile: resolve(topologyFile),
+    topologyFile: topologyFile === '-' ? '<stdin>' : resolve(topologyFile),
     topology,
     plan,
     createdAt: new Date().toISOString(),

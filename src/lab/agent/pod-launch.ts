@@ -86,5 +86,8 @@ export function buildLaunchCommand(spec: LaunchSpec, labDirectory: string): stri
   steps.push(`hostname ${quote(spec.hostname)}`);
   if (spec.workingDir) steps.push(`cd ${quote(spec.workingDir)}`);
   steps.push('exec "$@"');
-  return ['unshare', '--mount', '--uts', '--propagation', 'private', '/bin/sh', '-c', steps.join('\n'), 'ambit-pod', ...spec.argv];
+  // slave, not private: unmounts on the host (`ip netns delete` of other pods' namespaces) must
+  // reach this mount namespace, or its copies keep those namespace files busy; nothing mounted
+  // here propagates back to the host.
+  return ['unshare', '--mount', '--uts', '--propagation', 'slave', '/bin/sh', '-c', steps.join('\n'), 'ambit-pod', ...spec.argv];
 }

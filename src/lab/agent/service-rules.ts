@@ -412,7 +412,7 @@ export function renderNodeServiceRules(views: ServiceBackendView[], opts: NodeSe
     [
       // Hairpin: after DNAT the packet goes back to its sender; without SNAT the pod would drop it
       // (its own address as source) or answer itself directly, bypassing the reverse NAT.
-      'ip saddr 1.1.1.1 accept',
+      'ct status dnat ip saddr . ip daddr @hairpin-endpoints masquerade',
       `meta mark & ${mark} == ${mark} meta mark set meta mark ^ ${mark} masquerade fully-random`,
     ],
     NAT_POSTROUTING,
