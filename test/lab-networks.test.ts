@@ -49,6 +49,12 @@ describe('lab: networks (three clusters, two networks)', { timeout: 600_000 }, (
   });
 
   after(async () => {
+    // A crashed lab must come down too: kill two of its processes hard first.
+    const state = readState();
+    for (const name of ['cluster3/agent', 'cluster2/kube-apiserver']) {
+      const pid = state?.processes.find((p) => p.name === name)?.pid;
+      if (pid) process.kill(pid, 'SIGKILL');
+    }
     const down = await ambit(['lab', 'down']);
     assert.equal(down.code, 0, down.stderr);
     assert.deepEqual(await labLeftovers(labPids), []);

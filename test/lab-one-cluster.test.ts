@@ -112,6 +112,32 @@ describe('lab: one cluster, two nodes', { timeout: 600_000 }, () => {
     assert.equal(logs, 'greeting=hi node=cluster1-node2');
     const addr = await labExec('cluster1', 'default', 'hostnet', ['ip', '-4', '-o', 'addr', 'show', 'eth0']);
     assert.match(addr.stdout, /198\.18\.16\.11\/24/);
+    // ClusterIPs answer from the node namespace too (kube-proxy's output path). A hostNetwork pod
+    // with the default dnsPolicy uses the host's resolver, as in Kubernetes, so use the address.
+    const clusterIp = (await kubectl(CTX, ['get', 'svc', '-n', 'sample', 'helloworld', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    const viaService = await labExec('cluster1', 'default', 'hostnet', ['curl', '-sS', '--max-time', '5', `http://${clusterIp}:5000/hello`]);
+    assert.match(viaService.stdout, /Hello version: v[12]/, viaService.stderr);
+  });
+
+  it('projected service-account tokens carry the requested audience and are bound to the pod', async () => {
+    await kubectl(CTX, ['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'projected', namespace: 'sample' },
+      spec: {
+        serviceAccountName: 'curl',
+        containers: [{ name: 'main', image: 'curlimages/curl', command: ['sleep', 'infinity'], volumeMounts: [{ name: 'istio-token', mountPath: '/var/run/secrets/tokens', readOnly: true }] }],
+        volumes: [{ name: 'istio-token', projected: { sources: [{ serviceAccountToken: { audience: 'istio-ca', expirationSeconds: 43200, path: 'istio-token' } }] } }],
+      },
+    }));
+    await kubectl(CTX, ['wait', '-n', 'sample', 'pod/projected', '--for=condition=Ready', '--timeout=60s']);
+    const token = (await labExec('cluster1', 'sample', 'projected', ['cat', '/var/run/secrets/tokens/istio-token'])).stdout;
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { aud: string[]; sub: string; 'kubernetes.io': { pod: { name: string } } };
+    assert.deepEqual(claims.aud, ['istio-ca']);
+    assert.equal(claims.sub, 'system:serviceaccount:sample:curl');
+    assert.equal(claims['kubernetes.io'].pod.name, 'projected');
+    const readOnly = await labExec('cluster1', 'sample', 'projected', ['sh', '-c', 'echo x > /var/run/secrets/tokens/istio-token']);
+    assert.notEqual(readOnly.code, 0, 'a readOnly mount must not be writable');
   });
 
   it('an unknown image fails the pod with a reason naming the image and the known ones', async () => {
