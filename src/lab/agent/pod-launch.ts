@@ -33,21 +33,16 @@ export class LaunchError extends Error {}
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** The top-level directory (after resolving symlinks of existing ancestors) a new path would live under. */
-function topLevelFor(target: string): string {
-  let existing = target;
-  while (!existsSync(existing)) existing = posix.dirname(existing);
-  const real = realpathSync(existing);
-  const missing = posix.relative(existing, target);
-  const resolved = posix.join(real, missing);
-  const top = `/${resolved.split('/').filter(Boolean)[0] ?? ''}`;
-  return top;
-}
-
+/** The path with symlinks of its existing ancestors resolved (the rest of it may not exist yet). */
 function resolvedTarget(target: string): string {
   let existing = target;
   while (!existsSync(existing)) existing = posix.dirname(existing);
   return posix.join(realpathSync(existing), posix.relative(existing, target));
+}
+
+/** The top-level directory a new path would live under, after resolving symlinks. */
+function topLevelFor(target: string): string {
+  return `/${resolvedTarget(target).split('/').filter(Boolean)[0] ?? ''}`;
 }
 
 export function buildLaunchCommand(spec: LaunchSpec, labDirectory: string): string[] {

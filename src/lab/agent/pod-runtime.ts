@@ -148,7 +148,7 @@ export class PodRuntime {
       ip: record.ip,
       pids: [...record.containers.values()].flatMap((c) => (c.pid && c.state.kind === 'running' ? [c.pid] : [])),
     };
-    const containers = Object.fromEntries([...record.containers].map(([name, c]) => [name, { pid: c.state.kind === 'running' ? c.pid : undefined, env: undefined }]));
+    const containers = Object.fromEntries([...record.containers].map(([name, c]) => [name, { pid: c.state.kind === 'running' ? c.pid : undefined }]));
     writeFileAtomic(join(record.dir, 'pod.json'), JSON.stringify({ ...saved, containers }, null, 2));
   }
 
@@ -583,7 +583,6 @@ export class PodRuntime {
       podIP: record.ip,
       podIPs: record.ip ? [{ ip: record.ip }] : undefined,
       startTime: record.startedAt ?? record.pod.status?.startTime ?? now,
-      reason: record.initError?.reason === 'ErrImagePull' ? undefined : undefined,
       message: record.initError?.message,
       conditions: [
         condition('Initialized', !record.initError || record.initError.reason !== 'Init:Error'),
