@@ -1,0 +1,67 @@
+import type { Service, Workload } from '../../gen/istio/workload/workload_pb.js';
+import type { Authorization } from '../../gen/istio/security/authorization_pb.js';
+
+/** One concrete place to send a connection. */
+export interface Upstream {
+  workload: Workload;
+  /** IP to dial (the workload's address on its network). */
+  address: string;
+  /** Port on the workload (service target port, or the original port for direct pod addressing). */
+  port: number;
+  /** SPIFFE identities the server must present (workload identity plus the service's subject_alt_names). */
+  expectedIdentities: string[];
+  /** The service the destination was reached through, if any. */
+  service?: Service;
+}
+
+/** What to do with a captured outbound connection. */
+export type Resolution =
+  /** Destination is a mesh workload that speaks HBONE: tunnel to it. */
+  | { kind: 'hbone'; upstream: Upstream }
+  /** Destination is known but not enrolled (tunnel protocol NONE): connect in plain TCP. */
+  | { kind: 'plaintext'; upstream: Upstream }
+  /** Destination unknown to the mesh: connect to the original address unchanged. */
+  | { kind: 'passthrough' }
+  /** A mesh service with no usable endpoint: the connection is refused. */
+  | { kind: 'unavailable'; service: Service; reason: string };
+
+/** Facts about a connection that authorization decides on. */
+export interface ConnectionFacts {
+  /** Source SPIFFE identity when the connection came over mTLS. */
+  sourceIdentity?: string;
+  sourceIp: string;
+  destinationIp: string;
+  destinationPort: number;
+  destination: Workload;
+}
+
+export interface AuthorizationDecision {
+  allowed: boolean;
+  /** `<ns>/<name>` of the policy that decided, when one did. */
+  policy?: string;
+  reason: string;
+}
+
+/** Read side of ztunnel's view of the mesh, used by the data path. */
+export interface ProxyState {
+  /** This node's network name (for looking up addresses). */
+  readonly network: string;
+  /** This node's name. */
+  readonly nodeName: string;
+  /** The workload that owns an IP on a network (default: the local network). */
+  workloadByIp(ip: string, network?: string): Workload | undefined;
+  /** Resolves a captured connection's original destination for a source workload. */
+  resolve(source: Workload, destinationIp: string, destinationPort: number): Resolution;
+  /** Evaluates the authorization policies that apply to the destination workload. */
+  authorize(facts: ConnectionFacts): AuthorizationDecision;
+  /** Local workloads (on this node) enrolled in the mesh. */
+  localEnrolledWorkloads(): Workload[];
+}
+
+/** Write side, fed by the xDS client. */
+export interface StateUpdates {
+  applyAddresses(upserted: Array<{ name: string; workload?: Workload; service?: Service }>, removed: string[]): void;
+  applyAuthorizations(upserted: Array<{ name: string; authorization: Authorization }>, removed: string[]): void;
+  /** Called after each applied update, with the names that changed. */
+  onChange(listener: (changed: { addresses: string[]; authorizations: string[] }) => void): void;
+}
