@@ -1,0 +1,22 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+export interface XdsMetrics {
+  connected: Gauge;
+  pushes: Counter<'type'>;
+  pushedResources: Counter<'type'>;
+  acks: Counter<'type'>;
+  nacks: Counter<'type'>;
+  refused: Counter<'reason'>;
+}
+
+export function createXdsMetrics(registry: Registry): XdsMetrics {
+  const registers = [registry];
+  return {
+    connected: new Gauge({ name: 'ambit_xds_connected_clients', help: 'Open delta xDS streams', registers }),
+    pushes: new Counter({ name: 'ambit_xds_pushes_total', help: 'Delta xDS responses sent', labelNames: ['type'], registers }),
+    pushedResources: new Counter({ name: 'ambit_xds_pushed_resources_total', help: 'Resources (upserts plus removals) sent', labelNames: ['type'], registers }),
+    acks: new Counter({ name: 'ambit_xds_acks_total', help: 'Responses acknowledged by clients', labelNames: ['type'], registers }),
+    nacks: new Counter({ name: 'ambit_xds_nacks_total', help: 'Responses rejected by clients', labelNames: ['type'], registers }),
+    refused: new Counter({ name: 'ambit_xds_refused_streams_total', help: 'Streams refused at authentication', labelNames: ['reason'], registers }),
+  };
+}

@@ -1,0 +1,52 @@
+import { isIP } from 'node:net';
+import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_CAPTURE_PORT } from '../../api/resources.js';
+
+export const CAPTURE_TABLE = 'ambit';
+
+export interface CapturePorts {
+  outbound: number;
+  inbound: number;
+  inboundPlaintext: number;
+}
+
+export const DEFAULT_CAPTURE_PORTS: CapturePorts = { outbound: OUTBOUND_CAPTURE_PORT, inbound: HBONE_PORT, inboundPlaintext: INBOUND_PLAINTEXT_PORT };
+
+/**
+ * nftables script that atomically replaces `table inet ambit` in the node's namespace.
+ *
+ * Packets are DNAT'd to the node address rather than REDIRECTed: REDIRECT targets the
+ * incoming interface's address, and pod-side veths of many CNIs (and the lab) have none.
+ * Chains run at priority -150, before kube-proxy style service DNAT (-100), so the
+ * original destination ztunnel reads is still the service VIP.
+ */
+export function renderCaptureRuleset(nodeIp: string, enrolledPodIps: readonly string[], ports: CapturePorts = DEFAULT_CAPTURE_PORTS): string {
+  if (isIP(nodeIp) !== 4) throw new Error(`node address must be IPv4, got ${JSON.stringify(nodeIp)}`);
+  const pods = [...new Set(enrolledPodIps.filter((ip) => isIP(ip) === 4))].sort();
+  const to = (port: number) => `dnat ip to ${nodeIp}:${port}`;
+  const lines = [
+    `table inet ${CAPTURE_TABLE}`,
+    `delete table inet ${CAPTURE_TABLE}`,
+    `table inet ${CAPTURE_TABLE} {`,
+    '  set enrolled4 {',
+    '    type ipv4_addr',
+    ...(pods.length ? [`    elements = { ${pods.join(', ')} }`] : []),
+    '  }',
+    '  chain prerouting {',
+    '    type nat hook prerouting priority -150; policy accept;',
+    `    ip saddr @enrolled4 meta l4proto tcp ${to(ports.outbound)}`,
+    `    ip daddr @enrolled4 tcp dport ${HBONE_PORT} ${to(ports.inbound)}`,
+    `    ip daddr @enrolled4 meta l4proto tcp ${to(ports.inboundPlaintext)}`,
+    '  }',
+    '  chain output {',
+    '    type nat hook output priority -150; policy accept;',
+    `    ip daddr @enrolled4 tcp dport ${HBONE_PORT} ${to(ports.inbound)}`,
+    '  }',
+    '}',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+export function renderCaptureRemoval(): string {
+  return [`table inet ${CAPTURE_TABLE}`, `delete table inet ${CAPTURE_TABLE}`, ''].join('\n');
+}
