@@ -14,6 +14,7 @@ import { AuthorizationSchema, type Authorization } from '../../gen/istio/securit
 import { AddressSchema, type Service, type Workload } from '../../gen/istio/workload/workload_pb.js';
 import type { Logger } from '../../util/log.js';
 import type { StateUpdates } from '../state/types.js';
+import { StateUpdateError } from '../state/validation.js';
 
 export interface XdsClientOptions {
   /** `host:port` of the control plane. */
@@ -157,7 +158,15 @@ export class XdsClient {
       try {
         this.apply(typeUrl, known, response, errors);
       } catch (err) {
-        errors.push(`applying the response failed: ${(err as Error).message}`);
+        if (err instanceof StateUpdateError) {
+          // Refused resources are not held: forget their versions so a resync sends them again.
+          for (const rejected of err.rejected) {
+            known.delete(rejected.resource);
+            errors.push(rejected.message);
+          }
+        } else {
+          errors.push(`applying the response failed: ${(err as Error).message}`);
+        }
       }
     }
     if (errors.length) this.options.log.warn({ typeUrl, nonce: response.nonce, errors: errors.slice(0, 10) }, 'rejecting (NACK) part of an xds response');

@@ -1,0 +1,283 @@
+import { equals } from '@bufbuild/protobuf';
+import {
+  LoadBalancing_Mode,
+  NetworkMode,
+  ServiceSchema,
+  TunnelProtocol,
+  WorkloadSchema,
+  type Service,
+  type Workload,
+} from '../../gen/istio/workload/workload_pb.js';
+import { AuthorizationSchema, type Authorization } from '../../gen/istio/security/authorization_pb.js';
+import { identityOf, spiffeUri } from '../../api/identity.js';
+import { createLogger, type Logger } from '../../util/log.js';
+import { canonicalIp, ipFamily } from './addresses.js';
+import { AuthorizationStore } from './authorization.js';
+import { EndpointIndex } from './endpoints.js';
+import { selectEndpoint } from './load-balancer.js';
+import { ServiceIndex } from './service-index.js';
+import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, StateUpdates, Upstream } from './types.js';
+import { InvalidResourceError, StateUpdateError, authorizationProblems, serviceProblems, workloadProblems } from './validation.js';
+import { WorkloadIndex } from './workload-index.js';
+
+export interface ZtunnelStateOptions {
+  network: string;
+  nodeName: string;
+  clusterId: string;
+  /** Root namespace: GLOBAL-scope authorization policies there apply to every workload. */
+  systemNamespace: string;
+  /** Source of randomness for load balancing, in [0, 1); tests pass a seeded one. */
+  random?: () => number;
+  logger?: Logger;
+}
+
+type ChangeListener = (changed: { addresses: string[]; authorizations: string[] }) => void;
+
+type AddressUpsert = { name: string; workload?: Workload; service?: Service };
+
+/**
+ * ztunnel's view of the mesh: the workload API resources, indexed for the data path.
+ * The state keeps the messages it is given (no copy): callers must not mutate them afterwards.
+ */
+export class ZtunnelState implements ProxyState, StateUpdates {
+  readonly network: string;
+  readonly nodeName: string;
+  readonly clusterId: string;
+  readonly systemNamespace: string;
+
+  private readonly random: () => number;
+  private readonly logger: Logger;
+  private readonly workloadIndex: WorkloadIndex;
+  private readonly serviceIndex: ServiceIndex;
+  private readonly endpointIndex: EndpointIndex;
+  private readonly policies: AuthorizationStore;
+  private readonly listeners: ChangeListener[] = [];
+
+  constructor(options: ZtunnelStateOptions) {
+    this.network = options.network;
+    this.nodeName = options.nodeName;
+    this.clusterId = options.clusterId;
+    this.systemNamespace = options.systemNamespace;
+    this.random = options.random ?? Math.random;
+    this.logger = options.logger ?? createLogger('ztunnel.state');
+    this.workloadIndex = new WorkloadIndex(this.network, this.nodeName);
+    this.serviceIndex = new ServiceIndex(this.network);
+    this.endpointIndex = new EndpointIndex(this.workloadIndex, this.network);
+    this.policies = new AuthorizationStore(this.systemNamespace);
+  }
+
+  // ---- write side -------------------------------------------------------------------------------
+
+  /**
+   * Applies a delta of `istio.workload.Address` resources. Invalid resources are refused (their
+   * previous version stays) and reported by throwing a StateUpdateError after the rest was applied
+   * and listeners were told.
+   */
+  applyAddresses(upserted: AddressUpsert[], removed: string[]): void {
+    const changed = new Set<string>();
+    const rejected: InvalidResourceError[] = [];
+    for (const name of removed) {
+      if (this.removeAddress(name)) changed.add(name);
+    }
+    for (const entry of upserted) {
+      const error = this.checkAddress(entry);
+      if (error) rejected.push(error);
+      else if (this.upsertAddress(entry)) changed.add(entry.name);
+    }
+    this.notify({ addresses: [...changed], authorizations: [] });
+    if (rejected.length > 0) throw new StateUpdateError(rejected);
+  }
+
+  /** Applies a delta of `istio.security.Authorization` resources, with the same error handling as applyAddresses. */
+  applyAuthorizations(upserted: Array<{ name: string; authorization: Authorization }>, removed: string[]): void {
+    const changed = new Set<string>();
+    const rejected: InvalidResourceError[] = [];
+    for (const name of removed) {
+      if (this.policies.remove(name)) changed.add(name);
+    }
+    for (const { name, authorization } of upserted) {
+      const problems = authorizationProblems(authorization);
+      if (problems.length > 0) {
+        rejected.push(new InvalidResourceError('authorization', name, problems));
+        continue;
+      }
+      const previous = this.policies.get(name);
+      if (previous && equals(AuthorizationSchema, previous, authorization)) continue;
+      this.policies.upsert(name, authorization);
+      changed.add(name);
+    }
+    this.notify({ addresses: [], authorizations: [...changed] });
+    if (rejected.length > 0) throw new StateUpdateError(rejected);
+  }
+
+  /** Listeners run after each apply that changed something; a throwing listener is logged, not propagated. */
+  onChange(listener: ChangeListener): void {
+    this.listeners.push(listener);
+  }
+
+  private notify(changed: { addresses: string[]; authorizations: string[] }): void {
+    if (changed.addresses.length === 0 && changed.authorizations.length === 0) return;
+    for (const listener of this.listeners) {
+      try {
+        listener(changed);
+      } catch (err) {
+        this.logger.error({ err, addresses: changed.addresses.length, authorizations: changed.authorizations.length }, 'state change listener failed');
+      }
+    }
+  }
+
+  private checkAddress(entry: AddressUpsert): InvalidResourceError | undefined {
+    if (!entry.name) return new InvalidResourceError('address', entry.name, ['name: required']);
+    if (entry.workload && entry.service) return new InvalidResourceError('address', entry.name, ['type: both workload and service set']);
+    if (entry.workload) {
+      const problems = workloadProblems(entry.workload);
+      return problems.length > 0 ? new InvalidResourceError('workload', entry.name, problems) : undefined;
+    }
+    if (entry.service) {
+      const problems = serviceProblems(entry.service);
+      return problems.length > 0 ? new InvalidResourceError('service', entry.name, problems) : undefined;
+    }
+    return new InvalidResourceError('address', entry.name, ['type: neither workload nor service set']);
+  }
+
+  /** Returns whether anything changed. */
+  private upsertAddress(entry: AddressUpsert): boolean {
+    if (entry.workload) return this.upsertWorkload(entry.name, entry.workload);
+    if (entry.service) return this.upsertService(entry.name, entry.service);
+    return false;
+  }
+
+  private upsertWorkload(name: string, received: Workload): boolean {
+    // Workloads are known by uid everywhere; the resource name is the uid.
+    const workload = received.uid ? received : { ...received, uid: name };
+    const previous = this.workloadIndex.get(name);
+    if (previous && equals(WorkloadSchema, previous, workload)) return false;
+    this.serviceIndex.remove(name);
+    this.workloadIndex.upsert(name, workload);
+    this.endpointIndex.workloadChanged(name, previous, workload);
+    return true;
+  }
+
+  private upsertService(name: string, service: Service): boolean {
+    const previous = this.serviceIndex.get(name);
+    if (previous && equals(ServiceSchema, previous, service)) return false;
+    this.removeWorkload(name);
+    this.serviceIndex.upsert(name, service);
+    return true;
+  }
+
+  private removeAddress(name: string): boolean {
+    const hadService = this.serviceIndex.remove(name) !== undefined;
+    return this.removeWorkload(name) || hadService;
+  }
+
+  private removeWorkload(name: string): boolean {
+    const previous = this.workloadIndex.remove(name);
+    if (!previous) return false;
+    this.endpointIndex.workloadChanged(name, previous, undefined);
+    return true;
+  }
+
+  // ---- read side --------------------------------------------------------------------------------
+
+  workloads(): Workload[] {
+    return this.workloadIndex.all();
+  }
+
+  services(): Service[] {
+    return this.serviceIndex.all();
+  }
+
+  authorizations(): Authorization[] {
+    return this.policies.all();
+  }
+
+  workload(name: string): Workload | undefined {
+    return this.workloadIndex.get(name);
+  }
+
+  service(name: string): Service | undefined {
+    return this.serviceIndex.get(name);
+  }
+
+  authorization(name: string): Authorization | undefined {
+    return this.policies.get(name);
+  }
+
+  /** Workloads whose `services` map names this service (healthy or not), whether or not the service itself is known yet. */
+  endpointsOf(serviceName: string): Workload[] {
+    return this.endpointIndex.endpoints(serviceName).map((endpoint) => endpoint.workload);
+  }
+
+  servicesByHostname(hostname: string): Service[] {
+    return this.serviceIndex.findByHostname(hostname);
+  }
+
+  /** The service owning a VIP on a network (default: the local network). */
+  serviceByVip(ip: string, network?: string, clientNamespace = ''): Service | undefined {
+    const canonical = canonicalIp(ip);
+    return canonical === undefined ? undefined : this.serviceIndex.findByVip(canonical, network || this.network, clientNamespace)?.service;
+  }
+
+  workloadByIp(ip: string, network?: string): Workload | undefined {
+    const canonical = canonicalIp(ip);
+    return canonical === undefined ? undefined : this.workloadIndex.byIp(canonical, network || this.network);
+  }
+
+  /** Workloads scheduled on this node. */
+  localWorkloads(): Workload[] {
+    return this.workloadIndex.local();
+  }
+
+  /** Workloads on this node whose traffic this ztunnel captures: HBONE, not host-network. */
+  localEnrolledWorkloads(): Workload[] {
+    return this.workloadIndex
+      .local()
+      .filter((workload) => workload.tunnelProtocol === TunnelProtocol.HBONE && workload.networkMode === NetworkMode.STANDARD);
+  }
+
+  // ---- data path --------------------------------------------------------------------------------
+
+  resolve(source: Workload, destinationIp: string, destinationPort: number): Resolution {
+    const ip = canonicalIp(destinationIp);
+    if (ip === undefined) return { kind: 'passthrough' };
+    const network = source.network || this.network;
+    const found = this.serviceIndex.findByVip(ip, network, source.namespace);
+    if (found) return this.resolveService(source, network, found.name, found.service, ip, destinationPort);
+    const workload = this.workloadIndex.byIp(ip, network);
+    if (workload) return this.toResolution({ workload, address: ip, port: destinationPort, expectedIdentities: [identityUri(workload)] });
+    return { kind: 'passthrough' };
+  }
+
+  private resolveService(source: Workload, network: string, serviceName: string, service: Service, vip: string, port: number): Resolution {
+    if (service.loadBalancing?.mode === LoadBalancing_Mode.PASSTHROUGH) return { kind: 'passthrough' };
+    const servicePort = service.ports.find((candidate) => candidate.servicePort === port);
+    if (!servicePort) return { kind: 'passthrough' };
+    const selection = selectEndpoint({
+      source,
+      sourceNetwork: network,
+      serviceName,
+      loadBalancing: service.loadBalancing,
+      servicePort,
+      endpoints: this.endpointIndex.endpoints(serviceName),
+      destinationFamily: ipFamily(vip),
+      random: this.random,
+    });
+    if (selection.kind === 'unavailable') return { kind: 'unavailable', service, reason: selection.reason };
+    const { endpoint } = selection;
+    const expectedIdentities = [endpoint.identity, ...service.subjectAltNames.filter((san) => san !== endpoint.identity)];
+    return this.toResolution({ workload: endpoint.workload, address: selection.address, port: selection.port, expectedIdentities, service });
+  }
+
+  private toResolution(upstream: Upstream): Resolution {
+    return upstream.workload.tunnelProtocol === TunnelProtocol.HBONE ? { kind: 'hbone', upstream } : { kind: 'plaintext', upstream };
+  }
+
+  authorize(facts: ConnectionFacts): AuthorizationDecision {
+    return this.policies.authorize(facts);
+  }
+}
+
+function identityUri(workload: Workload): string {
+  return spiffeUri(identityOf(workload));
+}

@@ -1,0 +1,89 @@
+import { NetworkMode, TunnelProtocol, type Workload } from '../../gen/istio/workload/workload_pb.js';
+import { decodeAddresses, networkAddressKey } from './addresses.js';
+
+/** The network a workload is on; an empty `network` means the local one. */
+export function networkOf(workload: Workload, localNetwork: string): string {
+  return workload.network || localNetwork;
+}
+
+/**
+ * When several workloads claim one address, prefer pods (hard to spoof, most likely what is really
+ * there), then mesh workloads, as ztunnel does.
+ */
+function addressOwnerRank(workload: Workload): number {
+  const isPod = workload.uid.includes('//Pod/') ? 2 : 0;
+  const isMesh = workload.tunnelProtocol === TunnelProtocol.HBONE ? 1 : 0;
+  return isPod + isMesh;
+}
+
+/** Workloads by resource name, by `<network>/<ip>`, and the ones on this node. */
+export class WorkloadIndex {
+  private readonly byName = new Map<string, Workload>();
+  private readonly byAddress = new Map<string, string[]>();
+  private readonly onThisNode = new Set<string>();
+
+  constructor(
+    private readonly localNetwork: string,
+    private readonly nodeName: string,
+  ) {}
+
+  get(name: string): Workload | undefined {
+    return this.byName.get(name);
+  }
+
+  all(): Workload[] {
+    return [...this.byName.values()];
+  }
+
+  local(): Workload[] {
+    const workloads: Workload[] = [];
+    for (const name of this.onThisNode) {
+      const workload = this.byName.get(name);
+      if (workload) workloads.push(workload);
+    }
+    return workloads;
+  }
+
+  /** The workload owning a canonical IP on a network. */
+  byIp(ip: string, network: string): Workload | undefined {
+    const names = this.byAddress.get(networkAddressKey(network, ip));
+    if (!names) return undefined;
+    let best: Workload | undefined;
+    for (const name of names) {
+      const candidate = this.byName.get(name);
+      if (candidate && (!best || addressOwnerRank(candidate) > addressOwnerRank(best))) best = candidate;
+    }
+    return best;
+  }
+
+  upsert(name: string, workload: Workload): void {
+    this.remove(name);
+    this.byName.set(name, workload);
+    for (const key of this.addressKeys(workload)) {
+      const names = this.byAddress.get(key);
+      if (names) names.push(name);
+      else this.byAddress.set(key, [name]);
+    }
+    if (workload.node === this.nodeName) this.onThisNode.add(name);
+  }
+
+  remove(name: string): Workload | undefined {
+    const previous = this.byName.get(name);
+    if (!previous) return undefined;
+    this.byName.delete(name);
+    for (const key of this.addressKeys(previous)) {
+      const remaining = (this.byAddress.get(key) ?? []).filter((other) => other !== name);
+      if (remaining.length > 0) this.byAddress.set(key, remaining);
+      else this.byAddress.delete(key);
+    }
+    this.onThisNode.delete(name);
+    return previous;
+  }
+
+  /** Host-network workloads share their node's IP, so they are not found by address (as in ztunnel). */
+  private addressKeys(workload: Workload): string[] {
+    if (workload.networkMode === NetworkMode.HOST_NETWORK) return [];
+    const network = networkOf(workload, this.localNetwork);
+    return [...new Set(decodeAddresses(workload.addresses))].map((ip) => networkAddressKey(network, ip));
+  }
+}

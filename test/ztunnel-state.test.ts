@@ -1,0 +1,653 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import {
+  LoadBalancingSchema,
+  LoadBalancing_HealthPolicy,
+  LoadBalancing_Mode,
+  LoadBalancing_Scope,
+  NetworkMode,
+  ServiceSchema,
+  TunnelProtocol,
+  WorkloadSchema,
+  WorkloadStatus,
+  type Service,
+  type Workload,
+} from '../src/gen/istio/workload/workload_pb.js';
+import { Action, AuthorizationSchema, MatchSchema, Scope, type Authorization, type Match } from '../src/gen/istio/security/authorization_pb.js';
+import { ipToBytes } from '../src/api/ip.js';
+import { pino } from 'pino';
+import { ZtunnelState } from '../src/ztunnel/state/store.js';
+import { routingRank } from '../src/ztunnel/state/load-balancer.js';
+import type { Endpoint } from '../src/ztunnel/state/endpoints.js';
+import { StateUpdateError } from '../src/ztunnel/state/validation.js';
+import type { Resolution, Upstream } from '../src/ztunnel/state/types.js';
+
+const NETWORK = 'network1';
+const NODE = 'node-a';
+const SYSTEM_NAMESPACE = 'istio-system';
+
+/** Deterministic PRNG (mulberry32) so load-balancing tests are repeatable. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function newState(random: () => number = seededRandom(42)): ZtunnelState {
+  return new ZtunnelState({ network: NETWORK, nodeName: NODE, clusterId: 'cluster1', systemNamespace: SYSTEM_NAMESPACE, random, logger: pino({ level: 'silent' }) });
+}
+
+type WorkloadInit = Omit<Exclude<MessageInitShape<typeof WorkloadSchema>, Workload>, 'addresses'> & { ips?: string[] };
+
+function pod(name: string, init: WorkloadInit = {}): Workload {
+  const { ips = [], ...rest } = init;
+  return create(WorkloadSchema, {
+    uid: `cluster1//Pod/default/${name}`,
+    name,
+    namespace: 'default',
+    node: NODE,
+    clusterId: 'cluster1',
+    serviceAccount: name,
+    tunnelProtocol: TunnelProtocol.HBONE,
+    addresses: ips.map(ipToBytes),
+    ...rest,
+  });
+}
+
+type ServiceInit = Omit<Exclude<MessageInitShape<typeof ServiceSchema>, Service>, 'addresses'> & { vips?: string[] };
+
+function service(hostname: string, init: ServiceInit = {}): Service {
+  const { vips = [], ...rest } = init;
+  return create(ServiceSchema, {
+    name: hostname.split('.')[0],
+    namespace: 'default',
+    hostname,
+    addresses: vips.map((vip) => ({ network: NETWORK, address: ipToBytes(vip) })),
+    ...rest,
+  });
+}
+
+const HELLO = 'helloworld.default.svc.cluster.local';
+const HELLO_KEY = `default/${HELLO}`;
+const HELLO_VIP = '10.96.0.10';
+
+function backs(port: number, targetPort: number, key = HELLO_KEY) {
+  return { [key]: { ports: [{ servicePort: port, targetPort }] } };
+}
+
+function addWorkloads(state: ZtunnelState, ...workloads: Workload[]): void {
+  state.applyAddresses(
+    workloads.map((workload) => ({ name: workload.uid, workload })),
+    [],
+  );
+}
+
+function addService(state: ZtunnelState, svc: Service): void {
+  state.applyAddresses([{ name: `${svc.namespace}/${svc.hostname}`, service: svc }], []);
+}
+
+function upstreamOf(resolution: Resolution): Upstream {
+  assert.ok(resolution.kind === 'hbone' || resolution.kind === 'plaintext', `expected an upstream, got ${JSON.stringify(resolution.kind === 'unavailable' ? resolution.reason : resolution.kind)}`);
+  return resolution.upstream;
+}
+
+function unavailableReason(resolution: Resolution): string {
+  assert.equal(resolution.kind, 'unavailable');
+  return resolution.kind === 'unavailable' ? resolution.reason : '';
+}
+
+/** Resolves many times and counts picks per workload name. */
+function pickCounts(state: ZtunnelState, source: Workload, ip: string, port: number, times = 400): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (let i = 0; i < times; i++) {
+    const name = upstreamOf(state.resolve(source, ip, port)).workload.name;
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return counts;
+}
+
+const client = pod('client', { ips: ['10.0.0.1'], locality: { region: 'r1', zone: 'z1' } });
+
+describe('ztunnel state: indexing', () => {
+  it('indexes workloads by name, address and node, and removes them', () => {
+    const state = newState();
+    const a = pod('a', { ips: ['10.0.0.2', 'fd00::2'] });
+    const b = pod('b', { ips: ['10.0.0.3'], node: 'node-b' });
+    const host = pod('host', { ips: ['192.168.1.5'], networkMode: NetworkMode.HOST_NETWORK });
+    const plain = pod('plain', { ips: ['10.0.0.4'], tunnelProtocol: TunnelProtocol.NONE });
+    addWorkloads(state, a, b, host, plain);
+
+    assert.equal(state.workload(a.uid)?.name, 'a');
+    assert.equal(state.workloadByIp('10.0.0.2')?.name, 'a');
+    assert.equal(state.workloadByIp('fd00:0:0::2')?.name, 'a', 'IPv6 in another spelling');
+    assert.equal(state.workloadByIp('::ffff:10.0.0.3')?.name, 'b', 'IPv4-mapped IPv6');
+    assert.equal(state.workloadByIp('10.0.0.2', 'network2'), undefined, 'other network');
+    assert.equal(state.workloadByIp('192.168.1.5'), undefined, 'host-network workloads are not found by IP');
+    assert.deepEqual(state.localWorkloads().map((w) => w.name).sort(), ['a', 'host', 'plain']);
+    assert.deepEqual(state.localEnrolledWorkloads().map((w) => w.name), ['a']);
+
+    state.applyAddresses([], [a.uid, 'no-such-name']);
+    assert.equal(state.workload(a.uid), undefined);
+    assert.equal(state.workloadByIp('10.0.0.2'), undefined);
+    assert.equal(state.workloadByIp('fd00::2'), undefined);
+    assert.deepEqual(state.localWorkloads().map((w) => w.name).sort(), ['host', 'plain']);
+    assert.equal(state.workloads().length, 3);
+  });
+
+  it('treats an empty workload network as the local network', () => {
+    const state = newState();
+    addWorkloads(state, pod('local', { ips: ['10.0.0.2'] }), pod('remote', { ips: ['10.0.0.2'], network: 'network2' }));
+    assert.equal(state.workloadByIp('10.0.0.2')?.name, 'local');
+    assert.equal(state.workloadByIp('10.0.0.2', NETWORK)?.name, 'local');
+    assert.equal(state.workloadByIp('10.0.0.2', 'network2')?.name, 'remote');
+  });
+
+  it('re-indexes a workload whose addresses change', () => {
+    const state = newState();
+    addWorkloads(state, pod('a', { ips: ['10.0.0.2'] }));
+    addWorkloads(state, pod('a', { ips: ['10.0.0.9'] }));
+    assert.equal(state.workloadByIp('10.0.0.2'), undefined);
+    assert.equal(state.workloadByIp('10.0.0.9')?.name, 'a');
+  });
+
+  it('prefers a pod over another kind of workload sharing an address', () => {
+    const state = newState();
+    const entry = create(WorkloadSchema, { uid: 'cluster1/networking.istio.io/WorkloadEntry/default/vm', name: 'vm', namespace: 'default', addresses: [ipToBytes('10.0.0.7')], tunnelProtocol: TunnelProtocol.HBONE });
+    addWorkloads(state, entry, pod('p', { ips: ['10.0.0.7'], tunnelProtocol: TunnelProtocol.NONE }));
+    assert.equal(state.workloadByIp('10.0.0.7')?.name, 'p');
+    state.applyAddresses([], ['cluster1//Pod/default/p']);
+    assert.equal(state.workloadByIp('10.0.0.7')?.name, 'vm');
+  });
+
+  it('indexes services by name, VIP and hostname, and lets a name change type', () => {
+    const state = newState();
+    const svc = service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000, targetPort: 5000 }] });
+    addService(state, svc);
+    assert.equal(state.service(HELLO_KEY)?.hostname, HELLO);
+    assert.equal(state.serviceByVip(HELLO_VIP)?.hostname, HELLO);
+    assert.equal(state.serviceByVip(HELLO_VIP, 'network2'), undefined);
+    assert.deepEqual(state.servicesByHostname(HELLO).map((s) => s.name), ['helloworld']);
+
+    // The same resource name becomes a workload, then a service again.
+    state.applyAddresses([{ name: HELLO_KEY, workload: pod('odd', { uid: HELLO_KEY, ips: ['10.0.0.8'] }) }], []);
+    assert.equal(state.service(HELLO_KEY), undefined);
+    assert.equal(state.serviceByVip(HELLO_VIP), undefined);
+    assert.deepEqual(state.servicesByHostname(HELLO), []);
+    assert.equal(state.workloadByIp('10.0.0.8')?.name, 'odd');
+    addService(state, svc);
+    assert.equal(state.workload(HELLO_KEY), undefined);
+    assert.equal(state.workloadByIp('10.0.0.8'), undefined);
+    assert.equal(state.serviceByVip(HELLO_VIP)?.hostname, HELLO);
+
+    state.applyAddresses([], [HELLO_KEY]);
+    assert.equal(state.service(HELLO_KEY), undefined);
+    assert.equal(state.serviceByVip(HELLO_VIP), undefined);
+    assert.deepEqual(state.services(), []);
+  });
+
+  it('fills a missing workload uid from the resource name', () => {
+    const state = newState();
+    state.applyAddresses([{ name: 'c//Pod/ns/x', workload: create(WorkloadSchema, { name: 'x', namespace: 'ns' }) }], []);
+    assert.equal(state.workload('c//Pod/ns/x')?.uid, 'c//Pod/ns/x');
+  });
+
+  it('tells listeners which names changed, and only when something did', () => {
+    const state = newState();
+    const seen: Array<{ addresses: string[]; authorizations: string[] }> = [];
+    state.onChange((changed) => seen.push(changed));
+    state.onChange(() => {
+      throw new Error('a broken listener must not break the update');
+    });
+    const a = pod('a', { ips: ['10.0.0.2'] });
+    addWorkloads(state, a);
+    addWorkloads(state, pod('a', { ips: ['10.0.0.2'] }));
+    state.applyAddresses([], ['unknown']);
+    state.applyAuthorizations([{ name: 'default/p', authorization: allowPolicy('p', []) }], []);
+    state.applyAddresses([], [a.uid]);
+    assert.deepEqual(seen, [
+      { addresses: [a.uid], authorizations: [] },
+      { addresses: [], authorizations: ['default/p'] },
+      { addresses: [a.uid], authorizations: [] },
+    ]);
+  });
+
+  it('refuses invalid resources with the field named, applies the rest and keeps previous versions', () => {
+    const state = newState();
+    const good = pod('good', { ips: ['10.0.0.2'] });
+    addWorkloads(state, pod('bad', { ips: ['10.0.0.3'] }));
+    const broken = pod('bad', { ips: ['10.0.0.4'] });
+    broken.addresses.push(new Uint8Array([1, 2, 3]));
+    const brokenService = service(HELLO, { ports: [{ servicePort: 70000 }] });
+    let error: unknown;
+    try {
+      state.applyAddresses(
+        [
+          { name: broken.uid, workload: broken },
+          { name: HELLO_KEY, service: brokenService },
+          { name: 'empty' },
+          { name: good.uid, workload: good },
+        ],
+        [],
+      );
+    } catch (err) {
+      error = err;
+    }
+    assert.ok(error instanceof StateUpdateError);
+    assert.equal(error.rejected.length, 3);
+    assert.match(error.message, /workload "cluster1\/\/Pod\/default\/bad": addresses\[1\]: must be 4 \(IPv4\) or 16 \(IPv6\) bytes, got 3/);
+    assert.match(error.message, /ports\[0\]\.service_port: must be a port 1-65535, got 70000/);
+    assert.match(error.message, /"empty": type: neither workload nor service set/);
+    assert.equal(state.workloadByIp('10.0.0.2')?.name, 'good');
+    assert.equal(state.workloadByIp('10.0.0.3')?.name, 'bad', 'previous version kept');
+    assert.equal(state.workloadByIp('10.0.0.4'), undefined);
+
+    assert.throws(
+      () => state.applyAuthorizations([{ name: 'default/x', authorization: allowPolicy('x', [{ sourceIps: [{ address: ipToBytes('10.0.0.0'), length: 33 }] }]) }], []),
+      /rules\[0\]\.clauses\[0\]\.matches\[0\]\.source_ips\[0\]\.length: prefix length 33 exceeds 32/,
+    );
+    assert.throws(
+      () => state.applyAuthorizations([{ name: 'default/y', authorization: allowPolicy('y', [{ principals: [{}] }]) }], []),
+      /authorization "default\/y": rules\[0\]\.clauses\[0\]\.matches\[0\]\.principals\[0\]: no exact, prefix, suffix or presence set/,
+    );
+    assert.equal(state.authorizations().length, 0);
+  });
+});
+
+describe('ztunnel state: resolve', () => {
+  function helloState(init: ServiceInit = {}, ...workloads: Workload[]): ZtunnelState {
+    const state = newState();
+    addService(state, service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000, targetPort: 5000 }], ...init }));
+    addWorkloads(state, ...workloads);
+    return state;
+  }
+
+  it('maps a VIP and service port to an endpoint and its target port', () => {
+    const state = helloState({ subjectAltNames: ['spiffe://cluster.local/ns/default/sa/extra'] }, pod('v1', { ips: ['10.0.1.1'], services: backs(5000, 8080) }));
+    const resolution = state.resolve(client, HELLO_VIP, 5000);
+    assert.equal(resolution.kind, 'hbone');
+    const upstream = upstreamOf(resolution);
+    assert.equal(upstream.address, '10.0.1.1');
+    assert.equal(upstream.port, 8080);
+    assert.equal(upstream.service?.hostname, HELLO);
+    assert.deepEqual(upstream.expectedIdentities, ['spiffe://cluster.local/ns/default/sa/v1', 'spiffe://cluster.local/ns/default/sa/extra']);
+  });
+
+  it('falls back from the workload mapping to the service target port, then to the port', () => {
+    const entryWithoutTarget = helloState({ ports: [{ servicePort: 5000, targetPort: 9090 }] }, pod('v1', { ips: ['10.0.1.1'], services: backs(5000, 0) }));
+    assert.equal(upstreamOf(entryWithoutTarget.resolve(client, HELLO_VIP, 5000)).port, 9090);
+    const noTargets = helloState({ ports: [{ servicePort: 5000 }] }, pod('v1', { ips: ['10.0.1.1'], services: backs(5000, 0) }));
+    assert.equal(upstreamOf(noTargets.resolve(client, HELLO_VIP, 5000)).port, 5000);
+    const noEntry = helloState({ ports: [{ servicePort: 5000, targetPort: 9090 }] }, pod('v1', { ips: ['10.0.1.1'], services: { [HELLO_KEY]: { ports: [] } } }));
+    assert.equal(upstreamOf(noEntry.resolve(client, HELLO_VIP, 5000)).port, 9090);
+    const unmappable = helloState({ ports: [{ servicePort: 5000 }] }, pod('v1', { ips: ['10.0.1.1'], services: { [HELLO_KEY]: { ports: [] } } }));
+    assert.match(unavailableReason(unmappable.resolve(client, HELLO_VIP, 5000)), /service default\/helloworld\.default\.svc\.cluster\.local has 1 endpoint, none serving port 5000/);
+  });
+
+  it('uses the default trust domain and service account in expected identities', () => {
+    const state = helloState({}, pod('v1', { ips: ['10.0.1.1'], serviceAccount: '', trustDomain: '', services: backs(5000, 5000) }));
+    assert.deepEqual(upstreamOf(state.resolve(client, HELLO_VIP, 5000)).expectedIdentities, ['spiffe://cluster.local/ns/default/sa/default']);
+  });
+
+  it('dials NONE endpoints in plaintext', () => {
+    const state = helloState({}, pod('legacy', { ips: ['10.0.1.1'], tunnelProtocol: TunnelProtocol.NONE, services: backs(5000, 5000) }));
+    const resolution = state.resolve(client, HELLO_VIP, 5000);
+    assert.equal(resolution.kind, 'plaintext');
+    assert.equal(upstreamOf(resolution).address, '10.0.1.1');
+  });
+
+  it('skips unhealthy endpoints unless the health policy is ALLOW_ALL', () => {
+    const healthy = pod('healthy', { ips: ['10.0.1.1'], services: backs(5000, 5000) });
+    const sick = pod('sick', { ips: ['10.0.1.2'], status: WorkloadStatus.UNHEALTHY, services: backs(5000, 5000) });
+    const mixed = helloState({}, healthy, sick);
+    assert.deepEqual([...pickCounts(mixed, client, HELLO_VIP, 5000, 100).keys()], ['healthy']);
+
+    const onlySick = helloState({}, sick);
+    assert.match(unavailableReason(onlySick.resolve(client, HELLO_VIP, 5000)), /helloworld.* has 1 endpoint for port 5000, none healthy/);
+
+    const allowAll = helloState({ loadBalancing: { healthPolicy: LoadBalancing_HealthPolicy.ALLOW_ALL } }, sick);
+    assert.equal(upstreamOf(allowAll.resolve(client, HELLO_VIP, 5000)).workload.name, 'sick');
+  });
+
+  it('reports a service without endpoints as unavailable', () => {
+    const state = helloState();
+    const resolution = state.resolve(client, HELLO_VIP, 5000);
+    assert.match(unavailableReason(resolution), /service default\/helloworld\.default\.svc\.cluster\.local has no endpoints/);
+    assert.equal(resolution.kind === 'unavailable' && resolution.service.hostname, HELLO);
+  });
+
+  it('passes through unknown IPs, unknown service ports and PASSTHROUGH services', () => {
+    const state = helloState({}, pod('v1', { ips: ['10.0.1.1'], services: backs(5000, 5000) }));
+    assert.deepEqual(state.resolve(client, '1.1.1.1', 443), { kind: 'passthrough' });
+    assert.deepEqual(state.resolve(client, HELLO_VIP, 5001), { kind: 'passthrough' });
+    assert.deepEqual(state.resolve(client, 'not-an-ip', 5000), { kind: 'passthrough' });
+    const passthrough = helloState({ loadBalancing: { mode: LoadBalancing_Mode.PASSTHROUGH } }, pod('v1', { ips: ['10.0.1.1'], services: backs(5000, 5000) }));
+    assert.deepEqual(passthrough.resolve(client, HELLO_VIP, 5000), { kind: 'passthrough' });
+  });
+
+  it('addresses pods directly by IP, in HBONE or plaintext', () => {
+    const state = newState();
+    addWorkloads(state, pod('mesh', { ips: ['10.0.1.1'] }), pod('legacy', { ips: ['10.0.1.2'], tunnelProtocol: TunnelProtocol.NONE }));
+    const mesh = state.resolve(client, '10.0.1.1', 8080);
+    assert.equal(mesh.kind, 'hbone');
+    assert.deepEqual({ ...upstreamOf(mesh), workload: undefined }, { workload: undefined, address: '10.0.1.1', port: 8080, expectedIdentities: ['spiffe://cluster.local/ns/default/sa/mesh'] });
+    const legacy = state.resolve(client, '10.0.1.2', 9000);
+    assert.equal(legacy.kind, 'plaintext');
+    assert.equal(upstreamOf(legacy).port, 9000);
+    // A source on another network does not see this network's pod IPs.
+    assert.deepEqual(state.resolve(pod('far', { network: 'network2' }), '10.0.1.1', 8080), { kind: 'passthrough' });
+  });
+
+  it('does not use cross-network endpoints yet, and says why', () => {
+    const remote = pod('remote', { network: 'network2', services: backs(5000, 5000), networkGateway: { hboneMtlsPort: 15008, destination: { case: 'address', value: { network: 'network2', address: ipToBytes('198.18.5.1') } } } });
+    const state = helloState({}, remote);
+    assert.match(
+      unavailableReason(state.resolve(client, HELLO_VIP, 5000)),
+      /1 healthy endpoint for port 5000, none in the same network \(network1\): 1 on network network2, unusable: cross-network endpoints arrive with the multi-network work/,
+    );
+    addWorkloads(state, pod('local', { ips: ['10.0.1.1'], services: backs(5000, 5000) }));
+    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000, 50).keys()], ['local']);
+  });
+
+  it('ranks PreferClose endpoints by locality and fails over when the close ones go unhealthy', () => {
+    const preferClose = { routingPreference: [LoadBalancing_Scope.NETWORK, LoadBalancing_Scope.REGION, LoadBalancing_Scope.ZONE], mode: LoadBalancing_Mode.FAILOVER };
+    const sameZone = (status: WorkloadStatus) => pod('same-zone', { ips: ['10.0.1.1'], status, locality: { region: 'r1', zone: 'z1' }, services: backs(5000, 5000) });
+    const otherZone = pod('other-zone', { ips: ['10.0.1.2'], locality: { region: 'r1', zone: 'z2' }, services: backs(5000, 5000) });
+    const otherRegion = pod('other-region', { ips: ['10.0.1.3'], locality: { region: 'r2', zone: 'z1' }, services: backs(5000, 5000) });
+    const state = helloState({ loadBalancing: preferClose }, sameZone(WorkloadStatus.HEALTHY), otherZone, otherRegion);
+    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000).keys()], ['same-zone']);
+
+    addWorkloads(state, sameZone(WorkloadStatus.UNHEALTHY));
+    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000).keys()], ['other-zone']);
+
+    state.applyAddresses([], [otherZone.uid]);
+    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000).keys()], ['other-region']);
+  });
+
+  it('ranks same-network endpoints above every other network, and remote ones by locality', () => {
+    const preferClose = create(LoadBalancingSchema, { routingPreference: [LoadBalancing_Scope.NETWORK, LoadBalancing_Scope.REGION, LoadBalancing_Scope.ZONE], mode: LoadBalancing_Mode.FAILOVER });
+    const endpoint = (network: string, region: string, zone: string) => ({ network, workload: pod('e', { network, locality: { region, zone } }) }) as Endpoint;
+    const rank = (e: Endpoint) => routingRank(preferClose, client, NETWORK, e);
+    const localClose = rank(endpoint(NETWORK, 'r1', 'z1'));
+    const localFar = rank(endpoint(NETWORK, 'r2', 'z1'));
+    const remoteClose = rank(endpoint('network2', 'r1', 'z1'));
+    const remoteFar = rank(endpoint('network2', 'r2', 'z1'));
+    assert.ok(localClose! > localFar! && localFar! > remoteClose! && remoteClose! > remoteFar!, `${localClose} > ${localFar} > ${remoteClose} > ${remoteFar}`);
+    const strict = create(LoadBalancingSchema, { ...preferClose, mode: LoadBalancing_Mode.STRICT });
+    assert.equal(routingRank(strict, client, NETWORK, endpoint('network2', 'r1', 'z1')), undefined);
+    assert.equal(routingRank(strict, client, NETWORK, endpoint(NETWORK, 'r1', 'z1')), localClose);
+  });
+
+  it('requires broader locality levels to match too', () => {
+    // Zone "z1" in another region is not the client's zone.
+    const zoneOnly = { routingPreference: [LoadBalancing_Scope.ZONE], mode: LoadBalancing_Mode.STRICT };
+    const state = helloState({ loadBalancing: zoneOnly }, pod('elsewhere', { ips: ['10.0.1.3'], locality: { region: 'r2', zone: 'z1' }, services: backs(5000, 5000) }));
+    assert.match(unavailableReason(state.resolve(client, HELLO_VIP, 5000)), /matches every routing preference \[ZONE\] \(STRICT\)/);
+  });
+
+  it('keeps STRICT node-local traffic on the node', () => {
+    const nodeLocal = { routingPreference: [LoadBalancing_Scope.NODE], mode: LoadBalancing_Mode.STRICT };
+    const here = pod('here', { ips: ['10.0.1.1'], services: backs(5000, 5000) });
+    const there = pod('there', { ips: ['10.0.2.1'], node: 'node-b', services: backs(5000, 5000) });
+    const state = helloState({ loadBalancing: nodeLocal }, here, there);
+    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000, 100).keys()], ['here']);
+    state.applyAddresses([], [here.uid]);
+    assert.match(
+      unavailableReason(state.resolve(client, HELLO_VIP, 5000)),
+      /service default\/helloworld\.default\.svc\.cluster\.local: none of 1 usable endpoint for port 5000 matches every routing preference \[NODE\] \(STRICT\)/,
+    );
+  });
+
+  it('spreads picks by capacity and never picks capacity 0', () => {
+    const state = helloState(
+      {},
+      pod('small', { ips: ['10.0.1.1'], capacity: 1, services: backs(5000, 5000) }),
+      pod('big', { ips: ['10.0.1.2'], capacity: 3, services: backs(5000, 5000) }),
+      pod('drained', { ips: ['10.0.1.3'], capacity: 0, services: backs(5000, 5000) }),
+      pod('default', { ips: ['10.0.1.4'], services: backs(5000, 5000) }),
+    );
+    const picks = 5000;
+    const counts = pickCounts(state, client, HELLO_VIP, 5000, picks);
+    assert.equal(counts.get('drained'), undefined);
+    // Expected shares 1/5, 3/5, 1/5.
+    const share = (name: string) => (counts.get(name) ?? 0) / picks;
+    assert.ok(share('big') > 0.5 && share('big') < 0.7, `big got ${share('big')}`);
+    assert.ok(share('small') > 0.13 && share('small') < 0.27, `small got ${share('small')}`);
+    assert.ok(share('default') > 0.13 && share('default') < 0.27, `default got ${share('default')}`);
+
+    const drainedOnly = helloState({}, pod('drained', { ips: ['10.0.1.3'], capacity: 0, services: backs(5000, 5000) }));
+    assert.match(unavailableReason(drainedOnly.resolve(client, HELLO_VIP, 5000)), /every usable endpoint for port 5000 has capacity 0/);
+  });
+
+  it('follows changes of a workload\'s services', () => {
+    const state = helloState();
+    const other = 'default/other.default.svc.cluster.local';
+    addWorkloads(state, pod('v1', { ips: ['10.0.1.1'], services: backs(5000, 5000) }));
+    assert.deepEqual(state.endpointsOf(HELLO_KEY).map((w) => w.name), ['v1']);
+    assert.equal(upstreamOf(state.resolve(client, HELLO_VIP, 5000)).workload.name, 'v1');
+
+    addWorkloads(state, pod('v1', { ips: ['10.0.1.1'], services: backs(5000, 5000, other) }));
+    assert.deepEqual(state.endpointsOf(HELLO_KEY), []);
+    assert.deepEqual(state.endpointsOf(other).map((w) => w.name), ['v1']);
+    assert.match(unavailableReason(state.resolve(client, HELLO_VIP, 5000)), /has no endpoints/);
+
+    addWorkloads(state, pod('v1', { ips: ['10.0.1.1'], services: { ...backs(5000, 7000), ...backs(5000, 5000, other) } }));
+    assert.equal(upstreamOf(state.resolve(client, HELLO_VIP, 5000)).port, 7000);
+
+    state.applyAddresses([], ['cluster1//Pod/default/v1']);
+    assert.deepEqual(state.endpointsOf(HELLO_KEY), []);
+    assert.deepEqual(state.endpointsOf(other), []);
+  });
+});
+
+// ---- authorization ---------------------------------------------------------------------------------
+
+type MatchInit = Exclude<MessageInitShape<typeof MatchSchema>, Match>;
+type AuthorizationInit = Exclude<MessageInitShape<typeof AuthorizationSchema>, Authorization>;
+
+function policy(name: string, action: Action, matches: MatchInit[] | null, extra: AuthorizationInit = {}): Authorization {
+  return create(AuthorizationSchema, {
+    name,
+    namespace: 'default',
+    scope: Scope.NAMESPACE,
+    action,
+    // null: a policy with no rules at all; []: one rule without clauses (matches everything).
+    rules: matches === null ? [] : [{ clauses: matches.length === 0 ? [] : [{ matches }] }],
+    ...extra,
+  });
+}
+
+const allowPolicy = (name: string, matches: MatchInit[] | null, extra: AuthorizationInit = {}) => policy(name, Action.ALLOW, matches, extra);
+const denyPolicy = (name: string, matches: MatchInit[] | null, extra: AuthorizationInit = {}) => policy(name, Action.DENY, matches, extra);
+
+const CURL = 'spiffe://cluster.local/ns/default/sa/curl';
+const server = pod('server', { ips: ['10.0.1.1'] });
+
+function withPolicies(...policies: Authorization[]): ZtunnelState {
+  const state = newState();
+  state.applyAuthorizations(
+    policies.map((authorization) => ({ name: `${authorization.namespace}/${authorization.name}`, authorization })),
+    [],
+  );
+  return state;
+}
+
+function check(state: ZtunnelState, overrides: { sourceIdentity?: string | null; sourceIp?: string; destinationPort?: number; destinationIp?: string; destination?: Workload } = {}) {
+  const { sourceIdentity = CURL, ...rest } = overrides;
+  return state.authorize({
+    sourceIdentity: sourceIdentity ?? undefined,
+    sourceIp: '10.0.0.1',
+    destinationIp: '10.0.1.1',
+    destinationPort: 8080,
+    destination: server,
+    ...rest,
+  });
+}
+
+const exact = (value: string) => ({ matchType: { case: 'exact' as const, value } });
+const prefix = (value: string) => ({ matchType: { case: 'prefix' as const, value } });
+const suffix = (value: string) => ({ matchType: { case: 'suffix' as const, value } });
+const presence = () => ({ matchType: { case: 'presence' as const, value: {} } });
+const cidr = (ip: string, length: number) => ({ address: ipToBytes(ip), length });
+
+describe('ztunnel state: authorize', () => {
+  it('allows when no policy applies', () => {
+    const decision = check(newState());
+    assert.equal(decision.allowed, true);
+    assert.equal(decision.policy, undefined);
+    assert.match(decision.reason, /no authorization policy applies to default\/server/);
+  });
+
+  it('lets a matching DENY win over a matching ALLOW', () => {
+    const state = withPolicies(allowPolicy('allow-all', []), denyPolicy('deny-curl', [{ principals: [exact('cluster.local/ns/default/sa/curl')] }]));
+    const decision = check(state);
+    assert.deepEqual({ allowed: decision.allowed, policy: decision.policy }, { allowed: false, policy: 'default/deny-curl' });
+    assert.match(decision.reason, /denied by DENY policy default\/deny-curl \(rules\[0\] matched\)/);
+    const other = check(state, { sourceIdentity: 'spiffe://cluster.local/ns/default/sa/other' });
+    assert.deepEqual({ allowed: other.allowed, policy: other.policy }, { allowed: true, policy: 'default/allow-all' });
+    assert.match(other.reason, /allowed by ALLOW policy default\/allow-all/);
+  });
+
+  it('denies everything under an ALLOW policy without rules', () => {
+    const decision = check(withPolicies(allowPolicy('allow-nothing', null)));
+    assert.equal(decision.allowed, false);
+    assert.match(decision.reason, /no ALLOW policy matched \(default\/allow-nothing\)/);
+  });
+
+  it('does not let a DENY policy without rules deny', () => {
+    assert.equal(check(withPolicies(denyPolicy('deny-nothing', null))).allowed, true);
+  });
+
+  it('applies namespace, global and selector scopes to the right workloads', () => {
+    const elsewhere = pod('elsewhere', { namespace: 'other' });
+    const namespaced = withPolicies(allowPolicy('nobody', null));
+    assert.equal(check(namespaced).allowed, false);
+    assert.equal(check(namespaced, { destination: elsewhere }).allowed, true);
+
+    const global = withPolicies(allowPolicy('nobody', null, { namespace: SYSTEM_NAMESPACE, scope: Scope.GLOBAL }));
+    assert.equal(check(global).allowed, false);
+    assert.equal(check(global, { destination: elsewhere }).allowed, false);
+
+    // GLOBAL outside the root namespace is narrowed to its own namespace.
+    const strayGlobal = withPolicies(allowPolicy('nobody', null, { scope: Scope.GLOBAL }));
+    assert.equal(check(strayGlobal).allowed, false);
+    assert.equal(check(strayGlobal, { destination: elsewhere }).allowed, true);
+
+    const selector = withPolicies(allowPolicy('nobody', null, { scope: Scope.WORKLOAD_SELECTOR }));
+    assert.equal(check(selector).allowed, true, 'not selected by the workload');
+    const selected = pod('server', { ips: ['10.0.1.1'], authorizationPolicies: ['default/nobody', 'default/not-yet-sent'] });
+    assert.equal(check(selector, { destination: selected }).allowed, false);
+  });
+
+  it('matches principals by exact, prefix, suffix and presence, without spiffe://', () => {
+    const cases: Array<[MatchInit, string | null, boolean]> = [
+      [{ principals: [exact('cluster.local/ns/default/sa/curl')] }, CURL, true],
+      [{ principals: [exact(CURL)] }, CURL, false],
+      [{ principals: [prefix('cluster.local/ns/default/')] }, CURL, true],
+      [{ principals: [prefix('cluster.local/ns/prod/')] }, CURL, false],
+      [{ principals: [suffix('/sa/curl')] }, CURL, true],
+      [{ principals: [suffix('/sa/sleep')] }, CURL, false],
+      [{ principals: [presence()] }, CURL, true],
+      [{ principals: [presence()] }, null, false],
+      [{ principals: [suffix('/sa/sleep'), suffix('/sa/curl')] }, CURL, true],
+    ];
+    for (const [match, identity, allowed] of cases) {
+      const decision = check(withPolicies(allowPolicy('p', [match])), { sourceIdentity: identity });
+      assert.equal(decision.allowed, allowed, `${JSON.stringify(match)} for ${identity}`);
+    }
+  });
+
+  it('evaluates not_* fields, including for plaintext sources', () => {
+    const notCurl = withPolicies(allowPolicy('p', [{ notPrincipals: [suffix('/sa/curl')] }]));
+    assert.equal(check(notCurl).allowed, false);
+    assert.equal(check(notCurl, { sourceIdentity: 'spiffe://cluster.local/ns/default/sa/web' }).allowed, true);
+    assert.equal(check(notCurl, { sourceIdentity: null }).allowed, true, 'nothing to exclude without an identity');
+
+    const notDefaultNs = withPolicies(denyPolicy('d', [{ notNamespaces: [exact('default')] }]));
+    assert.equal(check(notDefaultNs).allowed, true);
+    assert.equal(check(notDefaultNs, { sourceIdentity: 'spiffe://cluster.local/ns/prod/sa/curl' }).allowed, false);
+    assert.equal(check(notDefaultNs, { sourceIdentity: null }).allowed, false);
+
+    const namespaces = withPolicies(allowPolicy('p', [{ namespaces: [exact('default')] }]));
+    assert.equal(check(namespaces).allowed, true);
+    assert.equal(check(namespaces, { sourceIdentity: null }).allowed, false);
+
+    const accounts = withPolicies(allowPolicy('p', [{ serviceAccounts: [{ namespace: 'default', serviceAccount: 'curl' }] }]));
+    assert.equal(check(accounts).allowed, true);
+    assert.equal(check(accounts, { sourceIdentity: 'spiffe://cluster.local/ns/prod/sa/curl' }).allowed, false);
+    assert.equal(check(accounts, { sourceIdentity: null }).allowed, false);
+    const notAccounts = withPolicies(denyPolicy('d', [{ notServiceAccounts: [{ namespace: 'default', serviceAccount: 'curl' }] }]));
+    assert.equal(check(notAccounts).allowed, true);
+    assert.equal(check(notAccounts, { sourceIdentity: null }).allowed, false);
+  });
+
+  it('matches destination ports and CIDRs', () => {
+    const ports = withPolicies(allowPolicy('p', [{ destinationPorts: [8080, 9090], notDestinationPorts: [9090] }]));
+    assert.equal(check(ports).allowed, true);
+    assert.equal(check(ports, { destinationPort: 9090 }).allowed, false);
+    assert.equal(check(ports, { destinationPort: 80 }).allowed, false);
+
+    const sources = withPolicies(allowPolicy('p', [{ sourceIps: [cidr('10.0.0.0', 23)], notSourceIps: [cidr('10.0.1.128', 25)] }]));
+    assert.equal(check(sources, { sourceIp: '10.0.1.5' }).allowed, true);
+    assert.equal(check(sources, { sourceIp: '::ffff:10.0.1.5' }).allowed, true, 'IPv4-mapped source');
+    assert.equal(check(sources, { sourceIp: '10.0.1.200' }).allowed, false);
+    assert.equal(check(sources, { sourceIp: '10.0.2.1' }).allowed, false);
+    assert.equal(check(sources, { sourceIp: 'fd00::1' }).allowed, false);
+
+    const v6 = withPolicies(denyPolicy('d', [{ destinationIps: [cidr('fd00:1::', 32)] }]));
+    assert.equal(check(v6, { destinationIp: 'fd00:1:ffff::9' }).allowed, false);
+    assert.equal(check(v6, { destinationIp: 'fd00:2::9' }).allowed, true);
+    assert.equal(check(v6).allowed, true);
+  });
+
+  it('needs every clause of a rule and any rule of a policy', () => {
+    const twoClauses = create(AuthorizationSchema, {
+      name: 'p',
+      namespace: 'default',
+      scope: Scope.NAMESPACE,
+      action: Action.ALLOW,
+      rules: [
+        { clauses: [{ matches: [{ principals: [suffix('/sa/curl')] }] }, { matches: [{ destinationPorts: [8080] }] }] },
+        { clauses: [{ matches: [{ destinationPorts: [22] }] }] },
+      ],
+    });
+    const state = withPolicies(twoClauses);
+    assert.equal(check(state).allowed, true);
+    assert.equal(check(state, { destinationPort: 9090 }).allowed, false);
+    assert.equal(check(state, { sourceIdentity: null }).allowed, false);
+    const viaSecondRule = check(state, { sourceIdentity: null, destinationPort: 22 });
+    assert.equal(viaSecondRule.allowed, true);
+    assert.match(viaSecondRule.reason, /rules\[1\] matched/);
+  });
+
+  it('treats a Match with no fields as matching nothing, as ztunnel does', () => {
+    assert.equal(check(withPolicies(allowPolicy('p', [{}]))).allowed, false);
+  });
+
+  it('reports dry-run policies without enforcing them', () => {
+    const dryDeny = check(withPolicies(denyPolicy('would-deny', [], { dryRun: true })));
+    assert.equal(dryDeny.allowed, true);
+    assert.match(dryDeny.reason, /dry-run: DENY policy default\/would-deny \(rules\[0\] matched\) would deny/);
+
+    const dryAllowNothing = check(withPolicies(allowPolicy('would-allow-nothing', null, { dryRun: true })));
+    assert.equal(dryAllowNothing.allowed, true);
+    assert.match(dryAllowNothing.reason, /dry-run: no dry-run ALLOW policy matches, enforcing them would deny/);
+
+    const withEnforced = check(withPolicies(allowPolicy('allow-curl', [{ principals: [suffix('/sa/curl')] }]), allowPolicy('would-allow', [], { dryRun: true })));
+    assert.equal(withEnforced.policy, 'default/allow-curl');
+    assert.match(withEnforced.reason, /dry-run: ALLOW policy default\/would-allow \(rules\[0\] matched\) would allow/);
+  });
+
+  it('stops applying a removed policy', () => {
+    const state = withPolicies(allowPolicy('nobody', null));
+    assert.equal(check(state).allowed, false);
+    state.applyAuthorizations([], ['default/nobody']);
+    assert.equal(check(state).allowed, true);
+    assert.deepEqual(state.authorizations(), []);
+  });
+});
