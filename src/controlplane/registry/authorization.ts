@@ -1,0 +1,335 @@
+import { isIP } from 'node:net';
+
+import { create } from '@bufbuild/protobuf';
+import { EmptySchema } from '@bufbuild/protobuf/wkt';
+import { z } from 'zod';
+
+import { ipToBytes } from '../../api/ip.js';
+import { authorizationResourceName } from '../../api/resources.js';
+import {
+  Action,
+  AddressSchema,
+  AuthorizationSchema,
+  ClauseSchema,
+  MatchSchema,
+  RuleSchema,
+  Scope,
+  ServiceAccountMatchSchema,
+  StringMatchSchema,
+  type Address,
+  type Authorization,
+  type Clause,
+  type Match,
+  type Rule,
+  type ServiceAccountMatch,
+  type StringMatch,
+} from '../../gen/istio/security/authorization_pb.js';
+import { issuesToProblems, objectRef, type Labels, type ObjectRef } from './kube-objects.js';
+import type { FieldProblem } from './problems.js';
+
+/**
+ * Istio AuthorizationPolicy (security.istio.io/v1 and v1beta1) → the L4 `istio.security.Authorization`
+ * ztunnel enforces, following istiod's ambient translation (`convertAuthorizationPolicy`): rules OR,
+ * a rule's clauses AND, a clause's matches OR. HTTP attributes cannot be seen at L4: an ALLOW rule
+ * using them never matches (dropped), a DENY rule is enforced without them (denies more).
+ */
+
+export const DRY_RUN_ANNOTATION = 'istio.io/dry-run';
+
+const strings = z.array(z.string()).nullish();
+const ports = z.array(z.union([z.string(), z.number()])).nullish();
+
+// Strict objects: a misspelt field must not silently widen a rule.
+const sourceSchema = z.strictObject({
+  principals: strings,
+  notPrincipals: strings,
+  requestPrincipals: strings,
+  notRequestPrincipals: strings,
+  namespaces: strings,
+  notNamespaces: strings,
+  ipBlocks: strings,
+  notIpBlocks: strings,
+  remoteIpBlocks: strings,
+  notRemoteIpBlocks: strings,
+  serviceAccounts: strings,
+  notServiceAccounts: strings,
+});
+
+const operationSchema = z.strictObject({
+  hosts: strings,
+  notHosts: strings,
+  ports,
+  notPorts: ports,
+  methods: strings,
+  notMethods: strings,
+  paths: strings,
+  notPaths: strings,
+});
+
+const conditionSchema = z.strictObject({
+  key: z.string().min(1),
+  values: z.array(z.union([z.string(), z.number()])).nullish(),
+  notValues: z.array(z.union([z.string(), z.number()])).nullish(),
+});
+
+const ruleSchema = z.strictObject({
+  from: z.array(z.strictObject({ source: sourceSchema.nullish() })).nullish(),
+  to: z.array(z.strictObject({ operation: operationSchema.nullish() })).nullish(),
+  when: z.array(conditionSchema).nullish(),
+});
+
+const policySchema = z.object({
+  metadata: z.object({
+    name: z.string().min(1),
+    namespace: z.string().min(1),
+    annotations: z.record(z.string(), z.string()).nullish(),
+  }),
+  spec: z
+    .strictObject({
+      selector: z.strictObject({ matchLabels: z.record(z.string(), z.string()).nullish() }).nullish(),
+      targetRef: z.unknown().optional(),
+      targetRefs: z.array(z.unknown()).nullish(),
+      action: z.string().nullish(),
+      provider: z.unknown().optional(),
+      rules: z.array(ruleSchema).nullish(),
+    })
+    .nullish(),
+});
+
+type SourceSpec = z.output<typeof sourceSchema>;
+type OperationSpec = z.output<typeof operationSchema>;
+type ConditionSpec = z.output<typeof conditionSchema>;
+type RuleSpec = z.output<typeof ruleSchema>;
+
+export type PolicyConversion =
+  /** Rejected as an admission webhook would: the last valid version stays in force. */
+  | { outcome: 'invalid'; ref: ObjectRef | undefined; problems: FieldProblem[] }
+  /** Valid, but nothing for ztunnel to enforce (waypoint policy, unsupported action, DENY without rules). */
+  | { outcome: 'ignored'; ref: ObjectRef; problems: FieldProblem[] }
+  | {
+      outcome: 'converted';
+      ref: ObjectRef;
+      authorization: Authorization;
+      /** Set for WORKLOAD_SELECTOR policies. */
+      selector: Labels | undefined;
+      /** HTTP attributes found (and dropped), for a warning. */
+      httpAttributes: string[];
+    };
+
+export function convertAuthorizationPolicy(object: unknown, rootNamespace: string): PolicyConversion {
+  const parsed = policySchema.safeParse(object);
+  if (!parsed.success) return { outcome: 'invalid', ref: objectRef(object), problems: issuesToProblems(parsed.error) };
+  const { metadata } = parsed.data;
+  const spec = parsed.data.spec ?? {};
+  const ref = { namespace: metadata.namespace, name: metadata.name };
+
+  if (spec.targetRef !== undefined && spec.targetRef !== null) {
+    return ignored(ref, 'spec.targetRef', 'policies attached with targetRef are enforced by waypoints, not by ztunnel; not supported yet');
+  }
+  if (spec.targetRefs?.length) {
+    return ignored(ref, 'spec.targetRefs', 'policies attached with targetRefs are enforced by waypoints, not by ztunnel; not supported yet');
+  }
+
+  const actionName = spec.action ?? 'ALLOW';
+  let action: Action;
+  if (actionName === 'ALLOW') action = Action.ALLOW;
+  else if (actionName === 'DENY') action = Action.DENY;
+  else if (actionName === 'AUDIT' || actionName === 'CUSTOM') {
+    return ignored(ref, 'spec.action', `ztunnel does not support the ${actionName} action; policy not enforced`);
+  } else {
+    return { outcome: 'invalid', ref, problems: [{ field: 'spec.action', message: `unknown action ${JSON.stringify(actionName)} (want ALLOW or DENY)` }] };
+  }
+
+  const ruleSpecs = spec.rules ?? [];
+  // A DENY policy without rules matches nothing: nothing to enforce.
+  if (action === Action.DENY && ruleSpecs.length === 0) return { outcome: 'ignored', ref, problems: [] };
+
+  const translator = new RuleTranslator(action, metadata.namespace);
+  const rules = ruleSpecs.flatMap((rule, i) => translator.rule(rule, `spec.rules[${i}]`) ?? []);
+  if (translator.problems.length > 0) return { outcome: 'invalid', ref, problems: translator.problems };
+
+  const matchLabels = spec.selector?.matchLabels ?? {};
+  const hasSelector = Object.keys(matchLabels).length > 0;
+  const scope = hasSelector ? Scope.WORKLOAD_SELECTOR : metadata.namespace === rootNamespace ? Scope.GLOBAL : Scope.NAMESPACE;
+  const dryRun = (metadata.annotations?.[DRY_RUN_ANNOTATION] ?? '').toLowerCase() === 'true';
+  return {
+    outcome: 'converted',
+    ref,
+    authorization: create(AuthorizationSchema, { name: metadata.name, namespace: metadata.namespace, scope, action, rules, dryRun }),
+    selector: hasSelector ? matchLabels : undefined,
+    httpAttributes: [...translator.httpAttributes].sort(),
+  };
+}
+
+export function authorizationName(ref: ObjectRef): string {
+  return authorizationResourceName(ref.namespace ?? '', ref.name);
+}
+
+function ignored(ref: ObjectRef, field: string, message: string): PolicyConversion {
+  return { outcome: 'ignored', ref, problems: [{ field, message }] };
+}
+
+/** `when` keys ztunnel can evaluate; any other key is an HTTP attribute. */
+const L4_CONDITION_KEYS = new Set(['source.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port']);
+
+const HTTP_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
+// The remote IP is the original client from X-Forwarded-For, which only an HTTP proxy sees (as istiod).
+const HTTP_SOURCE_FIELDS = ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const;
+
+class RuleTranslator {
+  readonly problems: FieldProblem[] = [];
+  readonly httpAttributes = new Set<string>();
+
+  constructor(
+    private readonly action: Action,
+    private readonly policyNamespace: string,
+  ) {}
+
+  /** The rule, or undefined when it can never match at L4 (HTTP attributes in an ALLOW rule). */
+  rule(rule: RuleSpec, path: string): Rule | undefined {
+    let usesHttp = false;
+    const clauses: Clause[] = [];
+    // Clause order as istiod: to, from, when (the order does not change the meaning).
+    if (rule.to?.length) {
+      const matches = rule.to.map((to, j) => {
+        const operation: OperationSpec = to.operation ?? {};
+        usesHttp = this.noteHttp(HTTP_OPERATION_FIELDS.filter((field) => operation[field]?.length)) || usesHttp;
+        return this.operationMatch(operation, `${path}.to[${j}].operation`);
+      });
+      clauses.push(create(ClauseSchema, { matches }));
+    }
+    if (rule.from?.length) {
+      const matches = rule.from.map((from, j) => {
+        const source: SourceSpec = from.source ?? {};
+        usesHttp = this.noteHttp(HTTP_SOURCE_FIELDS.filter((field) => source[field]?.length)) || usesHttp;
+        return this.sourceMatch(source, `${path}.from[${j}].source`);
+      });
+      clauses.push(create(ClauseSchema, { matches }));
+    }
+    for (const [j, condition] of (rule.when ?? []).entries()) {
+      if (!L4_CONDITION_KEYS.has(condition.key)) usesHttp = this.noteHttp([condition.key]) || usesHttp;
+      clauses.push(create(ClauseSchema, { matches: [this.conditionMatch(condition, `${path}.when[${j}]`)] }));
+    }
+    if (usesHttp && this.action === Action.ALLOW) return undefined;
+    return create(RuleSchema, { clauses });
+  }
+
+  private noteHttp(attributes: readonly string[]): boolean {
+    for (const attribute of attributes) this.httpAttributes.add(attribute);
+    return attributes.length > 0;
+  }
+
+  private operationMatch(operation: OperationSpec, path: string): Match {
+    return create(MatchSchema, {
+      destinationPorts: this.ports(operation.ports, `${path}.ports`),
+      notDestinationPorts: this.ports(operation.notPorts, `${path}.notPorts`),
+    });
+  }
+
+  private sourceMatch(source: SourceSpec, path: string): Match {
+    return create(MatchSchema, {
+      principals: stringMatches(source.principals),
+      notPrincipals: stringMatches(source.notPrincipals),
+      namespaces: stringMatches(source.namespaces),
+      notNamespaces: stringMatches(source.notNamespaces),
+      sourceIps: this.addresses(source.ipBlocks, `${path}.ipBlocks`),
+      notSourceIps: this.addresses(source.notIpBlocks, `${path}.notIpBlocks`),
+      serviceAccounts: this.serviceAccounts(source.serviceAccounts, `${path}.serviceAccounts`),
+      notServiceAccounts: this.serviceAccounts(source.notServiceAccounts, `${path}.notServiceAccounts`),
+    });
+  }
+
+  /** One match carrying the condition's values (positive fields) and notValues (negated fields). */
+  private conditionMatch(condition: ConditionSpec, path: string): Match {
+    const values = (condition.values ?? []).map(String);
+    const notValues = (condition.notValues ?? []).map(String);
+    switch (condition.key) {
+      case 'source.ip':
+        return create(MatchSchema, {
+          sourceIps: this.addresses(values, `${path}.values`),
+          notSourceIps: this.addresses(notValues, `${path}.notValues`),
+        });
+      case 'destination.ip':
+        return create(MatchSchema, {
+          destinationIps: this.addresses(values, `${path}.values`),
+          notDestinationIps: this.addresses(notValues, `${path}.notValues`),
+        });
+      case 'destination.port':
+        return create(MatchSchema, {
+          destinationPorts: this.ports(values, `${path}.values`),
+          notDestinationPorts: this.ports(notValues, `${path}.notValues`),
+        });
+      case 'source.namespace':
+        return create(MatchSchema, { namespaces: stringMatches(values), notNamespaces: stringMatches(notValues) });
+      case 'source.principal':
+        return create(MatchSchema, { principals: stringMatches(values), notPrincipals: stringMatches(notValues) });
+      default:
+        // An HTTP attribute: matches everything at L4 (only reachable in DENY rules, which then deny more).
+        return create(MatchSchema, {});
+    }
+  }
+
+  private ports(values: ReadonlyArray<string | number> | null | undefined, path: string): number[] {
+    const out: number[] = [];
+    for (const [i, value] of (values ?? []).entries()) {
+      const text = String(value);
+      const port = /^\d+$/.test(text) ? Number(text) : NaN;
+      if (Number.isInteger(port) && port >= 1 && port <= 65535) out.push(port);
+      else this.problems.push({ field: `${path}[${i}]`, message: `${JSON.stringify(value)} is not a port number (1-65535)` });
+    }
+    return out;
+  }
+
+  private addresses(values: readonly string[] | null | undefined, path: string): Address[] {
+    const out: Address[] = [];
+    for (const [i, value] of (values ?? []).entries()) {
+      const block = parseIpBlock(value);
+      if (block) out.push(block);
+      else this.problems.push({ field: `${path}[${i}]`, message: `${JSON.stringify(value)} is not an IP address or CIDR block` });
+    }
+    return out;
+  }
+
+  /** `ns/sa`, or a bare `sa` in the policy's own namespace. */
+  private serviceAccounts(values: readonly string[] | null | undefined, path: string): ServiceAccountMatch[] {
+    const out: ServiceAccountMatch[] = [];
+    for (const [i, value] of (values ?? []).entries()) {
+      const parts = value.split('/');
+      const [namespace, serviceAccount] = parts.length === 1 ? [this.policyNamespace, parts[0]!] : [parts[0]!, parts[1] ?? ''];
+      if (parts.length > 2 || !namespace || !serviceAccount) {
+        this.problems.push({ field: `${path}[${i}]`, message: `${JSON.stringify(value)} is not a service account (want <sa> or <namespace>/<sa>)` });
+        continue;
+      }
+      out.push(create(ServiceAccountMatchSchema, { namespace, serviceAccount }));
+    }
+    return out;
+  }
+}
+
+/** Istio's string patterns: `*` any value present, `x*` prefix, `*x` suffix, otherwise exact. */
+export function stringMatch(pattern: string): StringMatch {
+  if (pattern === '*') return create(StringMatchSchema, { matchType: { case: 'presence', value: create(EmptySchema) } });
+  if (pattern.startsWith('*')) return create(StringMatchSchema, { matchType: { case: 'suffix', value: pattern.slice(1) } });
+  if (pattern.endsWith('*')) return create(StringMatchSchema, { matchType: { case: 'prefix', value: pattern.slice(0, -1) } });
+  return create(StringMatchSchema, { matchType: { case: 'exact', value: pattern } });
+}
+
+function stringMatches(patterns: readonly string[] | null | undefined): StringMatch[] {
+  return (patterns ?? []).map(stringMatch);
+}
+
+/** `10.0.0.0/8`, `2001:db8::/32`, or a plain address (a /32 or /128). */
+export function parseIpBlock(text: string): Address | undefined {
+  const slash = text.indexOf('/');
+  const ip = slash < 0 ? text : text.slice(0, slash);
+  const family = isIP(ip);
+  if (family === 0) return undefined;
+  const bits = family === 4 ? 32 : 128;
+  let length = bits;
+  if (slash >= 0) {
+    const prefix = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > bits) return undefined;
+    length = Number(prefix);
+  }
+  return create(AddressSchema, { address: ipToBytes(ip), length });
+}
