@@ -12,7 +12,9 @@ command -v apt-get >/dev/null || die "apt-get not found: this script supports De
 
 # Debian packages needed at run time by the lab, tests and benchmarks.
 RUNTIME_PKGS=(iproute2 nftables etcd-server curl dnsutils tcpdump conntrack procps psmisc util-linux)
-BUILD_PKGS=(golang-go rsync make dpkg-dev)
+BUILD_PKGS=(golang-go rsync make dpkg-dev golang-github-modern-go-reflect2-dev)
+# Bump when the build recipe changes, so cached binaries of an older recipe are rebuilt.
+BUILD_REVISION=r2
 
 missing_pkgs() {
   local p out=()
@@ -52,7 +54,7 @@ fi
 # Find the cache directory for the Debian kubernetes source version.
 have_cache() {
   local d
-  for d in "$K8S_CACHE_ROOT"/k8s-*/; do
+  for d in "$K8S_CACHE_ROOT"/k8s-*-"$BUILD_REVISION"/; do
     [ -x "$d/kube-apiserver" ] && [ -x "$d/kube-controller-manager" ] && [ -x "$d/kube-scheduler" ] && { echo "${d%/}"; return 0; }
   done
   return 1
@@ -83,10 +85,18 @@ srcdir=$(ls -d kubernetes-*/ | head -n1); srcdir=${srcdir%/}
 version=${srcdir#kubernetes-}
 say "building kube-apiserver, kube-controller-manager, kube-scheduler $version (about 4 minutes on 2 cores)"
 cd "$srcdir"
+# Kubernetes 1.20 vendors modern-go/reflect2 1.0.1, whose map iteration crashes the API server
+# under Go >= 1.18 as soon as a custom resource is stored ("fatal error: fault ... UnsafeIterate").
+# Debian's reflect2 1.0.2 has the fix and the same API; swap its sources into vendor/.
+reflect2_src=/usr/share/gocode/src/github.com/modern-go/reflect2
+reflect2_vendor=vendor/github.com/modern-go/reflect2
+[ -f "$reflect2_src/go_above_118.go" ] || die "golang-github-modern-go-reflect2-dev (>= 1.0.2) is not installed"
+find "$reflect2_vendor" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) -delete
+find "$reflect2_src" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -exec cp {} "$reflect2_vendor/" \;
 export GOFLAGS=-mod=vendor GO111MODULE=on GOTOOLCHAIN=local
 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >"$work/build.log" 2>&1 \
   || { tail -30 "$work/build.log" >&2; die "Kubernetes build failed; full log: $work/build.log"; }
-out="$K8S_CACHE_ROOT/k8s-$version"
+out="$K8S_CACHE_ROOT/k8s-$version-$BUILD_REVISION"
 mkdir -p "$out"
 for b in kube-apiserver kube-controller-manager kube-scheduler; do
   install -m 0755 "_output/bin/$b" "$out/$b" 2>/dev/null || install -m 0755 "$(find _output -type f -name "$b" | head -n1)" "$out/$b"

@@ -3,6 +3,8 @@ import { runAgent } from '../lab/agent/main.js';
 import { labDown } from '../lab/down.js';
 import { labExec, labLogs, labStatus } from '../lab/ops.js';
 import { labUp } from '../lab/up.js';
+import { registerMeshCommands } from './mesh-commands.js';
+import { registerRoleCommands } from './role-commands.js';
 
 const progress = (message: string) => process.stderr.write(`[lab] ${message}\n`);
 
@@ -69,6 +71,9 @@ lab
   .description('per-cluster node agent (started by `lab up`)')
   .requiredOption('--cluster <name>', 'cluster to serve')
   .action(async (opts: { cluster: string }) => runAgent(opts.cluster));
+
+registerMeshCommands(program);
+registerRoleCommands(program);
 
 program.exitOverride();
 try {

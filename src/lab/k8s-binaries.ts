@@ -5,6 +5,9 @@ import { join } from 'node:path';
 export const K8S_BINARIES = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'] as const;
 export type K8sBinary = (typeof K8S_BINARIES)[number];
 
+/** Build recipe revision, as in scripts/install-host-deps.sh: older caches are not used. */
+const BUILD_REVISION = 'r2';
+
 export function cacheRoot(): string {
   return process.env.AMBIT_CACHE_DIR ?? join(homedir(), '.cache', 'ambit');
 }
@@ -18,7 +21,7 @@ export function findK8sBinDir(): string {
     return explicit;
   }
   const root = cacheRoot();
-  const candidates = existsSync(root) ? readdirSync(root).filter((d) => d.startsWith('k8s-')).sort().reverse() : [];
+  const candidates = existsSync(root) ? readdirSync(root).filter((d) => d.startsWith('k8s-') && d.endsWith(`-${BUILD_REVISION}`)).sort().reverse() : [];
   for (const dir of candidates) {
     const full = join(root, dir);
     if (K8S_BINARIES.every((b) => existsSync(join(full, b)))) return full;

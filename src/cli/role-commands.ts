@@ -1,0 +1,49 @@
+import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { controlPlaneSettingsFromEnv } from '../controlplane/settings.js';
+import { runControlPlane } from '../controlplane/main.js';
+import { CertificateManager } from '../ztunnel/identity/manager.js';
+import { runZtunnel } from '../ztunnel/main.js';
+import { ztunnelSettingsFromEnv } from '../ztunnel/settings.js';
+import { createLogger } from '../util/log.js';
+
+/** The processes the deploy manifests run: `ambit controlplane` and `ambit ztunnel`. */
+export function registerRoleCommands(program: Command): void {
+  program
+    .command('controlplane')
+    .description('run the control plane (Deployment in the system namespace); settings from the environment the manifests set')
+    .option('--kubeconfig <file>', 'kubeconfig to use instead of in-cluster credentials')
+    .action(async (opts: { kubeconfig?: string }) => {
+      const settings = controlPlaneSettingsFromEnv({ ...process.env, ...(opts.kubeconfig ? { KUBECONFIG: opts.kubeconfig } : {}) });
+      await runControlPlane(settings);
+    });
+
+  const ztunnel = program.command('ztunnel').description('the per-node proxy (DaemonSet, hostNetwork); settings from the environment the manifests set');
+  ztunnel
+    .command('run', { isDefault: true })
+    .description('run ztunnel on this node')
+    .action(async () => runZtunnel(ztunnelSettingsFromEnv(process.env)));
+  ztunnel
+    .command('request-certificate')
+    .description('ask the CA for a workload identity with this ztunnel\'s credentials, and print the result (diagnostics)')
+    .argument('<identity>', 'SPIFFE identity, e.g. spiffe://cluster.local/ns/default/sa/curl')
+    .action(async (identity: string) => {
+      const settings = ztunnelSettingsFromEnv(process.env);
+      const manager = new CertificateManager({
+        caAddress: settings.caAddress,
+        caRootsPem: readFileSync(settings.rootCertPath, 'utf8'),
+        caServerName: settings.caAddress.replace(/:\d+$/, ''),
+        tokenPath: settings.tokenPath,
+        clusterId: settings.clusterId,
+        log: createLogger('ztunnel', { node: settings.nodeName }).child({}, { level: 'silent' }),
+      });
+      try {
+        const cert = await manager.certificateFor(identity);
+        const leaf = new X509Certificate(cert.certChainPem);
+        process.stdout.write(`issued ${identity}\n  serial ${leaf.serialNumber}\n  not after ${cert.notAfter.toISOString()}\n  SAN ${leaf.subjectAltName}\n`);
+      } finally {
+        manager.stop();
+      }
+    });
+}

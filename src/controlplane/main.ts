@@ -1,0 +1,134 @@
+import { toBinary } from '@bufbuild/protobuf';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { Server as GrpcServer, ServerCredentials, status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { aggregatedDiscoveryService, AUTHORIZATION_HEADER, CLUSTER_ID_HEADER, istioCertificateService } from '../api/grpc.js';
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from '../api/resources.js';
+import { AddressSchema } from '../gen/istio/workload/workload_pb.js';
+import { AuthorizationSchema } from '../gen/istio/security/authorization_pb.js';
+import { createLogger, type Logger } from '../util/log.js';
+import { json, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
+import { loadOrCreateAuthority, publishAuthorityRoots } from './ca/authority.js';
+import { cachedPodDirectory, CertificateAuthorizer, kubeTokenReviewer } from './ca/authorize.js';
+import { CaRequestError } from './ca/errors.js';
+import { createCertificateService } from './ca/server.js';
+import { watchCluster } from './kube-sources.js';
+import { MeshRegistry, type RegistryChange } from './registry/index.js';
+import type { ControlPlaneSettings } from './settings.js';
+import { ResourceCache } from './xds/resource-cache.js';
+import { createXdsMetrics } from './xds/metrics.js';
+import { DeltaXdsServer, XdsAuthError, type XdsPeer } from './xds/server.js';
+
+const SERVING_CERT_TTL_SECONDS = 30 * 24 * 3600;
+
+function loadKubeConfig(settings: ControlPlaneSettings): KubeConfig {
+  const config = new KubeConfig();
+  if (settings.kubeconfig) config.loadFromFile(settings.kubeconfig);
+  else if (process.env.KUBERNETES_SERVICE_HOST) config.loadFromCluster();
+  else config.loadFromDefault();
+  return config;
+}
+
+/** Copies registry changes into the serialized, versioned cache that xDS streams read. */
+function mirrorRegistry(registry: MeshRegistry, cache: ResourceCache): void {
+  const copy = (change: RegistryChange) => {
+    for (const name of change.addresses.upserted) {
+      const address = registry.address(name);
+      if (address) cache.set(ADDRESS_TYPE_URL, name, toBinary(AddressSchema, address));
+    }
+    for (const name of change.addresses.removed) cache.delete(ADDRESS_TYPE_URL, name);
+    for (const name of change.authorizations.upserted) {
+      const authorization = registry.authorization(name);
+      if (authorization) cache.set(AUTHORIZATION_TYPE_URL, name, toBinary(AuthorizationSchema, authorization));
+    }
+    for (const name of change.authorizations.removed) cache.delete(AUTHORIZATION_TYPE_URL, name);
+  };
+  copy({
+    addresses: { upserted: [...registry.addresses().keys()], removed: [] },
+    authorizations: { upserted: [...registry.authorizations().keys()], removed: [] },
+  });
+  registry.onChange(copy);
+}
+
+function metadataValue(metadata: Metadata, key: string): string | undefined {
+  const value = metadata.get(key)[0];
+  return typeof value === 'string' ? value : value?.toString();
+}
+
+/**
+ * The control plane: watches the cluster, builds the mesh registry, serves it over delta
+ * xDS and signs workload certificates, both on one TLS gRPC port (15012).
+ */
+export async function runControlPlane(settings: ControlPlaneSettings, log: Logger = createLogger('controlplane', { cluster: settings.clusterId })): Promise<void> {
+  const kubeConfig = loadKubeConfig(settings);
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const metricsRegistry = new Registry();
+  collectDefaultMetrics({ register: metricsRegistry });
+
+  const authority = await loadOrCreateAuthority({ core }, { systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, maxLeafTtlSeconds: settings.maxWorkloadCertTtlSeconds, log });
+  await publishAuthorityRoots({ core }, authority, { systemNamespace: settings.systemNamespace, log });
+
+  const registry = new MeshRegistry({ clusterId: settings.clusterId, network: settings.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, log: log.child({ part: 'registry' }) });
+  const cache = new ResourceCache();
+  const sources = watchCluster(kubeConfig, registry, log.child({ part: 'informers' }));
+
+  const authorizer = new CertificateAuthorizer({
+    trustDomain: settings.trustDomain,
+    clusterName: settings.clusterId,
+    systemNamespace: settings.systemNamespace,
+    tokenReviewer: kubeTokenReviewer(kubeConfig),
+    pods: cachedPodDirectory(() => sources.pods()),
+  });
+  const authenticateXds = async (metadata: Metadata): Promise<XdsPeer> => {
+    try {
+      const caller = await authorizer.authenticate({ authorization: metadataValue(metadata, AUTHORIZATION_HEADER), clusterId: metadataValue(metadata, CLUSTER_ID_HEADER) });
+      return { name: caller.podName ? `${caller.identity.namespace}/${caller.podName}` : caller.username };
+    } catch (err) {
+      if (err instanceof CaRequestError) throw new XdsAuthError(err.code, err.message);
+      throw new XdsAuthError(GrpcStatus.UNAUTHENTICATED, (err as Error).message);
+    }
+  };
+
+  const serviceName = `ambit-controlplane.${settings.systemNamespace}.svc`;
+  const serving = await authority.issueServerCertificate({ dnsNames: [serviceName, `${serviceName}.cluster.local`, 'localhost'], ipAddresses: ['127.0.0.1'], ttlSeconds: SERVING_CERT_TTL_SECONDS });
+  const grpc = new GrpcServer({ 'grpc.max_concurrent_streams': 10_000, 'grpc.keepalive_time_ms': 30_000 });
+  const xds = new DeltaXdsServer({ cache, log: log.child({ part: 'xds' }), metrics: createXdsMetrics(metricsRegistry), authenticate: authenticateXds });
+  grpc.addService(aggregatedDiscoveryService, xds.handlers());
+  grpc.addService(
+    istioCertificateService,
+    createCertificateService({
+      authority,
+      authorizer,
+      log: log.child({ part: 'ca' }),
+      defaultTtlSeconds: settings.workloadCertTtlSeconds,
+      maxTtlSeconds: settings.maxWorkloadCertTtlSeconds,
+      registry: metricsRegistry,
+    }),
+  );
+
+  let ready = false;
+  await startHttpEndpoint(settings.bindHost, settings.ports.readiness, { '/ready': () => (ready ? text('ready\n') : text('syncing with the API server\n', 503)) }, log);
+  await startHttpEndpoint(settings.bindHost, settings.ports.monitoring, {
+    '/metrics': async () => ({ status: 200, type: metricsRegistry.contentType, body: await metricsRegistry.metrics() }),
+    '/debug/registry': () => json({ stats: registry.stats(), problems: registry.problems(), addresses: registry.addresses().size, authorizations: registry.authorizations().size, ca: authority.describe() }),
+  }, log);
+
+  await sources.synced;
+  mirrorRegistry(registry, cache);
+  cache.flush();
+  const credentials = ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }], false);
+  await new Promise<void>((resolve, reject) =>
+    grpc.bindAsync(`${settings.bindHost}:${settings.ports.xds}`, credentials, (err) => (err ? reject(new Error(`cannot listen on :${settings.ports.xds}: ${err.message}`)) : resolve())),
+  );
+  ready = true;
+  log.info({ addresses: registry.addresses().size, authorizations: registry.authorizations().size, ca: authority.describe().source }, 'control plane ready');
+
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    sources.stop();
+    grpc.tryShutdown(() => process.exit(0));
+    setTimeout(() => process.exit(0), 5000).unref();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}

@@ -1,0 +1,259 @@
+/**
+ * Translates the Istio install settings users already write (Helm values of the istiod and
+ * ztunnel charts, or an IstioOperator's `spec`) into ambit's values shape. Istio settings that
+ * have no meaning in ambit are accepted with a note; anything else unknown is an error, so a typo
+ * is never silently ignored.
+ */
+import { AMBIT_KEYS } from './values-schema.js';
+
+export type Tree = Record<string, unknown>;
+
+export const isMapping = (value: unknown): value is Tree => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Istio Helm value paths ambit understands → the ambit field each sets. */
+const MAPPED: Record<string, readonly string[]> = {
+  'global.meshID': ['meshId'],
+  'global.multiCluster.clusterName': ['clusterName'],
+  'global.network': ['network'],
+  'global.istioNamespace': ['systemNamespace'],
+  'global.imagePullPolicy': ['imagePullPolicy'],
+  'meshConfig.trustDomain': ['trustDomain'],
+  // Top-level keys of the ztunnel chart.
+  'multiCluster.clusterName': ['clusterName'],
+  logLevel: ['ztunnel', 'logLevel'],
+};
+
+/** Istio settings (and whole subtrees) accepted without effect; a value means a specific explanation. */
+const IGNORED: Record<string, string | undefined> = {
+  env: 'Istio feature flags do not apply to ambit',
+  meshConfig: undefined,
+  platforms: undefined,
+  ambient: undefined,
+  profile: undefined,
+  revision: undefined,
+  revisionTags: undefined,
+  defaultRevision: undefined,
+  pilot: undefined,
+  cni: undefined,
+  istiodRemote: undefined,
+  base: undefined,
+  gateways: undefined,
+  telemetry: undefined,
+  sidecarInjectorWebhook: undefined,
+  resourceScope: undefined,
+  variant: undefined,
+  hub: 'ambit runs its own image; set `image` instead',
+  tag: 'ambit runs its own image; set `image` instead',
+  'multiCluster.enabled': 'multicluster is always enabled in ambit',
+  'global.hub': 'ambit runs its own image; set `image` instead',
+  'global.tag': 'ambit runs its own image; set `image` instead',
+  'global.variant': undefined,
+  'global.multiCluster.enabled': 'multicluster is always enabled in ambit',
+  'global.multiCluster.globalDomainSuffix': undefined,
+  'global.multiCluster.includeEnvoyFilter': undefined,
+  'global.nativeNftables': 'ztunnel always programs nftables',
+  'global.platform': undefined,
+  'global.externalIstiod': 'ambit runs one control plane per cluster, multi-primary',
+  'global.remotePilotAddress': 'ambit runs one control plane per cluster, multi-primary',
+  'global.configCluster': undefined,
+  'global.pilotCertProvider': 'the control plane is always the CA',
+  'global.caAddress': undefined,
+  'global.proxy': undefined,
+  'global.proxy_init': undefined,
+  'global.logging': 'set controlPlane.logLevel / ztunnel.logLevel instead',
+  'global.logAsJson': 'ambit always logs JSON',
+  'global.jwtPolicy': undefined,
+  'global.imagePullSecrets': undefined,
+  'global.priorityClassName': undefined,
+  'global.defaultResources': 'set controlPlane.resources / ztunnel.resources instead',
+  'global.defaultNodeSelector': undefined,
+  'global.defaultTolerations': undefined,
+  'global.omitSidecarInjectorConfigMap': undefined,
+  'global.operatorManageWebhooks': undefined,
+  'global.istiod': undefined,
+  'global.meshNetworks': 'networks come from the topology.istio.io/network label and east-west Gateways',
+  'global.waypoint': undefined,
+  'global.sts': undefined,
+  'global.certSigners': undefined,
+  'global.mountMtlsCerts': undefined,
+  'global.ipFamilies': undefined,
+  'global.ipFamilyPolicy': undefined,
+  'global.trustBundleName': undefined,
+};
+
+/** IstioOperator `spec` fields that are not `values`/`meshConfig`. */
+const OPERATOR_IGNORED = new Set(['profile', 'hub', 'tag', 'revision', 'components', 'installPackagePath', 'addonComponents']);
+
+export interface MappedLayer {
+  /** The layer in ambit's shape (not yet validated). */
+  tree: Tree;
+  /** Istio settings accepted without effect. */
+  notes: string[];
+  /** Unknown keys and conflicts. */
+  problems: string[];
+  /** ambit path (`meshId`) → the key as the input wrote it (`global.meshID`), for messages. */
+  inputKeys: ReadonlyMap<string, string>;
+}
+
+const isIntermediateOf = (path: string, table: Record<string, unknown>) => Object.keys(table).some((key) => key.startsWith(`${path}.`));
+const ignoredEntry = (path: string): [string, string | undefined] | undefined => {
+  for (const [key, why] of Object.entries(IGNORED)) if (path === key || path.startsWith(`${key}.`)) return [key, why];
+  return undefined;
+};
+
+function leafPaths(value: unknown, path: string): string[] {
+  if (!isMapping(value) || Object.keys(value).length === 0) return [path];
+  return Object.entries(value).flatMap(([key, child]) => leafPaths(child, `${path}.${key}`));
+}
+
+/** Levenshtein distance (keys are short). */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** ` (did you mean "x"?)` when a candidate is close to `key`. */
+export function suggestion(key: string, candidates: readonly string[]): string {
+  const lower = key.toLowerCase();
+  const best = candidates
+    .map((c) => ({ c, d: c.toLowerCase() === lower ? 0 : distance(lower, c.toLowerCase()) }))
+    .filter(({ c, d }) => d <= Math.max(1, Math.min(2, Math.floor(c.length / 3))))
+    .sort((a, b) => a.d - b.d)[0];
+  return best ? ` (did you mean "${best.c}"?)` : '';
+}
+
+class LayerBuilder {
+  readonly tree: Tree = {};
+  readonly notes: string[] = [];
+  readonly problems: string[] = [];
+  /** Which input key set each ambit leaf, to report conflicts and name fields in messages. */
+  readonly setBy = new Map<string, string>();
+
+  constructor(private readonly source: string) {}
+
+  problem(path: string, message: string): void {
+    this.problems.push(`${this.source}: ${path}: ${message}`);
+  }
+
+  note(path: string, why: string | undefined): void {
+    this.notes.push(`${this.source}: ${path}: Istio setting with no effect in ambit, ignored${why ? ` (${why})` : ''}`);
+  }
+
+  /** Sets `target` (an ambit path) from input key `from`; a different value already set is a conflict. */
+  assign(target: readonly string[], value: unknown, from: string): void {
+    const key = target.join('.');
+    if (!isMapping(value)) return this.assignLeaf(target, value, key, from);
+    if (Object.keys(value).length === 0 && this.nodeAt(target) === undefined) this.assignLeaf(target, {}, key, from);
+    for (const [child, childValue] of Object.entries(value)) {
+      if (childValue !== null && childValue !== undefined) this.assign([...target, child], childValue, `${from}.${child}`);
+    }
+  }
+
+  private nodeAt(target: readonly string[]): unknown {
+    let node: unknown = this.tree;
+    for (const part of target) node = isMapping(node) ? node[part] : undefined;
+    return node;
+  }
+
+  private assignLeaf(target: readonly string[], value: unknown, key: string, from: string): void {
+    let node = this.tree;
+    for (const part of target.slice(0, -1)) {
+      const next = node[part];
+      if (next !== undefined && !isMapping(next)) return this.problem(from, `conflicts with ${this.setBy.get(part) ?? part}`);
+      node = (node[part] ??= {}) as Tree;
+    }
+    const leaf = target[target.length - 1]!;
+    const previous = this.setBy.get(key);
+    if (previous !== undefined && JSON.stringify(node[leaf]) !== JSON.stringify(value)) {
+      return this.problem(from, `${JSON.stringify(value)} conflicts with ${previous}: ${JSON.stringify(node[leaf])}`);
+    }
+    node[leaf] = value;
+    this.setBy.set(key, from);
+  }
+}
+
+/**
+ * Walks Helm-style values. `path` is the Helm path (what the tables above are keyed by); `display`
+ * is how the key is named in messages (differs inside an IstioOperator, under `spec.values`).
+ */
+function walkHelm(builder: LayerBuilder, doc: Tree, path: string, display: string): void {
+  for (const [key, value] of Object.entries(doc)) {
+    if (value === null || value === undefined) continue;
+    const full = path ? `${path}.${key}` : key;
+    const shown = display ? `${display}.${key}` : key;
+    const target = MAPPED[full];
+    if (target) {
+      builder.assign(target, value, shown);
+    } else if (isIntermediateOf(full, MAPPED)) {
+      if (isMapping(value)) walkHelm(builder, value, full, shown);
+      else builder.problem(shown, 'expected a mapping');
+    } else if (ignoredEntry(full)) {
+      for (const leaf of leafPaths(value, shown)) builder.note(leaf, ignoredEntry(full)![1]);
+    } else if (isIntermediateOf(full, IGNORED)) {
+      if (isMapping(value)) walkHelm(builder, value, full, shown);
+      else builder.problem(shown, 'expected a mapping');
+    } else if (!path && AMBIT_KEYS.includes(key)) {
+      builder.assign([key], value, shown);
+    } else {
+      builder.problem(shown, `unknown key${suggestion(key, candidatesAt(path))}`);
+    }
+  }
+}
+
+function candidatesAt(path: string): string[] {
+  const prefix = path ? `${path}.` : '';
+  const below = [...Object.keys(MAPPED), ...Object.keys(IGNORED)]
+    .filter((k) => k.startsWith(prefix))
+    .map((k) => k.slice(prefix.length).split('.')[0]!);
+  return [...new Set([...(path ? [] : AMBIT_KEYS), ...below])];
+}
+
+function walkOperator(builder: LayerBuilder, doc: Tree): void {
+  for (const [key, value] of Object.entries(doc)) {
+    if (key === 'apiVersion' || key === 'kind' || key === 'metadata') continue;
+    if (key !== 'spec') {
+      builder.problem(key, 'unknown key in an IstioOperator (expected apiVersion, kind, metadata, spec)');
+      continue;
+    }
+    if (!isMapping(value)) {
+      builder.problem('spec', 'expected a mapping');
+      continue;
+    }
+    for (const [field, fieldValue] of Object.entries(value)) {
+      if (fieldValue === null || fieldValue === undefined) continue;
+      const shown = `spec.${field}`;
+      if (field === 'values') {
+        if (isMapping(fieldValue)) walkHelm(builder, fieldValue, '', shown);
+        else builder.problem(shown, 'expected a mapping');
+      } else if (field === 'meshConfig') {
+        walkHelm(builder, { meshConfig: fieldValue }, '', 'spec');
+      } else if (field === 'namespace') {
+        builder.assign(['systemNamespace'], fieldValue, shown);
+      } else if (OPERATOR_IGNORED.has(field)) {
+        for (const leaf of leafPaths(fieldValue, shown)) builder.note(leaf, undefined);
+      } else {
+        builder.problem(shown, `unknown IstioOperator field${suggestion(field, ['values', 'meshConfig', 'namespace', ...OPERATOR_IGNORED])}`);
+      }
+    }
+  }
+}
+
+/**
+ * Maps one document (a values file or a `--set` tree) to ambit's shape. ambit's own keys pass
+ * through unchanged; Istio keys are translated.
+ */
+export function mapToAmbitShape(doc: Tree, source: string): MappedLayer {
+  const builder = new LayerBuilder(source);
+  if (doc.kind === 'IstioOperator') walkOperator(builder, doc);
+  else walkHelm(builder, doc, '', '');
+  return { tree: builder.tree, notes: builder.notes, problems: builder.problems, inputKeys: builder.setBy };
+}
