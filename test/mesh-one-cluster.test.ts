@@ -253,7 +253,7 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
   });
 
   it('short certificate lifetime: renewal happens and a long-lived connection survives it', async () => {
-    const install = await ambit(['install', '--context', CTX, '--cluster-name', CLUSTER, '--set', 'controlPlane.workloadCertTtl=20s'], { timeoutMs: 300_000 });
+    const install = await ambit(['install', '--context', CTX, '--cluster-name', CLUSTER, '--set', 'controlPlane.workloadCertTtl=20s', '--set', 'controlPlane.maxWorkloadCertTtl=20s'], { timeoutMs: 300_000 });
     assert.equal(install.code, 0, install.stderr);
     await kubectl(CTX, ['delete', 'pods', '-n', 'istio-system', '-l', 'app=ztunnel', '--wait=true']);
     await kubectl(CTX, ['rollout', 'status', '-n', 'istio-system', 'ds/ztunnel', '--timeout=120s']);
