@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { readState } from '../src/lab/state.js';
 import { loadCa, issueLeaf, createRootCa } from '../src/util/pki.js';
-import { ambit, kubectl, labExec, labLeftovers, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
+import { ambit, kubectl, labExec, labLeftovers, repoRoot, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
 import { containerPid, curlFrom, hboneProbe, inNode, nodeIp, pods, rssMiB, ztunnelMetrics, ztunnelPodOn, type PodInfo } from './helpers/mesh.js';
 
 const CTX = 'lab-cluster1';
@@ -125,7 +125,8 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
       const m = /IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+):/.exec(line);
       if (!m) continue;
       const [, , sport, , dport] = m;
-      if (line.includes(`.${6443} `) || line.includes('.6443:')) continue; // node ↔ API server traffic is not pod traffic
+      // Control traffic is not pod traffic: node agents ↔ API server (6443), ztunnel ↔ control plane (TLS on 15012).
+      if ([sport, dport].some((p) => p === '6443' || p === '15012')) continue;
       ports.add(Number(sport) === 15008 ? 'from 15008' : Number(dport) === 15008 ? 'to 15008' : `${sport}->${dport}`);
     }
     assert.ok(ports.has('to 15008'), `no HBONE packets captured: ${[...ports].join(', ')}`);
@@ -153,10 +154,10 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
   it('the CA refuses a ztunnel asking for an identity of a pod on another node', async () => {
     const otherNode = remoteHello.node;
     const ztunnel = await ztunnelPodOn(CTX, otherNode);
-    const r = await labExec(CLUSTER, 'istio-system', ztunnel, [process.execPath, 'bin/ambit.js', 'ztunnel', 'request-certificate', CURL_IDENTITY]);
+    const r = await labExec(CLUSTER, 'istio-system', ztunnel, [process.execPath, `${repoRoot}bin/ambit.js`, 'ztunnel', 'request-certificate', CURL_IDENTITY]);
     assert.notEqual(r.code, 0, `the CA issued ${CURL_IDENTITY} to the ztunnel on ${otherNode}: ${r.stdout}`);
     assert.match(r.stderr, new RegExp(`node ${otherNode}.*${CURL_IDENTITY.replace(/\//g, '\\/')}`));
-    const own = await labExec(CLUSTER, 'istio-system', await ztunnelPodOn(CTX, curl.node), [process.execPath, 'bin/ambit.js', 'ztunnel', 'request-certificate', CURL_IDENTITY]);
+    const own = await labExec(CLUSTER, 'istio-system', await ztunnelPodOn(CTX, curl.node), [process.execPath, `${repoRoot}bin/ambit.js`, 'ztunnel', 'request-certificate', CURL_IDENTITY]);
     assert.equal(own.code, 0, `the ztunnel on curl's node must get it: ${own.stderr}`);
   });
 

@@ -1,11 +1,8 @@
 import { Command, CommanderError } from 'commander';
-import { runAgent } from '../lab/agent/main.js';
-import { labDown } from '../lab/down.js';
-import { labExec, labLogs, labStatus } from '../lab/ops.js';
-import { labUp } from '../lab/up.js';
 import { registerMeshCommands } from './mesh-commands.js';
 import { registerRoleCommands } from './role-commands.js';
 
+// Commands load their modules on use, so long-running roles (ztunnel) do not carry the rest.
 const progress = (message: string) => process.stderr.write(`[lab] ${message}\n`);
 
 function fail(err: unknown): never {
@@ -29,18 +26,19 @@ lab
   .action(async (opts: { file: string; timeout: string }) => {
     const timeout = Number(opts.timeout);
     if (!Number.isFinite(timeout) || timeout <= 0) throw new Error(`--timeout: "${opts.timeout}" is not a positive number of seconds`);
+    const { labUp } = await import('../lab/up.js');
     await labUp(opts.file, progress, timeout * 1000);
   });
 
 lab
   .command('down')
   .description('remove everything the lab made: processes, network namespaces, nftables, contexts, state')
-  .action(async () => labDown(progress));
+  .action(async () => (await import('../lab/down.js')).labDown(progress));
 
 lab
   .command('status')
   .description('show clusters, nodes and processes of the lab')
-  .action(async () => console.log(await labStatus()));
+  .action(async () => console.log(await (await import('../lab/ops.js')).labStatus()));
 
 lab
   .command('exec')
@@ -51,7 +49,7 @@ lab
   .argument('<target>', 'pod name, pod/<name> or deploy/<name>')
   .argument('[command...]', 'command and arguments, after --')
   .action(async (target: string, command: string[], opts: { cluster: string; namespace: string; container?: string }) => {
-    process.exitCode = await labExec(opts.cluster, opts.namespace, target, command, opts.container);
+    process.exitCode = await (await import('../lab/ops.js')).labExec(opts.cluster, opts.namespace, target, command, opts.container);
   });
 
 lab
@@ -63,14 +61,14 @@ lab
   .option('-f, --follow', 'keep printing new output')
   .argument('<target>', 'pod name, pod/<name> or deploy/<name>')
   .action(async (target: string, opts: { cluster: string; namespace: string; container?: string; follow?: boolean }) => {
-    process.exitCode = await labLogs(opts.cluster, opts.namespace, target, opts);
+    process.exitCode = await (await import('../lab/ops.js')).labLogs(opts.cluster, opts.namespace, target, opts);
   });
 
 lab
   .command('agent', { hidden: true })
   .description('per-cluster node agent (started by `lab up`)')
   .requiredOption('--cluster <name>', 'cluster to serve')
-  .action(async (opts: { cluster: string }) => runAgent(opts.cluster));
+  .action(async (opts: { cluster: string }) => (await import('../lab/agent/main.js')).runAgent(opts.cluster));
 
 registerMeshCommands(program);
 registerRoleCommands(program);

@@ -2,9 +2,6 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { controlPlaneSettingsFromEnv } from '../controlplane/settings.js';
-import { runControlPlane } from '../controlplane/main.js';
-import { CertificateManager } from '../ztunnel/identity/manager.js';
-import { runZtunnel } from '../ztunnel/main.js';
 import { ztunnelSettingsFromEnv } from '../ztunnel/settings.js';
 import { createLogger } from '../util/log.js';
 
@@ -16,6 +13,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--kubeconfig <file>', 'kubeconfig to use instead of in-cluster credentials')
     .action(async (opts: { kubeconfig?: string }) => {
       const settings = controlPlaneSettingsFromEnv({ ...process.env, ...(opts.kubeconfig ? { KUBECONFIG: opts.kubeconfig } : {}) });
+      const { runControlPlane } = await import('../controlplane/main.js');
       await runControlPlane(settings);
     });
 
@@ -23,13 +21,14 @@ export function registerRoleCommands(program: Command): void {
   ztunnel
     .command('run', { isDefault: true })
     .description('run ztunnel on this node')
-    .action(async () => runZtunnel(ztunnelSettingsFromEnv(process.env)));
+    .action(async () => (await import('../ztunnel/main.js')).runZtunnel(ztunnelSettingsFromEnv(process.env)));
   ztunnel
     .command('request-certificate')
     .description('ask the CA for a workload identity with this ztunnel\'s credentials, and print the result (diagnostics)')
     .argument('<identity>', 'SPIFFE identity, e.g. spiffe://cluster.local/ns/default/sa/curl')
     .action(async (identity: string) => {
       const settings = ztunnelSettingsFromEnv(process.env);
+      const { CertificateManager } = await import('../ztunnel/identity/manager.js');
       const manager = new CertificateManager({
         caAddress: settings.caAddress,
         caRootsPem: readFileSync(settings.rootCertPath, 'utf8'),
