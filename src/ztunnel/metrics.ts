@@ -1,0 +1,294 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+
+import type { Service, Workload } from '../gen/istio/workload/workload_pb.js';
+
+/** Istio's standard TCP metric labels (as ztunnel reports them). */
+export const TCP_LABEL_NAMES = [
+  'reporter',
+  'source_workload',
+  'source_canonical_service',
+  'source_canonical_revision',
+  'source_workload_namespace',
+  'source_principal',
+  'source_app',
+  'source_version',
+  'source_cluster',
+  'destination_service',
+  'destination_service_namespace',
+  'destination_service_name',
+  'destination_workload',
+  'destination_canonical_service',
+  'destination_canonical_revision',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_app',
+  'destination_version',
+  'destination_cluster',
+  'request_protocol',
+  'response_flags',
+  'connection_security_policy',
+] as const;
+
+export type TcpLabelName = (typeof TCP_LABEL_NAMES)[number];
+export type TcpLabels = Record<TcpLabelName, string>;
+
+export const UNKNOWN = 'unknown';
+
+/** ztunnel's response flags: `-` for none. */
+export type ResponseFlags = '-' | 'DENY' | 'CONNECT';
+
+/** Workload facts for one side of a connection, from the mesh state or, failing that, the HBONE baggage. */
+export interface PeerFacts {
+  workload?: string;
+  canonicalService?: string;
+  canonicalRevision?: string;
+  namespace?: string;
+  principal?: string;
+  cluster?: string;
+}
+
+export interface TcpConnectionDescription {
+  reporter: 'source' | 'destination';
+  source: PeerFacts;
+  destination: PeerFacts;
+  service?: Service;
+  mutualTls: boolean;
+  responseFlags?: ResponseFlags;
+}
+
+export function peerFactsOf(workload: Workload | undefined, principal?: string): PeerFacts {
+  if (!workload) return { principal };
+  return {
+    workload: workload.workloadName || workload.name,
+    canonicalService: workload.canonicalName,
+    canonicalRevision: workload.canonicalRevision,
+    namespace: workload.namespace,
+    principal,
+    cluster: workload.clusterId,
+  };
+}
+
+const orUnknown = (value: string | undefined): string => (value ? value : UNKNOWN);
+
+export function tcpLabels(description: TcpConnectionDescription): TcpLabels {
+  const { source, destination, service } = description;
+  return {
+    reporter: description.reporter,
+    source_workload: orUnknown(source.workload),
+    source_canonical_service: orUnknown(source.canonicalService),
+    source_canonical_revision: orUnknown(source.canonicalRevision),
+    source_workload_namespace: orUnknown(source.namespace),
+    source_principal: orUnknown(source.principal),
+    source_app: orUnknown(source.canonicalService),
+    source_version: orUnknown(source.canonicalRevision),
+    source_cluster: orUnknown(source.cluster),
+    destination_service: orUnknown(service?.hostname),
+    destination_service_namespace: orUnknown(service?.namespace),
+    destination_service_name: orUnknown(service?.name),
+    destination_workload: orUnknown(destination.workload),
+    destination_canonical_service: orUnknown(destination.canonicalService),
+    destination_canonical_revision: orUnknown(destination.canonicalRevision),
+    destination_workload_namespace: orUnknown(destination.namespace),
+    destination_principal: orUnknown(destination.principal),
+    destination_app: orUnknown(destination.canonicalService),
+    destination_version: orUnknown(destination.canonicalRevision),
+    destination_cluster: orUnknown(destination.cluster),
+    request_protocol: 'tcp',
+    response_flags: description.responseFlags ?? '-',
+    connection_security_policy: description.mutualTls ? 'mutual_tls' : UNKNOWN,
+  };
+}
+
+/**
+ * Byte accounting for one open connection. Counting is a plain addition per chunk; the totals reach
+ * the Prometheus counters every flush interval and at close.
+ */
+export interface TcpConnectionMetrics {
+  /** Bytes from the client towards the server (`istio_tcp_received_bytes_total`). */
+  addReceived(bytes: number): void;
+  /** Bytes from the server back to the client (`istio_tcp_sent_bytes_total`). */
+  addSent(bytes: number): void;
+  close(): void;
+}
+
+export type HandshakeFailureReason =
+  | 'untrusted_peer_certificate'
+  | 'missing_peer_certificate'
+  | 'unexpected_peer_identity'
+  | 'not_h2'
+  | 'tls_error'
+  | 'no_certificate';
+
+export type RefusedConnectionReason =
+  | 'no_original_destination'
+  | 'unknown_source_workload'
+  | 'unknown_destination_workload'
+  | 'service_unavailable'
+  | 'policy_denied'
+  | 'upstream_unreachable'
+  | 'hbone_refused';
+
+export interface ProxyMetrics {
+  /** Serves `/metrics`: `await registry.metrics()`. */
+  readonly registry: Registry;
+  /** Counts a connection as opened; the caller reports bytes and its close on the returned handle. */
+  openTcpConnection(description: TcpConnectionDescription): TcpConnectionMetrics;
+  /** A connection that was refused before any byte flowed: opened and closed at once, with its flag. */
+  recordRefusedTcpConnection(description: TcpConnectionDescription): void;
+  /** An HBONE TLS/HTTP2 connection that was refused during or right after its handshake. */
+  hboneHandshakeFailed(direction: 'inbound' | 'outbound', reason: HandshakeFailureReason): void;
+  /** An HBONE CONNECT stream answered with an error status (or refused by the server, on the client). */
+  hboneStreamRejected(direction: 'inbound' | 'outbound', code: number, reason: string): void;
+  /** An HBONE HTTP/2 session established (outbound: dialled by the pool; inbound: accepted). */
+  hboneSessionOpened(direction: 'inbound' | 'outbound'): void;
+  /** A captured connection closed without being proxied. */
+  connectionRefused(listener: 'outbound' | 'inbound' | 'inbound_plaintext', reason: RefusedConnectionReason): void;
+  /** Number of pooled outbound HBONE sessions. */
+  setPooledSessions(count: number): void;
+  /** Pushes the pending byte counts of open connections to the counters (also done on a timer). */
+  flush(): void;
+  /** Stops the flush timer (the registry stays readable). */
+  close(): void;
+}
+
+export interface ProxyMetricsOptions {
+  /** How often byte counts of long connections reach the counters. Default 5 s. */
+  flushIntervalMs?: number;
+}
+
+class OpenConnection implements TcpConnectionMetrics {
+  private pendingReceived = 0;
+  private pendingSent = 0;
+  private closed = false;
+
+  constructor(
+    private readonly labels: TcpLabels,
+    private readonly owner: PrometheusProxyMetrics,
+  ) {}
+
+  addReceived(bytes: number): void {
+    this.pendingReceived += bytes;
+  }
+
+  addSent(bytes: number): void {
+    this.pendingSent += bytes;
+  }
+
+  flush(): void {
+    if (this.pendingReceived > 0) this.owner.receivedBytes.inc(this.labels, this.pendingReceived);
+    if (this.pendingSent > 0) this.owner.sentBytes.inc(this.labels, this.pendingSent);
+    this.pendingReceived = 0;
+    this.pendingSent = 0;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.flush();
+    this.owner.connectionClosed(this, this.labels);
+  }
+}
+
+class PrometheusProxyMetrics implements ProxyMetrics {
+  readonly registry = new Registry();
+  readonly opened: Counter<TcpLabelName>;
+  readonly closed: Counter<TcpLabelName>;
+  readonly sentBytes: Counter<TcpLabelName>;
+  readonly receivedBytes: Counter<TcpLabelName>;
+  private readonly handshakeFailures: Counter<'direction' | 'reason'>;
+  private readonly rejectedStreams: Counter<'direction' | 'code' | 'reason'>;
+  private readonly refusedConnections: Counter<'listener' | 'reason'>;
+  private readonly sessionsOpened: Counter<'direction'>;
+  private readonly pooledSessions: Gauge;
+  private readonly open = new Set<OpenConnection>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(options: ProxyMetricsOptions) {
+    const registers = [this.registry];
+    const labelNames = [...TCP_LABEL_NAMES];
+    this.opened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames, registers });
+    this.closed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames, registers });
+    this.sentBytes = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent back to the client during the connection', labelNames, registers });
+    this.receivedBytes = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client during the connection', labelNames, registers });
+    this.handshakeFailures = new Counter({
+      name: 'ambit_hbone_handshake_failures_total',
+      help: 'HBONE connections refused during the TLS/HTTP2 handshake',
+      labelNames: ['direction', 'reason'],
+      registers,
+    });
+    this.rejectedStreams = new Counter({
+      name: 'ambit_hbone_rejected_streams_total',
+      help: 'HBONE CONNECT streams answered with an error status',
+      labelNames: ['direction', 'code', 'reason'],
+      registers,
+    });
+    this.refusedConnections = new Counter({
+      name: 'ambit_proxy_refused_connections_total',
+      help: 'Captured connections closed without being proxied',
+      labelNames: ['listener', 'reason'],
+      registers,
+    });
+    this.sessionsOpened = new Counter({
+      name: 'ambit_hbone_sessions_opened_total',
+      help: 'HBONE HTTP/2 sessions established',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.pooledSessions = new Gauge({ name: 'ambit_hbone_pooled_sessions', help: 'Outbound HBONE HTTP/2 sessions in the pool', registers });
+    this.timer = setInterval(() => this.flush(), options.flushIntervalMs ?? 5000);
+    this.timer.unref();
+  }
+
+  openTcpConnection(description: TcpConnectionDescription): TcpConnectionMetrics {
+    const labels = tcpLabels(description);
+    this.opened.inc(labels);
+    const connection = new OpenConnection(labels, this);
+    this.open.add(connection);
+    return connection;
+  }
+
+  connectionClosed(connection: OpenConnection, labels: TcpLabels): void {
+    this.open.delete(connection);
+    this.closed.inc(labels);
+  }
+
+  recordRefusedTcpConnection(description: TcpConnectionDescription): void {
+    const labels = tcpLabels(description);
+    this.opened.inc(labels);
+    this.closed.inc(labels);
+  }
+
+  hboneHandshakeFailed(direction: 'inbound' | 'outbound', reason: HandshakeFailureReason): void {
+    this.handshakeFailures.inc({ direction, reason });
+  }
+
+  hboneStreamRejected(direction: 'inbound' | 'outbound', code: number, reason: string): void {
+    this.rejectedStreams.inc({ direction, code: String(code), reason });
+  }
+
+  hboneSessionOpened(direction: 'inbound' | 'outbound'): void {
+    this.sessionsOpened.inc({ direction });
+  }
+
+  connectionRefused(listener: 'outbound' | 'inbound' | 'inbound_plaintext', reason: RefusedConnectionReason): void {
+    this.refusedConnections.inc({ listener, reason });
+  }
+
+  setPooledSessions(count: number): void {
+    this.pooledSessions.set(count);
+  }
+
+  flush(): void {
+    for (const connection of this.open) connection.flush();
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.flush();
+  }
+}
+
+/** Metrics of one proxy, in a registry of its own (several can coexist, e.g. in tests). */
+export function createProxyMetrics(options: ProxyMetricsOptions = {}): ProxyMetrics {
+  return new PrometheusProxyMetrics(options);
+}

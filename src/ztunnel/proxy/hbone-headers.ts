@@ -1,0 +1,93 @@
+import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+
+import { WorkloadType, type Workload } from '../../gen/istio/workload/workload_pb.js';
+import { normalizeIp } from '../../api/ip.js';
+import type { PeerFacts } from '../metrics.js';
+
+/** `ip:port`, with IPv6 addresses in brackets. */
+export function formatAuthority(ip: string, port: number): string {
+  return isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+export type ParsedAuthority = { ok: true; ip: string; port: number } | { ok: false; reason: string };
+
+/** Parses an HBONE `:authority` that must be `ip:port` (or `[ipv6]:port`). */
+export function parseAuthority(authority: string | undefined): ParsedAuthority {
+  if (!authority) return { ok: false, reason: ':authority is missing' };
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(authority);
+  const host = match?.[1] ?? match?.[2];
+  if (!match || host === undefined) return { ok: false, reason: `:authority ${JSON.stringify(authority)} is not ip:port` };
+  if (isIP(host) === 0) return { ok: false, reason: `:authority ${JSON.stringify(authority)} does not name an IP address` };
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return { ok: false, reason: `:authority ${JSON.stringify(authority)} has port out of range` };
+  return { ok: true, ip: normalizeIp(host), port };
+}
+
+const BAGGAGE_WORKLOAD_KEY: Record<WorkloadType, string> = {
+  [WorkloadType.DEPLOYMENT]: 'k8s.deployment.name',
+  [WorkloadType.CRONJOB]: 'k8s.cronjob.name',
+  [WorkloadType.POD]: 'k8s.pod.name',
+  [WorkloadType.JOB]: 'k8s.job.name',
+};
+
+/** W3C baggage describing the source workload, as ztunnel sends it. */
+export function baggageFor(source: Workload, clusterId: string): string {
+  const entries: Array<[string, string]> = [
+    ['k8s.cluster.name', source.clusterId || clusterId],
+    ['k8s.namespace.name', source.namespace],
+    [BAGGAGE_WORKLOAD_KEY[source.workloadType] ?? 'k8s.deployment.name', source.workloadName || source.name],
+    ['service.name', source.canonicalName],
+    ['service.version', source.canonicalRevision],
+  ];
+  return entries
+    .filter(([, value]) => value !== '')
+    .map(([key, value]) => `${key}=${encodeURIComponent(value)}`)
+    .join(',');
+}
+
+/** Source workload facts from a baggage header; unknown keys and malformed members are ignored. */
+export function parseBaggage(baggage: string | undefined): PeerFacts {
+  const facts: PeerFacts = {};
+  if (!baggage) return facts;
+  for (const member of baggage.split(',')) {
+    const [pair = ''] = member.split(';');
+    const equals = pair.indexOf('=');
+    if (equals <= 0) continue;
+    const key = pair.slice(0, equals).trim();
+    let value: string;
+    try {
+      value = decodeURIComponent(pair.slice(equals + 1).trim());
+    } catch {
+      continue;
+    }
+    if (key === 'k8s.cluster.name') facts.cluster = value;
+    else if (key === 'k8s.namespace.name') facts.namespace = value;
+    else if (Object.values(BAGGAGE_WORKLOAD_KEY).includes(key)) facts.workload = value;
+    else if (key === 'service.name') facts.canonicalService = value;
+    else if (key === 'service.version') facts.canonicalRevision = value;
+  }
+  return facts;
+}
+
+/** `forwarded: for="<ip>"` (RFC 7239; IPv6 in brackets). */
+export function forwardedFor(ip: string): string {
+  return isIP(ip) === 6 ? `for="[${ip}]"` : `for="${ip}"`;
+}
+
+/** The first `for=` address of a Forwarded header, when it is an IP address. */
+export function parseForwardedFor(forwarded: string | undefined): string | undefined {
+  if (!forwarded) return undefined;
+  const match = /(?:^|[;,\s])for=("?)\[?([0-9A-Fa-f.:]+)\]?(?::\d+)?\1(?=$|[;,\s])/i.exec(forwarded);
+  const ip = match?.[2];
+  return ip !== undefined && isIP(ip) !== 0 ? normalizeIp(ip) : undefined;
+}
+
+/** A fresh W3C traceparent: version 00, random trace and span ids, not sampled. */
+export function newTraceparent(): string {
+  const bytes = randomBytes(24);
+  // All-zero ids are invalid; make sure neither can be.
+  bytes[15] = (bytes[15] ?? 0) | 1;
+  bytes[23] = (bytes[23] ?? 0) | 1;
+  return `00-${bytes.subarray(0, 16).toString('hex')}-${bytes.subarray(16, 24).toString('hex')}-00`;
+}

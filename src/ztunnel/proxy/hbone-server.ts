@@ -1,0 +1,373 @@
+import { constants as http2Constants, performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+
+import type { Workload } from '../../gen/istio/workload/workload_pb.js';
+import type { WorkloadCertificate } from '../identity/types.js';
+import { peerFactsOf, type HandshakeFailureReason, type PeerFacts, type TcpConnectionDescription } from '../metrics.js';
+import type { AuthorizationDecision } from '../state/types.js';
+import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
+import { parseAuthority, parseBaggage, parseForwardedFor } from './hbone-headers.js';
+import type { SocketAddress } from './original-dst.js';
+import { spiffeIdentities } from './peer-identity.js';
+import { splice } from './splice.js';
+import { dialTcp, peerOf } from './tcp.js';
+import {
+  CONNECTION_WINDOW_BYTES,
+  HBONE_ALPN,
+  HBONE_HTTP2_SETTINGS,
+  HBONE_TLS_MIN_VERSION,
+  MAX_SESSION_MEMORY_MIB,
+  MAX_STREAMS_PER_SESSION,
+} from './transport.js';
+
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * A session with no frame at all for this long gets a graceful GOAWAY (its streams run on).
+ * Clients release idle sessions after 5 minutes, so this only catches clients that do not.
+ */
+const SESSION_IDLE_TIMEOUT_MS = 10 * 60_000;
+/** How long a rejected stream may linger half-open after its error response. */
+const REJECTED_STREAM_LINGER_MS = 10_000;
+
+/** OpenSSL errors that have a reason of their own; anything else is a plain `tls_error`. */
+const HANDSHAKE_ERROR_REASONS: Record<string, HandshakeFailureReason> = {
+  ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE: 'missing_peer_certificate',
+  // The client offered ALPN protocols, none of them h2.
+  ERR_SSL_NO_APPLICATION_PROTOCOL: 'not_h2',
+};
+
+/** What is known about an inbound connection before its TLS handshake. */
+interface InboundConnection {
+  socket: Socket;
+  peer: string;
+  peerIp: string;
+  original: SocketAddress;
+  destination: Workload;
+  destinationIdentity: string;
+}
+
+/** An inbound connection whose client proved a mesh identity. */
+interface AcceptedConnection extends InboundConnection {
+  peerIdentity: string;
+}
+
+interface IdentityTlsServer {
+  server: TlsServer;
+  certChainPem: string;
+  rootsPem: string;
+}
+
+/** The four addresses of a TCP connection; identical on the raw socket and the TLS socket wrapping it. */
+function connectionKey(socket: Socket): string {
+  return `${socket.localAddress}|${socket.localPort}|${socket.remoteAddress}|${socket.remotePort}`;
+}
+
+function singleHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * The inbound side of HBONE (port 15008): mTLS with the destination workload's certificate,
+ * HTTP/2, one CONNECT stream per proxied connection.
+ *
+ * TLS runs in a `tls.Server` per local identity (fed accepted sockets, never listening itself)
+ * because only a server reports the client chain verification as `authorized`/`authorizationError`
+ * (a bare server-side TLSSocket does not); the connection's facts travel from the raw socket to
+ * the TLS socket by their shared address 4-tuple.
+ */
+export class HboneServer {
+  private readonly tlsServers = new Map<string, IdentityTlsServer>();
+  private readonly handshaking = new Map<string, InboundConnection>();
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private closing = false;
+
+  constructor(private readonly context: ProxyContext) {}
+
+  /** Takes an accepted TCP connection of the HBONE listener. Never throws. */
+  accept(socket: Socket): void {
+    this.acceptConnection(socket).catch((error: unknown) => {
+      this.context.log.error({ err: String(error), peer: peerOf(socket) }, 'inbound HBONE connection failed');
+      socket.destroy();
+    });
+  }
+
+  /** Stops taking new streams: GOAWAY on every session; open streams run to their end. */
+  close(): void {
+    this.closing = true;
+    for (const session of this.sessions) {
+      if (!session.closed && !session.destroyed) session.close();
+    }
+  }
+
+  /** Tears down everything still open. */
+  destroy(): void {
+    this.closing = true;
+    for (const connection of this.handshaking.values()) connection.socket.destroy();
+    this.handshaking.clear();
+    for (const session of this.sessions) session.destroy();
+  }
+
+  get openSessions(): number {
+    return this.sessions.size;
+  }
+
+  private async acceptConnection(socket: Socket): Promise<void> {
+    const { log, metrics, state } = this.context;
+    const peer = peerOf(socket);
+    socket.on('error', (error) => log.debug({ err: error.message, peer }, 'inbound HBONE socket error'));
+    const original = capturedDestination(this.context, socket);
+    if (!original) {
+      log.warn({ peer }, 'inbound HBONE connection has no original destination; closing');
+      metrics.connectionRefused('inbound', 'no_original_destination');
+      socket.destroy();
+      return;
+    }
+    const destination = localEnrolledWorkload(state, original.ip);
+    if (!destination) {
+      log.warn({ peer, destination: original.ip }, 'inbound HBONE connection to an address that is not a local mesh workload; closing');
+      metrics.connectionRefused('inbound', 'unknown_destination_workload');
+      socket.destroy();
+      return;
+    }
+    const destinationIdentity = workloadIdentity(destination);
+    let certificate: WorkloadCertificate;
+    try {
+      certificate = await this.context.certificates.certificateFor(destinationIdentity);
+    } catch (error) {
+      log.error({ peer, identity: destinationIdentity, err: error instanceof Error ? error.message : String(error) }, 'no certificate for the destination workload; closing inbound HBONE connection');
+      metrics.hboneHandshakeFailed('inbound', 'no_certificate');
+      socket.destroy();
+      return;
+    }
+    if (socket.destroyed || this.closing) {
+      socket.destroy();
+      return;
+    }
+    const key = connectionKey(socket);
+    const connection: InboundConnection = { socket, peer, peerIp: remoteIp(socket), original, destination, destinationIdentity };
+    this.handshaking.set(key, connection);
+    // The raw socket closes with the TLS socket wrapping it, even when a failed handshake leaves
+    // the TLS socket without addresses to look the entry up by.
+    socket.once('close', () => {
+      if (this.handshaking.get(key) === connection) this.handshaking.delete(key);
+    });
+    this.tlsServerFor(certificate).emit('connection', socket);
+  }
+
+  private tlsServerFor(certificate: WorkloadCertificate): TlsServer {
+    const rootsPem = this.context.certificates.roots();
+    const contextOptions = { cert: certificate.certChainPem, key: certificate.keyPem, ca: rootsPem, minVersion: HBONE_TLS_MIN_VERSION } as const;
+    const existing = this.tlsServers.get(certificate.identity);
+    if (existing) {
+      if (existing.certChainPem !== certificate.certChainPem || existing.rootsPem !== rootsPem) {
+        // New handshakes use the renewed certificate; established connections keep theirs.
+        existing.server.setSecureContext(contextOptions);
+        existing.certChainPem = certificate.certChainPem;
+        existing.rootsPem = rootsPem;
+      }
+      return existing.server;
+    }
+    const server = createTlsServer({
+      ...contextOptions,
+      requestCert: true,
+      // Verified in onSecureConnection instead, so that a refusal can be logged with its reason.
+      rejectUnauthorized: false,
+      ALPNProtocols: HBONE_ALPN,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    });
+    server.on('secureConnection', (tlsSocket: TLSSocket) => this.onSecureConnection(tlsSocket));
+    server.on('tlsClientError', (error: Error, tlsSocket: TLSSocket) => this.onHandshakeError(error, tlsSocket));
+    server.on('error', (error) => this.context.log.error({ err: error.message }, 'inbound TLS server error'));
+    this.tlsServers.set(certificate.identity, { server, certChainPem: certificate.certChainPem, rootsPem });
+    return server;
+  }
+
+  private takeHandshaking(tlsSocket: TLSSocket): InboundConnection | undefined {
+    const key = connectionKey(tlsSocket);
+    const connection = this.handshaking.get(key);
+    this.handshaking.delete(key);
+    return connection;
+  }
+
+  private onHandshakeError(error: Error & { code?: string }, tlsSocket: TLSSocket): void {
+    const connection = this.takeHandshaking(tlsSocket);
+    const reason = HANDSHAKE_ERROR_REASONS[error.code ?? ''] ?? 'tls_error';
+    const message = reason === 'missing_peer_certificate' ? 'untrusted peer certificate' : reason === 'not_h2' ? 'HBONE client did not negotiate h2' : 'inbound HBONE TLS handshake failed';
+    this.context.log.info({ peer: connection?.peer, code: error.code, err: error.message.trim() }, message);
+    this.context.metrics.hboneHandshakeFailed('inbound', reason);
+    tlsSocket.destroy();
+  }
+
+  private refusePeer(tlsSocket: TLSSocket, connection: InboundConnection, reason: HandshakeFailureReason, detail: string): void {
+    this.context.log.warn({ peer: connection.peer, destination: connection.original.ip, reason: detail }, reason === 'not_h2' ? 'HBONE client did not negotiate h2' : 'untrusted peer certificate');
+    this.context.metrics.hboneHandshakeFailed('inbound', reason);
+    tlsSocket.destroy();
+  }
+
+  private onSecureConnection(tlsSocket: TLSSocket): void {
+    tlsSocket.on('error', (error) => this.context.log.debug({ err: error.message }, 'inbound HBONE TLS socket error'));
+    const connection = this.takeHandshaking(tlsSocket);
+    if (!connection || this.closing) {
+      tlsSocket.destroy();
+      return;
+    }
+    const certificate = tlsSocket.getPeerCertificate();
+    if (!certificate || Object.keys(certificate).length === 0) {
+      this.refusePeer(tlsSocket, connection, 'missing_peer_certificate', 'client presented no certificate');
+      return;
+    }
+    if (!tlsSocket.authorized) {
+      this.refusePeer(tlsSocket, connection, 'untrusted_peer_certificate', `certificate does not chain to the mesh roots (${String(tlsSocket.authorizationError)})`);
+      return;
+    }
+    const identities = spiffeIdentities(certificate.subjectaltname);
+    if (identities.length !== 1 || identities[0] === undefined) {
+      const detail = identities.length === 0 ? 'certificate carries no SPIFFE URI SAN' : `certificate carries several SPIFFE identities: ${identities.join(', ')}`;
+      this.refusePeer(tlsSocket, connection, 'untrusted_peer_certificate', detail);
+      return;
+    }
+    if (tlsSocket.alpnProtocol !== 'h2') {
+      this.refusePeer(tlsSocket, connection, 'not_h2', `ALPN protocol is ${JSON.stringify(tlsSocket.alpnProtocol)}, want "h2"`);
+      return;
+    }
+    const accepted: AcceptedConnection = { ...connection, peerIdentity: identities[0] };
+    this.context.log.debug(
+      { peer: accepted.peer, peerIdentity: accepted.peerIdentity, serial: certificate.serialNumber, destination: accepted.original.ip },
+      'inbound HBONE connection accepted',
+    );
+    this.startSession(tlsSocket, accepted);
+  }
+
+  private startSession(tlsSocket: TLSSocket, connection: AcceptedConnection): void {
+    let session: ServerHttp2Session;
+    try {
+      session = performServerHandshake(tlsSocket, {
+        settings: { ...HBONE_HTTP2_SETTINGS, maxConcurrentStreams: MAX_STREAMS_PER_SESSION },
+        maxSessionMemory: MAX_SESSION_MEMORY_MIB,
+      });
+    } catch (error) {
+      this.context.log.warn({ peer: connection.peer, err: String(error) }, 'could not start the HBONE HTTP/2 session');
+      tlsSocket.destroy();
+      return;
+    }
+    this.sessions.add(session);
+    this.context.metrics.hboneSessionOpened('inbound');
+    session.on('error', (error) => this.context.log.debug({ peer: connection.peer, err: error.message }, 'inbound HBONE session error'));
+    session.on('close', () => this.sessions.delete(session));
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.onStream(connection, stream, headers));
+    session.setTimeout(SESSION_IDLE_TIMEOUT_MS, () => {
+      if (!session.closed) session.close();
+    });
+    try {
+      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+    } catch (error) {
+      this.context.log.debug({ err: String(error) }, 'could not enlarge the HBONE connection window');
+    }
+  }
+
+  private onStream(connection: AcceptedConnection, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on('error', (error) => this.context.log.debug({ peer: connection.peer, err: error.message }, 'inbound HBONE stream error'));
+    try {
+      this.handleConnect(connection, stream, headers);
+    } catch (error) {
+      this.context.log.error({ peer: connection.peer, err: String(error) }, 'inbound HBONE stream failed');
+      stream.destroy();
+    }
+  }
+
+  private handleConnect(connection: AcceptedConnection, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    const { metrics, log } = this.context;
+    const method = headers[':method'];
+    if (method !== 'CONNECT') {
+      this.rejectStream(connection, stream, 400, 'method_not_connect', `HBONE accepts only CONNECT requests, got ${method ?? 'no method'}`);
+      return;
+    }
+    const authority = parseAuthority(headers[':authority']);
+    if (!authority.ok) {
+      this.rejectStream(connection, stream, 400, 'bad_authority', authority.reason);
+      return;
+    }
+    if (authority.ip !== connection.original.ip) {
+      this.rejectStream(
+        connection,
+        stream,
+        400,
+        'authority_mismatch',
+        `:authority ${authority.ip} is not the address this connection was sent to (${connection.original.ip})`,
+      );
+      return;
+    }
+    const sourceIp = parseForwardedFor(singleHeader(headers.forwarded)) ?? connection.peerIp;
+    const description: TcpConnectionDescription = {
+      reporter: 'destination',
+      source: this.sourceFacts(sourceIp, connection.peerIdentity, singleHeader(headers.baggage)),
+      destination: peerFactsOf(connection.destination, connection.destinationIdentity),
+      mutualTls: true,
+    };
+    const decision = this.authorize(connection, sourceIp, authority.port);
+    if (!decision.allowed) {
+      metrics.recordRefusedTcpConnection({ ...description, responseFlags: 'DENY' });
+      this.rejectStream(connection, stream, 401, 'policy_denied', `denied by authorization policy${decision.policy ? ` ${decision.policy}` : ''}: ${decision.reason}`);
+      return;
+    }
+    const target = this.context.dialAddress(authority.ip, authority.port);
+    dialTcp(target, log).then(
+      (upstream) => {
+        if (stream.destroyed || stream.closed) {
+          upstream.destroy();
+          return;
+        }
+        stream.respond({ ':status': 200 });
+        const tracked = metrics.openTcpConnection(description);
+        splice(stream, upstream, {
+          upstreamBytes: (bytes) => tracked.addReceived(bytes),
+          downstreamBytes: (bytes) => tracked.addSent(bytes),
+        }).then((error) => {
+          tracked.close();
+          if (error) log.debug({ peer: connection.peer, authority: headers[':authority'], err: error.message }, 'inbound HBONE connection ended with an error');
+        }, () => undefined);
+      },
+      (error: Error) => {
+        metrics.recordRefusedTcpConnection({ ...description, responseFlags: 'CONNECT' });
+        this.rejectStream(connection, stream, 503, 'upstream_unreachable', `upstream ${authority.ip}:${authority.port} unreachable: ${error.message}`);
+      },
+    );
+  }
+
+  private authorize(connection: AcceptedConnection, sourceIp: string, destinationPort: number): AuthorizationDecision {
+    try {
+      return this.context.state.authorize({
+        sourceIdentity: connection.peerIdentity,
+        sourceIp,
+        destinationIp: connection.original.ip,
+        destinationPort,
+        destination: connection.destination,
+      });
+    } catch (error) {
+      this.context.log.error({ err: String(error) }, 'authorization failed; denying');
+      return { allowed: false, reason: `authorization failed: ${String(error)}` };
+    }
+  }
+
+  /** Source labels: the mesh's record of the source address when it matches the peer's identity, else the baggage. */
+  private sourceFacts(sourceIp: string, peerIdentity: string, baggage: string | undefined): PeerFacts {
+    const known = this.context.state.workloadByIp(sourceIp);
+    if (known && workloadIdentity(known) === peerIdentity) return peerFactsOf(known, peerIdentity);
+    return { ...parseBaggage(baggage), principal: peerIdentity };
+  }
+
+  private rejectStream(connection: AcceptedConnection, stream: ServerHttp2Stream, status: number, reason: string, message: string): void {
+    this.context.log.info({ peer: connection.peer, peerIdentity: connection.peerIdentity, status, reason: message }, 'HBONE CONNECT rejected');
+    this.context.metrics.hboneStreamRejected('inbound', status, reason);
+    if (stream.destroyed || stream.closed || stream.headersSent) return;
+    try {
+      stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+      stream.end(`${message}\n`);
+      // A client that keeps its side open must not hold the stream slot forever.
+      stream.setTimeout(REJECTED_STREAM_LINGER_MS, () => stream.close(http2Constants.NGHTTP2_CANCEL));
+    } catch {
+      stream.destroy();
+    }
+  }
+}

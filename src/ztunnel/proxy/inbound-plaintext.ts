@@ -1,0 +1,62 @@
+import type { Socket } from 'node:net';
+
+import type { AuthorizationDecision } from '../state/types.js';
+import { peerFactsOf, type TcpConnectionDescription } from '../metrics.js';
+import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
+import { forwardOverTcp } from './forward.js';
+import { abort } from './splice.js';
+import { peerOf } from './tcp.js';
+
+/** Captured plaintext connections to local workloads (port 15006): authorize without identity, forward. */
+export class InboundPlaintextProxy {
+  constructor(private readonly context: ProxyContext) {}
+
+  /** Takes an accepted connection of the inbound plaintext listener. Never throws. */
+  accept(socket: Socket): void {
+    this.handle(socket).catch((error: unknown) => {
+      this.context.log.error({ peer: peerOf(socket), err: String(error) }, 'inbound plaintext connection failed');
+      abort(socket);
+    });
+  }
+
+  private async handle(socket: Socket): Promise<void> {
+    const { log, metrics, state } = this.context;
+    const peer = peerOf(socket);
+    socket.on('error', (error) => log.debug({ peer, err: error.message }, 'inbound plaintext socket error'));
+    const original = capturedDestination(this.context, socket);
+    if (!original) {
+      log.warn({ peer }, 'inbound plaintext connection has no original destination; closing');
+      metrics.connectionRefused('inbound_plaintext', 'no_original_destination');
+      socket.destroy();
+      return;
+    }
+    const destination = localEnrolledWorkload(state, original.ip);
+    if (!destination) {
+      log.warn({ peer, destination: original.ip }, 'inbound plaintext connection to an address that is not a local mesh workload; closing');
+      metrics.connectionRefused('inbound_plaintext', 'unknown_destination_workload');
+      socket.destroy();
+      return;
+    }
+    const sourceIp = remoteIp(socket);
+    const description: TcpConnectionDescription = {
+      reporter: 'destination',
+      source: peerFactsOf(state.workloadByIp(sourceIp)),
+      destination: peerFactsOf(destination, workloadIdentity(destination)),
+      mutualTls: false,
+    };
+    let decision: AuthorizationDecision;
+    try {
+      decision = state.authorize({ sourceIp, destinationIp: original.ip, destinationPort: original.port, destination });
+    } catch (error) {
+      decision = { allowed: false, reason: `authorization failed: ${String(error)}` };
+    }
+    if (!decision.allowed) {
+      log.info({ peer, destination: `${original.ip}:${original.port}`, policy: decision.policy, reason: decision.reason }, 'plaintext connection denied by authorization policy; resetting');
+      metrics.recordRefusedTcpConnection({ ...description, responseFlags: 'DENY' });
+      metrics.connectionRefused('inbound_plaintext', 'policy_denied');
+      abort(socket);
+      return;
+    }
+    await forwardOverTcp(this.context, 'inbound_plaintext', socket, this.context.dialAddress(original.ip, original.port), description);
+  }
+}

@@ -1,0 +1,131 @@
+import type { Socket } from 'node:net';
+
+import type { Workload } from '../../gen/istio/workload/workload_pb.js';
+import { peerFactsOf, type TcpConnectionDescription } from '../metrics.js';
+import type { Resolution, Upstream } from '../state/types.js';
+import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
+import { forwardOverTcp, spliceTracked } from './forward.js';
+import { baggageFor, formatAuthority, forwardedFor, newTraceparent } from './hbone-headers.js';
+import { HboneConnectError, type HbonePool } from './hbone-pool.js';
+import type { SocketAddress } from './original-dst.js';
+import { abort } from './splice.js';
+import { peerOf } from './tcp.js';
+
+/** Captured outbound connections (port 15001): resolve the destination, then tunnel, forward or refuse. */
+export class OutboundProxy {
+  constructor(
+    private readonly context: ProxyContext,
+    private readonly pool: HbonePool,
+  ) {}
+
+  /** Takes an accepted connection of the outbound listener. Never throws. */
+  accept(socket: Socket): void {
+    this.handle(socket).catch((error: unknown) => {
+      this.context.log.error({ peer: peerOf(socket), err: String(error) }, 'outbound connection failed');
+      abort(socket);
+    });
+  }
+
+  private async handle(socket: Socket): Promise<void> {
+    const { log, metrics, state } = this.context;
+    const peer = peerOf(socket);
+    socket.on('error', (error) => log.debug({ peer, err: error.message }, 'outbound downstream socket error'));
+    const original = capturedDestination(this.context, socket);
+    if (!original) {
+      log.warn({ peer }, 'outbound connection has no original destination; closing');
+      metrics.connectionRefused('outbound', 'no_original_destination');
+      socket.destroy();
+      return;
+    }
+    const sourceIp = remoteIp(socket);
+    const source = localEnrolledWorkload(state, sourceIp);
+    if (!source) {
+      log.warn({ peer, destination: `${original.ip}:${original.port}` }, 'outbound connection from an address that is not a local mesh workload; closing');
+      metrics.connectionRefused('outbound', 'unknown_source_workload');
+      socket.destroy();
+      return;
+    }
+    let resolution: Resolution;
+    try {
+      resolution = state.resolve(source, original.ip, original.port);
+    } catch (error) {
+      log.error({ peer, destination: `${original.ip}:${original.port}`, err: String(error) }, 'resolving the destination failed; resetting');
+      abort(socket);
+      return;
+    }
+    const sourceFacts = peerFactsOf(source);
+    switch (resolution.kind) {
+      case 'hbone':
+        await this.viaHbone(socket, source, sourceIp, original, resolution.upstream);
+        return;
+      case 'plaintext':
+        await forwardOverTcp(this.context, 'outbound', socket, this.context.dialAddress(resolution.upstream.address, resolution.upstream.port), {
+          reporter: 'source',
+          source: sourceFacts,
+          destination: peerFactsOf(resolution.upstream.workload),
+          service: resolution.upstream.service,
+          mutualTls: false,
+        });
+        return;
+      case 'passthrough':
+        await forwardOverTcp(this.context, 'outbound', socket, this.context.dialAddress(original.ip, original.port), {
+          reporter: 'source',
+          source: sourceFacts,
+          destination: {},
+          mutualTls: false,
+        });
+        return;
+      case 'unavailable':
+        log.warn(
+          { peer, destination: `${original.ip}:${original.port}`, service: `${resolution.service.namespace}/${resolution.service.hostname}`, reason: resolution.reason },
+          'service has no usable endpoint; resetting connection',
+        );
+        metrics.connectionRefused('outbound', 'service_unavailable');
+        abort(socket);
+        return;
+    }
+  }
+
+  private async viaHbone(socket: Socket, source: Workload, sourceIp: string, original: SocketAddress, upstream: Upstream): Promise<void> {
+    const { log, metrics } = this.context;
+    const sourceIdentity = workloadIdentity(source);
+    const destinationIdentity = workloadIdentity(upstream.workload);
+    const description: TcpConnectionDescription = {
+      reporter: 'source',
+      source: peerFactsOf(source, sourceIdentity),
+      destination: peerFactsOf(upstream.workload, destinationIdentity),
+      service: upstream.service,
+      mutualTls: true,
+    };
+    const authority = formatAuthority(upstream.address, upstream.port);
+    let stream;
+    try {
+      stream = await this.pool.connect({
+        sourceIdentity,
+        expectedIdentities: upstream.expectedIdentities.length ? upstream.expectedIdentities : [destinationIdentity],
+        destination: upstream.address,
+        authority,
+        headers: {
+          baggage: baggageFor(source, this.context.clusterId),
+          forwarded: forwardedFor(sourceIp),
+          traceparent: newTraceparent(),
+        },
+      });
+    } catch (error) {
+      const status = error instanceof HboneConnectError ? error.status : undefined;
+      log.warn(
+        { peer: peerOf(socket), destination: `${original.ip}:${original.port}`, authority, status, err: error instanceof Error ? error.message : String(error) },
+        'outbound HBONE connection failed; resetting',
+      );
+      metrics.recordRefusedTcpConnection({ ...description, responseFlags: status === 401 ? 'DENY' : 'CONNECT' });
+      metrics.connectionRefused('outbound', status === 401 ? 'policy_denied' : 'hbone_refused');
+      abort(socket);
+      return;
+    }
+    if (socket.destroyed) {
+      abort(stream);
+      return;
+    }
+    spliceTracked(this.context, socket, stream, description);
+  }
+}

@@ -1,0 +1,180 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+
+import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_CAPTURE_PORT } from '../../api/resources.js';
+import type { Logger } from '../../util/log.js';
+import type { CertificateSource } from '../identity/types.js';
+import type { ProxyMetrics } from '../metrics.js';
+import type { ProxyState } from '../state/types.js';
+import type { ProxyContext } from './context.js';
+import { HboneServer } from './hbone-server.js';
+import { HbonePool } from './hbone-pool.js';
+import { InboundPlaintextProxy } from './inbound-plaintext.js';
+import { getOriginalDestination, type SocketAddress } from './original-dst.js';
+import { OutboundProxy } from './outbound.js';
+import type { DialTarget } from './tcp.js';
+
+export interface ProxyListenOptions {
+  /** Outbound capture port (default 15001). */
+  outbound?: number;
+  /** HBONE port (default 15008). */
+  inbound?: number;
+  /** Inbound plaintext capture port (default 15006). */
+  inboundPlaintext?: number;
+  /** Address the three listeners bind (default 0.0.0.0). */
+  host?: string;
+}
+
+export interface ProxyOptions {
+  state: ProxyState;
+  certificates: CertificateSource;
+  log: Logger;
+  metrics: ProxyMetrics;
+  clusterId: string;
+  listen?: ProxyListenOptions;
+  /** Reads where a captured socket was going; default SO_ORIGINAL_DST. Tests inject their own. */
+  originalDestination?: (socket: Socket) => SocketAddress | undefined;
+  /** Port dialled on HBONE destinations (default 15008). */
+  hbonePort?: number;
+  /** Maps an address to dial to the address actually dialled (tests map pod IPs to loopback). */
+  dialAddress?: (ip: string, port: number) => DialTarget;
+  /** HBONE pool tuning (defaults: 100 streams per session, 5 minutes idle). */
+  pool?: { maxStreamsPerSession?: number; idleTimeoutMs?: number };
+}
+
+export interface ProxyPorts {
+  outbound: number;
+  inbound: number;
+  inboundPlaintext: number;
+}
+
+export interface ProxyStopOptions {
+  /** How long open connections may run to their end before they are cut. Default 5 s. */
+  drainTimeoutMs?: number;
+}
+
+const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
+const DRAIN_POLL_MS = 50;
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** ztunnel's data path: the outbound (15001), HBONE (15008) and inbound plaintext (15006) listeners. */
+export class Proxy {
+  private readonly context: ProxyContext;
+  private readonly pool: HbonePool;
+  private readonly hbone: HboneServer;
+  private readonly outbound: OutboundProxy;
+  private readonly inboundPlaintext: InboundPlaintextProxy;
+  private readonly servers: { outbound: Server; inbound: Server; inboundPlaintext: Server };
+  /** Accepted plaintext-side connections (15001, 15006), for draining. */
+  private readonly connections = new Set<Socket>();
+  private started = false;
+
+  constructor(private readonly options: ProxyOptions) {
+    this.context = {
+      state: options.state,
+      certificates: options.certificates,
+      log: options.log,
+      metrics: options.metrics,
+      clusterId: options.clusterId,
+      originalDestination: options.originalDestination ?? getOriginalDestination,
+      dialAddress: options.dialAddress ?? ((ip, port) => ({ host: ip, port })),
+    };
+    this.pool = new HbonePool({
+      certificates: options.certificates,
+      log: options.log,
+      metrics: options.metrics,
+      hbonePort: options.hbonePort ?? HBONE_PORT,
+      dialAddress: this.context.dialAddress,
+      maxStreamsPerSession: options.pool?.maxStreamsPerSession,
+      idleTimeoutMs: options.pool?.idleTimeoutMs,
+    });
+    this.hbone = new HboneServer(this.context);
+    this.outbound = new OutboundProxy(this.context, this.pool);
+    this.inboundPlaintext = new InboundPlaintextProxy(this.context);
+    this.servers = {
+      outbound: this.plaintextServer('outbound', (socket) => this.outbound.accept(socket)),
+      inbound: this.server('inbound', (socket) => this.hbone.accept(socket), false),
+      inboundPlaintext: this.plaintextServer('inbound plaintext', (socket) => this.inboundPlaintext.accept(socket)),
+    };
+  }
+
+  async start(): Promise<void> {
+    if (this.started) throw new Error('proxy already started');
+    this.started = true;
+    const listenOptions = this.options.listen ?? {};
+    const host = listenOptions.host ?? '0.0.0.0';
+    const plan: Array<[string, Server, number]> = [
+      ['outbound', this.servers.outbound, listenOptions.outbound ?? OUTBOUND_CAPTURE_PORT],
+      ['inbound HBONE', this.servers.inbound, listenOptions.inbound ?? HBONE_PORT],
+      ['inbound plaintext', this.servers.inboundPlaintext, listenOptions.inboundPlaintext ?? INBOUND_PLAINTEXT_PORT],
+    ];
+    for (const [name, server, port] of plan) {
+      try {
+        await listen(server, port, host);
+      } catch (error) {
+        for (const [, opened] of plan) if (opened.listening) opened.close();
+        throw new Error(`proxy cannot listen on ${host}:${port} (${name}): ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    this.context.log.info({ ports: this.ports() }, 'proxy listening');
+  }
+
+  /** The bound ports (useful when started with port 0). */
+  ports(): ProxyPorts {
+    const port = (server: Server) => (server.address() as AddressInfo | null)?.port ?? 0;
+    return { outbound: port(this.servers.outbound), inbound: port(this.servers.inbound), inboundPlaintext: port(this.servers.inboundPlaintext) };
+  }
+
+  /**
+   * Drains: stops accepting, sends GOAWAY on inbound sessions, stops pooling, lets open connections
+   * finish for up to `drainTimeoutMs`, then cuts what is left.
+   */
+  async stop(options: ProxyStopOptions = {}): Promise<void> {
+    for (const server of Object.values(this.servers)) if (server.listening) server.close();
+    this.hbone.close();
+    this.pool.close();
+    const deadline = Date.now() + (options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
+    while (this.busy() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+    for (const socket of this.connections) socket.destroy();
+    this.hbone.destroy();
+    this.pool.destroy();
+    this.context.log.info('proxy stopped');
+  }
+
+  private busy(): boolean {
+    return this.connections.size > 0 || this.hbone.openSessions > 0 || this.pool.sessionCount() > 0;
+  }
+
+  private server(name: string, onConnection: (socket: Socket) => void, allowHalfOpen: boolean): Server {
+    const server = createServer({ allowHalfOpen, noDelay: true }, (socket) => {
+      try {
+        onConnection(socket);
+      } catch (error) {
+        this.context.log.error({ listener: name, err: String(error) }, 'connection handler failed');
+        socket.destroy();
+      }
+    });
+    server.on('error', (error) => this.context.log.error({ listener: name, err: error.message }, 'listener error'));
+    return server;
+  }
+
+  private plaintextServer(name: string, onConnection: (socket: Socket) => void): Server {
+    return this.server(
+      name,
+      (socket) => {
+        this.connections.add(socket);
+        socket.once('close', () => this.connections.delete(socket));
+        onConnection(socket);
+      },
+      true,
+    );
+  }
+}
