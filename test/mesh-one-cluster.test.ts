@@ -26,6 +26,13 @@ async function helloVersions(count: number, namespace = 'sample', target = 'depl
   return seen;
 }
 
+/** A node script: one keep-alive HTTP connection, one request per second; prints {ok, fail, connections}. */
+function keepAliveScript(host: string, requests: number): string {
+  return `const http=require('http');const agent=new http.Agent({keepAlive:true,maxSockets:1});let ports=new Set(),ok=0,fail=0;` +
+    `const once=()=>new Promise(r=>{const q=http.get({host:'${host}',port:5000,path:'/hello',agent},res=>{res.resume();res.on('end',()=>{ports.add(q.socket.localPort);ok++;r()})});q.on('error',()=>{fail++;r()})});` +
+    `(async()=>{for(let i=0;i<${requests};i++){await once();await new Promise(r=>setTimeout(r,1000))}console.log(JSON.stringify({ok,fail,connections:ports.size}))})()`;
+}
+
 /** Packets on the network's node segment during `action`, as tcpdump prints them (-nn -A). */
 async function captureNodeSegment(action: () => Promise<void>): Promise<string> {
   const state = readState()!;
@@ -201,6 +208,53 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
     assert.deepEqual([...toPlain.keys()], ['v1'], 'enrolled → unenrolled');
     const within = await helloVersions(3, 'plain', 'deploy/sleep', 'helloworld.plain:5000/hello');
     assert.deepEqual([...within.keys()], ['v1'], 'unenrolled → unenrolled');
+    // A service the mesh has no endpoints for (the API server's, hand-written Endpoints) passes through.
+    const api = await labExec(CLUSTER, 'sample', 'deploy/curl', ['curl', '-sk', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', 'https://kubernetes.default.svc/healthz']);
+    assert.equal(api.code, 0, `enrolled pod → kubernetes.default: ${api.stderr}`);
+    assert.match(api.stdout, /^(200|401|403)$/);
+  });
+
+  it("seed 004's L4 AuthorizationPolicy: only the allowed principal reaches helloworld", async () => {
+    const policy = [
+      'apiVersion: security.istio.io/v1beta1',
+      'kind: AuthorizationPolicy',
+      'metadata:',
+      '  name: helloworld-viewer',
+      '  namespace: sample',
+      'spec:',
+      '  selector:',
+      '    matchLabels:',
+      '      app: helloworld',
+      '  action: ALLOW',
+      '  rules:',
+      '  - from:',
+      '    - source:',
+      '        principals: ["cluster.local/ns/sample/sa/curl"]',
+      '',
+    ].join('\n');
+    await kubectl(CTX, ['apply', '-f', '-'], policy);
+    try {
+      await waitFor('the policy to reach the ztunnels', async () => (await curlFrom(CLUSTER, 'plain', 'deploy/sleep', `http://${remoteHello.ip}:5000/hello`, 2)).code !== 0, 30_000);
+      // Through the Service VIP too, whichever node sleep and the chosen endpoint are on.
+      for (let i = 0; i < 8; i++) {
+        const viaVip = await curlFrom(CLUSTER, 'plain', 'deploy/sleep', 'helloworld.sample:5000/hello', 3);
+        assert.notEqual(viaVip.code, 0, `sleep reached helloworld through the VIP despite the policy: ${viaVip.stdout}`);
+      }
+      const allowed = await helloVersions(6);
+      assert.deepEqual([...allowed.keys()].sort(), ['v1', 'v2'], 'curl (allowed principal) still reaches both versions');
+      for (const pod of helloPods) {
+        const denied = await curlFrom(CLUSTER, 'plain', 'deploy/sleep', `http://${pod.ip}:5000/hello`, 3);
+        assert.notEqual(denied.code, 0, `sleep (no identity) must be refused by ${pod.name}: ${denied.stdout}`);
+      }
+      const nodes = [...new Set(helloPods.map((p) => p.node))];
+      const metrics = await Promise.all(nodes.map((node) => ztunnelMetrics(CLUSTER, node)));
+      assert.ok(metrics.every((m) => /istio_tcp_connections_opened_total\{[^}]*response_flags="DENY"/.test(m)), 'each destination ztunnel reports its denials');
+    } finally {
+      await kubectl(CTX, ['delete', 'authorizationpolicy', '-n', 'sample', 'helloworld-viewer']);
+    }
+    for (const pod of helloPods) {
+      await waitFor(`access to ${pod.name} to be restored`, async () => (await curlFrom(CLUSTER, 'plain', 'deploy/sleep', `http://${pod.ip}:5000/hello`, 2)).code === 0, 30_000);
+    }
   });
 
   it('garbage on 15008, 15012 and 15001 crashes nothing', async () => {
@@ -224,6 +278,8 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
     const cp = (await pods(CTX, 'istio-system', 'app=ambit-controlplane'))[0]!;
     const pid = containerPid(CLUSTER, 'istio-system', cp.name, 'controlplane');
     assert.ok(pid, 'control plane pid');
+    const established = labExec(CLUSTER, 'sample', 'deploy/curl', [process.execPath, '-e', keepAliveScript(remoteHello.ip, 12)]);
+    await new Promise((r) => setTimeout(r, 2000));
     process.kill(pid, 'SIGKILL');
     await waitFor('ztunnel to notice', async () => {
       const r = await curlFrom(CLUSTER, 'sample', 'deploy/curl', `http://${remoteHello.ip}:5000/hello`);
@@ -235,6 +291,9 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
     await rolloutStatus(CTX, 'istio-system', ['ambit-controlplane']);
     const afterwards = await helloVersions(6);
     assert.ok(afterwards.size >= 1);
+    const kept = await established;
+    assert.equal(kept.code, 0, kept.stderr);
+    assert.deepEqual(JSON.parse(kept.stdout.trim()), { ok: 12, fail: 0, connections: 1 }, 'the established connection lived through the control plane restart');
   });
 
   it('a killed ztunnel breaks only its node, and traffic recovers when it is back', async () => {
@@ -269,10 +328,7 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
       return c && Date.parse(c.notAfter!) - Date.parse(c.notBefore!) < 120_000 ? c : undefined;
     });
     // One keep-alive HTTP connection, one request every second for 25 s, across at least one renewal.
-    const script = `const http=require('http');const agent=new http.Agent({keepAlive:true,maxSockets:1});let ports=new Set(),ok=0,fail=0;` +
-      `const once=()=>new Promise(r=>{const q=http.get({host:'${remoteHello.ip}',port:5000,path:'/hello',agent},res=>{res.resume();res.on('end',()=>{ports.add(q.socket.localPort);ok++;r()})});q.on('error',()=>{fail++;r()})});` +
-      `(async()=>{for(let i=0;i<25;i++){await once();await new Promise(r=>setTimeout(r,1000))}console.log(JSON.stringify({ok,fail,connections:ports.size}))})()`;
-    const long = await labExec(CLUSTER, 'sample', 'deploy/curl', [process.execPath, '-e', script]);
+    const long = await labExec(CLUSTER, 'sample', 'deploy/curl', [process.execPath, '-e', keepAliveScript(remoteHello.ip, 25)]);
     assert.equal(long.code, 0, long.stderr);
     const result = JSON.parse(long.stdout.trim()) as { ok: number; fail: number; connections: number };
     assert.deepEqual(result, { ok: 25, fail: 0, connections: 1 }, 'the long-lived connection kept working on one socket');

@@ -314,10 +314,15 @@ describe('ztunnel state: resolve', () => {
     assert.equal(upstreamOf(allowAll.resolve(client, HELLO_VIP, 5000)).workload.name, 'sick');
   });
 
-  it('reports a service without endpoints as unavailable', () => {
+  it('leaves a service whose backends the mesh does not know to the network (passthrough)', () => {
     const state = helloState();
+    assert.deepEqual(state.resolve(client, HELLO_VIP, 5000), { kind: 'passthrough' });
+  });
+
+  it('reports a service whose only endpoints are unhealthy as unavailable', () => {
+    const state = helloState({}, pod('v1', { ips: ['10.0.1.1'], services: backs(5000, 5000), status: WorkloadStatus.UNHEALTHY }));
     const resolution = state.resolve(client, HELLO_VIP, 5000);
-    assert.match(unavailableReason(resolution), /service default\/helloworld\.default\.svc\.cluster\.local has no endpoints/);
+    assert.match(unavailableReason(resolution), /none healthy/);
     assert.equal(resolution.kind === 'unavailable' && resolution.service.hostname, HELLO);
   });
 
@@ -434,7 +439,7 @@ describe('ztunnel state: resolve', () => {
     addWorkloads(state, pod('v1', { ips: ['10.0.1.1'], services: backs(5000, 5000, other) }));
     assert.deepEqual(state.endpointsOf(HELLO_KEY), []);
     assert.deepEqual(state.endpointsOf(other).map((w) => w.name), ['v1']);
-    assert.match(unavailableReason(state.resolve(client, HELLO_VIP, 5000)), /has no endpoints/);
+    assert.deepEqual(state.resolve(client, HELLO_VIP, 5000), { kind: 'passthrough' });
 
     addWorkloads(state, pod('v1', { ips: ['10.0.1.1'], services: { ...backs(5000, 7000), ...backs(5000, 5000, other) } }));
     assert.equal(upstreamOf(state.resolve(client, HELLO_VIP, 5000)).port, 7000);

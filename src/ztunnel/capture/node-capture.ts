@@ -1,6 +1,6 @@
 import { run } from '../../util/exec.js';
 import type { Logger } from '../../util/log.js';
-import { DEFAULT_CAPTURE_PORTS, renderCaptureRemoval, renderCaptureRuleset, type CapturePorts } from './ruleset.js';
+import { DEFAULT_CAPTURE_PORTS, DIVERT_MARK, DIVERT_ROUTE_TABLE, renderCaptureRemoval, renderCaptureRuleset, type CapturePorts } from './ruleset.js';
 
 export interface NodeCaptureOptions {
   nodeIp: string;
@@ -8,16 +8,45 @@ export interface NodeCaptureOptions {
   ports?: CapturePorts;
   /** Applies an nft script; default runs `nft -f -`. */
   applyScript?: (script: string) => Promise<void>;
+  /** Runs `ip` with arguments; default runs the real command. */
+  ip?: (args: string[]) => Promise<void>;
 }
+
+const MARK = `0x${DIVERT_MARK.toString(16)}/0x${DIVERT_MARK.toString(16)}`;
 
 /** Owns `table inet ambit` in the node namespace: which local pods are captured. */
 export class NodeCapture {
   private applied?: string;
   private queue: Promise<void> = Promise.resolve();
   private readonly applyScript: (script: string) => Promise<void>;
+  private readonly ip: (args: string[]) => Promise<void>;
+  private routingReady = false;
 
   constructor(private readonly options: NodeCaptureOptions) {
     this.applyScript = options.applyScript ?? (async (script) => void (await run('nft', ['-f', '-'], { input: script })));
+    this.ip = options.ip ?? (async (args) => void (await run('ip', args)));
+  }
+
+  /** Policy routing that delivers diverted (marked) packets to local sockets, as tproxy needs. */
+  private async ensureDivertRouting(): Promise<void> {
+    if (this.routingReady) return;
+    await this.removeDivertRouting();
+    await this.ip(['rule', 'add', 'fwmark', MARK, 'lookup', String(DIVERT_ROUTE_TABLE), 'priority', String(DIVERT_ROUTE_TABLE)]);
+    await this.ip(['route', 'replace', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', String(DIVERT_ROUTE_TABLE)]);
+    this.routingReady = true;
+  }
+
+  private async removeDivertRouting(): Promise<void> {
+    // Several rules may be left by a ztunnel that was killed; delete until none is left.
+    for (let i = 0; i < 10; i++) {
+      try {
+        await this.ip(['rule', 'del', 'fwmark', MARK, 'lookup', String(DIVERT_ROUTE_TABLE)]);
+      } catch {
+        break;
+      }
+    }
+    await this.ip(['route', 'flush', 'table', String(DIVERT_ROUTE_TABLE)]).catch(() => undefined);
+    this.routingReady = false;
   }
 
   /** Sets the captured pod IPs; serialized, and a no-op when nothing changed. */
@@ -26,6 +55,7 @@ export class NodeCapture {
     this.queue = this.queue.then(async () => {
       if (this.applied === key) return;
       try {
+        await this.ensureDivertRouting();
         await this.applyScript(renderCaptureRuleset(this.options.nodeIp, enrolledPodIps, this.options.ports ?? DEFAULT_CAPTURE_PORTS));
         this.applied = key;
         this.options.log.info({ pods: enrolledPodIps.length }, 'capture rules updated');
@@ -40,6 +70,7 @@ export class NodeCapture {
     await this.queue;
     try {
       await this.applyScript(renderCaptureRemoval());
+      await this.removeDivertRouting();
       this.applied = undefined;
     } catch (err) {
       this.options.log.error({ err: (err as Error).message }, 'failed to remove capture rules');

@@ -2,6 +2,10 @@ import { isIP } from 'node:net';
 import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_CAPTURE_PORT } from '../../api/resources.js';
 
 export const CAPTURE_TABLE = 'ambit';
+/** Packet mark bit that routes diverted inbound packets to the local stack (policy routing). */
+export const DIVERT_MARK = 0x400;
+/** Routing table (and rule priority) holding `local 0.0.0.0/0 dev lo` for marked packets. */
+export const DIVERT_ROUTE_TABLE = 15006;
 
 export interface CapturePorts {
   outbound: number;
@@ -14,10 +18,14 @@ export const DEFAULT_CAPTURE_PORTS: CapturePorts = { outbound: OUTBOUND_CAPTURE_
 /**
  * nftables script that atomically replaces `table inet ambit` in the node's namespace.
  *
- * Packets are DNAT'd to the node address rather than REDIRECTed: REDIRECT targets the
- * incoming interface's address, and pod-side veths of many CNIs (and the lab) have none.
- * Chains run at priority -150, before kube-proxy style service DNAT (-100), so the
+ * Outbound and HBONE packets are DNAT'd to the node address rather than REDIRECTed: REDIRECT
+ * targets the incoming interface's address, and pod-side veths of many CNIs (and the lab) have
+ * none. That chain runs at priority -150, before kube-proxy style service DNAT (-100), so the
  * original destination ztunnel reads is still the service VIP.
+ *
+ * Plaintext inbound is diverted later (-90), after service DNAT, with tproxy: a client outside
+ * the mesh on the same node that dials a Service VIP only shows the enrolled pod's address
+ * after that DNAT, and NAT cannot apply twice to one connection.
  */
 export function renderCaptureRuleset(nodeIp: string, enrolledPodIps: readonly string[], ports: CapturePorts = DEFAULT_CAPTURE_PORTS): string {
   if (isIP(nodeIp) !== 4) throw new Error(`node address must be IPv4, got ${JSON.stringify(nodeIp)}`);
@@ -35,7 +43,13 @@ export function renderCaptureRuleset(nodeIp: string, enrolledPodIps: readonly st
     '    type nat hook prerouting priority -150; policy accept;',
     `    ip saddr @enrolled4 meta l4proto tcp ${to(ports.outbound)}`,
     `    ip daddr @enrolled4 tcp dport ${HBONE_PORT} ${to(ports.inbound)}`,
-    `    ip daddr @enrolled4 meta l4proto tcp ${to(ports.inboundPlaintext)}`,
+    '  }',
+    '  chain divert {',
+    '    type filter hook prerouting priority -90; policy accept;',
+    // Packets of connections already diverted follow their transparent socket; new ones are
+    // diverted; connections that predate enrolment keep flowing to the pod untouched.
+    `    ip daddr @enrolled4 meta l4proto tcp socket transparent 1 meta mark set meta mark | ${hex(DIVERT_MARK)} accept`,
+    `    ip daddr @enrolled4 tcp dport != ${HBONE_PORT} ct state new meta mark set meta mark | ${hex(DIVERT_MARK)} tproxy ip to :${ports.inboundPlaintext} accept`,
     '  }',
     '  chain output {',
     '    type nat hook output priority -150; policy accept;',
@@ -49,4 +63,8 @@ export function renderCaptureRuleset(nodeIp: string, enrolledPodIps: readonly st
 
 export function renderCaptureRemoval(): string {
   return [`table inet ${CAPTURE_TABLE}`, `delete table inet ${CAPTURE_TABLE}`, ''].join('\n');
+}
+
+function hex(value: number): string {
+  return `0x${value.toString(16)}`;
 }

@@ -3,6 +3,8 @@ import type { Socket } from 'node:net';
 import type { AuthorizationDecision } from '../state/types.js';
 import { peerFactsOf, type TcpConnectionDescription } from '../metrics.js';
 import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
+import { normalizeIp } from '../../api/ip.js';
+import type { SocketAddress } from './original-dst.js';
 import { forwardOverTcp } from './forward.js';
 import { abort } from './splice.js';
 import { peerOf } from './tcp.js';
@@ -23,7 +25,7 @@ export class InboundPlaintextProxy {
     const { log, metrics, state } = this.context;
     const peer = peerOf(socket);
     socket.on('error', (error) => log.debug({ peer, err: error.message }, 'inbound plaintext socket error'));
-    const original = capturedDestination(this.context, socket);
+    const original = transparentDestination(this.context, socket) ?? capturedDestination(this.context, socket);
     if (!original) {
       log.warn({ peer }, 'inbound plaintext connection has no original destination; closing');
       metrics.connectionRefused('inbound_plaintext', 'no_original_destination');
@@ -59,4 +61,14 @@ export class InboundPlaintextProxy {
     }
     await forwardOverTcp(this.context, 'inbound_plaintext', socket, this.context.dialAddress(original.ip, original.port), description);
   }
+}
+
+/**
+ * With tproxy the accepted socket's local address is the pod it was meant for, after any service
+ * DNAT; conntrack's original destination would still be the service VIP.
+ */
+function transparentDestination(context: ProxyContext, socket: Socket): SocketAddress | undefined {
+  if (!socket.localAddress || !socket.localPort) return undefined;
+  const ip = normalizeIp(socket.localAddress);
+  return localEnrolledWorkload(context.state, ip) ? { ip, port: socket.localPort } : undefined;
 }

@@ -1,4 +1,5 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { makeTransparent } from './socket-options.js';
 
 import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_CAPTURE_PORT } from '../../api/resources.js';
 import type { Logger } from '../../util/log.js';
@@ -124,6 +125,9 @@ export class Proxy {
         throw new Error(`proxy cannot listen on ${host}:${port} (${name}): ${error instanceof Error ? error.message : String(error)}`);
       }
     }
+    // Inbound plaintext is diverted with tproxy after service DNAT (see capture/ruleset.ts).
+    const transparentError = makeTransparent(this.servers.inboundPlaintext);
+    if (transparentError) this.context.log.warn({ reason: transparentError }, 'inbound plaintext listener is not transparent; only DNAT-captured connections reach it');
     this.context.log.info({ ports: this.ports() }, 'proxy listening');
   }
 

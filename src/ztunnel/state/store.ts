@@ -253,13 +253,17 @@ export class ZtunnelState implements ProxyState, StateUpdates {
     if (service.loadBalancing?.mode === LoadBalancing_Mode.PASSTHROUGH) return { kind: 'passthrough' };
     const servicePort = service.ports.find((candidate) => candidate.servicePort === port);
     if (!servicePort) return { kind: 'passthrough' };
+    const endpoints = this.endpointIndex.endpoints(serviceName);
+    // A service whose backends the mesh does not know (no selector, hand-written Endpoints such as
+    // the API server's `kubernetes` service) is left to the network, as if it were outside the mesh.
+    if (endpoints.length === 0) return { kind: 'passthrough' };
     const selection = selectEndpoint({
       source,
       sourceNetwork: network,
       serviceName,
       loadBalancing: service.loadBalancing,
       servicePort,
-      endpoints: this.endpointIndex.endpoints(serviceName),
+      endpoints,
       destinationFamily: ipFamily(vip),
       random: this.random,
     });
