@@ -11,7 +11,11 @@ import { peerOf } from './tcp.js';
 
 /** Captured plaintext connections to local workloads (port 15006): authorize without identity, forward. */
 export class InboundPlaintextProxy {
-  constructor(private readonly context: ProxyContext) {}
+  /** @param listenerPort the port this listener is bound to (a tproxied socket has another local port). */
+  constructor(
+    private readonly context: ProxyContext,
+    private readonly listenerPort: () => number,
+  ) {}
 
   /** Takes an accepted connection of the inbound plaintext listener. Never throws. */
   accept(socket: Socket): void {
@@ -25,7 +29,7 @@ export class InboundPlaintextProxy {
     const { log, metrics, state } = this.context;
     const peer = peerOf(socket);
     socket.on('error', (error) => log.debug({ peer, err: error.message }, 'inbound plaintext socket error'));
-    const original = transparentDestination(this.context, socket) ?? capturedDestination(this.context, socket);
+    const original = transparentDestination(this.context, socket, this.listenerPort()) ?? capturedDestination(this.context, socket);
     if (!original) {
       log.warn({ peer }, 'inbound plaintext connection has no original destination; closing');
       metrics.connectionRefused('inbound_plaintext', 'no_original_destination');
@@ -67,8 +71,8 @@ export class InboundPlaintextProxy {
  * With tproxy the accepted socket's local address is the pod it was meant for, after any service
  * DNAT; conntrack's original destination would still be the service VIP.
  */
-function transparentDestination(context: ProxyContext, socket: Socket): SocketAddress | undefined {
-  if (!socket.localAddress || !socket.localPort) return undefined;
+function transparentDestination(context: ProxyContext, socket: Socket, listenerPort: number): SocketAddress | undefined {
+  if (!socket.localAddress || !socket.localPort || socket.localPort === listenerPort) return undefined;
   const ip = normalizeIp(socket.localAddress);
   return localEnrolledWorkload(context.state, ip) ? { ip, port: socket.localPort } : undefined;
 }

@@ -99,7 +99,7 @@ export class Proxy {
     });
     this.hbone = new HboneServer(this.context);
     this.outbound = new OutboundProxy(this.context, this.pool);
-    this.inboundPlaintext = new InboundPlaintextProxy(this.context);
+    this.inboundPlaintext = new InboundPlaintextProxy(this.context, () => this.ports().inboundPlaintext);
     this.servers = {
       outbound: this.plaintextServer('outbound', (socket) => this.outbound.accept(socket)),
       inbound: this.server('inbound', (socket) => this.hbone.accept(socket), false),
