@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerMeshCommands } from './mesh-commands.js';
+import { registerMulticlusterCommands } from './multicluster-commands.js';
 import { registerRoleCommands } from './role-commands.js';
 
 // Commands load their modules on use, so long-running roles (ztunnel) do not carry the rest.
@@ -71,6 +72,7 @@ lab
   .action(async (opts: { cluster: string }) => (await import('../lab/agent/main.js')).runAgent(opts.cluster));
 
 registerMeshCommands(program);
+registerMulticlusterCommands(program);
 registerRoleCommands(program);
 
 program.exitOverride();
