@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { controlPlaneSettingsFromEnv } from '../controlplane/settings.js';
 import { ztunnelSettingsFromEnv } from '../ztunnel/settings.js';
+import { gatewaySettingsFromEnv } from '../gateway/settings.js';
 import { createLogger } from '../util/log.js';
 
 /** The processes the deploy manifests run: `ambit controlplane` and `ambit ztunnel`. */
@@ -15,6 +16,14 @@ export function registerRoleCommands(program: Command): void {
       const settings = controlPlaneSettingsFromEnv({ ...process.env, ...(opts.kubeconfig ? { KUBECONFIG: opts.kubeconfig } : {}) });
       const { runControlPlane } = await import('../controlplane/main.js');
       await runControlPlane(settings);
+    });
+
+  program
+    .command('gateway')
+    .description('run an east-west gateway (Deployment the control plane creates for a Gateway of class istio-east-west)')
+    .action(async () => {
+      const { runGateway } = await import('../gateway/main.js');
+      await runGateway(gatewaySettingsFromEnv(process.env));
     });
 
   const ztunnel = program.command('ztunnel').description('the per-node proxy (DaemonSet, hostNetwork); settings from the environment the manifests set');

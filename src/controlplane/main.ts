@@ -12,8 +12,8 @@ import { loadOrCreateAuthority, publishAuthorityRoots } from './ca/authority.js'
 import { cachedPodDirectory, CertificateAuthorizer, kubeTokenReviewer } from './ca/authorize.js';
 import { CaRequestError } from './ca/errors.js';
 import { createCertificateService } from './ca/server.js';
-import { watchCluster } from './kube-sources.js';
-import { MeshRegistry, type RegistryChange } from './registry/index.js';
+import { KubeClusterView, MeshView, RemoteClusters, watchClusterView } from './multicluster/index.js';
+import type { RegistryChange } from './registry/index.js';
 import type { ControlPlaneSettings } from './settings.js';
 import { ResourceCache } from './xds/resource-cache.js';
 import { createXdsMetrics } from './xds/metrics.js';
@@ -29,8 +29,10 @@ function loadKubeConfig(settings: ControlPlaneSettings): KubeConfig {
   return config;
 }
 
-/** Copies registry changes into the serialized, versioned cache that xDS streams read. */
-function mirrorRegistry(registry: MeshRegistry, cache: ResourceCache): void {
+type ResourceSource = Pick<MeshView, 'address' | 'addresses' | 'authorization' | 'authorizations' | 'onChange'>;
+
+/** Copies mesh changes into the serialized, versioned cache that xDS streams read. */
+function mirrorRegistry(registry: ResourceSource, cache: ResourceCache): void {
   const copy = (change: RegistryChange) => {
     for (const name of change.addresses.upserted) {
       const address = registry.address(name);
@@ -68,9 +70,10 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   const authority = await loadOrCreateAuthority({ core }, { systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, maxLeafTtlSeconds: settings.maxWorkloadCertTtlSeconds, log });
   await publishAuthorityRoots({ core }, authority, { systemNamespace: settings.systemNamespace, log });
 
-  const registry = new MeshRegistry({ clusterId: settings.clusterId, network: settings.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, log: log.child({ part: 'registry' }) });
+  const localView = new KubeClusterView({ clusterId: settings.clusterId, network: settings.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, log: log.child({ part: 'registry' }) });
   const cache = new ResourceCache();
-  const sources = watchCluster(kubeConfig, registry, log.child({ part: 'informers' }));
+  const localWatch = watchClusterView(kubeConfig, localView, { log: log.child({ part: 'informers' }), systemNamespace: settings.systemNamespace });
+  const sources = localWatch.sources;
 
   const authorizer = new CertificateAuthorizer({
     trustDomain: settings.trustDomain,
@@ -107,25 +110,38 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   );
 
   let ready = false;
+  let mesh: MeshView | undefined;
+  let remotes: RemoteClusters | undefined;
   await startHttpEndpoint(settings.bindHost, settings.ports.readiness, { '/ready': () => (ready ? text('ready\n') : text('syncing with the API server\n', 503)) }, log);
   await startHttpEndpoint(settings.bindHost, settings.ports.monitoring, {
     '/metrics': async () => ({ status: 200, type: metricsRegistry.contentType, body: await metricsRegistry.metrics() }),
-    '/debug/registry': () => json({ stats: registry.stats(), problems: registry.problems(), addresses: registry.addresses().size, authorizations: registry.authorizations().size, ca: authority.describe() }),
+    '/debug/registry': () =>
+      json({
+        local: { stats: localView.registry.stats(), problems: localView.registry.problems() },
+        mesh: mesh ? { stats: mesh.stats(), clusters: mesh.clusters(), addresses: mesh.addresses().size, authorizations: mesh.authorizations().size } : 'syncing',
+        remotes: remotes?.status(),
+        ca: authority.describe(),
+      }),
   }, log);
 
-  await sources.synced;
-  mirrorRegistry(registry, cache);
+  await localWatch.synced;
+  mesh = new MeshView({ local: localView, trustDomain: settings.trustDomain, log: log.child({ part: 'mesh' }) });
+  mirrorRegistry(mesh, cache);
   cache.flush();
+  remotes = new RemoteClusters({ localClusterId: settings.clusterId, systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, clusters: mesh, metrics: metricsRegistry, log: log.child({ part: 'remote-clusters' }) });
+  remotes.watch(kubeConfig);
   const credentials = ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }], false);
   await new Promise<void>((resolve, reject) =>
     grpc.bindAsync(`${settings.bindHost}:${settings.ports.xds}`, credentials, (err) => (err ? reject(new Error(`cannot listen on :${settings.ports.xds}: ${err.message}`)) : resolve())),
   );
   ready = true;
-  log.info({ addresses: registry.addresses().size, authorizations: registry.authorizations().size, ca: authority.describe().source }, 'control plane ready');
+  log.info({ addresses: mesh.addresses().size, authorizations: mesh.authorizations().size, ca: authority.describe().source }, 'control plane ready');
 
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down');
-    sources.stop();
+    remotes?.stop();
+    localWatch.stop();
+    mesh?.close();
     grpc.tryShutdown(() => process.exit(0));
     setTimeout(() => process.exit(0), 5000).unref();
   };

@@ -1,0 +1,536 @@
+import { AuthorizationSchema, type Authorization } from '../../gen/istio/security/authorization_pb.js';
+import { AddressSchema, type Address, type Service, type Workload } from '../../gen/istio/workload/workload_pb.js';
+import { createLogger, type Logger } from '../../util/log.js';
+import { SetIndex, TrackedResources, type ResourceChanges } from '../registry/tracked-resources.js';
+import { compareGateways } from './gateways.js';
+import {
+  buildGatewayWorkload,
+  buildSyntheticWorkload,
+  filterRemoteWorkload,
+  gatewayWorkloadUid,
+  mergeServices,
+  serviceAddress,
+  syntheticWorkloadUid,
+  workloadAddress,
+} from './mesh-resources.js';
+import type { ClusterView, ClusterViewChange, GatewayInfo, RemoteClusterSink } from './types.js';
+
+export interface MeshViewOptions {
+  /** The cluster this control plane runs in: its resources are served as they are. */
+  local: ClusterView;
+  /** Trust domain of the east-west gateways' identities (the mesh's). */
+  trustDomain: string;
+  log?: Logger;
+}
+
+/** Recomputations since the view was created (each is one resource rebuilt or re-read). */
+export interface MeshViewStats {
+  workloadBuilds: number;
+  serviceBuilds: number;
+  syntheticBuilds: number;
+  gatewayBuilds: number;
+}
+
+export interface MeshChange {
+  addresses: ResourceChanges;
+  authorizations: ResourceChanges;
+}
+
+/** What the view last read of one workload of a cluster's registry. */
+interface WorkloadEntry {
+  network: string;
+  services: readonly string[];
+}
+
+/** The parts of one cluster's state the view needs to know what an event affects. */
+class ClusterIndex {
+  network = '';
+  readonly services = new Set<string>();
+  readonly globals = new Set<string>();
+  readonly workloads = new Map<string, WorkloadEntry>();
+  readonly podsByService = new SetIndex();
+  gatewayUids: string[] = [];
+
+  /** Indexes the view as it is now; gateway workloads already served are carried over from `previous`. */
+  static of(view: ClusterView, previous?: ClusterIndex): ClusterIndex {
+    const index = new ClusterIndex();
+    index.network = view.network();
+    index.gatewayUids = previous?.gatewayUids ?? [];
+    for (const key of view.globalServices()) index.globals.add(key);
+    for (const [name, address] of view.registry.addresses()) {
+      if (address.type.case === 'service') index.services.add(name);
+      else if (address.type.case === 'workload') index.setWorkload(name, workloadEntry(address.type.value));
+    }
+    return index;
+  }
+
+  /** Returns the previous entry. */
+  setWorkload(uid: string, entry: WorkloadEntry | undefined): WorkloadEntry | undefined {
+    const previous = this.workloads.get(uid);
+    for (const key of previous?.services ?? []) this.podsByService.delete(key, uid);
+    if (entry) {
+      this.workloads.set(uid, entry);
+      for (const key of entry.services) this.podsByService.add(key, uid);
+    } else {
+      this.workloads.delete(uid);
+    }
+    return previous;
+  }
+}
+
+function workloadEntry(workload: Workload): WorkloadEntry {
+  return { network: workload.network, services: Object.keys(workload.services) };
+}
+
+/** (network, service key) pairs, found by either side. */
+class SyntheticIndex {
+  private readonly byNetwork = new Map<string, Set<string>>();
+  private readonly byService = new SetIndex();
+
+  add(network: string, key: string): void {
+    addTo(this.byNetwork, network, key);
+    this.byService.add(key, network);
+  }
+
+  delete(network: string, key: string): void {
+    const keys = this.byNetwork.get(network);
+    keys?.delete(key);
+    if (keys?.size === 0) this.byNetwork.delete(network);
+    this.byService.delete(key, network);
+  }
+
+  keysOf(network: string): ReadonlySet<string> {
+    return this.byNetwork.get(network) ?? new Set();
+  }
+
+  networksOf(key: string): ReadonlySet<string> {
+    return this.byService.get(key);
+  }
+
+  /** A snapshot, safe to iterate while the index changes. */
+  entries(): Array<[string, string]> {
+    return [...this.byNetwork].flatMap(([network, keys]) => [...keys].map((key): [string, string] => [network, key]));
+  }
+}
+
+interface Member {
+  view: ClusterView;
+  index: ClusterIndex;
+  unsubscribe: () => void;
+}
+
+/** What one event requires to recompute; expanded and applied by `flush`. */
+class Dirty {
+  readonly services = new Set<string>();
+  /** Service keys whose cross-cluster visibility may have changed (global flag, local definition). */
+  readonly visibility = new Set<string>();
+  /** clusterId → workload uids. */
+  readonly workloads = new Map<string, Set<string>>();
+  /** network → service keys. */
+  readonly synthetics = new Map<string, Set<string>>();
+  readonly authorizations = new Set<string>();
+  gateways = false;
+
+  workload(clusterId: string, uid: string): void {
+    addTo(this.workloads, clusterId, uid);
+  }
+
+  synthetic(network: string, serviceKey: string): void {
+    addTo(this.synthetics, network, serviceKey);
+  }
+}
+
+function addTo(map: Map<string, Set<string>>, key: string, member: string): void {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(member);
+}
+
+/**
+ * The resources served to this cluster's ztunnels: the local cluster's registry merged with every
+ * remote cluster (multi-network contract):
+ * - local resources as they are, except global services, which are merged;
+ * - remote pods on our network, as workloads carrying only their global services;
+ * - remote endpoints on another network, as one synthetic workload per (network, global service)
+ *   pointing at that network's first east-west gateway, weighted by `capacity`;
+ * - one workload per usable east-west gateway of every cluster;
+ * - global services with the virtual IPs of every cluster, tagged with their networks.
+ * A service is global when the Service in that cluster says so; a local Service that is not global
+ * hides the remote ones of the same name (both sides must opt in, as in Istio).
+ *
+ * Each cluster event recomputes only what it can affect, and listeners hear only about resources
+ * whose message really changed.
+ */
+export class MeshView implements RemoteClusterSink {
+  private readonly local: Member;
+  private readonly remotes = new Map<string, Member>();
+  private sortedRemotes: Member[] = [];
+  private readonly trustDomain: string;
+  private readonly log: Logger;
+
+  private readonly addressResources = new TrackedResources(AddressSchema);
+  private readonly authorizationResources = new TrackedResources(AuthorizationSchema);
+  /** Emitted synthetic workloads, to find them again when their inputs change. */
+  private readonly synthetics = new SyntheticIndex();
+  /** The gateway synthetic workloads of each network point at. */
+  private firstGateways = new Map<string, GatewayInfo>();
+  private readonly listeners = new Set<(change: MeshChange) => void>();
+  private readonly counters: MeshViewStats = { workloadBuilds: 0, serviceBuilds: 0, syntheticBuilds: 0, gatewayBuilds: 0 };
+
+  constructor(options: MeshViewOptions) {
+    this.trustDomain = options.trustDomain;
+    this.log = options.log ?? createLogger('mesh-view');
+    const view = options.local;
+    this.local = { view, index: ClusterIndex.of(view), unsubscribe: () => undefined };
+    this.local.unsubscribe = view.onChange((change) => this.onClusterChange(this.local, change));
+    const dirty = new Dirty();
+    this.markIndex(this.local, this.local.index, dirty);
+    for (const name of view.registry.authorizations().keys()) dirty.authorizations.add(name);
+    dirty.gateways = true;
+    this.apply(dirty);
+    this.takeChanges();
+  }
+
+  address(name: string): Address | undefined {
+    return this.addressResources.get(name);
+  }
+
+  addresses(): ReadonlyMap<string, Address> {
+    return this.addressResources.all();
+  }
+
+  authorization(name: string): Authorization | undefined {
+    return this.authorizationResources.get(name);
+  }
+
+  /** The local cluster's authorizations: remote clusters enforce their own policies. */
+  authorizations(): ReadonlyMap<string, Authorization> {
+    return this.authorizationResources.all();
+  }
+
+  /** Called synchronously after each event that changed at least one resource. Returns the unsubscribe function. */
+  onChange(listener: (change: MeshChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** How many resources were recomputed since the view was created. */
+  stats(): MeshViewStats {
+    return { ...this.counters };
+  }
+
+  /** Every cluster in the view, local first, for diagnostics. */
+  clusters(): Array<{ clusterId: string; network: string; local: boolean; gateways: readonly GatewayInfo[] }> {
+    return [this.local, ...this.sortedRemotes].map((member) => ({
+      clusterId: member.view.clusterId,
+      network: member.index.network,
+      local: member === this.local,
+      gateways: member.view.gateways(),
+    }));
+  }
+
+  setRemote(view: ClusterView): void {
+    if (view.clusterId === this.local.view.clusterId) {
+      this.log.warn({ cluster: view.clusterId }, 'a remote cluster cannot have the local cluster name; ignored');
+      return;
+    }
+    const dirty = new Dirty();
+    let member = this.remotes.get(view.clusterId);
+    if (member) {
+      member.unsubscribe();
+      this.markIndex(member, member.index, dirty);
+      member.view = view;
+      member.index = ClusterIndex.of(view, member.index);
+    } else {
+      member = { view, index: ClusterIndex.of(view), unsubscribe: () => undefined };
+      this.remotes.set(view.clusterId, member);
+      this.sortRemotes();
+    }
+    const subscribed = member;
+    member.unsubscribe = view.onChange((change) => this.onClusterChange(subscribed, change));
+    this.markIndex(member, member.index, dirty);
+    dirty.gateways = true;
+    this.flush(dirty);
+  }
+
+  removeRemote(clusterId: string): void {
+    const member = this.remotes.get(clusterId);
+    if (!member) return;
+    member.unsubscribe();
+    this.remotes.delete(clusterId);
+    this.sortRemotes();
+    const dirty = new Dirty();
+    this.markIndex(member, member.index, dirty);
+    for (const uid of member.index.gatewayUids) this.addressResources.set(uid, undefined);
+    dirty.gateways = true;
+    this.flush(dirty);
+  }
+
+  /** Stops listening to every cluster. */
+  close(): void {
+    this.local.unsubscribe();
+    for (const member of this.remotes.values()) member.unsubscribe();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Events → what to recompute
+  // -------------------------------------------------------------------------------------------
+
+  private onClusterChange(member: Member, change: ClusterViewChange): void {
+    const dirty = new Dirty();
+    if (change.reset) {
+      this.reindex(member, dirty);
+    } else {
+      for (const key of change.globalServices) this.setGlobal(member, key, member.view.globalServices().has(key), dirty);
+      for (const name of [...change.addresses.upserted, ...change.addresses.removed]) this.touchAddress(member, name, dirty);
+      if (member === this.local) {
+        for (const name of [...change.authorizations.upserted, ...change.authorizations.removed]) dirty.authorizations.add(name);
+      }
+      if (change.gateways) dirty.gateways = true;
+    }
+    this.flush(dirty);
+  }
+
+  /** Re-reads a cluster whose registry was replaced. */
+  private reindex(member: Member, dirty: Dirty): void {
+    const previousNetwork = member.index.network;
+    this.markIndex(member, member.index, dirty);
+    member.index = ClusterIndex.of(member.view, member.index);
+    this.markIndex(member, member.index, dirty);
+    dirty.gateways = true;
+    if (member !== this.local) return;
+    for (const name of this.authorizationResources.all().keys()) dirty.authorizations.add(name);
+    for (const name of member.view.registry.authorizations().keys()) dirty.authorizations.add(name);
+    // Our network decides which remote pods are direct and which go through a gateway.
+    if (previousNetwork !== member.index.network) {
+      for (const remote of this.sortedRemotes) {
+        this.markIndex(remote, remote.index, dirty);
+        for (const uid of remote.index.workloads.keys()) dirty.workload(remote.view.clusterId, uid);
+      }
+      for (const [network, key] of this.synthetics.entries()) dirty.synthetic(network, key);
+    }
+  }
+
+  /** Marks everything a cluster's indexed state contributes to. */
+  private markIndex(member: Member, index: ClusterIndex, dirty: Dirty): void {
+    for (const [uid, entry] of index.workloads) this.markWorkload(member, uid, entry, dirty);
+    for (const key of index.services) this.markService(member, index, key, dirty);
+    for (const key of index.globals) {
+      dirty.services.add(key);
+      dirty.visibility.add(key);
+    }
+  }
+
+  private setGlobal(member: Member, key: string, global: boolean, dirty: Dirty): void {
+    if (global) member.index.globals.add(key);
+    else member.index.globals.delete(key);
+    dirty.services.add(key);
+    dirty.visibility.add(key);
+  }
+
+  private touchAddress(member: Member, name: string, dirty: Dirty): void {
+    const index = member.index;
+    const address = member.view.registry.address(name);
+    const type = address?.type;
+    if (type?.case === 'workload' || index.workloads.has(name)) {
+      const entry = type?.case === 'workload' ? workloadEntry(type.value) : undefined;
+      const previous = index.setWorkload(name, entry);
+      if (previous) this.markWorkload(member, name, previous, dirty);
+      if (entry) this.markWorkload(member, name, entry, dirty);
+    }
+    if (type?.case === 'service' || index.services.has(name)) {
+      const blockedBefore = member === this.local && this.localHides(name);
+      if (type?.case === 'service') index.services.add(name);
+      else index.services.delete(name);
+      this.markService(member, index, name, dirty);
+      if (member === this.local && blockedBefore !== this.localHides(name)) dirty.visibility.add(name);
+    }
+  }
+
+  /** A pod is served as itself (local, or remote on our network) or counted in synthetic workloads. */
+  private markWorkload(member: Member, uid: string, entry: WorkloadEntry, dirty: Dirty): void {
+    if (member === this.local || entry.network === this.localNetwork()) {
+      dirty.workload(member.view.clusterId, uid);
+      return;
+    }
+    for (const key of entry.services) dirty.synthetic(entry.network, key);
+  }
+
+  private markService(member: Member, index: ClusterIndex, key: string, dirty: Dirty): void {
+    dirty.services.add(key);
+    if (member === this.local) return;
+    // A remote definition gives a synthetic workload its ports when it has no endpoint yet.
+    if (index.network !== this.localNetwork()) dirty.synthetic(index.network, key);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recomputation
+  // -------------------------------------------------------------------------------------------
+
+  private flush(dirty: Dirty): void {
+    this.apply(dirty);
+    const change = this.takeChanges();
+    const count =
+      change.addresses.upserted.length + change.addresses.removed.length +
+      change.authorizations.upserted.length + change.authorizations.removed.length;
+    if (count === 0) return;
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.log.error({ err }, 'mesh view change listener failed');
+      }
+    }
+  }
+
+  private takeChanges(): MeshChange {
+    return { addresses: this.addressResources.takeChanges(), authorizations: this.authorizationResources.takeChanges() };
+  }
+
+  private apply(dirty: Dirty): void {
+    for (const key of dirty.visibility) this.expandVisibility(key, dirty);
+    if (dirty.gateways) this.recomputeGateways(dirty);
+    for (const [clusterId, uids] of dirty.workloads) {
+      const member = clusterId === this.local.view.clusterId ? this.local : this.remotes.get(clusterId);
+      for (const uid of uids) this.addressResources.set(uid, member && this.workloadOf(member, uid));
+    }
+    for (const key of dirty.services) this.addressResources.set(key, this.serviceOf(key));
+    for (const [network, keys] of dirty.synthetics) {
+      for (const key of keys) this.setSynthetic(network, key, this.syntheticOf(network, key));
+    }
+    for (const name of dirty.authorizations) {
+      this.authorizationResources.set(name, this.local.view.registry.authorization(name));
+    }
+  }
+
+  /** Every remote resource that a change of the service's visibility can add or remove. */
+  private expandVisibility(key: string, dirty: Dirty): void {
+    dirty.services.add(key);
+    const localNetwork = this.localNetwork();
+    for (const member of this.sortedRemotes) {
+      for (const uid of member.index.podsByService.get(key)) {
+        dirty.workload(member.view.clusterId, uid);
+        const network = member.index.workloads.get(uid)!.network;
+        if (network !== localNetwork) dirty.synthetic(network, key);
+      }
+      if (member.index.network !== localNetwork) dirty.synthetic(member.index.network, key);
+    }
+    for (const network of this.synthetics.networksOf(key)) dirty.synthetic(network, key);
+  }
+
+  /** Gateway workloads of every cluster, and the synthetic workloads of networks whose first gateway changed. */
+  private recomputeGateways(dirty: Dirty): void {
+    const all: GatewayInfo[] = [];
+    for (const member of [this.local, ...this.sortedRemotes]) {
+      const gateways = member.view.gateways();
+      const uids = gateways.map((gateway) => gatewayWorkloadUid(gateway));
+      for (const uid of member.index.gatewayUids) if (!uids.includes(uid)) this.addressResources.set(uid, undefined);
+      for (const gateway of gateways) {
+        this.counters.gatewayBuilds++;
+        this.addressResources.set(gatewayWorkloadUid(gateway), workloadAddress(buildGatewayWorkload(gateway, this.trustDomain)));
+      }
+      member.index.gatewayUids = uids;
+      all.push(...gateways);
+    }
+
+    const first = new Map<string, GatewayInfo>();
+    for (const gateway of all.sort(compareGateways)) if (!first.has(gateway.network)) first.set(gateway.network, gateway);
+    const networks = new Set([...first.keys(), ...this.firstGateways.keys()]);
+    const previous = this.firstGateways;
+    this.firstGateways = first;
+    for (const network of networks) {
+      const before = previous.get(network);
+      const now = first.get(network);
+      if (sameGateway(before, now)) continue;
+      if (now) this.log.info({ network, gateway: `${now.clusterId}/${now.namespace}/${now.name}`, address: now.address }, 'east-west gateway selected for network');
+      else this.log.warn({ network }, 'network has no usable east-west gateway; its endpoints are unreachable from here');
+      if (network === this.localNetwork()) continue;
+      for (const key of this.synthetics.keysOf(network)) dirty.synthetic(network, key);
+      for (const member of this.sortedRemotes) for (const key of member.index.globals) dirty.synthetic(network, key);
+    }
+  }
+
+  private workloadOf(member: Member, uid: string): Address | undefined {
+    this.counters.workloadBuilds++;
+    const address = member.view.registry.address(uid);
+    if (address?.type.case !== 'workload') return undefined;
+    if (member === this.local) return address;
+    const workload = address.type.value;
+    if (workload.network !== this.localNetwork()) return undefined;
+    const visible = Object.keys(workload.services).filter((key) => this.contributes(member, key));
+    if (visible.length === 0) return undefined;
+    return workloadAddress(filterRemoteWorkload(workload, visible));
+  }
+
+  private serviceOf(key: string): Address | undefined {
+    this.counters.serviceBuilds++;
+    const local = this.local.view.registry.address(key);
+    const localService = local?.type.case === 'service' ? local.type.value : undefined;
+    if (local && localService && !this.local.index.globals.has(key)) return local;
+    const definitions: Service[] = localService ? [localService] : [];
+    for (const member of this.sortedRemotes) {
+      if (!member.index.globals.has(key)) continue;
+      const service = remoteService(member, key);
+      if (service) definitions.push(service);
+    }
+    const [base, ...others] = definitions;
+    if (!base) return undefined;
+    if (others.length === 0 && local) return local;
+    return serviceAddress(mergeServices([base, ...others]));
+  }
+
+  private syntheticOf(network: string, key: string): Address | undefined {
+    this.counters.syntheticBuilds++;
+    if (network === this.localNetwork() || this.localHides(key)) return undefined;
+    const gateway = this.firstGateways.get(network);
+    if (!gateway) return undefined;
+    const endpoints: Workload[] = [];
+    const services: Service[] = [];
+    for (const member of this.sortedRemotes) {
+      if (!member.index.globals.has(key)) continue;
+      const uids = [...member.index.podsByService.get(key)].filter((uid) => member.index.workloads.get(uid)?.network === network).sort();
+      for (const uid of uids) {
+        const address = member.view.registry.address(uid);
+        if (address?.type.case === 'workload') endpoints.push(address.type.value);
+      }
+      const service = member.index.network === network ? remoteService(member, key) : undefined;
+      if (service) services.push(service);
+    }
+    if (endpoints.length === 0 && services.length === 0) return undefined;
+    return workloadAddress(buildSyntheticWorkload({ network, serviceKey: key, gateway, endpoints, services }));
+  }
+
+  private setSynthetic(network: string, key: string, address: Address | undefined): void {
+    this.addressResources.set(syntheticWorkloadUid(network, key), address);
+    if (address) this.synthetics.add(network, key);
+    else this.synthetics.delete(network, key);
+  }
+
+  /** Whether a remote cluster's endpoints of the service are visible here. */
+  private contributes(member: Member, key: string): boolean {
+    return member.index.globals.has(key) && !this.localHides(key);
+  }
+
+  /** A local Service that is not global keeps its name local: remote ones of that name stay out. */
+  private localHides(key: string): boolean {
+    return this.local.index.services.has(key) && !this.local.index.globals.has(key);
+  }
+
+  private localNetwork(): string {
+    return this.local.index.network;
+  }
+
+  private sortRemotes(): void {
+    this.sortedRemotes = [...this.remotes.values()].sort((a, b) => (a.view.clusterId < b.view.clusterId ? -1 : 1));
+  }
+}
+
+function remoteService(member: Member, key: string): Service | undefined {
+  const address = member.view.registry.address(key);
+  return address?.type.case === 'service' ? address.type.value : undefined;
+}
+
+function sameGateway(a: GatewayInfo | undefined, b: GatewayInfo | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.clusterId === b.clusterId && a.namespace === b.namespace && a.name === b.name && a.address === b.address && a.network === b.network;
+}
