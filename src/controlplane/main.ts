@@ -110,8 +110,8 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   );
 
   let ready = false;
-  let mesh: MeshView | undefined;
-  let remotes: RemoteClusters | undefined;
+  let mesh: MeshView | undefined = undefined;
+  let remotes: RemoteClusters | undefined = undefined;
   await startHttpEndpoint(settings.bindHost, settings.ports.readiness, { '/ready': () => (ready ? text('ready\n') : text('syncing with the API server\n', 503)) }, log);
   await startHttpEndpoint(settings.bindHost, settings.ports.monitoring, {
     '/metrics': async () => ({ status: 200, type: metricsRegistry.contentType, body: await metricsRegistry.metrics() }),
