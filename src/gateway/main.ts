@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
+import { createLogger, type Logger } from '../util/log.js';
+import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
+import { json, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
+import { CertificateManager } from '../ztunnel/identity/manager.js';
+import { ZtunnelState } from '../ztunnel/state/store.js';
+import { XdsClient } from '../ztunnel/xds/client.js';
+import { HboneGateway } from './hbone-gateway.js';
+import { gatewayIdentity } from './identity.js';
+import { GatewayMetrics } from './metrics.js';
+import type { GatewaySettings } from './settings.js';
+
+/** How long open streams may finish after SIGTERM before they are cut. */
+const DRAIN_TIMEOUT_MS = 5000;
+
+/** A running gateway process. */
+export interface GatewayProcess {
+  /** Drains the HBONE listener (GOAWAY, up to 5 s), then stops xDS, certificates and the HTTP endpoints. */
+  stop(): Promise<void>;
+}
+
+/** TLS name the control plane's serving certificate carries: the host part of its address. */
+function serverNameOf(address: string): string {
+  return address.replace(/:\d+$/, '');
+}
+
+/**
+ * The east-west gateway (`ambit gateway`): its own xDS view of the mesh, its own certificate
+ * (`spiffe://<td>/ns/<pod ns>/sa/<gateway>`), the HBONE listener on 15008 that forwards outer
+ * CONNECTs to local endpoints, metrics on 15020, readiness on 15021 and the admin view on
+ * localhost:15000. SIGTERM/SIGINT drain and exit.
+ */
+export async function runGateway(settings: GatewaySettings, log: Logger = createLogger('gateway', { gateway: settings.gatewayName })): Promise<GatewayProcess> {
+  const readRoots = () => readFileSync(settings.rootCertPath, 'utf8');
+  const state = new ZtunnelState({
+    network: settings.network,
+    nodeName: settings.nodeName,
+    clusterId: settings.clusterId,
+    systemNamespace: settings.systemNamespace,
+    logger: log.child({ part: 'state' }),
+  });
+  const identity = await gatewayIdentity(
+    { trustDomain: settings.trustDomain, namespace: settings.podNamespace, gatewayName: settings.gatewayName, tokenPath: settings.tokenPath },
+    log.child({ part: 'identity' }),
+  );
+  const certificates = new CertificateManager({
+    caAddress: settings.caAddress,
+    caRootsPem: readRoots(),
+    caServerName: serverNameOf(settings.caAddress),
+    tokenPath: settings.tokenPath,
+    clusterId: settings.clusterId,
+    requestedTtlSeconds: settings.certTtlSeconds,
+    log: log.child({ part: 'identity' }),
+  });
+  const xds = new XdsClient({
+    address: settings.xdsAddress,
+    rootsPem: readRoots,
+    serverName: serverNameOf(settings.xdsAddress),
+    tokenPath: settings.tokenPath,
+    clusterId: settings.clusterId,
+    // Istio names gateway proxies `router~…`.
+    nodeId: `router~${settings.instanceIp}~${settings.podName}.${settings.podNamespace}~${settings.podNamespace}.svc.cluster.local`,
+    state,
+    log: log.child({ part: 'xds' }),
+  });
+  const metrics = new GatewayMetrics();
+  const processMetrics = new Registry();
+  collectDefaultMetrics({ register: processMetrics });
+  const gateway = new HboneGateway({
+    identity,
+    certificates,
+    state,
+    metrics,
+    log: log.child({ part: 'hbone' }),
+    requiredTrustDomain: settings.enforceTrustDomain ? settings.trustDomain : undefined,
+  });
+
+  let synced = false;
+  const servers: Server[] = [];
+  const closeServers = () => {
+    for (const server of servers) server.close();
+  };
+  try {
+    servers.push(
+      await startHttpEndpoint('127.0.0.1', ADMIN_PORT, {
+        '/config_dump': () =>
+          json(
+            buildConfigDump({
+              node: settings.nodeName || settings.podName,
+              clusterId: settings.clusterId,
+              network: settings.network,
+              state,
+              certificates: () => certificates.view(),
+              xds: () => xds.status(),
+              captured: () => new Set<string>(),
+            }),
+          ),
+        '/healthz': () => text('ok\n'),
+      }, log),
+    );
+    const metricsRoute = async () => ({ status: 200, type: metrics.registry.contentType, body: (await metrics.registry.metrics()) + (await processMetrics.metrics()) });
+    servers.push(await startHttpEndpoint('0.0.0.0', METRICS_PORT, { '/metrics': metricsRoute, '/stats/prometheus': metricsRoute }, log));
+    servers.push(
+      await startHttpEndpoint('0.0.0.0', READINESS_PORT, {
+        '/healthz/ready': () => {
+          if (synced && gateway.ready) return text('ready\n');
+          const waiting = [synced ? '' : 'the first config from the control plane', gateway.ready ? '' : 'the gateway certificate and the HBONE listener'].filter(Boolean);
+          return text(`waiting for ${waiting.join(' and ')}\n`, 503);
+        },
+      }, log),
+    );
+  } catch (error) {
+    closeServers();
+    certificates.stop();
+    throw error;
+  }
+
+  xds.start();
+  void xds.synced.then(() => {
+    synced = true;
+    log.info({ workloads: state.workloads().length, services: state.services().length }, 'initial config received');
+  });
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      log.info('shutting down: draining the HBONE listener');
+      await gateway.stop({ drainTimeoutMs: DRAIN_TIMEOUT_MS });
+      xds.stop();
+      certificates.stop();
+      closeServers();
+      metrics.close();
+    })();
+    return stopping;
+  };
+  const exitAfterStop = (code: number) => void stop().finally(() => process.exit(code));
+  process.once('SIGTERM', () => exitAfterStop(0));
+  process.once('SIGINT', () => exitAfterStop(0));
+
+  gateway.start(settings.hbonePort).catch((error: unknown) => {
+    log.error({ err: error instanceof Error ? error.message : String(error) }, 'gateway cannot serve HBONE; exiting');
+    exitAfterStop(1);
+  });
+  log.info({ identity, xds: settings.xdsAddress, network: settings.network || '(none)', port: settings.hbonePort }, 'gateway started');
+  return { stop };
+}
