@@ -9,9 +9,10 @@ import { Command } from 'commander';
 import { parseAllDocuments } from 'yaml';
 import { parseTimeout, registerMeshCommands } from '../src/cli/mesh-commands.js';
 import { formatDuration, parseDuration, requireDuration } from '../src/install/duration.js';
-import { installMesh } from '../src/install/install.js';
+import { installMesh, isManagedByAmbit, selectSharedCrds } from '../src/install/install.js';
 import { checkReachable, cleanOutput, resolveContext } from '../src/install/kubectl.js';
-import { renderManifests, renderYaml } from '../src/install/manifests.js';
+import { renderManifests, renderYaml, toYaml } from '../src/install/manifests.js';
+import { gatewayApiCrds } from '../src/install/objects/crds.js';
 import { ENV, ROOT_CERT_CONFIGMAP, TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE, ROOT_CERT_DIR } from '../src/install/names.js';
 import { parseConfigDump } from '../src/install/proxy-config/config-dump.js';
 import { certsTable, parseView, renderView, servicesTable, viewJson, workloadsTable } from '../src/install/proxy-config/tables.js';
@@ -253,6 +254,66 @@ describe('manifests', () => {
     }
   });
 
+  it('defines the Gateway API Gateway and GatewayClass CRDs, approved and marked as ambit\'s, apart from the other manifests', () => {
+    type Crd = KubernetesObject & {
+      spec: {
+        group: string;
+        scope: string;
+        names: { kind: string; plural: string; shortNames: string[] };
+        versions: Array<{ name: string; served: boolean; storage: boolean; subresources: unknown; schema: { openAPIV3Schema: { properties: Record<string, unknown> } } }>;
+      };
+    };
+    const crds = gatewayApiCrds() as Crd[];
+    assert.deepEqual(crds.map((c) => c.metadata?.name), ['gatewayclasses.gateway.networking.k8s.io', 'gateways.gateway.networking.k8s.io']);
+    assert.ok(!objects.some((o) => o.metadata?.name?.endsWith('.gateway.networking.k8s.io')), 'not in the unconditional manifests');
+    const [gatewayClass, gateway] = crds as [Crd, Crd];
+    assert.deepEqual([gateway.spec.names.kind, gateway.spec.names.plural, gateway.spec.scope, gateway.spec.names.shortNames], ['Gateway', 'gateways', 'Namespaced', ['gtw']]);
+    assert.deepEqual([gatewayClass.spec.names.kind, gatewayClass.spec.names.plural, gatewayClass.spec.scope], ['GatewayClass', 'gatewayclasses', 'Cluster']);
+    for (const crd of crds) {
+      assert.equal(crd.apiVersion, 'apiextensions.k8s.io/v1');
+      assert.equal(crd.spec.group, 'gateway.networking.k8s.io');
+      assert.equal(crd.metadata?.annotations?.['api-approved.kubernetes.io'], 'https://github.com/kubernetes-sigs/gateway-api/pull/2466');
+      assert.equal(crd.metadata?.labels?.['app.kubernetes.io/managed-by'], 'ambit');
+      assert.equal(crd.metadata?.labels?.['app.kubernetes.io/part-of'], 'ambit');
+      assert.deepEqual(crd.spec.versions.map((v) => [v.name, v.served, v.storage]), [['v1', true, true], ['v1beta1', true, false]]);
+      for (const version of crd.spec.versions) {
+        assert.deepEqual(version.subresources, { status: {} });
+        assert.deepEqual(version.schema.openAPIV3Schema.properties.spec, { type: 'object', 'x-kubernetes-preserve-unknown-fields': true });
+        assert.deepEqual(version.schema.openAPIV3Schema.properties.status, { type: 'object', 'x-kubernetes-preserve-unknown-fields': true });
+      }
+    }
+    const docs = parseAllDocuments(toYaml(crds));
+    assert.ok(Array.isArray(docs));
+    assert.deepEqual(docs.map((d) => d.toJS()), JSON.parse(JSON.stringify(crds)));
+  });
+
+  it('installs the Gateway API CRDs only where absent or already ambit\'s', () => {
+    const crds = gatewayApiCrds();
+    const names = (list: KubernetesObject[]) => list.map((c) => c.metadata?.name);
+    assert.deepEqual(names(selectSharedCrds(crds, []).apply), names(crds));
+    assert.deepEqual(selectSharedCrds(crds, []).notes, []);
+    const ours = { ...crds[1]!, metadata: { ...crds[1]!.metadata, resourceVersion: '7' } };
+    assert.deepEqual(names(selectSharedCrds(crds, [ours]).apply), names(crds), 'its own are updated');
+    const upstream = (name: string, versions: Array<{ name: string; served: boolean }>) => ({
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name, labels: { 'gateway.networking.k8s.io/bundle-version': 'v1.4.1' } },
+      spec: { versions },
+    });
+    const { apply, notes } = selectSharedCrds(crds, [
+      upstream('gateways.gateway.networking.k8s.io', [{ name: 'v1', served: true }, { name: 'v1beta1', served: true }]),
+      upstream('gatewayclasses.gateway.networking.k8s.io', [{ name: 'v1beta1', served: true }]),
+    ]);
+    assert.deepEqual(apply, []);
+    assert.deepEqual(notes, [
+      'customresourcedefinition gatewayclasses.gateway.networking.k8s.io exists and is not managed by ambit: left as is',
+      'warning: customresourcedefinition gatewayclasses.gateway.networking.k8s.io does not serve v1; ambit needs Gateway API v1.0 or later',
+      'customresourcedefinition gateways.gateway.networking.k8s.io exists and is not managed by ambit: left as is',
+    ]);
+    assert.equal(isManagedByAmbit(crds[0]!), true);
+    assert.equal(isManagedByAmbit(find('CustomResourceDefinition', 'authorizationpolicies.security.istio.io')), false, 'the AuthorizationPolicy CRD is always applied, not selected');
+  });
+
   it('grants the control plane what it needs, and ztunnel nothing', () => {
     const rules = find<V1ClusterRole>('ClusterRole', 'ambit-controlplane').rules!;
     const verbsFor = (group: string, resource: string) => new Set(rules.filter((r) => r.apiGroups?.includes(group) && r.resources?.includes(resource)).flatMap((r) => r.verbs));
@@ -269,7 +330,11 @@ describe('manifests', () => {
     for (const verb of ['create', 'update', 'patch', 'delete']) {
       assert.ok(verbsFor('apps', 'deployments').has(verb), `${verb} deployments`);
       assert.ok(verbsFor('', 'services').has(verb), `${verb} services`);
+      assert.ok(verbsFor('', 'serviceaccounts').has(verb), `${verb} serviceaccounts (east-west gateways)`);
     }
+    assert.deepEqual([...verbsFor('gateway.networking.k8s.io', 'gatewayclasses')].sort(), ['create', 'get', 'list', 'watch']);
+    assert.deepEqual([...verbsFor('gateway.networking.k8s.io', 'gateways')].sort(), ['get', 'list', 'watch'], 'Gateways themselves are the user\'s');
+    assert.ok(verbsFor('gateway.networking.k8s.io', 'gateways/status').has('patch'));
     const role = find<V1Role>('Role', 'ambit-controlplane');
     assert.ok(role.rules!.some((r) => r.resources?.includes('secrets') && r.verbs.includes('create') && r.verbs.includes('update')));
     const subjects = objects.filter((o) => o.kind?.endsWith('Binding')).flatMap((o) => (o as { subjects?: Array<{ name: string }> }).subjects ?? []);
@@ -363,7 +428,8 @@ describe('manifests', () => {
     assert.ok(Array.isArray(docs));
     assert.deepEqual(
       docs.map((d) => d.toJS()),
-      JSON.parse(JSON.stringify(objects)),
+      JSON.parse(JSON.stringify([...objects, ...gatewayApiCrds()])),
+      'the mesh objects, then the Gateway API CRDs',
     );
   });
 

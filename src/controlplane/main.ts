@@ -13,6 +13,7 @@ import { cachedPodDirectory, CertificateAuthorizer, kubeTokenReviewer } from './
 import { CaRequestError } from './ca/errors.js';
 import { createCertificateService } from './ca/server.js';
 import { KubeClusterView, MeshView, RemoteClusters, watchClusterView } from './multicluster/index.js';
+import { EastWestGatewayController, ownImage } from './gateways/index.js';
 import type { RegistryChange } from './registry/index.js';
 import type { ControlPlaneSettings } from './settings.js';
 import { ResourceCache } from './xds/resource-cache.js';
@@ -130,6 +131,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   cache.flush();
   remotes = new RemoteClusters({ localClusterId: settings.clusterId, systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, clusters: mesh, metrics: metricsRegistry, log: log.child({ part: 'remote-clusters' }) });
   remotes.watch(kubeConfig);
+  const gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
   const credentials = ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }], false);
   await new Promise<void>((resolve, reject) =>
     grpc.bindAsync(`${settings.bindHost}:${settings.ports.xds}`, credentials, (err) => (err ? reject(new Error(`cannot listen on :${settings.ports.xds}: ${err.message}`)) : resolve())),
@@ -140,6 +142,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down');
     remotes?.stop();
+    void gateways?.stop();
     localWatch.stop();
     mesh?.close();
     grpc.tryShutdown(() => process.exit(0));
@@ -147,4 +150,34 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+/** Programs east-west gateways for Gateways of class istio-east-west; a failure disables only this. */
+async function startGatewayController(
+  settings: ControlPlaneSettings,
+  kubeConfig: KubeConfig,
+  core: CoreV1Api,
+  network: string,
+  registry: Registry,
+  log: Logger,
+): Promise<EastWestGatewayController | undefined> {
+  try {
+    const own = await ownImage(core, settings.systemNamespace, settings.podName);
+    const controller = new EastWestGatewayController({
+      kube: kubeConfig,
+      clusterId: settings.clusterId,
+      network,
+      trustDomain: settings.trustDomain,
+      systemNamespace: settings.systemNamespace,
+      image: own.image,
+      imagePullPolicy: own.imagePullPolicy,
+      log: log.child({ part: 'gateways' }),
+      registry,
+    });
+    controller.start();
+    return controller;
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'east-west gateway controller disabled');
+    return undefined;
+  }
 }

@@ -1,12 +1,14 @@
 /**
  * `ambit install` / `ambit uninstall`: applies the rendered manifests with the real kubectl
- * (server-side apply, so the API server validates every object), waits for the AuthorizationPolicy
- * CRD to be Established and for the control plane and ztunnel to roll out.
+ * (server-side apply, so the API server validates every object), waits for the CRDs to be
+ * Established and for the control plane and ztunnel to roll out. The Gateway API CRDs are applied
+ * only where absent or already ambit's: clusters often carry the upstream ones.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { checkReachable, kubectl, KubectlError, resolveContext, streamKubectl } from './kubectl.js';
 import { renderManifests, toYaml } from './manifests.js';
-import { AUTHORIZATION_POLICY_CRD, CONTROL_PLANE_NAME, ROOT_CERT_CONFIGMAP, ZTUNNEL_NAME } from './names.js';
+import { AUTHORIZATION_POLICY_CRD, CONTROL_PLANE_NAME, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PART_OF_LABEL, PART_OF_VALUE, ROOT_CERT_CONFIGMAP, ZTUNNEL_NAME } from './names.js';
+import { gatewayApiCrds, type CrdObject } from './objects/crds.js';
 import type { InstallValues } from './values-schema.js';
 
 export const DEFAULT_TIMEOUT_MS = 180_000;
@@ -34,6 +36,55 @@ class Deadline {
 
 const isClusterScoped = (object: KubernetesObject) => !object.metadata?.namespace;
 const isFoundation = (object: KubernetesObject) => object.kind === 'Namespace' || object.kind === 'CustomResourceDefinition';
+
+/** A CRD found in the cluster is ambit's to update or delete only when it carries ambit's managed-by label. */
+export function isManagedByAmbit(object: KubernetesObject): boolean {
+  return object.metadata?.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE;
+}
+
+/**
+ * Which of the rendered shared CRDs to apply, given those already in the cluster: absent ones and
+ * ambit's own. Another owner's CRD is kept as is (applying ours with --force-conflicts would
+ * replace its schema); `notes` says so for each, and warns when it does not serve v1.
+ */
+export function selectSharedCrds(rendered: readonly CrdObject[], existing: readonly KubernetesObject[]): { apply: CrdObject[]; notes: string[] } {
+  const found = new Map(existing.map((crd) => [crd.metadata?.name, crd]));
+  const apply: CrdObject[] = [];
+  const notes: string[] = [];
+  for (const crd of rendered) {
+    const name = crd.metadata?.name;
+    const current = found.get(name);
+    if (!current || isManagedByAmbit(current)) {
+      apply.push(crd);
+      continue;
+    }
+    notes.push(`customresourcedefinition ${name} exists and is not managed by ambit: left as is`);
+    const served = (current as { spec?: { versions?: Array<{ name?: string; served?: boolean }> } }).spec?.versions ?? [];
+    if (!served.some((v) => v.name === 'v1' && v.served)) notes.push(`warning: customresourcedefinition ${name} does not serve v1; ambit needs Gateway API v1.0 or later`);
+  }
+  return { apply, notes };
+}
+
+async function existingCrds(context: string, names: string[]): Promise<KubernetesObject[]> {
+  const { stdout } = await kubectl(['--context', context, 'get', 'customresourcedefinitions', ...names, '--ignore-not-found', '-o', 'json']);
+  if (!stdout.trim()) return [];
+  const parsed = JSON.parse(stdout) as KubernetesObject & { items?: KubernetesObject[] };
+  return parsed.kind === 'List' || Array.isArray(parsed.items) ? (parsed.items ?? []) : [parsed];
+}
+
+/** The Gateway API CRDs this install may apply, reporting the ones left to another owner. */
+async function sharedCrdsToApply(context: string, progress: (line: string) => void): Promise<CrdObject[]> {
+  const rendered = gatewayApiCrds();
+  let existing: KubernetesObject[];
+  try {
+    existing = await existingCrds(context, rendered.map((crd) => crd.metadata!.name!));
+  } catch (err) {
+    throw new KubectlError(`cannot check for existing Gateway API CRDs: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const { apply, notes } = selectSharedCrds(rendered, existing);
+  for (const note of notes) progress(note);
+  return apply;
+}
 
 async function connect(options: { context?: string; progress?: (line: string) => void }): Promise<string> {
   const context = await resolveContext(options.context);
@@ -72,7 +123,9 @@ async function namespaceExists(context: string, namespace: string): Promise<bool
 export async function dryRunInstall(options: InstallOptions): Promise<string[]> {
   const progress = options.progress ?? (() => {});
   const context = await connect(options);
-  const objects = renderManifests(options.values);
+  const rendered = renderManifests(options.values);
+  const sharedCrds = await sharedCrdsToApply(context, progress);
+  const objects = [...rendered.filter(isFoundation), ...sharedCrds, ...rendered.filter((o) => !isFoundation(o))];
   const namespace = options.values.systemNamespace;
   if (await namespaceExists(context, namespace)) return applyObjects(context, objects, ['--dry-run=server'], () => {});
   const lines = await applyObjects(context, objects.filter(isClusterScoped), ['--dry-run=server'], () => {});
@@ -152,16 +205,18 @@ export async function installMesh(options: InstallOptions): Promise<void> {
   const context = await connect(options);
   const { values } = options;
   const objects = renderManifests(values);
-  // The namespace and CRD first: the control plane watches AuthorizationPolicies from its first moment.
-  await applyObjects(context, objects.filter(isFoundation), [], progress);
+  const sharedCrds = await sharedCrdsToApply(context, progress);
+  // The namespace and CRDs first: the control plane watches AuthorizationPolicies and Gateways from its first moment.
+  await applyObjects(context, [...objects.filter(isFoundation), ...sharedCrds], [], progress);
+  const crds = [AUTHORIZATION_POLICY_CRD, ...sharedCrds.map((crd) => crd.metadata!.name!)];
   try {
-    await kubectl(['--context', context, 'wait', '--for=condition=Established', `crd/${AUTHORIZATION_POLICY_CRD}`, `--timeout=${deadline.seconds()}s`], {
+    await kubectl(['--context', context, 'wait', '--for=condition=Established', ...crds.map((name) => `crd/${name}`), `--timeout=${deadline.seconds()}s`], {
       timeoutMs: deadline.seconds() * 1000 + 10_000,
     });
   } catch (err) {
-    throw new KubectlError(`CRD ${AUTHORIZATION_POLICY_CRD} did not become Established: ${err instanceof Error ? err.message : String(err)}`);
+    throw new KubectlError(`CRDs ${crds.join(', ')} did not become Established: ${err instanceof Error ? err.message : String(err)}`);
   }
-  progress(`customresourcedefinition ${AUTHORIZATION_POLICY_CRD} established`);
+  for (const name of crds) progress(`customresourcedefinition ${name} established`);
   await applyObjects(context, objects.filter((o) => !isFoundation(o)), [], progress);
   const namespace = values.systemNamespace;
   await waitForRollout(context, namespace, 'deployment', CONTROL_PLANE_NAME, deadline, progress);
@@ -172,7 +227,10 @@ export async function installMesh(options: InstallOptions): Promise<void> {
 export interface UninstallOptions {
   context?: string;
   values: InstallValues;
-  /** Also delete the system namespace, the AuthorizationPolicy CRD (and with it every policy) and the root-cert ConfigMaps. */
+  /**
+   * Also delete the system namespace, the AuthorizationPolicy CRD (and with it every policy), the
+   * Gateway API CRDs ambit installed (and with them every Gateway) and the root-cert ConfigMaps.
+   */
   purge?: boolean;
   timeoutMs?: number;
   progress?: (line: string) => void;
@@ -192,11 +250,17 @@ export async function uninstallMesh(options: UninstallOptions): Promise<void> {
   });
   for (const line of stdout.split('\n')) if (line.trim()) progress(line);
   if (options.purge) {
+    // Only CRDs ambit installed: Gateway API CRDs of another owner stay.
+    const { stdout: crds } = await kubectl(
+      ['--context', context, 'delete', 'customresourcedefinitions', '--ignore-not-found', '-l', `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${PART_OF_LABEL}=${PART_OF_VALUE}`, `--timeout=${deadline.seconds()}s`],
+      { timeoutMs: deadline.seconds() * 1000 + 10_000 },
+    );
+    for (const line of crds.split('\n')) if (line.trim()) progress(line);
     const { stdout: removed } = await kubectl(
       ['--context', context, 'delete', 'configmaps', '--all-namespaces', '--ignore-not-found', `--field-selector=metadata.name=${ROOT_CERT_CONFIGMAP}`],
       { timeoutMs: deadline.seconds() * 1000 + 10_000 },
     );
     for (const line of removed.split('\n')) if (line.trim()) progress(line);
   }
-  progress(options.purge ? `ambit is removed (context ${context})` : `ambit is removed (context ${context}); kept namespace ${options.values.systemNamespace} and the AuthorizationPolicy CRD (use --purge to delete them)`);
+  progress(options.purge ? `ambit is removed (context ${context})` : `ambit is removed (context ${context}); kept namespace ${options.values.systemNamespace}, the AuthorizationPolicy CRD and the Gateway API CRDs (use --purge to delete them)`);
 }

@@ -2,6 +2,7 @@
  * The deploy manifests of one cluster: the same objects in the lab and on real clusters, in the
  * order they can be applied (namespace and CRD first, workloads last).
  */
+import { gatewayApiCrds } from './objects/crds.js';
 import type { KubernetesObject, V1Namespace } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { NETWORK_LABEL } from '../api/resources.js';
@@ -47,6 +48,8 @@ export function renderYaml(values: InstallValues): string {
   const header = [
     `ambit ${AMBIT_VERSION}: cluster "${values.clusterName}", network "${values.network}", mesh "${values.meshId}", trust domain "${values.trustDomain}"`,
     `apply with: kubectl apply --server-side -f <this file>   (or: ambit install --context <context>)`,
+    'The Gateway API CRDs at the end are for clusters that lack them; skip them where Gateway API is installed',
+    '(ambit install does that by itself).',
   ].join('\n');
-  return toYaml(renderManifests(values), header);
+  return toYaml([...renderManifests(values), ...gatewayApiCrds()], header);
 }

@@ -25,6 +25,20 @@ export const PART_OF_VALUE = 'ambit';
 
 export const AUTHORIZATION_POLICY_CRD = 'authorizationpolicies.security.istio.io';
 
+/**
+ * Gateway API CRDs (Gateway, GatewayClass). Clusters often have them already, installed by
+ * someone else: ambit installs or updates them only when absent or labelled as its own
+ * (MANAGED_BY_LABEL=MANAGED_BY_VALUE), and never overwrites another owner's.
+ */
+export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+export const GATEWAY_CRD = `gateways.${GATEWAY_API_GROUP}`;
+export const GATEWAY_CLASS_CRD = `gatewayclasses.${GATEWAY_API_GROUP}`;
+/** kube-apiserver refuses CRDs in `*.k8s.io` groups without this annotation; the value is the Gateway API's approval. */
+export const API_APPROVED_ANNOTATION = 'api-approved.kubernetes.io';
+export const GATEWAY_API_APPROVAL = 'https://github.com/kubernetes-sigs/gateway-api/pull/2466';
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY_VALUE = 'ambit';
+
 /** Ports of the control plane (xDS + CA over TLS; metrics; readiness). */
 export const XDS_PORT = CONTROL_PLANE_PORT;
 export const CONTROL_PLANE_MONITORING_PORT = 15014;
@@ -57,6 +71,8 @@ export const TOKEN_EXPIRATION_SECONDS = 43200;
 export const TOKEN_DIR = '/var/run/secrets/tokens';
 export const TOKEN_FILE = 'istio-token';
 export const TOKEN_PATH = `${TOKEN_DIR}/${TOKEN_FILE}`;
+/** Pod volume holding that token, in ztunnel and gateway pods. */
+export const TOKEN_VOLUME = 'istio-token';
 
 /**
  * The mesh root certificate: the control plane publishes it as ConfigMap `istio-ca-root-cert`
@@ -66,6 +82,8 @@ export const ROOT_CERT_CONFIGMAP = 'istio-ca-root-cert';
 export const ROOT_CERT_KEY = 'root-cert.pem';
 export const ROOT_CERT_DIR = '/var/run/secrets/istio';
 export const ROOT_CERT_PATH = `${ROOT_CERT_DIR}/${ROOT_CERT_KEY}`;
+/** Pod volume holding the root certificate, in ztunnel and gateway pods. */
+export const ROOT_CERT_VOLUME = 'istiod-ca-cert';
 
 /** Plug-in CA secret (user-provided), and the secret holding the self-signed root otherwise (Istio's names). */
 export const PLUGIN_CA_SECRET = 'cacerts';
@@ -88,6 +106,8 @@ export const ENV = {
   maxWorkloadCertTtl: 'MAX_WORKLOAD_CERT_TTL',
   /** `host:port` of the control plane's xDS server (ztunnel). */
   xdsAddress: 'XDS_ADDRESS',
+  /** Name of the Gateway an east-west gateway pod serves (its namespace is POD_NAMESPACE). */
+  gatewayName: 'GATEWAY_NAME',
   /** `host:port` of the control plane's CA (ztunnel). */
   caAddress: 'CA_ADDRESS',
   logLevel: 'AMBIT_LOG_LEVEL',

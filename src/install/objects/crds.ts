@@ -1,33 +1,59 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { AUTHORIZATION_POLICY_CRD, PART_OF_LABEL, PART_OF_VALUE } from '../names.js';
+import {
+  API_APPROVED_ANNOTATION,
+  AUTHORIZATION_POLICY_CRD,
+  GATEWAY_API_APPROVAL,
+  GATEWAY_API_GROUP,
+  GATEWAY_CLASS_CRD,
+  GATEWAY_CRD,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+  PART_OF_LABEL,
+  PART_OF_VALUE,
+} from '../names.js';
+
+/** Typed as a plain object: client-node's CRD model renames `x-kubernetes-*` fields. */
+export type CrdObject = KubernetesObject & { spec: unknown };
+
+interface PrinterColumn {
+  name: string;
+  type: string;
+  jsonPath: string;
+  description?: string;
+  priority?: number;
+}
 
 /**
- * `security.istio.io` AuthorizationPolicy, served as v1 (stored) and v1beta1 as Istio serves it.
- * The spec is kept as written (preserve-unknown-fields): the control plane validates it and
- * reports problems per policy, so one bad policy never blocks the API server from storing others.
- * Typed as a plain object: client-node's CRD model renames `x-kubernetes-*` fields.
+ * Spec and status are kept as written (preserve-unknown-fields): the control plane validates
+ * them and reports problems per object in its status, so one bad object never blocks the API
+ * server from storing others.
  */
-export function authorizationPolicyCrd(): KubernetesObject & { spec: unknown } {
-  const schema = {
-    openAPIV3Schema: {
-      type: 'object',
-      properties: {
-        spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
-        status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
-      },
+const PRESERVING_SCHEMA = {
+  openAPIV3Schema: {
+    type: 'object',
+    properties: {
+      spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
+      status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
     },
-  };
-  const version = (name: string, storage: boolean) => ({
+  },
+};
+
+/** `storage` is the first version; every version is served with the same schema and a status subresource. */
+function versions(names: string[], columns: PrinterColumn[]) {
+  return names.map((name, index) => ({
     name,
     served: true,
-    storage,
-    schema,
+    storage: index === 0,
+    schema: PRESERVING_SCHEMA,
     subresources: { status: {} },
-    additionalPrinterColumns: [
-      { name: 'Action', type: 'string', description: 'The operation to take.', jsonPath: '.spec.action' },
-      { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-    ],
-  });
+    additionalPrinterColumns: columns,
+  }));
+}
+
+const AGE_COLUMN: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
+
+/** `security.istio.io` AuthorizationPolicy, served as v1 (stored) and v1beta1 as Istio serves it. */
+export function authorizationPolicyCrd(): CrdObject {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
@@ -43,7 +69,69 @@ export function authorizationPolicyCrd(): KubernetesObject & { spec: unknown } {
         categories: ['istio-io', 'security-istio-io'],
       },
       scope: 'Namespaced',
-      versions: [version('v1', true), version('v1beta1', false)],
+      versions: versions(['v1', 'v1beta1'], [{ name: 'Action', type: 'string', description: 'The operation to take.', jsonPath: '.spec.action' }, AGE_COLUMN]),
     },
   };
+}
+
+function gatewayApiMetadata(name: string) {
+  return {
+    name,
+    labels: { [PART_OF_LABEL]: PART_OF_VALUE, [MANAGED_BY_LABEL]: MANAGED_BY_VALUE },
+    annotations: { [API_APPROVED_ANNOTATION]: GATEWAY_API_APPROVAL },
+  };
+}
+
+/** Gateway API `Gateway` (v1 stored, v1beta1 served), with the upstream CRD's names and columns. */
+export function gatewayCrd(): CrdObject {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: gatewayApiMetadata(GATEWAY_CRD),
+    spec: {
+      group: GATEWAY_API_GROUP,
+      names: { kind: 'Gateway', listKind: 'GatewayList', plural: 'gateways', singular: 'gateway', shortNames: ['gtw'], categories: ['gateway-api'] },
+      scope: 'Namespaced',
+      versions: versions(
+        ['v1', 'v1beta1'],
+        [
+          { name: 'Class', type: 'string', jsonPath: '.spec.gatewayClassName' },
+          { name: 'Address', type: 'string', jsonPath: '.status.addresses[*].value' },
+          { name: 'Programmed', type: 'string', jsonPath: '.status.conditions[?(@.type=="Programmed")].status' },
+          AGE_COLUMN,
+        ],
+      ),
+    },
+  };
+}
+
+/** Gateway API `GatewayClass` (cluster-scoped; v1 stored, v1beta1 served). */
+export function gatewayClassCrd(): CrdObject {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: gatewayApiMetadata(GATEWAY_CLASS_CRD),
+    spec: {
+      group: GATEWAY_API_GROUP,
+      names: { kind: 'GatewayClass', listKind: 'GatewayClassList', plural: 'gatewayclasses', singular: 'gatewayclass', shortNames: ['gc'], categories: ['gateway-api'] },
+      scope: 'Cluster',
+      versions: versions(
+        ['v1', 'v1beta1'],
+        [
+          { name: 'Controller', type: 'string', jsonPath: '.spec.controllerName' },
+          { name: 'Accepted', type: 'string', jsonPath: '.status.conditions[?(@.type=="Accepted")].status' },
+          AGE_COLUMN,
+          { name: 'Description', type: 'string', jsonPath: '.spec.description', priority: 1 },
+        ],
+      ),
+    },
+  };
+}
+
+/**
+ * The Gateway API CRDs, kept apart from the other manifests: the installer applies each only if
+ * it is absent or already ambit's (see install.ts), since clusters often carry the upstream ones.
+ */
+export function gatewayApiCrds(): CrdObject[] {
+  return [gatewayClassCrd(), gatewayCrd()];
 }

@@ -26,13 +26,15 @@ export const CONTROL_PLANE_RULES: V1PolicyRule[] = [
   rule([''], ['namespaces', 'nodes', 'pods', 'services', 'endpoints', 'serviceaccounts', 'secrets', 'configmaps'], READ),
   // The mesh root certificate (istio-ca-root-cert) in every namespace.
   rule([''], ['configmaps'], WRITE),
-  // Services of the gateways it programs.
-  rule([''], ['services'], [...WRITE, 'delete']),
+  // The ServiceAccount, Service and Deployment of each east-west Gateway, in the Gateway's namespace.
+  rule([''], ['services', 'serviceaccounts'], [...WRITE, 'delete']),
   rule(['discovery.k8s.io'], ['endpointslices'], READ),
   rule(['authentication.k8s.io'], ['tokenreviews'], ['create']),
   rule(['security.istio.io'], ['authorizationpolicies'], READ),
   rule(['security.istio.io'], ['authorizationpolicies/status'], ['get', 'update', 'patch']),
   rule(['gateway.networking.k8s.io'], ['gateways', 'gatewayclasses'], READ),
+  // GatewayClass istio-east-west, created when missing.
+  rule(['gateway.networking.k8s.io'], ['gatewayclasses'], ['create']),
   rule(['gateway.networking.k8s.io'], ['gateways/status', 'gatewayclasses/status'], ['get', 'update', 'patch']),
   rule(['apps'], ['deployments'], [...READ, ...WRITE, 'delete']),
 ];
