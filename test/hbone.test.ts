@@ -14,10 +14,11 @@ import { ipToBytes, bytesToIp, normalizeIp } from '../src/api/ip.js';
 import { createRootCa, issueLeaf, type CertificateAuthority, type KeyPairPem } from '../src/util/pki.js';
 import type { CertificateSource, WorkloadCertificate } from '../src/ztunnel/identity/types.js';
 import { createProxyMetrics, type ProxyMetrics } from '../src/ztunnel/metrics.js';
-import { baggageFor, forwardedFor, parseAuthority, parseBaggage, parseForwardedFor } from '../src/ztunnel/proxy/hbone-headers.js';
+import { baggageFor, forwardedFor, parseAuthority, parseBaggage, parseForwardedFor, parseHboneTarget } from '../src/ztunnel/proxy/hbone-headers.js';
 import { spiffeIdentities, subjectAltNames } from '../src/ztunnel/proxy/peer-identity.js';
 import { Proxy } from '../src/ztunnel/proxy/proxy.js';
-import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution } from '../src/ztunnel/state/types.js';
+import { serviceTargetOf } from '../src/ztunnel/state/service-target.js';
+import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, ServiceTarget } from '../src/ztunnel/state/types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Topology: two "nodes" (two proxies) on loopback. Pod IPs are loopback addresses, so the
@@ -111,6 +112,10 @@ class FakeState implements ProxyState {
     const expectedIdentities = destinationIp === IMPOSTOR_IP ? [identity('someone-else')] : [identity(destination.serviceAccount)];
     const upstream = { workload: destination, address: destinationIp, port: destinationPort, expectedIdentities };
     return destination.tunnelProtocol === TunnelProtocol.HBONE ? { kind: 'hbone', upstream } : { kind: 'plaintext', upstream };
+  }
+
+  serviceTarget(destination: Workload, hostname: string, servicePort: number): ServiceTarget {
+    return serviceTargetOf(destination, hostname, servicePort, () => undefined);
   }
 
   authorize(facts: ConnectionFacts): AuthorizationDecision {
@@ -266,6 +271,17 @@ describe('HBONE request parsing', () => {
     assert.deepEqual(parseAuthority('[fd00::1]:443'), { ok: true, ip: 'fd00::1', port: 443 });
     for (const bad of [undefined, '', '10.1.2.3', 'echo.default.svc:80', '10.1.2.3:0', '10.1.2.3:70000', '[fd00::1]', 'fd00::1:80', '10.1.2.3:80:90']) {
       const parsed = parseAuthority(bad);
+      assert.equal(parsed.ok, false, `${String(bad)} is refused`);
+      if (!parsed.ok) assert.match(parsed.reason, /:authority/);
+    }
+  });
+
+  test(':authority of an HBONE CONNECT may also be hostname:port', () => {
+    assert.deepEqual(parseHboneTarget('10.1.2.3:8080'), { ok: true, kind: 'address', ip: '10.1.2.3', port: 8080 });
+    assert.deepEqual(parseHboneTarget('HelloWorld.sample.svc.cluster.local:5000'), { ok: true, kind: 'hostname', hostname: 'helloworld.sample.svc.cluster.local', port: 5000 });
+    assert.deepEqual(parseHboneTarget('localhost:1'), { ok: true, kind: 'hostname', hostname: 'localhost', port: 1 });
+    for (const bad of [undefined, '', 'echo:0', 'echo:70000', 'echo', '-echo.svc:80', 'echo..svc:80', 'echo_1.svc:80', '10.1.2.3:0', '10.1.2:80', 'a b:80']) {
+      const parsed = parseHboneTarget(bad);
       assert.equal(parsed.ok, false, `${String(bad)} is refused`);
       if (!parsed.ok) assert.match(parsed.reason, /:authority/);
     }
@@ -556,7 +572,10 @@ describe('HBONE data path', () => {
       assert.match(elsewhere.body, /not the address this connection was sent to/);
       const malformed = await request(session, { ':method': 'CONNECT', ':authority': 'echo.default:http' });
       assert.equal(malformed.status, 400);
-      assert.match(malformed.body, /not ip:port/);
+      assert.match(malformed.body, /neither ip:port nor hostname:port/);
+      const unbacked = await request(session, { ':method': 'CONNECT', ':authority': `echo.default.svc.cluster.local:${ECHO_PORT}` });
+      assert.equal(unbacked.status, 400, 'a hostname authority for a service this workload does not back');
+      assert.match(unbacked.body, /does not back a service with hostname echo\.default\.svc\.cluster\.local/);
       const allowed = await request(session, { ':method': 'CONNECT', ':authority': `${ECHO_IP}:${ECHO_PORT}` });
       assert.equal(allowed.status, 200, 'the same session still serves a valid CONNECT');
     } finally {

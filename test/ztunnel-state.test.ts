@@ -93,8 +93,16 @@ function addService(state: ZtunnelState, svc: Service): void {
 }
 
 function upstreamOf(resolution: Resolution): Upstream {
-  assert.ok(resolution.kind === 'hbone' || resolution.kind === 'plaintext', `expected an upstream, got ${JSON.stringify(resolution.kind === 'unavailable' ? resolution.reason : resolution.kind)}`);
+  assert.ok(
+    resolution.kind === 'hbone' || resolution.kind === 'plaintext' || resolution.kind === 'gateway',
+    `expected an upstream, got ${JSON.stringify(resolution.kind === 'unavailable' ? resolution.reason : resolution.kind)}`,
+  );
   return resolution.upstream;
+}
+
+function gatewayOf(resolution: Resolution): Extract<Resolution, { kind: 'gateway' }> {
+  assert.equal(resolution.kind, 'gateway', `expected a gateway resolution, got ${resolution.kind === 'unavailable' ? resolution.reason : resolution.kind}`);
+  return resolution as Extract<Resolution, { kind: 'gateway' }>;
 }
 
 function unavailableReason(resolution: Resolution): string {
@@ -348,17 +356,6 @@ describe('ztunnel state: resolve', () => {
     assert.deepEqual(state.resolve(pod('far', { network: 'network2' }), '10.0.1.1', 8080), { kind: 'passthrough' });
   });
 
-  it('does not use cross-network endpoints yet, and says why', () => {
-    const remote = pod('remote', { network: 'network2', services: backs(5000, 5000), networkGateway: { hboneMtlsPort: 15008, destination: { case: 'address', value: { network: 'network2', address: ipToBytes('198.18.5.1') } } } });
-    const state = helloState({}, remote);
-    assert.match(
-      unavailableReason(state.resolve(client, HELLO_VIP, 5000)),
-      /1 healthy endpoint for port 5000, none in the same network \(network1\): 1 on network network2, unusable: cross-network endpoints arrive with the multi-network work/,
-    );
-    addWorkloads(state, pod('local', { ips: ['10.0.1.1'], services: backs(5000, 5000) }));
-    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000, 50).keys()], ['local']);
-  });
-
   it('ranks PreferClose endpoints by locality and fails over when the close ones go unhealthy', () => {
     const preferClose = { routingPreference: [LoadBalancing_Scope.NETWORK, LoadBalancing_Scope.REGION, LoadBalancing_Scope.ZONE], mode: LoadBalancing_Mode.FAILOVER };
     const sameZone = (status: WorkloadStatus) => pod('same-zone', { ips: ['10.0.1.1'], status, locality: { region: 'r1', zone: 'z1' }, services: backs(5000, 5000) });
@@ -447,6 +444,192 @@ describe('ztunnel state: resolve', () => {
     state.applyAddresses([], ['cluster1//Pod/default/v1']);
     assert.deepEqual(state.endpointsOf(HELLO_KEY), []);
     assert.deepEqual(state.endpointsOf(other), []);
+  });
+});
+
+// ---- multi-network ---------------------------------------------------------------------------------
+
+const REMOTE_NETWORK = 'network2';
+const GATEWAY_IP = '198.18.5.1';
+const GATEWAY_IDENTITY = 'spiffe://cluster.local/ns/istio-system/sa/eastwest';
+
+/** The east-west gateway of network2, as the control plane sends it (looked up by IP for its identity). */
+function eastWestGateway(init: WorkloadInit = {}): Workload {
+  return pod('eastwest', {
+    uid: 'cluster2/Gateway/istio-system/eastwest',
+    namespace: 'istio-system',
+    serviceAccount: 'eastwest',
+    network: REMOTE_NETWORK,
+    node: '',
+    clusterId: 'cluster2',
+    ips: [GATEWAY_IP],
+    ...init,
+  });
+}
+
+type GatewayDestination = NonNullable<WorkloadInit['networkGateway']>;
+const gatewayAt = (ip: string, port = 15008, network = REMOTE_NETWORK): GatewayDestination => ({
+  hboneMtlsPort: port,
+  destination: { case: 'address', value: { network, address: ipToBytes(ip) } },
+});
+
+/** The synthetic workload standing for helloworld's endpoints on network2, behind its gateway. */
+function synthetic(init: WorkloadInit = {}): Workload {
+  return pod('helloworld', {
+    uid: `${REMOTE_NETWORK}/SyntheticGateway/default/${HELLO}`,
+    serviceAccount: 'helloworld',
+    network: REMOTE_NETWORK,
+    node: '',
+    clusterId: '',
+    networkGateway: gatewayAt(GATEWAY_IP),
+    capacity: 2,
+    services: backs(5000, 9080),
+    ...init,
+  });
+}
+
+describe('ztunnel state: endpoints on other networks', () => {
+  const preferClose = { routingPreference: [LoadBalancing_Scope.NETWORK, LoadBalancing_Scope.REGION, LoadBalancing_Scope.ZONE], mode: LoadBalancing_Mode.FAILOVER };
+
+  function helloState(init: ServiceInit = {}, ...workloads: Workload[]): ZtunnelState {
+    const state = newState();
+    addService(state, service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000, targetPort: 5000 }], ...init }));
+    addWorkloads(state, ...workloads);
+    return state;
+  }
+
+  it('reaches them through their network gateway: outer tunnel to the gateway identity, inner to the synthetic workload', () => {
+    const state = helloState({ subjectAltNames: ['spiffe://cluster.local/ns/default/sa/extra'] }, synthetic(), eastWestGateway());
+    const resolution = gatewayOf(state.resolve(client, HELLO_VIP, 5000));
+    assert.deepEqual(resolution.gateway, { address: GATEWAY_IP, port: 15008, network: REMOTE_NETWORK, identities: [GATEWAY_IDENTITY] });
+    assert.equal(resolution.authority, `${HELLO}:5000`, 'the service port, not the target port');
+    assert.equal(resolution.upstream.workload.uid, `${REMOTE_NETWORK}/SyntheticGateway/default/${HELLO}`);
+    assert.equal(resolution.upstream.address, GATEWAY_IP);
+    assert.equal(resolution.upstream.port, 9080);
+    assert.equal(resolution.upstream.service.hostname, HELLO);
+    assert.deepEqual(resolution.upstream.expectedIdentities, ['spiffe://cluster.local/ns/default/sa/helloworld', 'spiffe://cluster.local/ns/default/sa/extra']);
+
+    const otherPort = helloState({}, synthetic({ networkGateway: gatewayAt(GATEWAY_IP, 15009) }), eastWestGateway());
+    assert.equal(gatewayOf(otherPort.resolve(client, HELLO_VIP, 5000)).gateway.port, 15009);
+    const defaultPort = helloState({}, synthetic({ networkGateway: gatewayAt(GATEWAY_IP, 0) }), eastWestGateway());
+    assert.equal(gatewayOf(defaultPort.resolve(client, HELLO_VIP, 5000)).gateway.port, 15008);
+  });
+
+  it('refuses a gateway address that is no known workload, naming it, until the gateway workload arrives', () => {
+    const state = helloState({}, synthetic(), eastWestGateway({ network: 'network3' }));
+    assert.match(
+      unavailableReason(state.resolve(client, HELLO_VIP, 5000)),
+      /1 healthy endpoint for port 5000, none reachable from network network1: 1 on network network2 behind gateway 198\.18\.5\.1 \(network network2\) that is not a known workload/,
+    );
+    addWorkloads(state, eastWestGateway());
+    assert.deepEqual(gatewayOf(state.resolve(client, HELLO_VIP, 5000)).gateway.identities, [GATEWAY_IDENTITY]);
+    state.applyAddresses([], ['cluster2/Gateway/istio-system/eastwest']);
+    assert.match(unavailableReason(state.resolve(client, HELLO_VIP, 5000)), /behind gateway 198\.18\.5\.1/);
+  });
+
+  it('refuses endpoints on another network without a usable gateway, and says why', () => {
+    const noGateway = pod('far', { ips: ['10.0.1.1'], network: REMOTE_NETWORK, clusterId: 'cluster2', services: backs(5000, 5000) });
+    assert.match(unavailableReason(helloState({}, noGateway, eastWestGateway()).resolve(client, HELLO_VIP, 5000)), /1 on network network2 without a network gateway/);
+    const plaintext = synthetic({ tunnelProtocol: TunnelProtocol.NONE });
+    assert.match(unavailableReason(helloState({}, plaintext, eastWestGateway()).resolve(client, HELLO_VIP, 5000)), /without HBONE, so not reachable through its network gateway/);
+    const byHostname = synthetic({ networkGateway: { hboneMtlsPort: 15008, destination: { case: 'hostname', value: { namespace: 'istio-system', hostname: 'eastwest.istio-system.svc.cluster.local' } } } });
+    assert.match(
+      unavailableReason(helloState({}, byHostname, eastWestGateway()).resolve(client, HELLO_VIP, 5000)),
+      /network gateway names hostname istio-system\/eastwest\.istio-system\.svc\.cluster\.local \(an address is required\)/,
+    );
+    // A pod of network2 is not addressable by IP from network1, even when the IP exists there.
+    const state = helloState({}, noGateway);
+    assert.deepEqual(state.resolve(client, '10.0.1.1', 5000), { kind: 'passthrough' });
+  });
+
+  it('treats a remote cluster on the same network name as ordinary, directly addressed endpoints', () => {
+    const sameNetwork = pod('remote', { uid: 'cluster2//Pod/default/remote', ips: ['10.1.0.7'], network: NETWORK, clusterId: 'cluster2', node: 'node-x', services: backs(5000, 8080) });
+    const state = helloState({}, sameNetwork);
+    const resolution = state.resolve(client, HELLO_VIP, 5000);
+    assert.equal(resolution.kind, 'hbone');
+    assert.equal(upstreamOf(resolution).address, '10.1.0.7');
+    assert.equal(upstreamOf(resolution).port, 8080);
+    assert.equal(upstreamOf(state.resolve(client, '10.1.0.7', 8080)).workload.uid, 'cluster2//Pod/default/remote');
+  });
+
+  it('prefers local endpoints under PreferClose, fails over to the gateway when they go unhealthy, and back', () => {
+    const local = (status: WorkloadStatus) => pod('local', { ips: ['10.0.1.1'], status, locality: { region: 'r2', zone: 'z9' }, services: backs(5000, 5000) });
+    const state = helloState({ loadBalancing: preferClose }, local(WorkloadStatus.HEALTHY), synthetic({ capacity: 10 }), eastWestGateway());
+    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000, 200).keys()], ['local'], 'a local endpoint in another region still beats the remote network');
+
+    addWorkloads(state, local(WorkloadStatus.UNHEALTHY));
+    const failedOver = pickCounts(state, client, HELLO_VIP, 5000, 200);
+    assert.deepEqual([...failedOver.keys()], ['helloworld']);
+    assert.equal(gatewayOf(state.resolve(client, HELLO_VIP, 5000)).gateway.address, GATEWAY_IP);
+
+    addWorkloads(state, local(WorkloadStatus.HEALTHY));
+    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000, 200).keys()], ['local']);
+
+    // The remote network has no healthy endpoint left: the control plane marks the synthetic workload UNHEALTHY.
+    addWorkloads(state, local(WorkloadStatus.UNHEALTHY), synthetic({ capacity: 0, status: WorkloadStatus.UNHEALTHY }));
+    assert.match(unavailableReason(state.resolve(client, HELLO_VIP, 5000)), /2 endpoints for port 5000, none healthy/);
+  });
+
+  it('keeps STRICT network-local traffic off the gateway', () => {
+    const strict = { routingPreference: [LoadBalancing_Scope.NETWORK], mode: LoadBalancing_Mode.STRICT };
+    const state = helloState({ loadBalancing: strict }, synthetic(), eastWestGateway());
+    assert.match(unavailableReason(state.resolve(client, HELLO_VIP, 5000)), /matches every routing preference \[NETWORK\] \(STRICT\)/);
+  });
+
+  it('weighs a synthetic workload by its capacity, as that many pods, without load balancing', () => {
+    const state = helloState(
+      {},
+      pod('local-a', { ips: ['10.0.1.1'], services: backs(5000, 5000) }),
+      pod('local-b', { ips: ['10.0.1.2'], node: 'node-b', services: backs(5000, 5000) }),
+      synthetic({ capacity: 3 }),
+      eastWestGateway(),
+    );
+    const picks = 5000;
+    const counts = pickCounts(state, client, HELLO_VIP, 5000, picks);
+    // Expected shares: 1/5 each local pod, 3/5 the remote network.
+    const share = (name: string) => (counts.get(name) ?? 0) / picks;
+    assert.ok(share('helloworld') > 0.53 && share('helloworld') < 0.67, `the gateway got ${share('helloworld')}`);
+    assert.ok(share('local-a') > 0.14 && share('local-a') < 0.26, `local-a got ${share('local-a')}`);
+    assert.ok(share('local-b') > 0.14 && share('local-b') < 0.26, `local-b got ${share('local-b')}`);
+  });
+
+  it('refuses a workload whose network gateway address is malformed, naming the field', () => {
+    const state = newState();
+    const bad = synthetic({ networkGateway: { hboneMtlsPort: 15008, destination: { case: 'address', value: { network: REMOTE_NETWORK, address: new Uint8Array([1, 2, 3]) } } } });
+    assert.throws(() => addWorkloads(state, bad), (error: unknown) => error instanceof StateUpdateError && /network_gateway\.address\.address: must be 4 \(IPv4\) or 16 \(IPv6\) bytes, got 3/.test(error.message));
+    assert.equal(state.workload(bad.uid), undefined);
+  });
+});
+
+describe('ztunnel state: hostname targets of inbound HBONE', () => {
+  const local = pod('hello-v1', {
+    ips: ['10.0.1.1'],
+    services: {
+      [HELLO_KEY]: { ports: [{ servicePort: 5000, targetPort: 8080 }, { servicePort: 6000, targetPort: 0 }] },
+      ...backs(7000, 0, 'default/other.default.svc.cluster.local'),
+    },
+  });
+
+  it('delivers a service port to the target port of a service the workload backs', () => {
+    const state = newState();
+    addService(state, service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000, targetPort: 5000 }, { servicePort: 6000, targetPort: 6060 }] }));
+    addWorkloads(state, local);
+    assert.deepEqual(state.serviceTarget(local, HELLO, 5000), { kind: 'found', serviceName: HELLO_KEY, service: state.service(HELLO_KEY), targetPort: 8080 });
+    assert.equal((state.serviceTarget(local, HELLO, 6000) as { targetPort: number }).targetPort, 6060, 'no workload target: the service target port');
+    // The service itself not (yet) sent: the workload's own port list decides.
+    const other = state.serviceTarget(local, 'other.default.svc.cluster.local', 7000);
+    assert.deepEqual(other, { kind: 'found', serviceName: 'default/other.default.svc.cluster.local', service: undefined, targetPort: 7000 });
+  });
+
+  it('refuses a hostname the workload does not back, or a port its service lacks', () => {
+    const state = newState();
+    addService(state, service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000, targetPort: 5000 }] }));
+    addWorkloads(state, local);
+    const notBacked = state.serviceTarget(local, 'reviews.default.svc.cluster.local', 5000);
+    assert.equal(notBacked.kind, 'refused');
+    assert.match(notBacked.kind === 'refused' ? notBacked.reason : '', /workload default\/hello-v1 does not back a service with hostname reviews\.default\.svc\.cluster\.local/);
+    const noPort = state.serviceTarget(local, HELLO, 5001);
+    assert.match(noPort.kind === 'refused' ? noPort.reason : '', /service default\/helloworld\.default\.svc\.cluster\.local backed by workload default\/hello-v1 has no port 5001/);
   });
 });
 

@@ -56,15 +56,24 @@ export interface TcpConnectionDescription {
   responseFlags?: ResponseFlags;
 }
 
-export function peerFactsOf(workload: Workload | undefined, principal?: string): PeerFacts {
-  if (!workload) return { principal };
+/** `source_cluster`/`destination_cluster` of a peer known only by its network (e.g. behind an east-west gateway). */
+export function networkClusterLabel(network: string): string {
+  return `network:${network}`;
+}
+
+/**
+ * Labels of a workload; `clusterFallback` stands in for an empty `cluster_id` (the local cluster for
+ * local workloads, `network:<name>` for the synthetic workload of another network).
+ */
+export function peerFactsOf(workload: Workload | undefined, principal?: string, clusterFallback?: string): PeerFacts {
+  if (!workload) return { principal, cluster: clusterFallback };
   return {
     workload: workload.workloadName || workload.name,
     canonicalService: workload.canonicalName,
     canonicalRevision: workload.canonicalRevision,
     namespace: workload.namespace,
     principal,
-    cluster: workload.clusterId,
+    cluster: workload.clusterId || clusterFallback,
   };
 }
 
@@ -113,11 +122,22 @@ export interface TcpConnectionMetrics {
 
 export type HandshakeFailureReason =
   | 'untrusted_peer_certificate'
+  /** The peer refused our certificate (TLS alert: unknown CA, bad or expired certificate). */
+  | 'certificate_rejected_by_peer'
+  /** The peer closed the connection mid-handshake (a Node client that distrusts our certificate does just that). */
+  | 'peer_hung_up'
   | 'missing_peer_certificate'
   | 'unexpected_peer_identity'
   | 'not_h2'
   | 'tls_error'
   | 'no_certificate';
+
+/**
+ * Which TLS layer a handshake belongs to: `hbone` a single HBONE connection (every handshake an HBONE
+ * server sees: direct, or the inner tunnel arriving through a gateway); `outer` client to east-west
+ * gateway; `inner` client to destination ztunnel through the gateway.
+ */
+export type HboneTunnel = 'hbone' | 'outer' | 'inner';
 
 export type RefusedConnectionReason =
   | 'no_original_destination'
@@ -136,15 +156,19 @@ export interface ProxyMetrics {
   /** A connection that was refused before any byte flowed: opened and closed at once, with its flag. */
   recordRefusedTcpConnection(description: TcpConnectionDescription): void;
   /** An HBONE TLS/HTTP2 connection that was refused during or right after its handshake. */
-  hboneHandshakeFailed(direction: 'inbound' | 'outbound', reason: HandshakeFailureReason): void;
+  hboneHandshakeFailed(direction: 'inbound' | 'outbound', reason: HandshakeFailureReason, tunnel?: HboneTunnel): void;
   /** An HBONE CONNECT stream answered with an error status (or refused by the server, on the client). */
   hboneStreamRejected(direction: 'inbound' | 'outbound', code: number, reason: string): void;
   /** An HBONE HTTP/2 session established (outbound: dialled by the pool; inbound: accepted). */
   hboneSessionOpened(direction: 'inbound' | 'outbound'): void;
   /** A captured connection closed without being proxied. */
   connectionRefused(listener: 'outbound' | 'inbound' | 'inbound_plaintext', reason: RefusedConnectionReason): void;
-  /** Number of pooled outbound HBONE sessions. */
+  /** Number of pooled outbound HBONE sessions (direct and outer tunnels). */
   setPooledSessions(count: number): void;
+  /** An inner HBONE session (double HBONE, end to end through a gateway) established. */
+  innerSessionOpened(): void;
+  /** Number of pooled inner HBONE sessions. */
+  setPooledInnerSessions(count: number): void;
   /** Pushes the pending byte counts of open connections to the counters (also done on a timer). */
   flush(): void;
   /** Stops the flush timer (the registry stays readable). */
@@ -195,11 +219,13 @@ class PrometheusProxyMetrics implements ProxyMetrics {
   readonly closed: Counter<TcpLabelName>;
   readonly sentBytes: Counter<TcpLabelName>;
   readonly receivedBytes: Counter<TcpLabelName>;
-  private readonly handshakeFailures: Counter<'direction' | 'reason'>;
+  private readonly handshakeFailures: Counter<'direction' | 'reason' | 'tunnel'>;
   private readonly rejectedStreams: Counter<'direction' | 'code' | 'reason'>;
   private readonly refusedConnections: Counter<'listener' | 'reason'>;
   private readonly sessionsOpened: Counter<'direction'>;
   private readonly pooledSessions: Gauge;
+  private readonly innerSessionsOpened: Counter;
+  private readonly pooledInnerSessions: Gauge;
   private readonly open = new Set<OpenConnection>();
   private readonly timer: NodeJS.Timeout;
 
@@ -213,7 +239,7 @@ class PrometheusProxyMetrics implements ProxyMetrics {
     this.handshakeFailures = new Counter({
       name: 'ambit_hbone_handshake_failures_total',
       help: 'HBONE connections refused during the TLS/HTTP2 handshake',
-      labelNames: ['direction', 'reason'],
+      labelNames: ['direction', 'reason', 'tunnel'],
       registers,
     });
     this.rejectedStreams = new Counter({
@@ -235,6 +261,12 @@ class PrometheusProxyMetrics implements ProxyMetrics {
       registers,
     });
     this.pooledSessions = new Gauge({ name: 'ambit_hbone_pooled_sessions', help: 'Outbound HBONE HTTP/2 sessions in the pool', registers });
+    this.innerSessionsOpened = new Counter({
+      name: 'ambit_hbone_inner_sessions_opened_total',
+      help: 'Inner HBONE sessions (TLS + HTTP/2 end to end through an east-west gateway) established',
+      registers,
+    });
+    this.pooledInnerSessions = new Gauge({ name: 'ambit_hbone_pooled_inner_sessions', help: 'Inner HBONE sessions in the pool', registers });
     this.timer = setInterval(() => this.flush(), options.flushIntervalMs ?? 5000);
     this.timer.unref();
   }
@@ -258,8 +290,8 @@ class PrometheusProxyMetrics implements ProxyMetrics {
     this.closed.inc(labels);
   }
 
-  hboneHandshakeFailed(direction: 'inbound' | 'outbound', reason: HandshakeFailureReason): void {
-    this.handshakeFailures.inc({ direction, reason });
+  hboneHandshakeFailed(direction: 'inbound' | 'outbound', reason: HandshakeFailureReason, tunnel: HboneTunnel = 'hbone'): void {
+    this.handshakeFailures.inc({ direction, reason, tunnel });
   }
 
   hboneStreamRejected(direction: 'inbound' | 'outbound', code: number, reason: string): void {
@@ -276,6 +308,14 @@ class PrometheusProxyMetrics implements ProxyMetrics {
 
   setPooledSessions(count: number): void {
     this.pooledSessions.set(count);
+  }
+
+  innerSessionOpened(): void {
+    this.innerSessionsOpened.inc();
+  }
+
+  setPooledInnerSessions(count: number): void {
+    this.pooledInnerSessions.set(count);
   }
 
   flush(): void {

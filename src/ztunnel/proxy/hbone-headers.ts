@@ -24,6 +24,33 @@ export function parseAuthority(authority: string | undefined): ParsedAuthority {
   return { ok: true, ip: normalizeIp(host), port };
 }
 
+/** On the CONNECTs of double HBONE: the network the client is on. */
+export const X_FORWARDED_NETWORK = 'x-forwarded-network';
+
+export type HboneTarget =
+  | { ok: true; kind: 'address'; ip: string; port: number }
+  | { ok: true; kind: 'hostname'; hostname: string; port: number }
+  | { ok: false; reason: string };
+
+const HOSTNAME_AUTHORITY = /^((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?):(\d{1,5})$/i;
+
+/**
+ * Parses an HBONE `:authority`: `ip:port` (a pod, same network), or `<hostname>:<port>` (a service,
+ * through an east-west gateway). Hostnames are lower-cased.
+ */
+export function parseHboneTarget(authority: string | undefined): HboneTarget {
+  const address = parseAuthority(authority);
+  if (address.ok) return { ...address, kind: 'address' };
+  const match = authority === undefined ? null : HOSTNAME_AUTHORITY.exec(authority);
+  const hostname = match?.[1];
+  if (!match || hostname === undefined || isIP(hostname) !== 0 || /^[\d.]+$/.test(hostname)) {
+    return authority ? { ok: false, reason: `:authority ${JSON.stringify(authority)} is neither ip:port nor hostname:port` } : address;
+  }
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) return { ok: false, reason: `:authority ${JSON.stringify(authority)} has port out of range` };
+  return { ok: true, kind: 'hostname', hostname: hostname.toLowerCase(), port };
+}
+
 const BAGGAGE_WORKLOAD_KEY: Record<WorkloadType, string> = {
   [WorkloadType.DEPLOYMENT]: 'k8s.deployment.name',
   [WorkloadType.CRONJOB]: 'k8s.cronjob.name',

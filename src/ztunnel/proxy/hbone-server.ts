@@ -2,12 +2,13 @@ import { constants as http2Constants, performServerHandshake, type IncomingHttpH
 import type { Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 
-import type { Workload } from '../../gen/istio/workload/workload_pb.js';
+import type { Service, Workload } from '../../gen/istio/workload/workload_pb.js';
 import type { WorkloadCertificate } from '../identity/types.js';
-import { peerFactsOf, type HandshakeFailureReason, type PeerFacts, type TcpConnectionDescription } from '../metrics.js';
-import type { AuthorizationDecision } from '../state/types.js';
+import { networkClusterLabel, peerFactsOf, type HandshakeFailureReason, type PeerFacts, type TcpConnectionDescription } from '../metrics.js';
+import type { AuthorizationDecision, ServiceTarget } from '../state/types.js';
 import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
-import { parseAuthority, parseBaggage, parseForwardedFor } from './hbone-headers.js';
+import { handshakeFailureReason } from './hbone-connect.js';
+import { parseBaggage, parseForwardedFor, parseHboneTarget, X_FORWARDED_NETWORK } from './hbone-headers.js';
 import type { SocketAddress } from './original-dst.js';
 import { spiffeIdentities } from './peer-identity.js';
 import { splice } from './splice.js';
@@ -35,6 +36,16 @@ const HANDSHAKE_ERROR_REASONS: Record<string, HandshakeFailureReason> = {
   ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE: 'missing_peer_certificate',
   // The client offered ALPN protocols, none of them h2.
   ERR_SSL_NO_APPLICATION_PROTOCOL: 'not_h2',
+  ECONNRESET: 'peer_hung_up',
+};
+
+const HANDSHAKE_ERROR_MESSAGES: Partial<Record<HandshakeFailureReason, string>> = {
+  missing_peer_certificate: 'untrusted peer certificate',
+  not_h2: 'HBONE client did not negotiate h2',
+  // The client does not trust our certificate (a CA mismatch seen from this side): said with an alert...
+  certificate_rejected_by_peer: 'HBONE client rejected our certificate',
+  // ...or, as Node clients do, by hanging up.
+  peer_hung_up: 'HBONE client closed the connection during the TLS handshake (does it trust our certificate?)',
 };
 
 /** What is known about an inbound connection before its TLS handshake. */
@@ -61,6 +72,11 @@ interface IdentityTlsServer {
 /** The four addresses of a TCP connection; identical on the raw socket and the TLS socket wrapping it. */
 function connectionKey(socket: Socket): string {
   return `${socket.localAddress}|${socket.localPort}|${socket.remoteAddress}|${socket.remotePort}`;
+}
+
+/** A network name from a header: short, label-safe text (it ends up in logs and metric labels), else nothing. */
+function networkName(value: string | undefined): string | undefined {
+  return value !== undefined && /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(value) ? value : undefined;
 }
 
 function singleHeader(value: string | string[] | undefined): string | undefined {
@@ -192,9 +208,8 @@ export class HboneServer {
 
   private onHandshakeError(error: Error & { code?: string }, tlsSocket: TLSSocket): void {
     const connection = this.takeHandshaking(tlsSocket);
-    const reason = HANDSHAKE_ERROR_REASONS[error.code ?? ''] ?? 'tls_error';
-    const message = reason === 'missing_peer_certificate' ? 'untrusted peer certificate' : reason === 'not_h2' ? 'HBONE client did not negotiate h2' : 'inbound HBONE TLS handshake failed';
-    this.context.log.info({ peer: connection?.peer, code: error.code, err: error.message.trim() }, message);
+    const reason = HANDSHAKE_ERROR_REASONS[error.code ?? ''] ?? handshakeFailureReason(error);
+    this.context.log.info({ peer: connection?.peer, reason, code: error.code, err: error.message.trim() }, HANDSHAKE_ERROR_MESSAGES[reason] ?? 'inbound HBONE TLS handshake failed');
     this.context.metrics.hboneHandshakeFailed('inbound', reason);
     tlsSocket.destroy();
   }
@@ -283,36 +298,58 @@ export class HboneServer {
       this.rejectStream(connection, stream, 400, 'method_not_connect', `HBONE accepts only CONNECT requests, got ${method ?? 'no method'}`);
       return;
     }
-    const authority = parseAuthority(headers[':authority']);
-    if (!authority.ok) {
-      this.rejectStream(connection, stream, 400, 'bad_authority', authority.reason);
+    const target = parseHboneTarget(singleHeader(headers[':authority']));
+    if (!target.ok) {
+      this.rejectStream(connection, stream, 400, 'bad_authority', target.reason);
       return;
     }
-    if (authority.ip !== connection.original.ip) {
-      this.rejectStream(
-        connection,
-        stream,
-        400,
-        'authority_mismatch',
-        `:authority ${authority.ip} is not the address this connection was sent to (${connection.original.ip})`,
-      );
-      return;
+    let port: number;
+    let service: Service | undefined;
+    if (target.kind === 'address') {
+      if (target.ip !== connection.original.ip) {
+        this.rejectStream(connection, stream, 400, 'authority_mismatch', `:authority ${target.ip} is not the address this connection was sent to (${connection.original.ip})`);
+        return;
+      }
+      port = target.port;
+    } else {
+      const found = this.serviceTarget(connection, target.hostname, target.port);
+      if (found.kind === 'refused') {
+        this.rejectStream(connection, stream, 400, 'unknown_service', `:authority ${target.hostname}:${target.port}: ${found.reason}`);
+        return;
+      }
+      port = found.targetPort;
+      service = found.service;
     }
+    const sourceNetwork = networkName(singleHeader(headers[X_FORWARDED_NETWORK]));
     const sourceIp = parseForwardedFor(singleHeader(headers.forwarded)) ?? connection.peerIp;
     const description: TcpConnectionDescription = {
       reporter: 'destination',
-      source: this.sourceFacts(sourceIp, connection.peerIdentity, singleHeader(headers.baggage)),
-      destination: peerFactsOf(connection.destination, connection.destinationIdentity),
+      source: this.sourceFacts(sourceIp, connection.peerIdentity, singleHeader(headers.baggage), sourceNetwork),
+      destination: peerFactsOf(connection.destination, connection.destinationIdentity, this.context.clusterId),
+      service,
       mutualTls: true,
     };
-    const decision = this.authorize(connection, sourceIp, authority.port);
+    if (sourceNetwork !== undefined) {
+      log.info(
+        {
+          peer: connection.peer,
+          peerIdentity: connection.peerIdentity,
+          sourceNetwork,
+          sourceCluster: description.source.cluster,
+          sourceIp,
+          authority: headers[':authority'],
+          destination: `${connection.original.ip}:${port}`,
+        },
+        'inbound HBONE connection through an east-west gateway',
+      );
+    }
+    const decision = this.authorize(connection, sourceIp, port);
     if (!decision.allowed) {
       metrics.recordRefusedTcpConnection({ ...description, responseFlags: 'DENY' });
       this.rejectStream(connection, stream, 401, 'policy_denied', `denied by authorization policy${decision.policy ? ` ${decision.policy}` : ''}: ${decision.reason}`);
       return;
     }
-    const target = this.context.dialAddress(authority.ip, authority.port);
-    dialTcp(target, log).then(
+    dialTcp(this.context.dialAddress(connection.original.ip, port), log).then(
       (upstream) => {
         if (stream.destroyed || stream.closed) {
           upstream.destroy();
@@ -330,7 +367,7 @@ export class HboneServer {
       },
       (error: Error) => {
         metrics.recordRefusedTcpConnection({ ...description, responseFlags: 'CONNECT' });
-        this.rejectStream(connection, stream, 503, 'upstream_unreachable', `upstream ${authority.ip}:${authority.port} unreachable: ${error.message}`);
+        this.rejectStream(connection, stream, 503, 'upstream_unreachable', `upstream ${connection.original.ip}:${port} unreachable: ${error.message}`);
       },
     );
   }
@@ -350,11 +387,25 @@ export class HboneServer {
     }
   }
 
-  /** Source labels: the mesh's record of the source address when it matches the peer's identity, else the baggage. */
-  private sourceFacts(sourceIp: string, peerIdentity: string, baggage: string | undefined): PeerFacts {
-    const known = this.context.state.workloadByIp(sourceIp);
-    if (known && workloadIdentity(known) === peerIdentity) return peerFactsOf(known, peerIdentity);
-    return { ...parseBaggage(baggage), principal: peerIdentity };
+  private serviceTarget(connection: AcceptedConnection, hostname: string, servicePort: number): ServiceTarget {
+    try {
+      return this.context.state.serviceTarget(connection.destination, hostname, servicePort);
+    } catch (error) {
+      this.context.log.error({ err: String(error) }, 'looking up the service of a hostname authority failed');
+      return { kind: 'refused', reason: `service lookup failed: ${String(error)}` };
+    }
+  }
+
+  /**
+   * Source labels: the mesh's record of the source address (on the client's network, from
+   * `x-forwarded-network`) when it matches the peer's identity, else the baggage.
+   */
+  private sourceFacts(sourceIp: string, peerIdentity: string, baggage: string | undefined, sourceNetwork: string | undefined): PeerFacts {
+    const known = this.context.state.workloadByIp(sourceIp, sourceNetwork);
+    const fromBaggage = parseBaggage(baggage);
+    const networkLabel = sourceNetwork && sourceNetwork !== this.context.state.network ? networkClusterLabel(sourceNetwork) : undefined;
+    if (known && workloadIdentity(known) === peerIdentity) return peerFactsOf(known, peerIdentity, fromBaggage.cluster ?? networkLabel);
+    return { ...fromBaggage, principal: peerIdentity, cluster: fromBaggage.cluster || networkLabel };
   }
 
   private rejectStream(connection: AcceptedConnection, stream: ServerHttp2Stream, status: number, reason: string, message: string): void {

@@ -47,7 +47,7 @@ export class InboundPlaintextProxy {
     const description: TcpConnectionDescription = {
       reporter: 'destination',
       source: peerFactsOf(state.workloadByIp(sourceIp)),
-      destination: peerFactsOf(destination, workloadIdentity(destination)),
+      destination: peerFactsOf(destination, workloadIdentity(destination), this.context.clusterId),
       mutualTls: false,
     };
     let decision: AuthorizationDecision;

@@ -1,21 +1,26 @@
+import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 
 import type { Workload } from '../../gen/istio/workload/workload_pb.js';
-import { peerFactsOf, type TcpConnectionDescription } from '../metrics.js';
+import { networkClusterLabel, peerFactsOf, type TcpConnectionDescription } from '../metrics.js';
 import type { Resolution, Upstream } from '../state/types.js';
 import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
 import { forwardOverTcp, spliceTracked } from './forward.js';
-import { baggageFor, formatAuthority, forwardedFor, newTraceparent } from './hbone-headers.js';
+import { baggageFor, formatAuthority, forwardedFor, newTraceparent, X_FORWARDED_NETWORK } from './hbone-headers.js';
 import { HboneConnectError, type HbonePool } from './hbone-pool.js';
+import type { InnerHbonePool } from './inner-pool.js';
 import type { SocketAddress } from './original-dst.js';
 import { abort } from './splice.js';
 import { peerOf } from './tcp.js';
+
+type GatewayResolution = Extract<Resolution, { kind: 'gateway' }>;
 
 /** Captured outbound connections (port 15001): resolve the destination, then tunnel, forward or refuse. */
 export class OutboundProxy {
   constructor(
     private readonly context: ProxyContext,
     private readonly pool: HbonePool,
+    private readonly inner: InnerHbonePool,
   ) {}
 
   /** Takes an accepted connection of the outbound listener. Never throws. */
@@ -53,16 +58,19 @@ export class OutboundProxy {
       abort(socket);
       return;
     }
-    const sourceFacts = peerFactsOf(source);
+    const sourceFacts = peerFactsOf(source, undefined, this.context.clusterId);
     switch (resolution.kind) {
       case 'hbone':
         await this.viaHbone(socket, source, sourceIp, original, resolution.upstream);
+        return;
+      case 'gateway':
+        await this.viaGateway(socket, source, sourceIp, original, resolution);
         return;
       case 'plaintext':
         await forwardOverTcp(this.context, 'outbound', socket, this.context.dialAddress(resolution.upstream.address, resolution.upstream.port), {
           reporter: 'source',
           source: sourceFacts,
-          destination: peerFactsOf(resolution.upstream.workload),
+          destination: peerFactsOf(resolution.upstream.workload, undefined, this.context.clusterId),
           service: resolution.upstream.service,
           mutualTls: false,
         });
@@ -86,31 +94,68 @@ export class OutboundProxy {
     }
   }
 
+  /** Single HBONE: one tunnel, straight to the destination ztunnel. */
   private async viaHbone(socket: Socket, source: Workload, sourceIp: string, original: SocketAddress, upstream: Upstream): Promise<void> {
-    const { log, metrics } = this.context;
     const sourceIdentity = workloadIdentity(source);
     const destinationIdentity = workloadIdentity(upstream.workload);
-    const description: TcpConnectionDescription = {
-      reporter: 'source',
-      source: peerFactsOf(source, sourceIdentity),
-      destination: peerFactsOf(upstream.workload, destinationIdentity),
-      service: upstream.service,
-      mutualTls: true,
-    };
+    const description = this.describe(source, sourceIdentity, peerFactsOf(upstream.workload, destinationIdentity, this.context.clusterId), upstream);
     const authority = formatAuthority(upstream.address, upstream.port);
-    let stream;
-    try {
-      stream = await this.pool.connect({
+    await this.tunnel(socket, original, authority, description, () =>
+      this.pool.connect({
         sourceIdentity,
         expectedIdentities: upstream.expectedIdentities.length ? upstream.expectedIdentities : [destinationIdentity],
         destination: upstream.address,
         authority,
-        headers: {
-          baggage: baggageFor(source, this.context.clusterId),
-          forwarded: forwardedFor(sourceIp),
-          traceparent: newTraceparent(),
-        },
-      });
+        headers: { baggage: baggageFor(source, this.context.clusterId), forwarded: forwardedFor(sourceIp), traceparent: newTraceparent() },
+      }),
+    );
+  }
+
+  /**
+   * Double HBONE: an inner tunnel end to end to the destination ztunnel, inside an outer tunnel to the
+   * east-west gateway of the destination's network. Both CONNECTs name `<service hostname>:<port>`.
+   */
+  private async viaGateway(socket: Socket, source: Workload, sourceIp: string, original: SocketAddress, resolution: GatewayResolution): Promise<void> {
+    const { upstream, gateway, authority } = resolution;
+    const sourceIdentity = workloadIdentity(source);
+    const destinationIdentity = workloadIdentity(upstream.workload);
+    const remoteCluster = networkClusterLabel(upstream.workload.network || gateway.network);
+    const description = this.describe(source, sourceIdentity, peerFactsOf(upstream.workload, destinationIdentity, remoteCluster), upstream);
+    const network = this.context.state.network;
+    const hop = () => ({
+      baggage: baggageFor(source, this.context.clusterId),
+      traceparent: newTraceparent(),
+      ...(network ? { [X_FORWARDED_NETWORK]: network } : {}),
+    });
+    await this.tunnel(socket, original, authority, description, () =>
+      this.inner.connect({
+        sourceIdentity,
+        expectedIdentities: upstream.expectedIdentities.length ? upstream.expectedIdentities : [destinationIdentity],
+        gateway,
+        hostname: upstream.service.hostname,
+        authority,
+        headers: { ...hop(), forwarded: forwardedFor(sourceIp) },
+        outerHeaders: hop(),
+      }),
+    );
+  }
+
+  private describe(source: Workload, sourceIdentity: string, destination: TcpConnectionDescription['destination'], upstream: Upstream): TcpConnectionDescription {
+    return {
+      reporter: 'source',
+      source: peerFactsOf(source, sourceIdentity, this.context.clusterId),
+      destination,
+      service: upstream.service,
+      mutualTls: true,
+    };
+  }
+
+  /** Opens the tunnel and splices the client into it; on failure, counts and resets the client. */
+  private async tunnel(socket: Socket, original: SocketAddress, authority: string, description: TcpConnectionDescription, open: () => Promise<ClientHttp2Stream>): Promise<void> {
+    const { log, metrics } = this.context;
+    let stream: ClientHttp2Stream;
+    try {
+      stream = await open();
     } catch (error) {
       const status = error instanceof HboneConnectError ? error.status : undefined;
       log.warn(

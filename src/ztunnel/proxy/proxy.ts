@@ -10,6 +10,7 @@ import type { ProxyContext } from './context.js';
 import { HboneServer } from './hbone-server.js';
 import { HbonePool } from './hbone-pool.js';
 import { InboundPlaintextProxy } from './inbound-plaintext.js';
+import { InnerHbonePool } from './inner-pool.js';
 import { getOriginalDestination, type SocketAddress } from './original-dst.js';
 import { OutboundProxy } from './outbound.js';
 import type { DialTarget } from './tcp.js';
@@ -38,8 +39,13 @@ export interface ProxyOptions {
   hbonePort?: number;
   /** Maps an address to dial to the address actually dialled (tests map pod IPs to loopback). */
   dialAddress?: (ip: string, port: number) => DialTarget;
-  /** HBONE pool tuning (defaults: 100 streams per session, 5 minutes idle). */
+  /** HBONE pool tuning, for direct, outer and inner sessions (defaults: 100 streams per session, 5 minutes idle). */
   pool?: { maxStreamsPerSession?: number; idleTimeoutMs?: number };
+  /**
+   * Pool the inner sessions of double HBONE (default true). False opens a fresh inner TLS + HTTP/2
+   * session per cross-network connection, as Istio's ztunnel does; kept for benchmarks.
+   */
+  innerPooling?: boolean;
 }
 
 export interface ProxyPorts {
@@ -70,6 +76,7 @@ function listen(server: Server, port: number, host: string): Promise<void> {
 export class Proxy {
   private readonly context: ProxyContext;
   private readonly pool: HbonePool;
+  private readonly innerPool: InnerHbonePool;
   private readonly hbone: HboneServer;
   private readonly outbound: OutboundProxy;
   private readonly inboundPlaintext: InboundPlaintextProxy;
@@ -97,8 +104,17 @@ export class Proxy {
       maxStreamsPerSession: options.pool?.maxStreamsPerSession,
       idleTimeoutMs: options.pool?.idleTimeoutMs,
     });
+    this.innerPool = new InnerHbonePool({
+      outer: this.pool,
+      certificates: options.certificates,
+      log: options.log,
+      metrics: options.metrics,
+      maxStreamsPerSession: options.pool?.maxStreamsPerSession,
+      idleTimeoutMs: options.pool?.idleTimeoutMs,
+      pooling: options.innerPooling,
+    });
     this.hbone = new HboneServer(this.context);
-    this.outbound = new OutboundProxy(this.context, this.pool);
+    this.outbound = new OutboundProxy(this.context, this.pool, this.innerPool);
     this.inboundPlaintext = new InboundPlaintextProxy(this.context, () => this.ports().inboundPlaintext);
     this.servers = {
       outbound: this.plaintextServer('outbound', (socket) => this.outbound.accept(socket)),
@@ -131,6 +147,11 @@ export class Proxy {
     this.context.log.info({ ports: this.ports() }, 'proxy listening');
   }
 
+  /** Pooled outbound sessions: direct and outer HBONE, and inner sessions of double HBONE. */
+  pooledSessions(): { hbone: number; inner: number } {
+    return { hbone: this.pool.sessionCount(), inner: this.innerPool.sessionCount() };
+  }
+
   /** The bound ports (useful when started with port 0). */
   ports(): ProxyPorts {
     const port = (server: Server) => (server.address() as AddressInfo | null)?.port ?? 0;
@@ -144,17 +165,19 @@ export class Proxy {
   async stop(options: ProxyStopOptions = {}): Promise<void> {
     for (const server of Object.values(this.servers)) if (server.listening) server.close();
     this.hbone.close();
+    this.innerPool.close();
     this.pool.close();
     const deadline = Date.now() + (options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
     while (this.busy() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
     for (const socket of this.connections) socket.destroy();
     this.hbone.destroy();
+    this.innerPool.destroy();
     this.pool.destroy();
     this.context.log.info('proxy stopped');
   }
 
   private busy(): boolean {
-    return this.connections.size > 0 || this.hbone.openSessions > 0 || this.pool.sessionCount() > 0;
+    return this.connections.size > 0 || this.hbone.openSessions > 0 || this.innerPool.sessionCount() > 0 || this.pool.sessionCount() > 0;
   }
 
   private server(name: string, onConnection: (socket: Socket) => void, allowHalfOpen: boolean): Server {

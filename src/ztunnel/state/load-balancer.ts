@@ -7,10 +7,9 @@ import {
   type Port,
   type Workload,
 } from '../../gen/istio/workload/workload_pb.js';
-import { ipFamily } from './addresses.js';
 import type { Endpoint } from './endpoints.js';
-
-export const CROSS_NETWORK_PENDING = 'unusable: cross-network endpoints arrive with the multi-network work';
+import { reachabilityOf, type WorkloadLookup } from './reachability.js';
+import type { NetworkGatewayTarget } from './types.js';
 
 export interface SelectionRequest {
   source: Workload;
@@ -23,20 +22,21 @@ export interface SelectionRequest {
   endpoints: Endpoint[];
   /** Family of the dialled VIP: an endpoint's address of the same family is preferred. */
   destinationFamily: 4 | 6;
+  /** The workload at a network gateway's address, for endpoints on other networks. */
+  gatewayWorkload: WorkloadLookup;
   random: () => number;
 }
 
 export type Selection =
-  | { kind: 'selected'; endpoint: Endpoint; address: string; port: number }
+  /** `address` is the endpoint's own, or its gateway's when `gateway` is set. */
+  | { kind: 'selected'; endpoint: Endpoint; address: string; port: number; gateway?: NetworkGatewayTarget }
   | { kind: 'unavailable'; reason: string };
-
-/** How the source reaches an endpoint. A `gateway` variant joins when cross-network traffic does. */
-type Reachability = { kind: 'direct'; address: string } | { kind: 'unusable'; why: string };
 
 interface Candidate {
   endpoint: Endpoint;
   address: string;
   port: number;
+  gateway?: NetworkGatewayTarget;
 }
 
 /**
@@ -48,15 +48,6 @@ function targetPortOf(endpoint: Endpoint, servicePort: Port): number | undefined
   const mapped = endpoint.targetPorts.get(servicePort.servicePort);
   if (mapped !== undefined) return mapped || servicePort.targetPort || servicePort.servicePort;
   return servicePort.targetPort || undefined;
-}
-
-function reachabilityOf(endpoint: Endpoint, sourceNetwork: string, family: 4 | 6): Reachability {
-  if (endpoint.network === sourceNetwork) {
-    const address = endpoint.addresses.find((ip) => ipFamily(ip) === family) ?? endpoint.addresses[0];
-    return address ? { kind: 'direct', address } : { kind: 'unusable', why: `on network ${endpoint.network} without an address` };
-  }
-  if (endpoint.workload.networkGateway) return { kind: 'unusable', why: `on network ${endpoint.network}, ${CROSS_NETWORK_PENDING}` };
-  return { kind: 'unusable', why: `on network ${endpoint.network} without a network gateway` };
 }
 
 /** Whether an endpoint matches the source for one routing scope; a locality level also requires the broader levels. */
@@ -151,18 +142,19 @@ export function selectEndpoint(request: SelectionRequest): Selection {
     servingPort += 1;
     if (!allowUnhealthy && endpoint.workload.status !== WorkloadStatus.HEALTHY) continue;
     healthy += 1;
-    const reach = reachabilityOf(endpoint, sourceNetwork, request.destinationFamily);
+    const reach = reachabilityOf(endpoint, sourceNetwork, request.destinationFamily, request.gatewayWorkload);
     if (reach.kind === 'unusable') {
       unusable.set(reach.why, (unusable.get(reach.why) ?? 0) + 1);
       continue;
     }
-    usable.push({ endpoint, address: reach.address, port: targetPort });
+    if (reach.kind === 'gateway') usable.push({ endpoint, address: reach.gateway.address, port: targetPort, gateway: reach.gateway });
+    else usable.push({ endpoint, address: reach.address, port: targetPort });
   }
   if (servingPort === 0) return unavailable(`${service} has ${plural(endpoints.length, 'endpoint')}, none serving port ${port}`);
   if (healthy === 0) return unavailable(`${service} has ${plural(servingPort, 'endpoint')} for port ${port}, none healthy`);
   if (usable.length === 0) {
     const whys = [...unusable].map(([why, count]) => `${count} ${why}`).join('; ');
-    return unavailable(`${service} has ${plural(healthy, 'healthy endpoint')} for port ${port}, none in the same network (${sourceNetwork}): ${whys}`);
+    return unavailable(`${service} has ${plural(healthy, 'healthy endpoint')} for port ${port}, none reachable from network ${sourceNetwork}: ${whys}`);
   }
 
   // Capacity 0 means "never": drop those before ranking so they cannot hold the best rank and block failover.
@@ -190,5 +182,5 @@ export function selectEndpoint(request: SelectionRequest): Selection {
     chosenFrom = bestCandidates;
   }
   const chosen = pickWeighted(chosenFrom, request.random);
-  return { kind: 'selected', endpoint: chosen.endpoint, address: chosen.address, port: chosen.port };
+  return { kind: 'selected', endpoint: chosen.endpoint, address: chosen.address, port: chosen.port, gateway: chosen.gateway };
 }

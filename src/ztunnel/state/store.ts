@@ -16,7 +16,8 @@ import { AuthorizationStore } from './authorization.js';
 import { EndpointIndex } from './endpoints.js';
 import { selectEndpoint } from './load-balancer.js';
 import { ServiceIndex } from './service-index.js';
-import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, StateUpdates, Upstream } from './types.js';
+import { serviceTargetOf } from './service-target.js';
+import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, ServiceTarget, StateUpdates, Upstream } from './types.js';
 import { InvalidResourceError, StateUpdateError, authorizationProblems, serviceProblems, workloadProblems } from './validation.js';
 import { WorkloadIndex } from './workload-index.js';
 
@@ -265,16 +266,23 @@ export class ZtunnelState implements ProxyState, StateUpdates {
       servicePort,
       endpoints,
       destinationFamily: ipFamily(vip),
+      gatewayWorkload: (ip, gatewayNetwork) => this.workloadIndex.byIp(ip, gatewayNetwork),
       random: this.random,
     });
     if (selection.kind === 'unavailable') return { kind: 'unavailable', service, reason: selection.reason };
     const { endpoint } = selection;
     const expectedIdentities = [endpoint.identity, ...service.subjectAltNames.filter((san) => san !== endpoint.identity)];
-    return this.toResolution({ workload: endpoint.workload, address: selection.address, port: selection.port, expectedIdentities, service });
+    const upstream = { workload: endpoint.workload, address: selection.address, port: selection.port, expectedIdentities, service };
+    if (selection.gateway) return { kind: 'gateway', upstream, gateway: selection.gateway, authority: `${service.hostname}:${port}` };
+    return this.toResolution(upstream);
   }
 
   private toResolution(upstream: Upstream): Resolution {
     return upstream.workload.tunnelProtocol === TunnelProtocol.HBONE ? { kind: 'hbone', upstream } : { kind: 'plaintext', upstream };
+  }
+
+  serviceTarget(destination: Workload, hostname: string, servicePort: number): ServiceTarget {
+    return serviceTargetOf(destination, hostname, servicePort, (name) => this.serviceIndex.get(name));
   }
 
   authorize(facts: ConnectionFacts): AuthorizationDecision {

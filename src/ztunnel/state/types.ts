@@ -4,7 +4,7 @@ import type { Authorization } from '../../gen/istio/security/authorization_pb.js
 /** One concrete place to send a connection. */
 export interface Upstream {
   workload: Workload;
-  /** IP to dial (the workload's address on its network). */
+  /** IP to dial (the workload's address on its network; for a gateway resolution, the gateway's). */
   address: string;
   /** Port on the workload (service target port, or the original port for direct pod addressing). */
   port: number;
@@ -14,16 +14,48 @@ export interface Upstream {
   service?: Service;
 }
 
+/** The east-west gateway in front of an endpoint on another network (the outer tunnel of double HBONE). */
+export interface NetworkGatewayTarget {
+  /** Gateway IP on its network. */
+  address: string;
+  /** Its HBONE port (`hbone_mtls_port`, default 15008). */
+  port: number;
+  /** Network the gateway address is on. */
+  network: string;
+  /** SPIFFE identities the gateway must present (of the workload found at its address). */
+  identities: string[];
+}
+
 /** What to do with a captured outbound connection. */
 export type Resolution =
   /** Destination is a mesh workload that speaks HBONE: tunnel to it. */
   | { kind: 'hbone'; upstream: Upstream }
+  /**
+   * Destination is on another network, behind its east-west gateway: double HBONE. `upstream.workload`
+   * is the endpoint (usually the synthetic workload of that network and service) whose identity the
+   * inner tunnel expects; `authority` (`<service hostname>:<service port>`) is the CONNECT target of
+   * both tunnels.
+   */
+  | { kind: 'gateway'; upstream: Upstream & { service: Service }; gateway: NetworkGatewayTarget; authority: string }
   /** Destination is known but not enrolled (tunnel protocol NONE): connect in plain TCP. */
   | { kind: 'plaintext'; upstream: Upstream }
   /** Destination unknown to the mesh: connect to the original address unchanged. */
   | { kind: 'passthrough' }
   /** A mesh service with no usable endpoint: the connection is refused. */
   | { kind: 'unavailable'; service: Service; reason: string };
+
+/** Where an inbound HBONE CONNECT naming `<service hostname>:<service port>` is delivered on a local workload. */
+export type ServiceTarget =
+  | {
+      kind: 'found';
+      /** Resource name of the service, `<ns>/<hostname>`. */
+      serviceName: string;
+      /** The service, when the control plane sent it (the workload's `services` map may name it first). */
+      service?: Service;
+      /** Port on the workload that serves the service port. */
+      targetPort: number;
+    }
+  | { kind: 'refused'; reason: string };
 
 /** Facts about a connection that authorization decides on. */
 export interface ConnectionFacts {
@@ -52,6 +84,11 @@ export interface ProxyState {
   workloadByIp(ip: string, network?: string): Workload | undefined;
   /** Resolves a captured connection's original destination for a source workload. */
   resolve(source: Workload, destinationIp: string, destinationPort: number): Resolution;
+  /**
+   * For an inbound CONNECT to `<hostname>:<servicePort>` on a local workload: the service of that
+   * hostname the workload backs (from its `services` map) and the port serving that service port.
+   */
+  serviceTarget(destination: Workload, hostname: string, servicePort: number): ServiceTarget;
   /** Evaluates the authorization policies that apply to the destination workload. */
   authorize(facts: ConnectionFacts): AuthorizationDecision;
   /** Local workloads (on this node) enrolled in the mesh. */

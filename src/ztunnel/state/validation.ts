@@ -45,6 +45,11 @@ export function workloadProblems(workload: Workload): string[] {
       checkPort(port.targetPort, `${field}.target_port`, problems, true);
     });
   }
+  const gateway = workload.networkGateway;
+  if (gateway) {
+    if (gateway.destination.case === 'address') checkAddressBytes(gateway.destination.value.address, 'network_gateway.address.address', problems);
+    checkPort(gateway.hboneMtlsPort, 'network_gateway.hbone_mtls_port', problems, true);
+  }
   return problems;
 }
 

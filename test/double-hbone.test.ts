@@ -1,0 +1,681 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { pino, type Logger } from 'pino';
+
+import { Action, AuthorizationSchema, Scope } from '../src/gen/istio/security/authorization_pb.js';
+import { ServiceSchema, TunnelProtocol, WorkloadSchema, WorkloadType, type Service, type Workload } from '../src/gen/istio/workload/workload_pb.js';
+import { ipToBytes, normalizeIp } from '../src/api/ip.js';
+import { createRootCa, issueLeaf, type CertificateAuthority } from '../src/util/pki.js';
+import type { CertificateSource, WorkloadCertificate } from '../src/ztunnel/identity/types.js';
+import { createProxyMetrics, type ProxyMetrics } from '../src/ztunnel/metrics.js';
+import { spiffeIdentities } from '../src/ztunnel/proxy/peer-identity.js';
+import { Proxy } from '../src/ztunnel/proxy/proxy.js';
+import { ZtunnelState } from '../src/ztunnel/state/store.js';
+
+// ---------------------------------------------------------------------------------------------
+// Two networks on loopback. network1: a client ztunnel (node-a). network2: an east-west gateway
+// and two destination ztunnels (node-b trusts the mesh CA; node-c got its certificates from
+// another CA). network3: a gateway whose own certificate comes from that other CA.
+// Addresses are loopback IPs, so the address a connection was sent to is the accepted socket's
+// local address, as after nftables REDIRECT.
+// ---------------------------------------------------------------------------------------------
+
+const TRUST_DOMAIN = 'cluster.local';
+const spiffe = (namespace: string, sa: string) => `spiffe://${TRUST_DOMAIN}/ns/${namespace}/sa/${sa}`;
+
+const NETWORK1 = 'network1';
+const NETWORK2 = 'network2';
+const NETWORK3 = 'network3';
+const CLUSTER1 = 'cluster1';
+const CLUSTER2 = 'cluster2';
+const HBONE = 15008;
+const SERVICE_PORT = 5000;
+const TARGET_PORT = 8080;
+
+const CURL_IP = '127.1.10.1';
+const POOLED_IP = '127.1.10.2'; // its own identity, so the pooling counts start from nothing
+const BENCH_IP = '127.1.10.3';
+const INTRUDER_IP = '127.1.10.4'; // an identity the destination's policy does not allow
+const HELLO_VIP = '127.1.50.1';
+const OTHER_VIP = '127.1.50.2';
+const ROGUE_VIP = '127.1.50.3';
+const LOST_VIP = '127.1.50.4';
+const HELLO_POD_IP = '127.1.20.1'; // node-b, network2
+const ROGUE_POD_IP = '127.1.20.2'; // node-c, network2, certificate from another CA
+const GATEWAY2_IP = '127.1.70.1';
+const GATEWAY3_IP = '127.1.70.2';
+
+const host = (name: string) => `${name}.default.svc.cluster.local`;
+const HELLO = host('helloworld');
+const OTHER = host('other');
+const ROGUE = host('rogue');
+const LOST = host('lost');
+
+type WorkloadInit = Exclude<MessageInitShape<typeof WorkloadSchema>, Workload>;
+
+function pod(cluster: string, network: string, node: string, name: string, ip: string, init: WorkloadInit = {}): Workload {
+  return create(WorkloadSchema, {
+    uid: `${cluster}//Pod/default/${name}`,
+    name,
+    namespace: 'default',
+    addresses: [ipToBytes(ip)],
+    network,
+    node,
+    clusterId: cluster,
+    serviceAccount: name,
+    trustDomain: TRUST_DOMAIN,
+    canonicalName: name,
+    canonicalRevision: 'v1',
+    workloadName: name,
+    workloadType: WorkloadType.DEPLOYMENT,
+    tunnelProtocol: TunnelProtocol.HBONE,
+    ...init,
+  });
+}
+
+function backs(hostname: string): WorkloadInit['services'] {
+  return { [`default/${hostname}`]: { ports: [{ servicePort: SERVICE_PORT, targetPort: TARGET_PORT }] } };
+}
+
+function service(hostname: string, vip: string, network: string): Service {
+  return create(ServiceSchema, {
+    name: hostname.split('.')[0],
+    namespace: 'default',
+    hostname,
+    addresses: [{ network, address: ipToBytes(vip) }],
+    ports: [{ servicePort: SERVICE_PORT, targetPort: TARGET_PORT }],
+  });
+}
+
+/** The control plane's view of an east-west gateway (its identity is looked up by its address). */
+function eastWestGateway(network: string, ip: string): Workload {
+  return create(WorkloadSchema, {
+    uid: `${network}-cluster/Gateway/istio-system/eastwest`,
+    name: 'eastwest',
+    namespace: 'istio-system',
+    serviceAccount: 'eastwest',
+    addresses: [ipToBytes(ip)],
+    network,
+    tunnelProtocol: TunnelProtocol.HBONE,
+    workloadType: WorkloadType.POD,
+  });
+}
+
+/** One synthetic workload per (remote network, service), pointing at that network's gateway. */
+function synthetic(network: string, hostname: string, gatewayIp: string, serviceAccount: string): Workload {
+  return create(WorkloadSchema, {
+    uid: `${network}/SyntheticGateway/default/${hostname}`,
+    name: hostname.split('.')[0],
+    namespace: 'default',
+    network,
+    serviceAccount,
+    trustDomain: TRUST_DOMAIN,
+    tunnelProtocol: TunnelProtocol.HBONE,
+    networkGateway: { hboneMtlsPort: HBONE, destination: { case: 'address', value: { network, address: ipToBytes(gatewayIp) } } },
+    capacity: 1,
+    services: backs(hostname),
+  });
+}
+
+function newState(network: string, node: string, cluster: string): ZtunnelState {
+  return new ZtunnelState({ network, nodeName: node, clusterId: cluster, systemNamespace: 'istio-system', logger: pino({ level: 'silent' }) });
+}
+
+function apply(state: ZtunnelState, workloads: Workload[], services: Service[]): void {
+  state.applyAddresses(
+    [...workloads.map((workload) => ({ name: workload.uid, workload })), ...services.map((svc) => ({ name: `${svc.namespace}/${svc.hostname}`, service: svc }))],
+    [],
+  );
+}
+
+function clientState(): ZtunnelState {
+  const state = newState(NETWORK1, 'node-a', CLUSTER1);
+  apply(
+    state,
+    [
+      pod(CLUSTER1, NETWORK1, 'node-a', 'curl', CURL_IP),
+      pod(CLUSTER1, NETWORK1, 'node-a', 'pooled', POOLED_IP),
+      pod(CLUSTER1, NETWORK1, 'node-a', 'bench', BENCH_IP),
+      pod(CLUSTER1, NETWORK1, 'node-a', 'intruder', INTRUDER_IP),
+      eastWestGateway(NETWORK2, GATEWAY2_IP),
+      eastWestGateway(NETWORK3, GATEWAY3_IP),
+      synthetic(NETWORK2, HELLO, GATEWAY2_IP, 'helloworld'),
+      // The gateway (wrongly) sends `other` to the helloworld pod, which presents helloworld's identity.
+      synthetic(NETWORK2, OTHER, GATEWAY2_IP, 'helloworld'),
+      synthetic(NETWORK2, ROGUE, GATEWAY2_IP, 'rogue'),
+      synthetic(NETWORK3, LOST, GATEWAY3_IP, 'lost'),
+    ],
+    [service(HELLO, HELLO_VIP, NETWORK1), service(OTHER, OTHER_VIP, NETWORK1), service(ROGUE, ROGUE_VIP, NETWORK1), service(LOST, LOST_VIP, NETWORK1)],
+  );
+  return state;
+}
+
+/** network2 as its ztunnels see it; helloworld admits only the client identities of network1. */
+function destinationState(node: string): ZtunnelState {
+  const state = newState(NETWORK2, node, CLUSTER2);
+  apply(
+    state,
+    [
+      pod(CLUSTER2, NETWORK2, 'node-b', 'helloworld', HELLO_POD_IP, { services: backs(HELLO), authorizationPolicies: ['default/hello-clients'] }),
+      pod(CLUSTER2, NETWORK2, 'node-c', 'rogue', ROGUE_POD_IP, { services: backs(ROGUE) }),
+      eastWestGateway(NETWORK2, GATEWAY2_IP),
+    ],
+    [service(HELLO, '127.2.50.1', NETWORK2), service(OTHER, '127.2.50.2', NETWORK2), service(ROGUE, '127.2.50.3', NETWORK2)],
+  );
+  const principals = ['curl', 'pooled', 'bench'].map((sa) => ({ matchType: { case: 'exact' as const, value: `${TRUST_DOMAIN}/ns/default/sa/${sa}` } }));
+  state.applyAuthorizations(
+    [
+      {
+        name: 'default/hello-clients',
+        authorization: create(AuthorizationSchema, {
+          name: 'hello-clients',
+          namespace: 'default',
+          scope: Scope.WORKLOAD_SELECTOR,
+          action: Action.ALLOW,
+          rules: [{ clauses: [{ matches: [{ principals }] }] }],
+        }),
+      },
+    ],
+    [],
+  );
+  return state;
+}
+
+class FakeCertificates implements CertificateSource {
+  private readonly certificates = new Map<string, Promise<WorkloadCertificate>>();
+
+  constructor(
+    private readonly ca: CertificateAuthority,
+    /** Roots trusted besides the issuing CA's (as during a CA migration). */
+    private readonly extraRootsPem = '',
+  ) {}
+
+  certificateFor(identity: string): Promise<WorkloadCertificate> {
+    let certificate = this.certificates.get(identity);
+    if (!certificate) {
+      certificate = this.issue(identity);
+      this.certificates.set(identity, certificate);
+    }
+    return certificate;
+  }
+
+  /** Swaps in a fresh certificate, as a renewal at half-life would. */
+  async renew(identity: string): Promise<void> {
+    const renewed = await this.issue(identity);
+    this.certificates.set(identity, Promise.resolve(renewed));
+  }
+
+  roots(): string {
+    return this.extraRootsPem ? `${this.ca.certPem.trim()}\n${this.extraRootsPem}` : this.ca.certPem;
+  }
+
+  list(): WorkloadCertificate[] {
+    return [];
+  }
+
+  private async issue(identity: string): Promise<WorkloadCertificate> {
+    const leaf = await issueLeaf(this.ca, { commonName: identity.split('/').pop() ?? 'workload', uris: [identity], client: true, server: true, lifetimeMs: 24 * 3600_000 });
+    const now = Date.now();
+    return { identity, certChainPem: leaf.certPem, keyPem: leaf.keyPem, rootsPem: this.ca.certPem, notBefore: new Date(now), notAfter: new Date(now + 24 * 3600_000) };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A stand-in for `ambit gateway`: terminates the outer tunnel with its own identity, accepts
+// CONNECT `<hostname>:<port>`, opens plain TCP to the chosen pod's port 15008 and splices the raw
+// bytes, recording them so the test can check it never saw plaintext.
+// ---------------------------------------------------------------------------------------------
+
+interface OuterConnect {
+  clientIdentities: string[];
+  headers: IncomingHttpHeaders;
+}
+
+class FakeGateway {
+  readonly server: TlsServer;
+  sessionsAccepted = 0;
+  readonly connects: OuterConnect[] = [];
+  private readonly forwarded: Buffer[] = [];
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly streams = new Set<ServerHttp2Stream>();
+
+  constructor(
+    certificate: WorkloadCertificate,
+    rootsPem: string,
+    /** hostname → where the destination ztunnel's HBONE port answers for the pod it picked. */
+    private readonly routes: Map<string, { ip: string; port: () => number }>,
+  ) {
+    this.server = createTlsServer({ cert: certificate.certChainPem, key: certificate.keyPem, ca: rootsPem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] });
+    this.server.on('tlsClientError', () => undefined);
+    this.server.on('secureConnection', (socket: TLSSocket) => {
+      socket.on('error', () => undefined);
+      this.sessionsAccepted++;
+      const clientIdentities = spiffeIdentities(socket.getPeerCertificate().subjectaltname);
+      const session = performServerHandshake(socket);
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      session.on('error', () => undefined);
+      session.on('stream', (stream, headers) => this.onStream(stream, headers, clientIdentities));
+    });
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.server.listen(0, '0.0.0.0', resolve));
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Every byte the gateway passed in either direction. */
+  bytesSeen(): Buffer {
+    return Buffer.concat(this.forwarded);
+  }
+
+  /** Resets every outer stream (as a gateway restart would). */
+  resetStreams(): void {
+    for (const stream of this.streams) stream.close(0x8 /* CANCEL */);
+  }
+
+  close(): void {
+    for (const session of this.sessions) session.destroy();
+    this.server.close();
+  }
+
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, clientIdentities: string[]): void {
+    stream.on('error', () => undefined);
+    this.connects.push({ clientIdentities, headers });
+    const authority = String(headers[':authority'] ?? '');
+    const route = this.routes.get(authority.replace(/:\d+$/, ''));
+    if (headers[':method'] !== 'CONNECT' || !route) {
+      stream.respond({ ':status': 400 });
+      stream.end();
+      return;
+    }
+    this.streams.add(stream);
+    stream.on('close', () => this.streams.delete(stream));
+    const upstream = netConnect({ host: route.ip, port: route.port(), allowHalfOpen: true, noDelay: true });
+    upstream.on('error', () => stream.close(0x8));
+    upstream.once('connect', () => {
+      stream.respond({ ':status': 200 });
+      const record = (chunk: Buffer) => this.forwarded.push(Buffer.from(chunk));
+      stream.on('data', record);
+      upstream.on('data', record);
+      stream.pipe(upstream);
+      upstream.pipe(stream);
+      stream.on('close', () => upstream.destroy());
+      upstream.on('close', () => {
+        if (!stream.closed) stream.close();
+      });
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+interface CapturedLog {
+  log: Logger;
+  lines: Array<Record<string, unknown> & { msg?: string }>;
+}
+
+function captureLog(component: string): CapturedLog {
+  const lines: CapturedLog['lines'] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as CapturedLog['lines'][number]);
+      callback();
+    },
+  });
+  return { log: pino({ level: 'debug', base: { component } }, sink), lines };
+}
+
+async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Sum of a metric's samples whose labels include `labels`. */
+async function metricValue(metrics: ProxyMetrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+  metrics.flush();
+  const metric = metrics.registry.getSingleMetric(name);
+  if (!metric) throw new Error(`no metric ${name}`);
+  const { values } = await metric.get();
+  return values
+    .filter((sample) => Object.entries(labels).every(([key, value]) => String((sample.labels as Record<string, unknown>)[key]) === value))
+    .reduce((sum, sample) => sum + sample.value, 0);
+}
+
+function readToEnd(socket: Socket): Promise<{ data: Buffer; reset: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let reset = false;
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => {
+      reset = true;
+    });
+    socket.on('close', () => resolve({ data: Buffer.concat(chunks), reset }));
+  });
+}
+
+function readExactly(socket: Socket, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      total += chunk.length;
+      if (total >= length) {
+        cleanup();
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    const onEnd = () => {
+      cleanup();
+      reject(new Error(`connection ended after ${total} of ${length} bytes`));
+    };
+    const cleanup = () => {
+      socket.off('data', onData);
+      socket.off('close', onEnd);
+      socket.off('end', onEnd);
+    };
+    socket.on('data', onData);
+    socket.on('close', onEnd);
+    socket.on('end', onEnd);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test bed
+// ---------------------------------------------------------------------------------------------
+
+describe('double HBONE across networks', { timeout: 120_000 }, () => {
+  let ca: CertificateAuthority;
+  let otherCa: CertificateAuthority;
+  let certificates: FakeCertificates;
+  let client: { proxy: Proxy; state: ZtunnelState; metrics: ProxyMetrics; log: CapturedLog };
+  let hello: { proxy: Proxy; metrics: ProxyMetrics; log: CapturedLog };
+  let rogue: { proxy: Proxy; metrics: ProxyMetrics; log: CapturedLog };
+  let gateway2: FakeGateway;
+  let gateway3: FakeGateway;
+  let echoServer: Server;
+  const ports = { gateway2: 0, gateway3: 0, echo: 0 };
+  const openSockets = new Set<Socket>();
+  const proxies: Proxy[] = [];
+  const metricsToClose: ProxyMetrics[] = [];
+
+  const dialAddress = (ip: string, port: number) => {
+    if (ip === GATEWAY2_IP && port === HBONE) return { host: GATEWAY2_IP, port: ports.gateway2 };
+    if (ip === GATEWAY3_IP && port === HBONE) return { host: GATEWAY3_IP, port: ports.gateway3 };
+    if (port === TARGET_PORT) return { host: ip, port: ports.echo };
+    return { host: ip, port };
+  };
+
+  /** Captured outbound: the client dialled `<vip>:5000`; captured inbound HBONE: `<pod ip>:15008`. */
+  const originalDestination = (proxy: () => Proxy) => (socket: Socket) => {
+    const ip = normalizeIp(socket.localAddress ?? '');
+    return socket.localPort === proxy().ports().inbound ? { ip, port: HBONE } : { ip, port: SERVICE_PORT };
+  };
+
+  async function startProxy(state: ZtunnelState, source: CertificateSource, component: string, options: { innerPooling?: boolean } = {}) {
+    const metrics = createProxyMetrics();
+    const log = captureLog(component);
+    const proxy: Proxy = new Proxy({
+      state,
+      certificates: source,
+      log: log.log,
+      metrics,
+      clusterId: state.clusterId,
+      listen: { outbound: 0, inbound: 0, inboundPlaintext: 0, host: '0.0.0.0' },
+      originalDestination: originalDestination(() => proxy),
+      dialAddress,
+      innerPooling: options.innerPooling,
+    });
+    await proxy.start();
+    proxies.push(proxy);
+    metricsToClose.push(metrics);
+    return { proxy, metrics, log };
+  }
+
+  async function connectVia(proxy: Proxy, sourceIp: string, vip: string): Promise<Socket> {
+    const socket = netConnect({ host: vip, port: proxy.ports().outbound, localAddress: sourceIp, allowHalfOpen: true });
+    openSockets.add(socket);
+    socket.once('close', () => openSockets.delete(socket));
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    return socket;
+  }
+
+  /** One complete connection: send, read the echo, close both ways. */
+  async function echoOnce(proxy: Proxy, sourceIp: string, vip: string, message: string): Promise<string> {
+    const socket = await connectVia(proxy, sourceIp, vip);
+    const reply = readExactly(socket, Buffer.byteLength(message));
+    socket.write(message);
+    const text = (await reply).toString();
+    const ended = readToEnd(socket);
+    socket.end();
+    await ended;
+    return text;
+  }
+
+  /** A connection the client ztunnel is expected to refuse. */
+  async function refused(sourceIp: string, vip: string): Promise<{ data: Buffer; reset: boolean }> {
+    const socket = await connectVia(client.proxy, sourceIp, vip);
+    const ended = readToEnd(socket);
+    socket.write('anyone there?');
+    return ended;
+  }
+
+  before(async () => {
+    ca = await createRootCa('ambit test root');
+    otherCa = await createRootCa('another mesh');
+    certificates = new FakeCertificates(ca);
+    const strangers = new FakeCertificates(otherCa);
+
+    echoServer = createNetServer({ allowHalfOpen: true }, (socket) => {
+      socket.on('error', () => undefined);
+      socket.pipe(socket);
+    });
+    await new Promise<void>((resolve) => echoServer.listen(0, '0.0.0.0', resolve));
+    ports.echo = (echoServer.address() as AddressInfo).port;
+
+    const state = clientState();
+    client = { ...(await startProxy(state, certificates, 'client-ztunnel')), state };
+    hello = await startProxy(destinationState('node-b'), certificates, 'hello-ztunnel');
+    rogue = await startProxy(destinationState('node-c'), strangers, 'rogue-ztunnel');
+
+    const routes = new Map([
+      [HELLO, { ip: HELLO_POD_IP, port: () => hello.proxy.ports().inbound }],
+      [OTHER, { ip: HELLO_POD_IP, port: () => hello.proxy.ports().inbound }],
+      [ROGUE, { ip: ROGUE_POD_IP, port: () => rogue.proxy.ports().inbound }],
+      [LOST, { ip: HELLO_POD_IP, port: () => hello.proxy.ports().inbound }],
+    ]);
+    gateway2 = new FakeGateway(await certificates.certificateFor(spiffe('istio-system', 'eastwest')), ca.certPem, routes);
+    ports.gateway2 = await gateway2.listen();
+    gateway3 = new FakeGateway(await strangers.certificateFor(spiffe('istio-system', 'eastwest')), ca.certPem, routes);
+    ports.gateway3 = await gateway3.listen();
+  });
+
+  after(async () => {
+    for (const socket of openSockets) socket.destroy();
+    for (const proxy of proxies) await proxy.stop({ drainTimeoutMs: 0 });
+    for (const metrics of metricsToClose) metrics.close();
+    gateway2?.close();
+    gateway3?.close();
+    echoServer?.close();
+  });
+
+  test('a connection crosses networks: echo answers, the client identity arrives end to end, the gateway sees only ciphertext', async () => {
+    const payload = `secret payload ${randomBytes(8).toString('hex')}`;
+    assert.equal(await echoOnce(client.proxy, CURL_IP, HELLO_VIP, payload), payload);
+
+    // The gateway terminated the outer tunnel only: it saw the client's identity and the service name...
+    const outer = gateway2.connects.at(-1);
+    assert.ok(outer);
+    assert.equal(outer.headers[':authority'], `${HELLO}:${SERVICE_PORT}`);
+    assert.deepEqual(outer.clientIdentities, [spiffe('default', 'curl')]);
+    assert.equal(outer.headers['x-forwarded-network'], NETWORK1);
+    // ...and passed an inner TLS stream it cannot read.
+    const seen = gateway2.bytesSeen();
+    assert.ok(seen.length > payload.length);
+    assert.equal(seen[0], 0x16, 'the first byte forwarded opens a TLS handshake record');
+    assert.equal(seen.includes(Buffer.from(payload)), false, 'the payload never crosses the gateway in the clear');
+    assert.equal(seen.includes(Buffer.from('x-forwarded-network')), false, 'nor do the inner CONNECT headers');
+
+    // The destination authorized on the client's own identity (its policy admits only network1's clients).
+    const destinationLabels = {
+      reporter: 'destination',
+      source_principal: spiffe('default', 'curl'),
+      source_workload: 'curl',
+      source_cluster: CLUSTER1,
+      destination_principal: spiffe('default', 'helloworld'),
+      destination_workload: 'helloworld',
+      destination_cluster: CLUSTER2,
+      destination_service: HELLO,
+      connection_security_policy: 'mutual_tls',
+      response_flags: '-',
+    };
+    await waitFor('the destination to count the connection', async () => (await metricValue(hello.metrics, 'istio_tcp_connections_closed_total', destinationLabels)) === 1);
+    assert.equal(await metricValue(hello.metrics, 'istio_tcp_received_bytes_total', destinationLabels), Buffer.byteLength(payload));
+    const arrival = hello.log.lines.find((line) => line.msg === 'inbound HBONE connection through an east-west gateway');
+    assert.ok(arrival, 'the destination logs the cross-network arrival');
+    assert.equal(arrival.sourceNetwork, NETWORK1);
+    assert.equal(arrival.sourceCluster, CLUSTER1);
+    assert.equal(arrival.peerIdentity, spiffe('default', 'curl'));
+    assert.equal(arrival.sourceIp, CURL_IP);
+    assert.equal(arrival.destination, `${HELLO_POD_IP}:${TARGET_PORT}`);
+
+    const sourceLabels = {
+      reporter: 'source',
+      source_principal: spiffe('default', 'curl'),
+      source_cluster: CLUSTER1,
+      destination_principal: spiffe('default', 'helloworld'),
+      destination_cluster: `network:${NETWORK2}`,
+      destination_service: HELLO,
+    };
+    await waitFor('the client to count the connection', async () => (await metricValue(client.metrics, 'istio_tcp_connections_closed_total', sourceLabels)) === 1);
+    assert.equal(await metricValue(client.metrics, 'istio_tcp_sent_bytes_total', sourceLabels), Buffer.byteLength(payload));
+  });
+
+  test('the destination authorizes the inner identity, not the gateway: an identity its policy does not admit gets 401', async () => {
+    const { data, reset } = await refused(INTRUDER_IP, HELLO_VIP);
+    assert.equal(data.length, 0);
+    assert.equal(reset, true);
+    await waitFor('the destination to count the denial', async () => (await metricValue(hello.metrics, 'ambit_hbone_rejected_streams_total', { direction: 'inbound', code: '401' })) === 1);
+    assert.equal(await metricValue(client.metrics, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload: 'intruder', response_flags: 'DENY' }), 1);
+  });
+
+  test('50 sequential connections open ONE inner session over ONE outer session', async () => {
+    const innerBefore = await metricValue(client.metrics, 'ambit_hbone_inner_sessions_opened_total');
+    const outerBefore = await metricValue(client.metrics, 'ambit_hbone_sessions_opened_total', { direction: 'outbound' });
+    const gatewaySessionsBefore = gateway2.sessionsAccepted;
+    const gatewayStreamsBefore = gateway2.connects.length;
+    const destinationSessionsBefore = await metricValue(hello.metrics, 'ambit_hbone_sessions_opened_total', { direction: 'inbound' });
+    for (let i = 0; i < 50; i++) assert.equal(await echoOnce(client.proxy, POOLED_IP, HELLO_VIP, `ping ${i}`), `ping ${i}`);
+    assert.equal((await metricValue(client.metrics, 'ambit_hbone_inner_sessions_opened_total')) - innerBefore, 1, 'inner TLS + HTTP/2 handshakes');
+    assert.equal((await metricValue(client.metrics, 'ambit_hbone_sessions_opened_total', { direction: 'outbound' })) - outerBefore, 1, 'outer handshakes');
+    assert.equal(gateway2.sessionsAccepted - gatewaySessionsBefore, 1, 'TLS sessions the gateway accepted');
+    assert.equal(gateway2.connects.length - gatewayStreamsBefore, 1, 'outer CONNECT streams through the gateway');
+    assert.equal((await metricValue(hello.metrics, 'ambit_hbone_sessions_opened_total', { direction: 'inbound' })) - destinationSessionsBefore, 1, 'sessions at the destination');
+    assert.ok((await metricValue(client.metrics, 'ambit_hbone_pooled_inner_sessions')) >= 1);
+  });
+
+  test('an inner session is not reused after the source certificate was renewed', async () => {
+    assert.equal(await echoOnce(client.proxy, POOLED_IP, HELLO_VIP, 'before renewal'), 'before renewal');
+    const innerBefore = await metricValue(client.metrics, 'ambit_hbone_inner_sessions_opened_total');
+    await certificates.renew(spiffe('default', 'pooled'));
+    assert.equal(await echoOnce(client.proxy, POOLED_IP, HELLO_VIP, 'after renewal'), 'after renewal');
+    assert.equal((await metricValue(client.metrics, 'ambit_hbone_inner_sessions_opened_total')) - innerBefore, 1);
+  });
+
+  test('an inner session is dropped when its outer stream closes; the next connection opens a new one', async () => {
+    assert.equal(await echoOnce(client.proxy, CURL_IP, HELLO_VIP, 'warm up'), 'warm up');
+    assert.ok(client.proxy.pooledSessions().inner >= 1);
+    gateway2.resetStreams();
+    await waitFor('the inner sessions to be dropped', () => client.proxy.pooledSessions().inner === 0);
+    assert.equal(await metricValue(client.metrics, 'ambit_hbone_pooled_inner_sessions'), 0);
+    const innerBefore = await metricValue(client.metrics, 'ambit_hbone_inner_sessions_opened_total');
+    assert.equal(await echoOnce(client.proxy, CURL_IP, HELLO_VIP, 'again'), 'again');
+    assert.equal((await metricValue(client.metrics, 'ambit_hbone_inner_sessions_opened_total')) - innerBefore, 1);
+  });
+
+  test('a destination whose certificate comes from another CA is refused: untrusted peer certificate (inner tunnel)', async () => {
+    const { data, reset } = await refused(CURL_IP, ROGUE_VIP);
+    assert.equal(data.length, 0);
+    assert.equal(reset, true);
+    assert.equal(await metricValue(client.metrics, 'ambit_hbone_handshake_failures_total', { direction: 'outbound', tunnel: 'inner', reason: 'untrusted_peer_certificate' }), 1);
+    const line = client.log.lines.find((entry) => entry.msg === 'untrusted peer certificate' && entry.tunnel === 'inner');
+    assert.ok(line, 'the client logs the untrusted destination');
+    assert.match(String(line.peer), new RegExp(`${ROGUE}:${SERVICE_PORT} through gateway ${GATEWAY2_IP}:${HBONE}`));
+    // The rogue ztunnel sees the client hang up on its certificate (a Node TLS client sends no alert).
+    await waitFor('the destination to log the refusal', () => rogue.log.lines.some((entry) => String(entry.msg).startsWith('HBONE client closed the connection during the TLS handshake')));
+    assert.equal(await metricValue(rogue.metrics, 'ambit_hbone_handshake_failures_total', { direction: 'inbound', reason: 'peer_hung_up' }), 1);
+    assert.equal(await metricValue(hello.metrics, 'ambit_hbone_handshake_failures_total'), 0, 'nothing reached the trusted destination');
+  });
+
+  test('a destination that does not trust the client\'s CA refuses it: untrusted peer certificate at the destination', async () => {
+    // This client trusts both CAs, so it completes the inner handshake; the rogue destination trusts only its own.
+    const trusting = await startProxy(client.state, new FakeCertificates(ca, otherCa.certPem), 'trusting-client');
+    const socket = await connectVia(trusting.proxy, CURL_IP, ROGUE_VIP);
+    const { data, reset } = await readToEnd(socket);
+    assert.equal(data.length, 0);
+    assert.equal(reset, true);
+    await waitFor('the destination to refuse the client', async () => (await metricValue(rogue.metrics, 'ambit_hbone_handshake_failures_total', { direction: 'inbound', reason: 'untrusted_peer_certificate' })) === 1);
+    const line = rogue.log.lines.find((entry) => entry.msg === 'untrusted peer certificate');
+    assert.match(String(line?.reason), /does not chain to the mesh roots/);
+    assert.equal(line?.destination, ROGUE_POD_IP);
+    await trusting.proxy.stop({ drainTimeoutMs: 0 });
+  });
+
+  test('a gateway whose certificate comes from another CA is refused: untrusted peer certificate (outer tunnel)', async () => {
+    const { data, reset } = await refused(CURL_IP, LOST_VIP);
+    assert.equal(data.length, 0);
+    assert.equal(reset, true);
+    assert.equal(await metricValue(client.metrics, 'ambit_hbone_handshake_failures_total', { direction: 'outbound', tunnel: 'outer', reason: 'untrusted_peer_certificate' }), 1);
+    assert.ok(client.log.lines.some((entry) => entry.msg === 'untrusted peer certificate' && entry.tunnel === 'outer' && entry.peer === `${GATEWAY3_IP}:${HBONE}`));
+    assert.equal(gateway3.connects.length, 0);
+  });
+
+  test('a hostname authority for a service the destination pod does not back is answered 400', async () => {
+    const { data, reset } = await refused(CURL_IP, OTHER_VIP);
+    assert.equal(data.length, 0);
+    assert.equal(reset, true);
+    assert.equal(await metricValue(hello.metrics, 'ambit_hbone_rejected_streams_total', { direction: 'inbound', code: '400', reason: 'unknown_service' }), 1);
+    assert.ok(client.log.lines.some((entry) => entry.msg === 'outbound HBONE connection failed; resetting' && entry.status === 400 && entry.authority === `${OTHER}:${SERVICE_PORT}`));
+    const rejection = hello.log.lines.find((entry) => entry.msg === 'HBONE CONNECT rejected' && entry.status === 400);
+    assert.match(String(rejection?.reason), /does not back a service with hostname other\.default\.svc\.cluster\.local/);
+  });
+
+  test('new connections per second with and without inner pooling (printed, not asserted)', async () => {
+    const unpooled = await startProxy(client.state, certificates, 'unpooled-client', { innerPooling: false });
+    const rounds = 200;
+    const measure = async (proxy: Proxy, metrics: ProxyMetrics) => {
+      const innerBefore = await metricValue(metrics, 'ambit_hbone_inner_sessions_opened_total');
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < rounds; i++) assert.equal(await echoOnce(proxy, BENCH_IP, HELLO_VIP, 'x'), 'x');
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      return { perSecond: rounds / seconds, handshakes: (await metricValue(metrics, 'ambit_hbone_inner_sessions_opened_total')) - innerBefore };
+    };
+    // One round each first, so neither side pays for certificate issuance or the outer session.
+    await measure(unpooled.proxy, unpooled.metrics);
+    await measure(client.proxy, client.metrics);
+    const without = await measure(unpooled.proxy, unpooled.metrics);
+    const withPooling = await measure(client.proxy, client.metrics);
+    assert.equal(without.handshakes, rounds, 'without pooling every connection pays an inner handshake');
+    console.log(
+      `# double HBONE, ${rounds} sequential connections: inner pooling ${withPooling.perSecond.toFixed(0)} conn/s (${withPooling.handshakes} inner handshakes); ` +
+        `without ${without.perSecond.toFixed(0)} conn/s (${without.handshakes} inner handshakes)`,
+    );
+  });
+});
