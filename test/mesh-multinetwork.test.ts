@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { readState } from '../src/lab/state.js';
+import { ambit, kubectl, labLeftovers, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
+import { curlFrom, pods, ztunnelMetrics } from './helpers/mesh.js';
+
+const CLUSTERS = [
+  { name: 'cluster1', ctx: 'lab-cluster1', network: 'network1', version: 'v1' },
+  { name: 'cluster2', ctx: 'lab-cluster2', network: 'network2', version: 'v2' },
+] as const;
+const numbers: string[] = [];
+
+interface GatewayStatusView {
+  status?: { addresses?: Array<{ value: string }>; conditions?: Array<{ type: string; status: string }> };
+}
+let labPids: number[] = [];
+
+const eastWestGateway = (network: string, mode = 'Terminate', name = 'istio-eastwestgateway') =>
+  [
+    'apiVersion: gateway.networking.k8s.io/v1',
+    'kind: Gateway',
+    'metadata:',
+    `  name: ${name}`,
+    '  namespace: istio-system',
+    '  labels:',
+    `    topology.istio.io/network: "${network}"`,
+    'spec:',
+    '  gatewayClassName: "istio-east-west"',
+    '  listeners:',
+    '    - name: mesh',
+    '      port: 15008',
+    '      protocol: HBONE',
+    '      tls:',
+    `        mode: ${mode}`,
+    ...(mode === 'Terminate' ? ['        options:', '          gateway.istio.io/tls-terminate-mode: ISTIO_MUTUAL'] : []),
+    '',
+  ].join('\n');
+
+async function versions(cluster: string, count: number): Promise<{ seen: Map<string, number>; failures: number }> {
+  const seen = new Map<string, number>();
+  let failures = 0;
+  for (let i = 0; i < count; i++) {
+    const r = await curlFrom(cluster, 'sample', 'deploy/curl', 'helloworld.sample:5000/hello', 5);
+    const m = /^Hello version: (v\d),/.exec(r.stdout);
+    if (r.code !== 0 || !m) {
+      failures++;
+      continue;
+    }
+    seen.set(m[1]!, (seen.get(m[1]!) ?? 0) + 1);
+  }
+  return { seen, failures };
+}
+
+async function onlyVersions(cluster: string, expected: string[], what: string, timeoutMs = 60_000): Promise<void> {
+  await waitFor(what, async () => {
+    const { seen, failures } = await versions(cluster, 6);
+    return failures === 0 && [...seen.keys()].sort().join(',') === [...expected].sort().join(',');
+  }, timeoutMs);
+}
+
+describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }, () => {
+  before(async () => {
+    if (readState()) await ambit(['lab', 'down']);
+    const up = await ambit(['lab', 'up', '-f', 'topologies/two-networks.yaml'], { timeoutMs: 300_000 });
+    assert.equal(up.code, 0, up.stderr);
+    labPids = readState()!.processes.map((p) => p.pid);
+    // §4: one root CA for both clusters, Istio's sample certs.
+    for (const c of CLUSTERS) {
+      await kubectl(c.ctx, ['create', 'ns', 'istio-system']);
+      await kubectl(c.ctx, ['create', 'secret', 'generic', 'cacerts', '-n', 'istio-system', ...['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'].map((f) => `--from-file=${samples}certs/${f}`)]);
+      // §5: install, and the default network label on the system namespace.
+      const install = await ambit(['install', '--context', c.ctx, '--cluster-name', c.name, '--network', c.network], { timeoutMs: 300_000 });
+      assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
+      await kubectl(c.ctx, ['label', 'ns', 'istio-system', `topology.istio.io/network=${c.network}`, '--overwrite']);
+    }
+    // §6: remote secrets, both ways, in one command.
+    const link = await ambit(['link', '--context', CLUSTERS[0].ctx, '--context', CLUSTERS[1].ctx], { timeoutMs: 120_000 });
+    assert.equal(link.code, 0, `${link.stdout}\n${link.stderr}`);
+    // §7: east-west gateways.
+    for (const c of CLUSTERS) {
+      await kubectl(c.ctx, ['apply', '--server-side', '-f', '-'], eastWestGateway(c.network));
+      await waitFor(`the east-west gateway address in ${c.name}`, async () =>
+        (await kubectl(c.ctx, ['-n', 'istio-system', 'get', 'svc', 'istio-eastwestgateway', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim(),
+      );
+    }
+    // §8: the sample.
+    for (const c of CLUSTERS) {
+      await kubectl(c.ctx, ['create', 'ns', 'sample']);
+      await kubectl(c.ctx, ['label', 'ns', 'sample', 'istio.io/dataplane-mode=ambient', '--overwrite']);
+      await kubectl(c.ctx, ['apply', '-n', 'sample', '-f', `${samples}helloworld.yaml`, '-l', 'service=helloworld']);
+      await kubectl(c.ctx, ['apply', '-n', 'sample', '-f', `${samples}helloworld.yaml`, '-l', `version=${c.version}`]);
+      await kubectl(c.ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/global=true', '--overwrite']);
+      await kubectl(c.ctx, ['apply', '-n', 'sample', '-f', `${samples}curl.yaml`]);
+    }
+    for (const c of CLUSTERS) await rolloutStatus(c.ctx, 'sample', [`helloworld-${c.version}`, 'curl']);
+  });
+
+  after(async () => {
+    for (const line of numbers) console.log(`# number: ${line}`);
+    const pids = [...labPids, ...(readState()?.processes.map((p) => p.pid) ?? [])];
+    const down = await ambit(['lab', 'down']);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(await labLeftovers(pids), []);
+  });
+
+  it('the east-west gateways are Accepted and Programmed with their LoadBalancer address in status', async () => {
+    for (const c of CLUSTERS) {
+      const lb = (await kubectl(c.ctx, ['-n', 'istio-system', 'get', 'svc', 'istio-eastwestgateway', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim();
+      await waitFor(`${c.name} gateway Programmed`, async () => {
+        const now = JSON.parse(await kubectl(c.ctx, ['-n', 'istio-system', 'get', 'gateway', 'istio-eastwestgateway', '-o', 'json'])) as GatewayStatusView;
+        return now.status?.conditions?.find((x) => x.type === 'Programmed')?.status === 'True' && now.status.addresses?.[0]?.value === lb;
+      });
+    }
+  });
+
+  it('seed 000 §8: 20 requests from each cluster return both versions, roughly evenly', async () => {
+    for (const c of CLUSTERS) {
+      await onlyVersions(c.name, ['v1', 'v2'], `both versions from ${c.name}`, 90_000);
+      const { seen, failures } = await versions(c.name, 20);
+      assert.equal(failures, 0, `failed requests from ${c.name}`);
+      for (const v of ['v1', 'v2']) assert.ok((seen.get(v) ?? 0) >= 4, `${c.name}: ${v} answered ${seen.get(v) ?? 0} of 20`);
+    }
+  });
+
+  it('between networks only gateway addresses on 15008 cross, and no clear text', async () => {
+    const state = readState()!;
+    const gateways = await Promise.all(CLUSTERS.map(async (c) => (await kubectl(c.ctx, ['-n', 'istio-system', 'get', 'svc', 'istio-eastwestgateway', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim()));
+    const ports = state.plan.networks.map((n) => n.corePort);
+    const dump = spawn('ip', ['netns', 'exec', 'ambit-core', 'tcpdump', '-i', 'any', '-nn', '-A', '-l', '-U', 'tcp', 'and', 'not', 'port', '6443'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let ready = false;
+    dump.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    dump.stderr.on('data', (d: Buffer) => (ready ||= d.toString().includes('listening')));
+    await waitFor('tcpdump', async () => ready, 10_000);
+    for (const c of CLUSTERS) await versions(c.name, 10);
+    await new Promise((r) => setTimeout(r, 500));
+    dump.kill('SIGINT');
+    await new Promise((r) => dump.once('exit', r));
+    assert.ok(ports.length === 2);
+    assert.doesNotMatch(out, /Hello version|GET \/hello/, 'application bytes crossed networks in clear text');
+    const flows = new Set<string>();
+    for (const line of out.split('\n')) {
+      const m = /IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+):/.exec(line);
+      if (!m) continue;
+      const [, src, sport, dst, dport] = m;
+      const toGateway = gateways.includes(dst!) && dport === '15008';
+      const fromGateway = gateways.includes(src!) && sport === '15008';
+      if (!toGateway && !fromGateway) flows.add(`${src}:${sport} > ${dst}:${dport}`);
+    }
+    assert.deepEqual([...flows].slice(0, 10), [], 'only east-west gateway :15008 may cross networks');
+    assert.match(out, /\.15008[ :]/, 'cross-network traffic was captured');
+  });
+
+  it('without the istio.io/global label each cluster answers only with its own version', async () => {
+    for (const c of CLUSTERS) await kubectl(c.ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/global-']);
+    try {
+      for (const c of CLUSTERS) await onlyVersions(c.name, [c.version], `${c.name} to answer with ${c.version} only`);
+    } finally {
+      for (const c of CLUSTERS) await kubectl(c.ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/global=true', '--overwrite']);
+    }
+    for (const c of CLUSTERS) await onlyVersions(c.name, ['v1', 'v2'], `${c.name} back to both versions`);
+  });
+
+  it('PreferClose: only the local version while it exists; scaled to 0 → the remote one; scaled back → local', async () => {
+    const [c1] = CLUSTERS;
+    for (const c of CLUSTERS) await kubectl(c.ctx, ['annotate', 'svc', 'helloworld', '-n', 'sample', 'networking.istio.io/traffic-distribution=PreferClose', '--overwrite']);
+    await onlyVersions(c1.name, ['v1'], 'cluster1 to prefer its own v1');
+    await kubectl(c1.ctx, ['scale', 'deploy', 'helloworld-v1', '-n', 'sample', '--replicas=0']);
+    await waitFor('v1 gone', async () => (await pods(c1.ctx, 'sample', 'app=helloworld')).length === 0);
+    const { seen, failures } = await versions(c1.name, 10);
+    assert.ok(failures <= 1, `${failures} failed requests during failover`);
+    assert.deepEqual([...seen.keys()], ['v2'], 'failover to the remote network');
+    await kubectl(c1.ctx, ['scale', 'deploy', 'helloworld-v1', '-n', 'sample', '--replicas=1']);
+    await rolloutStatus(c1.ctx, 'sample', ['helloworld-v1']);
+    await onlyVersions(c1.name, ['v1'], 'cluster1 back to its own v1');
+    for (const c of CLUSTERS) await kubectl(c.ctx, ['annotate', 'svc', 'helloworld', '-n', 'sample', 'networking.istio.io/traffic-distribution-']);
+    await onlyVersions(c1.name, ['v1', 'v2'], 'both versions again');
+  });
+
+  it('remote secret deleted → remote endpoints leave within seconds; re-linked → they come back', async () => {
+    const [c1, c2] = CLUSTERS;
+    await kubectl(c1.ctx, ['delete', 'secret', '-n', 'istio-system', `istio-remote-secret-${c2.name}`]);
+    const gone = Date.now();
+    await onlyVersions(c1.name, ['v1'], 'cluster2 endpoints to leave cluster1', 30_000);
+    numbers.push(`remote secret deleted → remote endpoints gone from cluster1's traffic: ${((Date.now() - gone) / 1000).toFixed(1)} s`);
+    const link = await ambit(['link', '--context', c1.ctx, '--context', c2.ctx], { timeoutMs: 120_000 });
+    assert.equal(link.code, 0, link.stderr);
+    await onlyVersions(c1.name, ['v1', 'v2'], 'cluster2 endpoints back in cluster1', 60_000);
+  });
+
+  it('a cluster name mismatch is refused with both names in the message', async () => {
+    const [c1] = CLUSTERS;
+    const ztunnel = (await pods(c1.ctx, 'istio-system', 'app=ztunnel'))[0]!;
+    const r = await sh('node', ['bin/ambit.js', 'lab', 'exec', '--cluster', c1.name, '-n', 'istio-system', ztunnel.name, '--', 'env', 'CLUSTER_ID=cluster9', process.execPath, `${process.cwd()}/bin/ambit.js`, 'ztunnel', 'request-certificate', 'spiffe://cluster.local/ns/istio-system/sa/ztunnel']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /cluster9/);
+    assert.match(r.stderr, /cluster1/);
+  });
+
+  it('a Passthrough east-west listener is not accepted: UnsupportedProtocol', async () => {
+    const [c1] = CLUSTERS;
+    await kubectl(c1.ctx, ['apply', '--server-side', '-f', '-'], eastWestGateway(c1.network, 'Passthrough', 'passthrough-gateway'));
+    await waitFor('UnsupportedProtocol in the listener status', async () => {
+      const gw = JSON.parse(await kubectl(c1.ctx, ['-n', 'istio-system', 'get', 'gateway', 'passthrough-gateway', '-o', 'json'])) as {
+        status?: { listeners?: Array<{ conditions?: Array<{ type: string; status: string; reason: string }> }> };
+      };
+      const accepted = gw.status?.listeners?.[0]?.conditions?.find((c) => c.type === 'Accepted');
+      return accepted?.status === 'False' && accepted.reason === 'UnsupportedProtocol';
+    });
+    await kubectl(c1.ctx, ['delete', 'gateway', '-n', 'istio-system', 'passthrough-gateway']);
+  });
+
+  it('different roots (CA mismatch): cross-network connections refused, and ztunnel says "untrusted peer certificate"', async () => {
+    const [c1, c2] = CLUSTERS;
+    // cluster2 forgets the shared CA: a self-signed root of its own, new certificates everywhere.
+    await kubectl(c2.ctx, ['delete', 'secret', '-n', 'istio-system', 'cacerts']);
+    await kubectl(c2.ctx, ['rollout', 'restart', '-n', 'istio-system', 'deploy/ambit-controlplane']);
+    await rolloutStatus(c2.ctx, 'istio-system', ['ambit-controlplane']);
+    await kubectl(c2.ctx, ['rollout', 'restart', '-n', 'istio-system', 'ds/ztunnel', 'deploy/istio-eastwestgateway']);
+    await kubectl(c2.ctx, ['rollout', 'status', '-n', 'istio-system', 'ds/ztunnel', '--timeout=120s']);
+    await rolloutStatus(c2.ctx, 'istio-system', ['istio-eastwestgateway']);
+    await waitFor('cluster2 workloads to carry certificates of the new root', async () => {
+      const { seen } = await versions(c1.name, 6);
+      return !seen.has('v2');
+    }, 90_000);
+    const { seen } = await versions(c1.name, 10);
+    assert.ok(!seen.has('v2'), 'v2 must not answer through certificates of an untrusted root');
+    const nodes = (await pods(c1.ctx, 'istio-system', 'app=ztunnel')).map((p) => p.node);
+    const metrics = (await Promise.all(nodes.map((n) => ztunnelMetrics(c1.name, n)))).join('\n');
+    assert.match(metrics, /untrusted_peer_certificate/);
+  });
+});
