@@ -306,6 +306,11 @@ class Elements {
 // `srcnat` on postrouting; the output hook needs the number (dstnat = -100).
 const FILTER_PREROUTING = 'type filter hook prerouting priority dstnat - 10';
 const FILTER_OUTPUT = 'type filter hook output priority -110';
+// Node rejects run after NAT, as iptables-mode kube-proxy's (filter INPUT/FORWARD/OUTPUT): a mesh
+// capture that DNATs a service connection to its proxy must win over "no endpoints here".
+const FILTER_FORWARD_AFTER_NAT = 'type filter hook forward priority 0';
+const FILTER_INPUT_AFTER_NAT = 'type filter hook input priority 0';
+const FILTER_OUTPUT_AFTER_NAT = 'type filter hook output priority 0';
 const NAT_PREROUTING = 'type nat hook prerouting priority dstnat';
 const NAT_OUTPUT = 'type nat hook output priority -100';
 const NAT_POSTROUTING = 'type nat hook postrouting priority srcnat';
@@ -399,9 +404,9 @@ export function renderNodeServiceRules(views: ServiceBackendView[], opts: NodeSe
     `${SERVICE_MATCH} @no-endpoint-services goto reject-service`,
     `${NODEPORT_MATCH} @no-endpoint-nodeports goto reject-service`,
   ]);
-  // Reject before DNAT (dstnat - 10) and in prerouting, so it works without a route to the ClusterIP.
-  s.chain('filter-prerouting', ['ct state new jump endpoints-check'], FILTER_PREROUTING);
-  s.chain('filter-output', ['ct state new jump endpoints-check'], FILTER_OUTPUT);
+  s.chain('filter-forward', ['ct state new jump endpoints-check'], FILTER_FORWARD_AFTER_NAT);
+  s.chain('filter-input', ['ct state new jump endpoints-check'], FILTER_INPUT_AFTER_NAT);
+  s.chain('filter-output', ['ct state new jump endpoints-check'], FILTER_OUTPUT_AFTER_NAT);
 
   s.chain('services', [`${SERVICE_MATCH} vmap @service-ips`, `${NODEPORT_MATCH} vmap @service-nodeports`]);
   for (const [name, rules] of chains) s.chain(name, rules);
