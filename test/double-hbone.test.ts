@@ -2,22 +2,22 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
 
 import { Action, AuthorizationSchema, Scope } from '../src/gen/istio/security/authorization_pb.js';
 import { ServiceSchema, TunnelProtocol, WorkloadSchema, WorkloadType, type Service, type Workload } from '../src/gen/istio/workload/workload_pb.js';
 import { ipToBytes, normalizeIp } from '../src/api/ip.js';
-import { createRootCa, issueLeaf, type CertificateAuthority } from '../src/util/pki.js';
+import { createRootCa, type CertificateAuthority } from '../src/util/pki.js';
 import type { CertificateSource, WorkloadCertificate } from '../src/ztunnel/identity/types.js';
 import { createProxyMetrics, type ProxyMetrics } from '../src/ztunnel/metrics.js';
 import { spiffeIdentities } from '../src/ztunnel/proxy/peer-identity.js';
 import { Proxy } from '../src/ztunnel/proxy/proxy.js';
 import { ZtunnelState } from '../src/ztunnel/state/store.js';
+import { captureLog, FakeCertificates, metricValue, readExactly, readToEnd, waitFor, type CapturedLog } from './helpers/proxy-fakes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Two networks on loopback. network1: a client ztunnel (node-a). network2: an east-west gateway
@@ -188,45 +188,6 @@ function destinationState(node: string): ZtunnelState {
   return state;
 }
 
-class FakeCertificates implements CertificateSource {
-  private readonly certificates = new Map<string, Promise<WorkloadCertificate>>();
-
-  constructor(
-    private readonly ca: CertificateAuthority,
-    /** Roots trusted besides the issuing CA's (as during a CA migration). */
-    private readonly extraRootsPem = '',
-  ) {}
-
-  certificateFor(identity: string): Promise<WorkloadCertificate> {
-    let certificate = this.certificates.get(identity);
-    if (!certificate) {
-      certificate = this.issue(identity);
-      this.certificates.set(identity, certificate);
-    }
-    return certificate;
-  }
-
-  /** Swaps in a fresh certificate, as a renewal at half-life would. */
-  async renew(identity: string): Promise<void> {
-    const renewed = await this.issue(identity);
-    this.certificates.set(identity, Promise.resolve(renewed));
-  }
-
-  roots(): string {
-    return this.extraRootsPem ? `${this.ca.certPem.trim()}\n${this.extraRootsPem}` : this.ca.certPem;
-  }
-
-  list(): WorkloadCertificate[] {
-    return [];
-  }
-
-  private async issue(identity: string): Promise<WorkloadCertificate> {
-    const leaf = await issueLeaf(this.ca, { commonName: identity.split('/').pop() ?? 'workload', uris: [identity], client: true, server: true, lifetimeMs: 24 * 3600_000 });
-    const now = Date.now();
-    return { identity, certChainPem: leaf.certPem, keyPem: leaf.keyPem, rootsPem: this.ca.certPem, notBefore: new Date(now), notAfter: new Date(now + 24 * 3600_000) };
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // A stand-in for `ambit gateway`: terminates the outer tunnel with its own identity, accepts
 // CONNECT `<hostname>:<port>`, opens plain TCP to the chosen pod's port 15008 and splices the raw
@@ -318,80 +279,6 @@ class FakeGateway {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-interface CapturedLog {
-  log: Logger;
-  lines: Array<Record<string, unknown> & { msg?: string }>;
-}
-
-function captureLog(component: string): CapturedLog {
-  const lines: CapturedLog['lines'] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as CapturedLog['lines'][number]);
-      callback();
-    },
-  });
-  return { log: pino({ level: 'debug', base: { component } }, sink), lines };
-}
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** Sum of a metric's samples whose labels include `labels`. */
-async function metricValue(metrics: ProxyMetrics, name: string, labels: Record<string, string> = {}): Promise<number> {
-  metrics.flush();
-  const metric = metrics.registry.getSingleMetric(name);
-  if (!metric) throw new Error(`no metric ${name}`);
-  const { values } = await metric.get();
-  return values
-    .filter((sample) => Object.entries(labels).every(([key, value]) => String((sample.labels as Record<string, unknown>)[key]) === value))
-    .reduce((sum, sample) => sum + sample.value, 0);
-}
-
-function readToEnd(socket: Socket): Promise<{ data: Buffer; reset: boolean }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let reset = false;
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', () => {
-      reset = true;
-    });
-    socket.on('close', () => resolve({ data: Buffer.concat(chunks), reset }));
-  });
-}
-
-function readExactly(socket: Socket, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      total += chunk.length;
-      if (total >= length) {
-        cleanup();
-        resolve(Buffer.concat(chunks));
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      reject(new Error(`connection ended after ${total} of ${length} bytes`));
-    };
-    const cleanup = () => {
-      socket.off('data', onData);
-      socket.off('close', onEnd);
-      socket.off('end', onEnd);
-    };
-    socket.on('data', onData);
-    socket.on('close', onEnd);
-    socket.on('end', onEnd);
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // The test bed

@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { connect as http2Connect, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
-import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
+import { connect as netConnect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 import { create } from '@bufbuild/protobuf';
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
 
 import { ipToBytes } from '../src/api/ip.js';
-import { HboneGateway, type GatewayCertificateSource, type HboneGatewayOptions } from '../src/gateway/hbone-gateway.js';
+import { HboneGateway, type HboneGatewayOptions } from '../src/gateway/hbone-gateway.js';
 import { gatewayIdentity, serviceAccountOfToken } from '../src/gateway/identity.js';
 import { GatewayMetrics } from '../src/gateway/metrics.js';
 import { findServiceTarget, parseServiceAuthority, pickEndpoint, type GatewayStateView, type ServiceTarget } from '../src/gateway/routing.js';
@@ -29,8 +28,8 @@ import {
   type Workload,
 } from '../src/gen/istio/workload/workload_pb.js';
 import { createRootCa, issueLeaf, type CertificateAuthority, type KeyPairPem } from '../src/util/pki.js';
-import type { WorkloadCertificate } from '../src/ztunnel/identity/types.js';
 import { ZtunnelState } from '../src/ztunnel/state/store.js';
+import { captureLog, FakeCertificates, issueCertificate, listenOn, metricValue, readExactly, waitFor, type CapturedLog } from './helpers/proxy-fakes.js';
 
 // ---------------------------------------------------------------------------------------------
 // The mesh as the gateway of cluster2 (network2) sees it. Pod IPs are never dialled: the injected
@@ -113,82 +112,9 @@ function meshState(): ZtunnelState {
   return state;
 }
 
-class FakeCertificates implements GatewayCertificateSource {
-  private readonly current = new Map<string, WorkloadCertificate>();
-  private readonly listeners = new Set<(certificate: WorkloadCertificate) => void>();
-
-  constructor(private readonly ca: CertificateAuthority) {}
-
-  async certificateFor(identity: string): Promise<WorkloadCertificate> {
-    const existing = this.current.get(identity);
-    if (existing) return existing;
-    const issued = await issueCertificate(this.ca, identity);
-    this.current.set(identity, issued);
-    return issued;
-  }
-
-  onRenewed(listener: (certificate: WorkloadCertificate) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  /** A renewal at half-life: a new key and certificate, announced to the listeners. */
-  async renew(identity: string): Promise<WorkloadCertificate> {
-    const renewed = await issueCertificate(this.ca, identity);
-    this.current.set(identity, renewed);
-    for (const listener of this.listeners) listener(renewed);
-    return renewed;
-  }
-}
-
-async function issueCertificate(ca: CertificateAuthority, identity: string): Promise<WorkloadCertificate> {
-  const leaf = await issueLeaf(ca, { commonName: identity.split('/').pop() ?? 'workload', uris: [identity], client: true, server: true, lifetimeMs: 24 * 3600_000 });
-  const now = Date.now();
-  return { identity, certChainPem: leaf.certPem, keyPem: leaf.keyPem, rootsPem: ca.certPem, notBefore: new Date(now), notAfter: new Date(now + 24 * 3600_000) };
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-interface CapturedLog {
-  log: Logger;
-  lines: Array<Record<string, unknown> & { msg?: string }>;
-}
-
-function captureLog(): CapturedLog {
-  const lines: CapturedLog['lines'] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as CapturedLog['lines'][number]);
-      callback();
-    },
-  });
-  return { log: pino({ level: 'debug', base: { component: 'gateway' } }, sink), lines };
-}
-
-async function listenOn(server: Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as AddressInfo).port;
-}
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-async function metricValue(metrics: GatewayMetrics, name: string, labels: Record<string, string> = {}): Promise<number> {
-  metrics.proxy.flush();
-  const metric = metrics.registry.getSingleMetric(name);
-  if (!metric) throw new Error(`no metric ${name}`);
-  const { values } = await metric.get();
-  return values
-    .filter((sample) => Object.entries(labels).every(([key, value]) => String((sample.labels as Record<string, unknown>)[key]) === value))
-    .reduce((sum, sample) => sum + sample.value, 0);
-}
 
 /** Everything a readable delivers until it ends. */
 function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
@@ -197,33 +123,6 @@ function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
     stream.on('end', () => resolve(Buffer.concat(chunks)));
     stream.on('error', reject);
-  });
-}
-
-function readExactly(stream: ClientHttp2Stream, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      total += chunk.length;
-      if (total >= length) {
-        cleanup();
-        resolve(Buffer.concat(chunks));
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      reject(new Error(`stream ended after ${total} of ${length} bytes`));
-    };
-    const cleanup = () => {
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('close', onEnd);
-    };
-    stream.on('data', onData);
-    stream.on('end', onEnd);
-    stream.on('close', onEnd);
   });
 }
 
@@ -362,7 +261,7 @@ describe('gateway HBONE front end', () => {
   };
 
   async function startGateway(overrides: Partial<HboneGatewayOptions> = {}): Promise<{ gateway: HboneGateway; metrics: GatewayMetrics; captured: CapturedLog }> {
-    const logs = captureLog();
+    const logs = captureLog('gateway');
     const gatewayMetrics = new GatewayMetrics({ flushIntervalMs: 60_000 });
     const started = new HboneGateway({ identity: GATEWAY_IDENTITY, certificates, state: meshState(), metrics: gatewayMetrics, log: logs.log, dialAddress, ...overrides });
     gateways.push(started);
@@ -419,7 +318,7 @@ describe('gateway HBONE front end', () => {
   const connectHeaders = (authority: string, extra: OutgoingHttpHeaders = {}): OutgoingHttpHeaders => ({ ':method': 'CONNECT', ':authority': authority, ...extra });
 
   async function roundTrip(stream: ClientHttp2Stream, message: Buffer): Promise<Buffer> {
-    const reply = readExactly(stream, message.length);
+    const reply = readExactly(stream, message.length, 'stream');
     stream.write(message);
     return reply;
   }
@@ -443,14 +342,14 @@ describe('gateway HBONE front end', () => {
         socket.end();
       });
     });
-    endpointPorts.set(BLOB_IP, await listenOn(blobServer));
+    endpointPorts.set(BLOB_IP, await listenOn(blobServer, '127.0.0.1'));
     mirrorServer = createNetServer({ allowHalfOpen: true }, (socket) => {
       socket.on('error', () => undefined);
       socket.pipe(socket);
     });
-    endpointPorts.set(MIRROR_IP, await listenOn(mirrorServer));
+    endpointPorts.set(MIRROR_IP, await listenOn(mirrorServer, '127.0.0.1'));
     const unused = createNetServer();
-    closedPort = await listenOn(unused);
+    closedPort = await listenOn(unused, '127.0.0.1');
     await new Promise<void>((resolve) => unused.close(() => resolve()));
 
     ({ gateway, metrics, captured } = await startGateway());
@@ -484,11 +383,11 @@ describe('gateway HBONE front end', () => {
     assert.ok(blobReceived[before]?.equals(sent), 'the endpoint got exactly the bytes the client sent');
 
     const labels = { reporter: 'destination', destination_service: BLOB_HOST, source_principal: CLIENT_IDENTITY, source_cluster: 'cluster1', source_workload: 'curl', destination_workload: 'blob-1' };
-    await waitFor('the connection to be closed in the metrics', async () => (await metricValue(metrics, 'istio_tcp_connections_closed_total', labels)) === 1);
-    assert.equal(await metricValue(metrics, 'istio_tcp_connections_opened_total', labels), 1);
-    assert.equal(await metricValue(metrics, 'istio_tcp_received_bytes_total', labels), sent.length);
-    assert.equal(await metricValue(metrics, 'istio_tcp_sent_bytes_total', labels), BLOB_REPLY.length);
-    assert.equal(await metricValue(metrics, 'ambit_gateway_cross_network_connections_total', { source_network: 'network1', source_cluster: 'cluster1', destination_service: BLOB_HOST }), 1);
+    await waitFor('the connection to be closed in the metrics', async () => (await metricValue(metrics.proxy, 'istio_tcp_connections_closed_total', labels)) === 1);
+    assert.equal(await metricValue(metrics.proxy, 'istio_tcp_connections_opened_total', labels), 1);
+    assert.equal(await metricValue(metrics.proxy, 'istio_tcp_received_bytes_total', labels), sent.length);
+    assert.equal(await metricValue(metrics.proxy, 'istio_tcp_sent_bytes_total', labels), BLOB_REPLY.length);
+    assert.equal(await metricValue(metrics.proxy, 'ambit_gateway_cross_network_connections_total', { source_network: 'network1', source_cluster: 'cluster1', destination_service: BLOB_HOST }), 1);
     assert.ok(captured.lines.some((line) => line.msg === 'outer HBONE connection accepted' && line.peerIdentity === CLIENT_IDENTITY), 'the client identity is logged');
   });
 
@@ -498,7 +397,7 @@ describe('gateway HBONE front end', () => {
     assert.equal(status, 200);
     assert.deepEqual(await roundTrip(stream, Buffer.from('ping')), Buffer.from('ping'));
     stream.end();
-    assert.equal(await metricValue(metrics, 'ambit_gateway_cross_network_connections_total', { source_network: 'unknown', source_cluster: 'unknown', destination_service: MIRROR_HOST }), 1);
+    assert.equal(await metricValue(metrics.proxy, 'ambit_gateway_cross_network_connections_total', { source_network: 'unknown', source_cluster: 'unknown', destination_service: MIRROR_HOST }), 1);
   });
 
   test('an unknown host, an unknown port or an address is answered 400', async () => {
@@ -512,7 +411,7 @@ describe('gateway HBONE front end', () => {
     const address = await connectStream(session, connectHeaders(`${BLOB_IP}:80`));
     assert.equal(address.status, 400);
     assert.match(address.body, /only forwards to <service hostname>:<port>/);
-    assert.equal(await metricValue(metrics, 'ambit_hbone_rejected_streams_total', { code: '400', reason: 'unknown_service' }), 2);
+    assert.equal(await metricValue(metrics.proxy, 'ambit_hbone_rejected_streams_total', { code: '400', reason: 'unknown_service' }), 2);
   });
 
   test('a service without a healthy endpoint on this network is answered 503', async () => {
@@ -520,7 +419,7 @@ describe('gateway HBONE front end', () => {
     const ghost = await connectStream(session, connectHeaders(`${GHOST_HOST}:80`));
     assert.equal(ghost.status, 503);
     assert.match(ghost.body, /no healthy endpoint on network network2 for service sample\/ghost\.sample\.svc\.cluster\.local port 80: 1 unhealthy, 1 on network network1/);
-    assert.equal(await metricValue(metrics, 'ambit_hbone_rejected_streams_total', { code: '503', reason: 'no_healthy_endpoint' }), 1);
+    assert.equal(await metricValue(metrics.proxy, 'ambit_hbone_rejected_streams_total', { code: '503', reason: 'no_healthy_endpoint' }), 1);
   });
 
   test('an endpoint that cannot be reached is answered 503', async () => {
@@ -528,7 +427,7 @@ describe('gateway HBONE front end', () => {
     const down = await connectStream(session, connectHeaders(`${DOWN_HOST}:80`));
     assert.equal(down.status, 503);
     assert.match(down.body, new RegExp(`endpoint ${DOWN_IP.replace(/\./g, '\\.')}:15008 of service sample/${DOWN_HOST.replace(/\./g, '\\.')} unreachable`));
-    assert.equal(await metricValue(metrics, 'istio_tcp_connections_opened_total', { destination_service: DOWN_HOST, response_flags: 'CONNECT' }), 1);
+    assert.equal(await metricValue(metrics.proxy, 'istio_tcp_connections_opened_total', { destination_service: DOWN_HOST, response_flags: 'CONNECT' }), 1);
   });
 
   test('anything but CONNECT is answered 400', async () => {
@@ -540,22 +439,22 @@ describe('gateway HBONE front end', () => {
 
   test('a client certificate from another CA is refused as an untrusted peer certificate', async () => {
     const stranger = await issueCertificate(otherCa, CLIENT_IDENTITY);
-    const failuresBefore = await metricValue(metrics, 'ambit_hbone_handshake_failures_total', { reason: 'untrusted_peer_certificate' });
+    const failuresBefore = await metricValue(metrics.proxy, 'ambit_hbone_handshake_failures_total', { reason: 'untrusted_peer_certificate' });
     const tls = await tlsTo(gateway.port(), { pair: { certPem: stranger.certChainPem, keyPem: stranger.keyPem } });
     await closed(tls);
     await waitFor('the refusal to be logged', () => captured.lines.some((line) => line.msg === 'untrusted peer certificate' && /does not chain to the mesh roots/.test(String(line.reason))));
-    assert.equal(await metricValue(metrics, 'ambit_hbone_handshake_failures_total', { reason: 'untrusted_peer_certificate' }), failuresBefore + 1);
+    assert.equal(await metricValue(metrics.proxy, 'ambit_hbone_handshake_failures_total', { reason: 'untrusted_peer_certificate' }), failuresBefore + 1);
 
     const noSpiffe = await issueLeaf(ca, { commonName: 'not-a-workload', dnsNames: ['example.com'], client: true });
     await closed(await tlsTo(gateway.port(), { pair: noSpiffe }));
     await waitFor('the SAN refusal to be logged', () => captured.lines.some((line) => line.msg === 'untrusted peer certificate' && /no SPIFFE URI SAN/.test(String(line.reason))));
 
     await closed(await tlsTo(gateway.port()));
-    await waitFor('the missing certificate to be counted', async () => (await metricValue(metrics, 'ambit_hbone_handshake_failures_total', { reason: 'missing_peer_certificate' })) === 1);
+    await waitFor('the missing certificate to be counted', async () => (await metricValue(metrics.proxy, 'ambit_hbone_handshake_failures_total', { reason: 'missing_peer_certificate' })) === 1);
   });
 
   test('garbage and HTTP/1 on the port do not disturb the gateway', async () => {
-    const tlsErrorsBefore = await metricValue(metrics, 'ambit_hbone_handshake_failures_total', { reason: 'tls_error' });
+    const tlsErrorsBefore = await metricValue(metrics.proxy, 'ambit_hbone_handshake_failures_total', { reason: 'tls_error' });
     for (const payload of [randomBytes(4096), Buffer.from('GET / HTTP/1.1\r\nHost: gateway\r\n\r\n'), Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff, 0x01])]) {
       const socket = netConnect({ host: '127.0.0.1', port: gateway.port() });
       openSockets.add(socket);
@@ -567,8 +466,8 @@ describe('gateway HBONE front end', () => {
     const http1 = tlsConnect({ host: '127.0.0.1', port: gateway.port(), ca: ca.certPem, cert: clientPair.certPem, key: clientPair.keyPem, ALPNProtocols: ['http/1.1'], checkServerIdentity: () => undefined });
     http1.on('error', () => undefined);
     await closed(http1);
-    await waitFor('the bad handshakes to be counted', async () => (await metricValue(metrics, 'ambit_hbone_handshake_failures_total', { reason: 'tls_error' })) >= tlsErrorsBefore + 2);
-    await waitFor('the h2 refusal to be counted', async () => (await metricValue(metrics, 'ambit_hbone_handshake_failures_total', { reason: 'not_h2' })) === 1);
+    await waitFor('the bad handshakes to be counted', async () => (await metricValue(metrics.proxy, 'ambit_hbone_handshake_failures_total', { reason: 'tls_error' })) >= tlsErrorsBefore + 2);
+    await waitFor('the h2 refusal to be counted', async () => (await metricValue(metrics.proxy, 'ambit_hbone_handshake_failures_total', { reason: 'not_h2' })) === 1);
 
     const { session } = await outerSession();
     const { status, stream } = await connectStream(session, connectHeaders(`${MIRROR_HOST}:80`));

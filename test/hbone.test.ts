@@ -2,23 +2,21 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect as http2Connect, performServerHandshake, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 
 import { create } from '@bufbuild/protobuf';
-import { pino, type Logger } from 'pino';
 
 import { ServiceSchema, TunnelProtocol, WorkloadSchema, WorkloadType, type Workload } from '../src/gen/istio/workload/workload_pb.js';
 import { ipToBytes, bytesToIp, normalizeIp } from '../src/api/ip.js';
 import { createRootCa, issueLeaf, type CertificateAuthority, type KeyPairPem } from '../src/util/pki.js';
-import type { CertificateSource, WorkloadCertificate } from '../src/ztunnel/identity/types.js';
 import { createProxyMetrics, type ProxyMetrics } from '../src/ztunnel/metrics.js';
 import { baggageFor, forwardedFor, parseAuthority, parseBaggage, parseForwardedFor, parseHboneTarget } from '../src/ztunnel/proxy/hbone-headers.js';
 import { spiffeIdentities, subjectAltNames } from '../src/ztunnel/proxy/peer-identity.js';
 import { Proxy } from '../src/ztunnel/proxy/proxy.js';
 import { serviceTargetOf } from '../src/ztunnel/state/service-target.js';
 import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, ServiceTarget } from '../src/ztunnel/state/types.js';
+import { captureLog, FakeCertificates, listenOn, metricValue, readExactly, readToEnd, waitFor, type CapturedLog } from './helpers/proxy-fakes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Topology: two "nodes" (two proxies) on loopback. Pod IPs are loopback addresses, so the
@@ -129,129 +127,14 @@ class FakeState implements ProxyState {
   }
 }
 
-class FakeCertificates implements CertificateSource {
-  private readonly certificates = new Map<string, Promise<WorkloadCertificate>>();
-
-  constructor(private readonly ca: CertificateAuthority) {}
-
-  certificateFor(spiffe: string): Promise<WorkloadCertificate> {
-    let certificate = this.certificates.get(spiffe);
-    if (!certificate) {
-      certificate = this.issue(spiffe);
-      this.certificates.set(spiffe, certificate);
-    }
-    return certificate;
-  }
-
-  /** Swaps in a fresh certificate, as a renewal at half-life would. */
-  async renew(spiffe: string): Promise<void> {
-    const renewed = await this.issue(spiffe);
-    this.certificates.set(spiffe, Promise.resolve(renewed));
-  }
-
-  roots(): string {
-    return this.ca.certPem;
-  }
-
-  list(): WorkloadCertificate[] {
-    return [];
-  }
-
-  private async issue(spiffe: string): Promise<WorkloadCertificate> {
-    const leaf = await issueLeaf(this.ca, { commonName: spiffe.split('/').pop() ?? 'workload', uris: [spiffe], client: true, server: true, lifetimeMs: 24 * 3600_000 });
-    const now = Date.now();
-    return { identity: spiffe, certChainPem: leaf.certPem, keyPem: leaf.keyPem, rootsPem: this.ca.certPem, notBefore: new Date(now), notAfter: new Date(now + 24 * 3600_000) };
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-interface CapturedLog {
-  log: Logger;
-  lines: Array<Record<string, unknown> & { msg?: string }>;
-}
-
-function captureLog(component: string): CapturedLog {
-  const lines: CapturedLog['lines'] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as CapturedLog['lines'][number]);
-      callback();
-    },
-  });
-  return { log: pino({ level: 'debug', base: { component } }, sink), lines };
-}
-
-async function listenOn(server: Server, host = '0.0.0.0'): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  return (server.address() as AddressInfo).port;
-}
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** Sum of a metric's samples whose labels include `labels`. */
-async function metricValue(metrics: ProxyMetrics, name: string, labels: Record<string, string> = {}): Promise<number> {
-  metrics.flush();
-  const metric = metrics.registry.getSingleMetric(name);
-  if (!metric) throw new Error(`no metric ${name}`);
-  const { values } = await metric.get();
-  return values
-    .filter((sample) => Object.entries(labels).every(([key, value]) => String((sample.labels as Record<string, unknown>)[key]) === value))
-    .reduce((sum, sample) => sum + sample.value, 0);
-}
 
 function connected(socket: Socket): Promise<void> {
   return new Promise((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', reject);
-  });
-}
-
-/** Reads until the peer ends or resets; reports what arrived and how it ended. */
-function readToEnd(socket: Socket): Promise<{ data: Buffer; reset: boolean }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let reset = false;
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', () => {
-      reset = true;
-    });
-    socket.on('close', () => resolve({ data: Buffer.concat(chunks), reset }));
-  });
-}
-
-function readExactly(socket: Socket, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      total += chunk.length;
-      if (total >= length) {
-        cleanup();
-        resolve(Buffer.concat(chunks));
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      reject(new Error(`connection ended after ${total} of ${length} bytes`));
-    };
-    const cleanup = () => {
-      socket.off('data', onData);
-      socket.off('close', onEnd);
-      socket.off('end', onEnd);
-    };
-    socket.on('data', onData);
-    socket.on('close', onEnd);
-    socket.on('end', onEnd);
   });
 }
 

@@ -1,4 +1,4 @@
-import { constants as http2Constants, performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 
@@ -8,7 +8,8 @@ import type { Logger } from '../util/log.js';
 import type { WorkloadCertificate } from '../ztunnel/identity/types.js';
 import { peerFactsOf, type HandshakeFailureReason, type PeerFacts, type TcpConnectionDescription } from '../ztunnel/metrics.js';
 import { workloadIdentity } from '../ztunnel/proxy/context.js';
-import { parseBaggage } from '../ztunnel/proxy/hbone-headers.js';
+import { parseBaggage, X_FORWARDED_NETWORK } from '../ztunnel/proxy/hbone-headers.js';
+import { HANDSHAKE_ERROR_REASONS, HANDSHAKE_TIMEOUT_MS, labelSafe, respondRejected, SESSION_IDLE_TIMEOUT_MS, singleHeader } from '../ztunnel/proxy/hbone-stream.js';
 import { spiffeIdentities } from '../ztunnel/proxy/peer-identity.js';
 import { splice } from '../ztunnel/proxy/splice.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, dialTcp, peerOf, type DialTarget } from '../ztunnel/proxy/tcp.js';
@@ -46,25 +47,8 @@ export interface HboneGatewayStopOptions {
   drainTimeoutMs?: number;
 }
 
-// Same values as ztunnel's inbound HBONE server (private there).
-const HANDSHAKE_TIMEOUT_MS = 10_000;
-/** A session without any frame for this long gets a graceful GOAWAY (clients release idle ones after 5 min). */
-const SESSION_IDLE_TIMEOUT_MS = 10 * 60_000;
-/** How long a rejected stream may linger half-open after its error response. */
-const REJECTED_STREAM_LINGER_MS = 10_000;
 const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 const DRAIN_POLL_MS = 50;
-
-/** OpenSSL errors that have a reason of their own; anything else is a plain `tls_error`. */
-const HANDSHAKE_ERROR_REASONS: Record<string, HandshakeFailureReason> = {
-  ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE: 'missing_peer_certificate',
-  ERR_SSL_NO_APPLICATION_PROTOCOL: 'not_h2',
-};
-
-/** Header the double-HBONE client sets to its own network. */
-const FORWARDED_NETWORK_HEADER = 'x-forwarded-network';
-/** Header values that may become metric labels: short names, nothing a client could use to flood the registry with odd series. */
-const LABEL_VALUE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** An outer connection whose client proved a mesh identity. */
 interface OuterConnection {
@@ -72,12 +56,8 @@ interface OuterConnection {
   peerIdentity: string;
 }
 
-function singleHeader(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
 function labelValue(value: string | undefined): string {
-  return value !== undefined && LABEL_VALUE.test(value) ? value : 'unknown';
+  return labelSafe(value) ?? 'unknown';
 }
 
 /**
@@ -335,7 +315,7 @@ export class HboneGateway {
         stream.respond({ ':status': 200 });
         const tracked = metrics.proxy.openTcpConnection(forwarded);
         metrics.crossNetworkConnection({
-          source_network: labelValue(singleHeader(headers[FORWARDED_NETWORK_HEADER])),
+          source_network: labelValue(singleHeader(headers[X_FORWARDED_NETWORK])),
           source_cluster: labelValue(baggage.cluster),
           destination_service: target.service.hostname,
         });
@@ -358,14 +338,6 @@ export class HboneGateway {
   private rejectStream(connection: OuterConnection, stream: ServerHttp2Stream, status: number, reason: string, message: string): void {
     this.options.log.info({ peer: connection.peer, peerIdentity: connection.peerIdentity, status, reason: message }, 'gateway CONNECT rejected');
     this.options.metrics.proxy.hboneStreamRejected('inbound', status, reason);
-    if (stream.destroyed || stream.closed || stream.headersSent) return;
-    try {
-      stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
-      stream.end(`${message}\n`);
-      // A client that keeps its side open must not hold the stream slot forever.
-      stream.setTimeout(REJECTED_STREAM_LINGER_MS, () => stream.close(http2Constants.NGHTTP2_CANCEL));
-    } catch {
-      stream.destroy();
-    }
+    respondRejected(stream, status, message);
   }
 }

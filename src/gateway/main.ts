@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { serverNameOf } from '../api/addresses.js';
 import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
@@ -20,11 +21,6 @@ const DRAIN_TIMEOUT_MS = 5000;
 export interface GatewayProcess {
   /** Drains the HBONE listener (GOAWAY, up to 5 s), then stops xDS, certificates and the HTTP endpoints. */
   stop(): Promise<void>;
-}
-
-/** TLS name the control plane's serving certificate carries: the host part of its address. */
-function serverNameOf(address: string): string {
-  return address.replace(/:\d+$/, '');
 }
 
 /**

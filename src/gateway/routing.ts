@@ -9,6 +9,7 @@ import {
 } from '../gen/istio/workload/workload_pb.js';
 import { bytesToIp } from '../api/ip.js';
 import { serviceResourceName } from '../api/resources.js';
+import { pickWeighted, targetPortFor } from '../ztunnel/state/load-balancer.js';
 
 /** What the gateway reads from its xDS view of the mesh (ZtunnelState provides it). */
 export interface GatewayStateView {
@@ -68,8 +69,8 @@ export type EndpointChoice = { kind: 'selected'; workload: Workload; address: st
  * numeric target port (as ztunnel decides; a named target port the pod lacks means no).
  */
 function servesPort(workload: Workload, serviceName: string, port: Port): boolean {
-  if (workload.services[serviceName]?.ports.some((candidate) => candidate.servicePort === port.servicePort)) return true;
-  return port.targetPort !== 0;
+  const mapped = workload.services[serviceName]?.ports.find((candidate) => candidate.servicePort === port.servicePort);
+  return targetPortFor(mapped?.targetPort, port) !== undefined;
 }
 
 function firstAddress(workload: Workload): string | undefined {
@@ -87,17 +88,6 @@ interface Candidate {
   workload: Workload;
   address: string;
   capacity: number;
-}
-
-function pickWeighted(candidates: Candidate[], random: () => number): Candidate {
-  const total = candidates.reduce((sum, candidate) => sum + candidate.capacity, 0);
-  let point = random() * total;
-  for (const candidate of candidates) {
-    point -= candidate.capacity;
-    if (point < 0) return candidate;
-  }
-  // random() returned 1 or rounding left a remainder: the last candidate owns the end of the range.
-  return candidates[candidates.length - 1]!;
 }
 
 /**
@@ -131,6 +121,6 @@ export function pickEndpoint(state: GatewayStateView, target: ServiceTarget, ran
     const whys = [...skipped].map(([why, count]) => `${count} ${why}`).join(', ');
     return { kind: 'unavailable', reason: `no healthy endpoint on network ${state.network || '(default)'} for service ${serviceName} port ${port.servicePort}: ${whys}` };
   }
-  const chosen = pickWeighted(candidates, random);
+  const chosen = pickWeighted(candidates, (candidate) => candidate.capacity, random);
   return { kind: 'selected', workload: chosen.workload, address: chosen.address };
 }

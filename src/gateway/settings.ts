@@ -1,9 +1,18 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { CONTROL_PLANE_PORT, DEFAULT_SYSTEM_NAMESPACE, DEFAULT_TRUST_DOMAIN, HBONE_PORT } from '../api/resources.js';
+import { DEFAULT_SYSTEM_NAMESPACE, DEFAULT_TRUST_DOMAIN, HBONE_PORT } from '../api/resources.js';
+import {
+  controlPlaneEnv,
+  controlPlaneSettings,
+  DEFAULT_ROOT_CERT_PATH,
+  DEFAULT_TOKEN_PATH,
+  nonEmpty,
+  parseEnv,
+  type ControlPlaneSettings,
+} from '../api/workload-settings.js';
 
 /** The east-west gateway's settings, from the environment its Deployment sets. */
-export interface GatewaySettings {
+export interface GatewaySettings extends ControlPlaneSettings {
   /** Name of the Gateway resource; the gateway's ServiceAccount carries the same name. */
   gatewayName: string;
   podName: string;
@@ -12,24 +21,13 @@ export interface GatewaySettings {
   nodeName: string;
   /** The pod's own address, for the xDS node id. */
   instanceIp: string;
-  clusterId: string;
   /** The network this gateway serves: it forwards only to endpoints on it. */
   network: string;
-  trustDomain: string;
-  systemNamespace: string;
-  xdsAddress: string;
-  caAddress: string;
-  tokenPath: string;
-  rootCertPath: string;
-  /** Requested certificate lifetime; unset: the CA's default. */
-  certTtlSeconds?: number;
   /** Refuse outer clients whose identity is in another trust domain (default: any identity the mesh roots vouch for). */
   enforceTrustDomain: boolean;
   /** Port of the HBONE listener (15008). */
   hbonePort: number;
 }
-
-const nonEmpty = (name: string) => z.string({ error: `${name} must be set` }).min(1, `${name} must not be empty`);
 
 /** A Kubernetes name (DNS-1123 label), since it ends up in a SPIFFE identity. */
 const dnsLabel = (name: string) =>
@@ -50,14 +48,11 @@ const EnvSchema = z.object({
     .string()
     .default('')
     .refine((ip) => ip === '' || isIP(ip) !== 0, 'INSTANCE_IP must be an IP address'),
-  CLUSTER_ID: nonEmpty('CLUSTER_ID'),
-  NETWORK: z.string().default(''),
+  ...controlPlaneEnv,
   TRUST_DOMAIN: z.string().min(1, 'TRUST_DOMAIN must not be empty').default(DEFAULT_TRUST_DOMAIN),
   SYSTEM_NAMESPACE: z.string().min(1, 'SYSTEM_NAMESPACE must not be empty').default(DEFAULT_SYSTEM_NAMESPACE),
-  XDS_ADDRESS: z.string().optional(),
-  CA_ADDRESS: z.string().optional(),
-  TOKEN_PATH: z.string().min(1, 'TOKEN_PATH must not be empty').default('/var/run/secrets/tokens/istio-token'),
-  ROOT_CERT_PATH: z.string().min(1, 'ROOT_CERT_PATH must not be empty').default('/var/run/secrets/istio/root-cert.pem'),
+  TOKEN_PATH: z.string().min(1, 'TOKEN_PATH must not be empty').default(DEFAULT_TOKEN_PATH),
+  ROOT_CERT_PATH: z.string().min(1, 'ROOT_CERT_PATH must not be empty').default(DEFAULT_ROOT_CERT_PATH),
   WORKLOAD_CERT_TTL_SECONDS: z.coerce.number({ error: 'WORKLOAD_CERT_TTL_SECONDS must be a number' }).int('WORKLOAD_CERT_TTL_SECONDS must be whole seconds').positive('WORKLOAD_CERT_TTL_SECONDS must be positive').optional(),
   GATEWAY_ENFORCE_TRUST_DOMAIN: flag('GATEWAY_ENFORCE_TRUST_DOMAIN'),
   GATEWAY_HBONE_PORT: z.coerce
@@ -70,28 +65,14 @@ const EnvSchema = z.object({
 
 /** Reads and checks the gateway's environment; throws one error listing every bad variable by name. */
 export function gatewaySettingsFromEnv(env: NodeJS.ProcessEnv): GatewaySettings {
-  const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`);
-    throw new Error(`gateway settings: ${problems.join('; ')}`);
-  }
-  const e = parsed.data;
-  const controlPlane = `ambit-controlplane.${e.SYSTEM_NAMESPACE}.svc:${CONTROL_PLANE_PORT}`;
+  const e = parseEnv(EnvSchema, env, 'gateway');
   return {
     gatewayName: e.GATEWAY_NAME,
     podName: e.POD_NAME || e.GATEWAY_NAME,
     podNamespace: e.POD_NAMESPACE,
     nodeName: e.NODE_NAME,
     instanceIp: e.INSTANCE_IP,
-    clusterId: e.CLUSTER_ID,
-    network: e.NETWORK,
-    trustDomain: e.TRUST_DOMAIN,
-    systemNamespace: e.SYSTEM_NAMESPACE,
-    xdsAddress: e.XDS_ADDRESS || controlPlane,
-    caAddress: e.CA_ADDRESS || e.XDS_ADDRESS || controlPlane,
-    tokenPath: e.TOKEN_PATH,
-    rootCertPath: e.ROOT_CERT_PATH,
-    certTtlSeconds: e.WORKLOAD_CERT_TTL_SECONDS,
+    ...controlPlaneSettings(e),
     enforceTrustDomain: e.GATEWAY_ENFORCE_TRUST_DOMAIN,
     hbonePort: e.GATEWAY_HBONE_PORT,
   };

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { serverNameOf } from '../api/addresses.js';
 import { identityOf, spiffeUri } from '../api/identity.js';
 import { bytesToIp } from '../api/ip.js';
 import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
@@ -14,11 +15,6 @@ import { Proxy } from './proxy/proxy.js';
 import type { ZtunnelSettings } from './settings.js';
 import { ZtunnelState } from './state/store.js';
 import { XdsClient } from './xds/client.js';
-
-/** TLS name the control plane's serving certificate carries: the host part of its address. */
-function serverNameOf(address: string): string {
-  return address.replace(/:\d+$/, '');
-}
 
 /**
  * One ztunnel: config from the control plane, certificates from the CA, capture of the node's

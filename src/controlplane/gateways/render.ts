@@ -4,25 +4,24 @@
  * are owned by the Gateway (deleting it deletes them) and carry a hash of their desired content.
  */
 import { createHash } from 'node:crypto';
-import type { V1Deployment, V1OwnerReference, V1Service, V1ServiceAccount, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1Deployment, V1OwnerReference, V1Service, V1ServiceAccount } from '@kubernetes/client-node';
 import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE, HBONE_PORT, NETWORK_LABEL } from '../../api/resources.js';
 import {
-  controlPlaneAddress,
   ENV,
-  ROOT_CERT_CONFIGMAP,
-  ROOT_CERT_DIR,
-  ROOT_CERT_VOLUME,
-  TOKEN_AUDIENCE,
-  TOKEN_DIR,
-  TOKEN_EXPIRATION_SECONDS,
-  TOKEN_FILE,
-  TOKEN_VOLUME,
   ZTUNNEL_METRICS_PATH,
   ZTUNNEL_METRICS_PORT,
   ZTUNNEL_READY_PATH,
   ZTUNNEL_READY_PORT,
 } from '../../install/names.js';
-import { envField, envValue, scrapeAnnotations } from '../../install/objects/common.js';
+import {
+  controlPlaneClientEnv,
+  controlPlaneCredentialVolumes,
+  envValue,
+  podIdentityEnv,
+  readinessProbe,
+  scrapeAnnotations,
+  unprivilegedSecurityContext,
+} from '../../install/objects/common.js';
 import {
   DESIRED_HASH_ANNOTATION,
   EAST_WEST_CONTROLLER_NAME,
@@ -95,27 +94,12 @@ function objectMetadata(reading: GatewayReading) {
   };
 }
 
-/** The control-plane credentials, mounted as in the ztunnel DaemonSet: a projected token (audience istio-ca) and the mesh root. */
-export function controlPlaneCredentialVolumes(): { volumes: V1Volume[]; volumeMounts: V1VolumeMount[] } {
-  return {
-    volumes: [
-      { name: TOKEN_VOLUME, projected: { sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: TOKEN_EXPIRATION_SECONDS, path: TOKEN_FILE } }] } },
-      { name: ROOT_CERT_VOLUME, configMap: { name: ROOT_CERT_CONFIGMAP } },
-    ],
-    volumeMounts: [
-      { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
-      { name: ROOT_CERT_VOLUME, mountPath: ROOT_CERT_DIR, readOnly: true },
-    ],
-  };
-}
-
 export function renderServiceAccount(reading: GatewayReading): GatewayResources['serviceAccount'] {
   // The gateway shows only its projected token, to the control plane; it never calls the API server.
   return withDesiredHash({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: objectMetadata(reading), automountServiceAccountToken: false });
 }
 
 export function renderDeployment(reading: GatewayReading, settings: GatewayWorkloadSettings): GatewayResources['deployment'] {
-  const address = controlPlaneAddress(settings.systemNamespace);
   const { volumes, volumeMounts } = controlPlaneCredentialVolumes();
   return withDesiredHash({
     apiVersion: 'apps/v1',
@@ -151,28 +135,13 @@ export function renderDeployment(reading: GatewayReading, settings: GatewayWorkl
               ],
               env: [
                 envValue(ENV.gatewayName, reading.name),
-                envField(ENV.nodeName, 'spec.nodeName'),
-                envField(ENV.podName, 'metadata.name'),
-                envField(ENV.podNamespace, 'metadata.namespace'),
-                envField(ENV.instanceIp, 'status.podIP'),
-                envValue(ENV.clusterId, settings.clusterId),
-                envValue(ENV.network, reading.network),
-                envValue(ENV.trustDomain, settings.trustDomain),
-                envValue(ENV.systemNamespace, settings.systemNamespace),
-                envValue(ENV.xdsAddress, address),
-                envValue(ENV.caAddress, address),
+                ...podIdentityEnv(),
+                ...controlPlaneClientEnv({ clusterId: settings.clusterId, network: reading.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace }),
                 ...(settings.logLevel ? [envValue(ENV.logLevel, settings.logLevel)] : []),
               ],
-              readinessProbe: { httpGet: { path: ZTUNNEL_READY_PATH, port: ZTUNNEL_READY_PORT }, initialDelaySeconds: 1, periodSeconds: 3, timeoutSeconds: 5 },
+              readinessProbe: readinessProbe(ZTUNNEL_READY_PATH, ZTUNNEL_READY_PORT),
               resources: { requests: { cpu: '100m', memory: '128Mi' } },
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                privileged: false,
-                runAsNonRoot: true,
-                runAsUser: 1337,
-                runAsGroup: 1337,
-                capabilities: { drop: ['ALL'] },
-              },
+              securityContext: unprivilegedSecurityContext(),
               volumeMounts,
             },
           ],

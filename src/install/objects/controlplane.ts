@@ -12,7 +12,7 @@ import {
 } from '../names.js';
 import type { InstallValues } from '../values-schema.js';
 import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE } from '../../api/resources.js';
-import { envField, envValue, meta, resourcesOf, scrapeAnnotations } from './common.js';
+import { envField, envValue, meta, readinessProbe, resourcesOf, scrapeAnnotations, unprivilegedSecurityContext } from './common.js';
 
 export function controlPlaneDeployment(values: InstallValues): V1Deployment {
   const namespace = values.systemNamespace;
@@ -59,21 +59,9 @@ export function controlPlaneDeployment(values: InstallValues): V1Deployment {
                 envValue(ENV.maxWorkloadCertTtl, cp.maxWorkloadCertTtl),
                 envValue(ENV.logLevel, cp.logLevel),
               ],
-              readinessProbe: {
-                httpGet: { path: CONTROL_PLANE_READY_PATH, port: CONTROL_PLANE_READY_PORT },
-                initialDelaySeconds: 1,
-                periodSeconds: 3,
-                timeoutSeconds: 5,
-              },
+              readinessProbe: readinessProbe(CONTROL_PLANE_READY_PATH, CONTROL_PLANE_READY_PORT),
               resources: resourcesOf(cp.resources),
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                privileged: false,
-                runAsNonRoot: true,
-                runAsUser: 1337,
-                runAsGroup: 1337,
-                capabilities: { drop: ['ALL'] },
-              },
+              securityContext: unprivilegedSecurityContext(),
             },
           ],
         },

@@ -1,14 +1,7 @@
 import type { V1DaemonSet } from '@kubernetes/client-node';
 import {
-  controlPlaneAddress,
   ENV,
   PORT_NAMES,
-  ROOT_CERT_CONFIGMAP,
-  ROOT_CERT_DIR,
-  TOKEN_AUDIENCE,
-  TOKEN_DIR,
-  TOKEN_EXPIRATION_SECONDS,
-  TOKEN_FILE,
   ZTUNNEL_CONTAINER,
   ZTUNNEL_METRICS_PATH,
   ZTUNNEL_METRICS_PORT,
@@ -17,10 +10,7 @@ import {
   ZTUNNEL_READY_PORT,
 } from '../names.js';
 import type { InstallValues } from '../values-schema.js';
-import { envField, envValue, meta, resourcesOf, scrapeAnnotations } from './common.js';
-
-const TOKEN_VOLUME = 'istio-token';
-const ROOT_CERT_VOLUME = 'istiod-ca-cert';
+import { controlPlaneClientEnv, controlPlaneCredentialVolumes, envValue, meta, podIdentityEnv, readinessProbe, resourcesOf, scrapeAnnotations } from './common.js';
 
 /**
  * One ztunnel per node, in the node's network namespace (hostNetwork), where it programs
@@ -28,7 +18,7 @@ const ROOT_CERT_VOLUME = 'istiod-ca-cert';
  */
 export function ztunnelDaemonSet(values: InstallValues): V1DaemonSet {
   const namespace = values.systemNamespace;
-  const address = controlPlaneAddress(namespace);
+  const { volumes, volumeMounts } = controlPlaneCredentialVolumes();
   return {
     apiVersion: 'apps/v1',
     kind: 'DaemonSet',
@@ -62,24 +52,11 @@ export function ztunnelDaemonSet(values: InstallValues): V1DaemonSet {
                 { name: PORT_NAMES.ready, containerPort: ZTUNNEL_READY_PORT, protocol: 'TCP' },
               ],
               env: [
-                envField(ENV.nodeName, 'spec.nodeName'),
-                envField(ENV.podName, 'metadata.name'),
-                envField(ENV.podNamespace, 'metadata.namespace'),
-                envField(ENV.instanceIp, 'status.podIP'),
-                envValue(ENV.clusterId, values.clusterName),
-                envValue(ENV.network, values.network),
-                envValue(ENV.trustDomain, values.trustDomain),
-                envValue(ENV.systemNamespace, namespace),
-                envValue(ENV.xdsAddress, address),
-                envValue(ENV.caAddress, address),
+                ...podIdentityEnv(),
+                ...controlPlaneClientEnv({ clusterId: values.clusterName, network: values.network, trustDomain: values.trustDomain, systemNamespace: namespace }),
                 envValue(ENV.logLevel, values.ztunnel.logLevel),
               ],
-              readinessProbe: {
-                httpGet: { path: ZTUNNEL_READY_PATH, port: ZTUNNEL_READY_PORT },
-                initialDelaySeconds: 1,
-                periodSeconds: 3,
-                timeoutSeconds: 5,
-              },
+              readinessProbe: readinessProbe(ZTUNNEL_READY_PATH, ZTUNNEL_READY_PORT),
               resources: resourcesOf(values.ztunnel.resources),
               securityContext: {
                 privileged: false,
@@ -88,20 +65,10 @@ export function ztunnelDaemonSet(values: InstallValues): V1DaemonSet {
                 runAsUser: 0,
                 capabilities: { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW'] },
               },
-              volumeMounts: [
-                { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
-                { name: ROOT_CERT_VOLUME, mountPath: ROOT_CERT_DIR, readOnly: true },
-              ],
+              volumeMounts,
             },
           ],
-          volumes: [
-            {
-              name: TOKEN_VOLUME,
-              projected: { sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: TOKEN_EXPIRATION_SECONDS, path: TOKEN_FILE } }] },
-            },
-            // Published by the control plane; until it exists the kubelet retries the mount, so ztunnel starts after the CA is up.
-            { name: ROOT_CERT_VOLUME, configMap: { name: ROOT_CERT_CONFIGMAP } },
-          ],
+          volumes,
         },
       },
     },

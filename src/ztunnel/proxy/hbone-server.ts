@@ -1,4 +1,4 @@
-import { constants as http2Constants, performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 
@@ -9,6 +9,7 @@ import type { AuthorizationDecision, ServiceTarget } from '../state/types.js';
 import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
 import { handshakeFailureReason } from './hbone-connect.js';
 import { parseBaggage, parseForwardedFor, parseHboneTarget, X_FORWARDED_NETWORK } from './hbone-headers.js';
+import { HANDSHAKE_ERROR_REASONS as TLS_ERROR_REASONS, HANDSHAKE_TIMEOUT_MS, labelSafe, respondRejected, SESSION_IDLE_TIMEOUT_MS, singleHeader } from './hbone-stream.js';
 import type { SocketAddress } from './original-dst.js';
 import { spiffeIdentities } from './peer-identity.js';
 import { splice } from './splice.js';
@@ -22,20 +23,9 @@ import {
   MAX_STREAMS_PER_SESSION,
 } from './transport.js';
 
-const HANDSHAKE_TIMEOUT_MS = 10_000;
-/**
- * A session with no frame at all for this long gets a graceful GOAWAY (its streams run on).
- * Clients release idle sessions after 5 minutes, so this only catches clients that do not.
- */
-const SESSION_IDLE_TIMEOUT_MS = 10 * 60_000;
-/** How long a rejected stream may linger half-open after its error response. */
-const REJECTED_STREAM_LINGER_MS = 10_000;
-
-/** OpenSSL errors that have a reason of their own; anything else is a plain `tls_error`. */
+/** On top of the shared OpenSSL reasons: a client hanging up mid-handshake. */
 const HANDSHAKE_ERROR_REASONS: Record<string, HandshakeFailureReason> = {
-  ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE: 'missing_peer_certificate',
-  // The client offered ALPN protocols, none of them h2.
-  ERR_SSL_NO_APPLICATION_PROTOCOL: 'not_h2',
+  ...TLS_ERROR_REASONS,
   ECONNRESET: 'peer_hung_up',
 };
 
@@ -74,14 +64,6 @@ function connectionKey(socket: Socket): string {
   return `${socket.localAddress}|${socket.localPort}|${socket.remoteAddress}|${socket.remotePort}`;
 }
 
-/** A network name from a header: short, label-safe text (it ends up in logs and metric labels), else nothing. */
-function networkName(value: string | undefined): string | undefined {
-  return value !== undefined && /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(value) ? value : undefined;
-}
-
-function singleHeader(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
 
 /**
  * The inbound side of HBONE (port 15008): mTLS with the destination workload's certificate,
@@ -320,7 +302,7 @@ export class HboneServer {
       port = found.targetPort;
       service = found.service;
     }
-    const sourceNetwork = networkName(singleHeader(headers[X_FORWARDED_NETWORK]));
+    const sourceNetwork = labelSafe(singleHeader(headers[X_FORWARDED_NETWORK]));
     const sourceIp = parseForwardedFor(singleHeader(headers.forwarded)) ?? connection.peerIp;
     const description: TcpConnectionDescription = {
       reporter: 'destination',
@@ -411,14 +393,6 @@ export class HboneServer {
   private rejectStream(connection: AcceptedConnection, stream: ServerHttp2Stream, status: number, reason: string, message: string): void {
     this.context.log.info({ peer: connection.peer, peerIdentity: connection.peerIdentity, status, reason: message }, 'HBONE CONNECT rejected');
     this.context.metrics.hboneStreamRejected('inbound', status, reason);
-    if (stream.destroyed || stream.closed || stream.headersSent) return;
-    try {
-      stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
-      stream.end(`${message}\n`);
-      // A client that keeps its side open must not hold the stream slot forever.
-      stream.setTimeout(REJECTED_STREAM_LINGER_MS, () => stream.close(http2Constants.NGHTTP2_CANCEL));
-    } catch {
-      stream.destroy();
-    }
+    respondRejected(stream, status, message);
   }
 }

@@ -45,7 +45,11 @@ interface Candidate {
  * port (a named targetPort the pod lacks) the endpoint does not serve the port, as in ztunnel.
  */
 function targetPortOf(endpoint: Endpoint, servicePort: Port): number | undefined {
-  const mapped = endpoint.targetPorts.get(servicePort.servicePort);
+  return targetPortFor(endpoint.targetPorts.get(servicePort.servicePort), servicePort);
+}
+
+/** {@link targetPortOf} given the workload's own mapping for the service port (undefined when it has none). */
+export function targetPortFor(mapped: number | undefined, servicePort: Port): number | undefined {
   if (mapped !== undefined) return mapped || servicePort.targetPort || servicePort.servicePort;
   return servicePort.targetPort || undefined;
 }
@@ -107,12 +111,13 @@ function scopeNames(loadBalancing: LoadBalancing): string {
   return loadBalancing.routingPreference.map((scope) => LoadBalancing_Scope[scope] ?? String(scope)).join(', ');
 }
 
-function pickWeighted(candidates: Candidate[], random: () => number): Candidate {
+/** Picks one of (non-empty) candidates with probability proportional to its weight. */
+export function pickWeighted<T>(candidates: readonly T[], weightOf: (candidate: T) => number, random: () => number): T {
   let total = 0;
-  for (const candidate of candidates) total += candidate.endpoint.capacity;
+  for (const candidate of candidates) total += weightOf(candidate);
   let point = random() * total;
   for (const candidate of candidates) {
-    point -= candidate.endpoint.capacity;
+    point -= weightOf(candidate);
     if (point < 0) return candidate;
   }
   // random() returned 1 or rounding left a remainder: the last candidate owns the end of the range.
@@ -181,6 +186,6 @@ export function selectEndpoint(request: SelectionRequest): Selection {
     }
     chosenFrom = bestCandidates;
   }
-  const chosen = pickWeighted(chosenFrom, request.random);
+  const chosen = pickWeighted(chosenFrom, (candidate) => candidate.endpoint.capacity, request.random);
   return { kind: 'selected', endpoint: chosen.endpoint, address: chosen.address, port: chosen.port, gateway: chosen.gateway };
 }
