@@ -25,6 +25,7 @@ describe('node capture rules (real nftables in a scratch network namespace)', ()
     assert.match(rules, /elements = \{ 198\.19\.0\.5, 198\.19\.0\.7 \}/, 'sorted, deduplicated, IPv4 only');
     assert.match(rules, /priority -150;[\s\S]*ip saddr @enrolled4 meta l4proto tcp dnat ip to 198\.18\.16\.10:15001/);
     assert.match(rules, /ip daddr @enrolled4 tcp dport 15008 dnat ip to 198\.18\.16\.10:15008/);
+    assert.match(rules, /udp dport 53 dnat ip to 198\.18\.16\.10:15053\n.*tcp dport 53 dnat ip to 198\.18\.16\.10:15053\n.*meta l4proto tcp dnat ip to 198\.18\.16\.10:15001/, 'DNS before the TCP catch-all');
     assert.match(rules, /priority -90;[\s\S]*ct state new .*tproxy ip to :15006/);
     assert.throws(() => renderCaptureRuleset('not-an-ip', []), /node address must be IPv4/);
   });

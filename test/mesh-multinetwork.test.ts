@@ -200,6 +200,37 @@ describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }
     await onlyVersions(c1.name, ['v1', 'v2'], 'both versions again');
   });
 
+  it('a global service that exists only in cluster2 is reachable from cluster1 by name; a non-global one never leaks', async () => {
+    const [c1, c2] = CLUSTERS;
+    const service = (name: string, global: boolean) =>
+      [
+        'apiVersion: v1',
+        'kind: Service',
+        'metadata:',
+        `  name: ${name}`,
+        '  namespace: sample',
+        ...(global ? ['  labels:', '    istio.io/global: "true"'] : []),
+        'spec:',
+        '  selector:',
+        '    app: helloworld',
+        '  ports:',
+        '  - name: http',
+        '    port: 5000',
+        '',
+      ].join('\n');
+    await kubectl(c2.ctx, ['apply', '-f', '-'], service('hello-remote', true));
+    await kubectl(c2.ctx, ['apply', '-f', '-'], service('hello-private', false));
+    const answered = await waitFor('hello-remote to answer in cluster1', async () => {
+      const r = await curlFrom(c1.name, 'sample', 'deploy/curl', 'hello-remote.sample:5000/hello', 5);
+      return r.code === 0 && r.stdout;
+    }, 60_000);
+    assert.match(answered, /^Hello version: v2,/);
+    const looked = await sh('node', ['bin/ambit.js', 'lab', 'exec', '--cluster', c1.name, '-n', 'sample', 'deploy/curl', '--', 'dig', '+short', 'hello-remote.sample.svc.cluster.local']);
+    assert.match(looked.stdout.trim(), /^240\.240\.\d+\.\d+$/, 'the name resolves to its allocated VIP');
+    const hidden = await curlFrom(c1.name, 'sample', 'deploy/curl', 'hello-private.sample:5000/hello', 3);
+    assert.notEqual(hidden.code, 0, `a non-global service of cluster2 answered in cluster1: ${hidden.stdout}`);
+  });
+
   it('remote secret deleted → remote endpoints leave within seconds; re-linked → they come back', async () => {
     const [c1, c2] = CLUSTERS;
     await kubectl(c1.ctx, ['delete', 'secret', '-n', 'istio-system', `istio-remote-secret-${c2.name}`]);

@@ -1,3 +1,4 @@
+import { allocatedVip } from '../src/controlplane/multicluster/mesh-resources.js';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -246,7 +247,7 @@ describe('MeshView: two clusters on two networks (seed: helloworld v1 in cluster
     assert.deepEqual(vips(svc(view, HELLO)), ['network1/10.96.0.10', 'network2/10.97.0.10']);
   });
 
-  test('a global service that exists only in the remote cluster is served with its remote VIP', () => {
+  test('a global service that exists only in the remote cluster is served with its remote VIP and a VIP allocated on the local network', () => {
     const remote = cluster2({
       extra: [
         ['Service', service('greeter', '10.97.0.20', { global: true })],
@@ -255,7 +256,8 @@ describe('MeshView: two clusters on two networks (seed: helloworld v1 in cluster
     });
     const { view } = mesh(cluster1(), remote);
     const greeter = 'sample/greeter.sample.svc.cluster.local';
-    assert.deepEqual(vips(svc(view, greeter)), ['network2/10.97.0.20']);
+    assert.deepEqual(vips(svc(view, greeter)), [`network1/${allocatedVip(svc(view, greeter)!.hostname)}`, 'network2/10.97.0.20']);
+    assert.match(allocatedVip('greeter.sample.svc.cluster.local'), /^240\.240\.\d+\.\d+$/);
     assert.equal(workload(view, `network2/SyntheticGateway/${greeter}`)?.capacity, 1);
     assert.equal(workload(view, `network2/SyntheticGateway/${greeter}`)?.serviceAccount, 'greeter');
   });

@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../util/log.js';
 import { buildConfigDump } from './admin/config-dump.js';
 import { json, startHttpEndpoint, text } from './admin/server.js';
 import { NodeCapture } from './capture/node-capture.js';
+import { DnsProxy, upstreamsFromResolvConf } from './dns/proxy.js';
 import { CertificateManager } from './identity/manager.js';
 import { createProxyMetrics } from './metrics.js';
 import { Proxy } from './proxy/proxy.js';
@@ -73,6 +74,13 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
   state.onChange(() => syncLocalWorkloads());
 
   await proxy.start();
+  const dns = new DnsProxy({
+    resolve: (name) => meshAddressesOf(state, name, settings.network),
+    upstreams: readUpstreams(log),
+    log: log.child({ part: 'dns' }),
+    registry: proxyMetrics.registry,
+  });
+  await dns.start();
   xds.start();
   let ready = false;
   void xds.synced.then(() => {
@@ -112,6 +120,7 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
     xds.stop();
     certificates.stop();
     await proxy.stop();
+    await dns.stop();
     for (const server of servers) server.close();
     proxyMetrics.close();
     process.exit(0);
@@ -119,4 +128,31 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   log.info({ xds: settings.xdsAddress, nodeIp: settings.nodeIp, network: settings.network || '(none)' }, 'ztunnel started');
+}
+
+/** IPv4 addresses of a mesh service hostname on this network, or undefined to let cluster DNS answer. */
+function meshAddressesOf(state: ZtunnelState, hostname: string, network: string): string[] | undefined {
+  const addresses = state
+    .servicesByHostname(hostname)
+    .flatMap((service) => service.addresses)
+    .filter((address) => address.network === network || address.network === '')
+    .flatMap((address) => {
+      try {
+        const ip = bytesToIp(address.address);
+        return ip.includes('.') ? [ip] : [];
+      } catch {
+        return [];
+      }
+    });
+  return addresses.length ? [...new Set(addresses)] : undefined;
+}
+
+/** The resolvers ztunnel itself uses (cluster DNS, with dnsPolicy ClusterFirstWithHostNet). */
+function readUpstreams(log: Logger): Array<{ host: string; port: number }> {
+  try {
+    return upstreamsFromResolvConf(readFileSync('/etc/resolv.conf', 'utf8'));
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'cannot read /etc/resolv.conf; the DNS proxy answers mesh names only');
+    return [];
+  }
 }

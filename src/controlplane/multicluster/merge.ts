@@ -9,6 +9,7 @@ import {
   filterRemoteWorkload,
   gatewayWorkloadUid,
   mergeServices,
+  withAllocatedVip,
   serviceAddress,
   syntheticWorkloadUid,
   workloadAddress,
@@ -476,7 +477,8 @@ export class MeshView implements RemoteClusterSink {
     const [base, ...others] = definitions;
     if (!base) return undefined;
     if (others.length === 0 && local) return local;
-    return serviceAddress(mergeServices([base, ...others]));
+    const merged = mergeServices([base, ...others]);
+    return serviceAddress(localService ? merged : withAllocatedVip(merged, this.localNetwork()));
   }
 
   private syntheticOf(network: string, key: string): Address | undefined {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { clone, create } from '@bufbuild/protobuf';
 
 import { bytesToIp, ipToBytes } from '../../api/ip.js';
@@ -154,6 +155,23 @@ export function mergeServices(definitions: readonly [Service, ...Service[]]): Se
     }
   }
   return merged;
+}
+
+/**
+ * A virtual IP on the local network for a global service that has no Service (so no ClusterIP)
+ * in this cluster: ztunnel captures connections to it and answers its name in DNS. Derived from
+ * the hostname, in 240.240.0.0/16 as Istio's auto-allocation, so every control plane agrees.
+ */
+export function allocatedVip(hostname: string): string {
+  const digest = createHash('sha256').update(hostname).digest();
+  return `240.240.${digest[0]!}.${1 + (digest[1]! % 254)}`;
+}
+
+/** The merged service of a global service that exists only remotely, reachable here by its allocated VIP. */
+export function withAllocatedVip(service: Service, localNetwork: string): Service {
+  const result = clone(ServiceSchema, service);
+  result.addresses.unshift(create(NetworkAddressSchema, { network: localNetwork, address: ipToBytes(allocatedVip(service.hostname)) }));
+  return result;
 }
 
 function addressKey(bytes: Uint8Array): string {

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_CAPTURE_PORT } from '../../api/resources.js';
+import { DNS_PROXY_PORT, HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_CAPTURE_PORT } from '../../api/resources.js';
 
 export const CAPTURE_TABLE = 'ambit';
 /** Packet mark bit that routes diverted inbound packets to the local stack (policy routing). */
@@ -8,12 +8,14 @@ export const DIVERT_MARK = 0x400;
 export const DIVERT_ROUTE_TABLE = 15006;
 
 export interface CapturePorts {
+  /** DNS proxy: answers mesh hostnames (e.g. remote-only global services), forwards the rest. */
+  dns: number;
   outbound: number;
   inbound: number;
   inboundPlaintext: number;
 }
 
-export const DEFAULT_CAPTURE_PORTS: CapturePorts = { outbound: OUTBOUND_CAPTURE_PORT, inbound: HBONE_PORT, inboundPlaintext: INBOUND_PLAINTEXT_PORT };
+export const DEFAULT_CAPTURE_PORTS: CapturePorts = { dns: DNS_PROXY_PORT, outbound: OUTBOUND_CAPTURE_PORT, inbound: HBONE_PORT, inboundPlaintext: INBOUND_PLAINTEXT_PORT };
 
 /**
  * nftables script that atomically replaces `table inet ambit` in the node's namespace.
@@ -41,6 +43,8 @@ export function renderCaptureRuleset(nodeIp: string, enrolledPodIps: readonly st
     '  }',
     '  chain prerouting {',
     '    type nat hook prerouting priority -150; policy accept;',
+    `    ip saddr @enrolled4 udp dport 53 ${to(ports.dns)}`,
+    `    ip saddr @enrolled4 tcp dport 53 ${to(ports.dns)}`,
     `    ip saddr @enrolled4 meta l4proto tcp ${to(ports.outbound)}`,
     `    ip daddr @enrolled4 tcp dport ${HBONE_PORT} ${to(ports.inbound)}`,
     '  }',
