@@ -1,4 +1,5 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { succeeds } from '../util/exec.js';
 import { HOST_LINK_NAME } from './fabric.js';
 import { removeContext, strayLabContexts } from './kubeconfig.js';
@@ -6,7 +7,7 @@ import { deleteNetns, listNetns, netnsPids } from './netns.js';
 import { NETNS_PREFIX } from './plan.js';
 import { requireRoot } from './preflight.js';
 import { terminate } from './processes.js';
-import { labDir, readState } from './state.js';
+import { labDir, podsDir, readState } from './state.js';
 
 type Progress = (message: string) => void;
 
@@ -26,6 +27,9 @@ export async function labDown(progress: Progress): Promise<void> {
   const namespaces = [...(await listNetns())].filter((n) => n.startsWith(NETNS_PREFIX));
   const pids = new Set<number>((state?.processes ?? []).map((p) => p.pid));
   for (const ns of namespaces) for (const pid of await netnsPids(ns)) pids.add(pid);
+  // Pod network namespaces are mounted inside the agents' mount namespaces, where `ip netns pids`
+  // on the host cannot see them: take the container processes from the agents' pod records too.
+  for (const cluster of state?.plan.clusters ?? []) for (const pid of recordedPodPids(cluster.name)) pids.add(pid);
   if (pids.size) progress(`stopping ${pids.size} process(es)`);
   await terminate([...pids], 5000);
   // A second sweep catches anything a dying agent started in the meantime.
@@ -40,4 +44,19 @@ export async function labDown(progress: Progress): Promise<void> {
   const dir = labDir();
   if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   progress('lab down');
+}
+
+/** PIDs of the container processes the agent of a cluster recorded (pods/<pod>/pod.json). */
+function recordedPodPids(cluster: string): number[] {
+  const dir = podsDir(cluster);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((entry) => {
+    try {
+      const record = JSON.parse(readFileSync(join(dir, entry, 'pod.json'), 'utf8')) as { pids?: unknown; containers?: Record<string, { pid?: unknown }> };
+      const fromContainers = Object.values(record.containers ?? {}).map((c) => c.pid);
+      return [...(Array.isArray(record.pids) ? record.pids : []), ...fromContainers].filter((pid): pid is number => Number.isInteger(pid) && (pid as number) > 1);
+    } catch {
+      return [];
+    }
+  });
 }

@@ -93,3 +93,27 @@ export async function ztunnelMetrics(cluster: string, node: string): Promise<str
 export async function curlFrom(cluster: string, namespace: string, target: string, url: string, maxTime = 5): Promise<Result> {
   return labExec(cluster, namespace, target, ['curl', '-sS', '--max-time', String(maxTime), url]);
 }
+
+/** Every process the lab started and recorded: control planes, agents, and the pods' containers. */
+export function recordedLabPids(): number[] {
+  const state = readState();
+  const pids = (state?.processes ?? []).map((p) => p.pid);
+  for (const cluster of state?.plan.clusters ?? []) {
+    const dir = podsDir(cluster.name);
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      try {
+        const record = JSON.parse(readFileSync(join(dir, entry, 'pod.json'), 'utf8')) as { containers?: Record<string, { pid?: number }> };
+        for (const c of Object.values(record.containers ?? {})) if (c.pid) pids.push(c.pid);
+      } catch {
+        /* a pod being torn down */
+      }
+    }
+  }
+  return pids;
+}
