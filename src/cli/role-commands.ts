@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { controlPlaneSettingsFromEnv } from '../controlplane/settings.js';
 import { ztunnelSettingsFromEnv } from '../ztunnel/settings.js';
@@ -37,15 +36,8 @@ export function registerRoleCommands(program: Command): void {
     .argument('<identity>', 'SPIFFE identity, e.g. spiffe://cluster.local/ns/default/sa/curl')
     .action(async (identity: string) => {
       const settings = ztunnelSettingsFromEnv(process.env);
-      const { CertificateManager } = await import('../ztunnel/identity/manager.js');
-      const manager = new CertificateManager({
-        caAddress: settings.caAddress,
-        caRootsPem: readFileSync(settings.rootCertPath, 'utf8'),
-        caServerName: settings.caAddress.replace(/:\d+$/, ''),
-        tokenPath: settings.tokenPath,
-        clusterId: settings.clusterId,
-        log: createLogger('ztunnel', { node: settings.nodeName }).child({}, { level: 'silent' }),
-      });
+      const { certificateManagerFor } = await import('../ztunnel/control-plane-client.js');
+      const manager = certificateManagerFor(settings, createLogger('ztunnel', { node: settings.nodeName }).child({}, { level: 'silent' }));
       try {
         const cert = await manager.certificateFor(identity);
         const leaf = new X509Certificate(cert.certChainPem);

@@ -1,14 +1,11 @@
-import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { serverNameOf } from '../api/addresses.js';
 import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
 import { json, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
-import { CertificateManager } from '../ztunnel/identity/manager.js';
+import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
 import { ZtunnelState } from '../ztunnel/state/store.js';
-import { XdsClient } from '../ztunnel/xds/client.js';
 import { HboneGateway } from './hbone-gateway.js';
 import { gatewayIdentity } from './identity.js';
 import { GatewayMetrics } from './metrics.js';
@@ -30,7 +27,6 @@ export interface GatewayProcess {
  * localhost:15000. SIGTERM/SIGINT drain and exit.
  */
 export async function runGateway(settings: GatewaySettings, log: Logger = createLogger('gateway', { gateway: settings.gatewayName })): Promise<GatewayProcess> {
-  const readRoots = () => readFileSync(settings.rootCertPath, 'utf8');
   const state = new ZtunnelState({
     network: settings.network,
     nodeName: settings.nodeName,
@@ -42,26 +38,8 @@ export async function runGateway(settings: GatewaySettings, log: Logger = create
     { trustDomain: settings.trustDomain, namespace: settings.podNamespace, gatewayName: settings.gatewayName, tokenPath: settings.tokenPath },
     log.child({ part: 'identity' }),
   );
-  const certificates = new CertificateManager({
-    caAddress: settings.caAddress,
-    caRootsPem: readRoots(),
-    caServerName: serverNameOf(settings.caAddress),
-    tokenPath: settings.tokenPath,
-    clusterId: settings.clusterId,
-    requestedTtlSeconds: settings.certTtlSeconds,
-    log: log.child({ part: 'identity' }),
-  });
-  const xds = new XdsClient({
-    address: settings.xdsAddress,
-    rootsPem: readRoots,
-    serverName: serverNameOf(settings.xdsAddress),
-    tokenPath: settings.tokenPath,
-    clusterId: settings.clusterId,
-    // Istio names gateway proxies `router~…`.
-    nodeId: `router~${settings.instanceIp}~${settings.podName}.${settings.podNamespace}~${settings.podNamespace}.svc.cluster.local`,
-    state,
-    log: log.child({ part: 'xds' }),
-  });
+  const certificates = certificateManagerFor(settings, log.child({ part: 'identity' }));
+  const xds = xdsClientFor(settings, state, proxyNodeId('router', settings.instanceIp, settings.podName, settings.podNamespace), log.child({ part: 'xds' }));
   const metrics = new GatewayMetrics();
   const processMetrics = new Registry();
   collectDefaultMetrics({ register: processMetrics });

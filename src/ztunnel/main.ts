@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { serverNameOf } from '../api/addresses.js';
 import { identityOf, spiffeUri } from '../api/identity.js';
 import { bytesToIp } from '../api/ip.js';
 import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
@@ -9,13 +8,12 @@ import { createLogger, type Logger } from '../util/log.js';
 import { buildConfigDump } from './admin/config-dump.js';
 import { json, startHttpEndpoint, text } from './admin/server.js';
 import { NodeCapture } from './capture/node-capture.js';
+import { certificateManagerFor, proxyNodeId, xdsClientFor } from './control-plane-client.js';
 import { DnsProxy, upstreamsFromResolvConf } from './dns/proxy.js';
-import { CertificateManager } from './identity/manager.js';
 import { createProxyMetrics } from './metrics.js';
 import { Proxy } from './proxy/proxy.js';
 import type { ZtunnelSettings } from './settings.js';
 import { ZtunnelState } from './state/store.js';
-import { XdsClient } from './xds/client.js';
 
 /**
  * One ztunnel: config from the control plane, certificates from the CA, capture of the node's
@@ -23,27 +21,9 @@ import { XdsClient } from './xds/client.js';
  * control plane is away.
  */
 export async function runZtunnel(settings: ZtunnelSettings, log: Logger = createLogger('ztunnel', { node: settings.nodeName })): Promise<void> {
-  const readRoots = () => readFileSync(settings.rootCertPath, 'utf8');
   const state = new ZtunnelState({ network: settings.network, nodeName: settings.nodeName, clusterId: settings.clusterId, systemNamespace: settings.systemNamespace, logger: log.child({ part: 'state' }) });
-  const certificates = new CertificateManager({
-    caAddress: settings.caAddress,
-    caRootsPem: readRoots(),
-    caServerName: serverNameOf(settings.caAddress),
-    tokenPath: settings.tokenPath,
-    clusterId: settings.clusterId,
-    requestedTtlSeconds: settings.certTtlSeconds,
-    log: log.child({ part: 'identity' }),
-  });
-  const xds = new XdsClient({
-    address: settings.xdsAddress,
-    rootsPem: readRoots,
-    serverName: serverNameOf(settings.xdsAddress),
-    tokenPath: settings.tokenPath,
-    clusterId: settings.clusterId,
-    nodeId: `ztunnel~${settings.nodeIp}~${settings.podName}.${settings.podNamespace}~${settings.podNamespace}.svc.cluster.local`,
-    state,
-    log: log.child({ part: 'xds' }),
-  });
+  const certificates = certificateManagerFor(settings, log.child({ part: 'identity' }));
+  const xds = xdsClientFor(settings, state, proxyNodeId('ztunnel', settings.nodeIp, settings.podName, settings.podNamespace), log.child({ part: 'xds' }));
   const capture = new NodeCapture({ nodeIp: settings.nodeIp, log: log.child({ part: 'capture' }) });
   const proxyMetrics = createProxyMetrics();
   const processMetrics = new Registry();
