@@ -9,6 +9,7 @@ import dnsPacket from 'dns-packet';
 import type { Answer, OptAnswer } from 'dns-packet';
 import type { Logger } from '../../util/log.js';
 import type { ClusterDnsRecords, DnsAnswer } from './dns-records.js';
+import { EDNS_DO, FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_TC } from '../../util/dns-wire.js';
 
 export interface ClusterDnsServerOptions {
   records: ClusterDnsRecords;
@@ -19,13 +20,6 @@ export interface ClusterDnsServerOptions {
 }
 
 const HEADER_LEN = 12;
-const FLAG_QR = 1 << 15;
-const FLAG_AA = 1 << 10;
-const FLAG_TC = 1 << 9;
-const FLAG_RD = 1 << 8;
-const FLAG_RA = 1 << 7;
-const FLAG_CD = 1 << 4;
-const EDNS_DO = 1 << 15;
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 /** Extended RCODE BADVERS (16): upper 8 bits go into the OPT record. */

@@ -5,17 +5,11 @@
  */
 import dnsPacket from 'dns-packet';
 import type { Answer, OptAnswer, RecordClass, RecordType } from 'dns-packet';
+import { EDNS_DO, FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_TC } from '../../util/dns-wire.js';
 
 export const HEADER_LEN = 12;
 export type Transport = 'udp' | 'tcp';
 
-const FLAG_QR = 1 << 15;
-const FLAG_AA = 1 << 10;
-const FLAG_TC = 1 << 9;
-const FLAG_RD = 1 << 8;
-const FLAG_RA = 1 << 7;
-const FLAG_CD = 1 << 4;
-const EDNS_DO = 1 << 15;
 
 export const RCODE = { NOERROR: 0, SERVFAIL: 2 } as const;
 
