@@ -162,6 +162,26 @@ describe('gateway routing', () => {
     if (!wrongPort.ok) assert.match(wrongPort.reason, /unknown service port .*:81 \(the service has ports 80\)/);
   });
 
+  test('a StatefulSet pod named by its own DNS name: the headless service pinned to that pod, on its own port', () => {
+    const state = meshState();
+    const web = create(ServiceSchema, { name: 'web', namespace: 'sample', hostname: 'web.sample.svc.cluster.local', ports: [create(PortSchema, { servicePort: 80, targetPort: 8080 })] });
+    const pods = ['web-0', 'web-1'].map((name, i) => {
+      const pod = endpoint(name, `10.20.1.${i + 1}`, 'web.sample.svc.cluster.local');
+      pod.hostname = `${name}.web.sample.svc.cluster.local`;
+      return pod;
+    });
+    state.applyAddresses([{ name: 'sample/web.sample.svc.cluster.local', service: web }, ...pods.map((w) => ({ name: w.uid, workload: w }))], []);
+    const found = findServiceTarget(state, 'web-1.web.sample.svc.cluster.local', 8080);
+    assert.ok(found.ok);
+    assert.equal(found.target.serviceName, 'sample/web.sample.svc.cluster.local');
+    assert.equal(found.target.pinned?.name, 'web-1');
+    for (const point of [0, 0.5, 0.99]) {
+      const choice = pickEndpoint(state, found.target, () => point);
+      assert.equal(choice.kind === 'selected' && choice.address, '10.20.1.2', 'always the named pod');
+    }
+    assert.deepEqual(findServiceTarget(state, 'web-7.web.sample.svc.cluster.local', 8080), { ok: false, reason: 'unknown service web-7.web.sample.svc.cluster.local' });
+  });
+
   test('only healthy HBONE endpoints on our network are picked, weighted by capacity', () => {
     const target: ServiceTarget = { serviceName: 'sample/svc', service: service('svc', [[80, 8080]]), port: create(PortSchema, { servicePort: 80, targetPort: 8080 }) };
     const workloads = [
@@ -172,7 +192,7 @@ describe('gateway routing', () => {
       endpoint('plain', '10.0.0.5', 'svc.sample.svc.cluster.local', { tunnel: TunnelProtocol.NONE }),
       endpoint('remote', '10.0.0.6', 'svc.sample.svc.cluster.local', { network: 'network1', gateway: '198.18.0.10', capacity: 100 }),
     ];
-    const state: GatewayStateView = { network: NETWORK, servicesByHostname: () => [], endpointsOf: () => workloads };
+    const state: GatewayStateView = { network: NETWORK, servicesByHostname: () => [], endpointsOf: () => workloads, workloadsByDnsName: () => [] };
     const pickAt = (point: number) => {
       const choice = pickEndpoint(state, target, () => point);
       assert.equal(choice.kind, 'selected');

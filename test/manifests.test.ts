@@ -212,6 +212,7 @@ describe('manifests', () => {
         'ClusterRoleBinding/ambit-reader',
         'Role/ambit-controlplane',
         'RoleBinding/ambit-controlplane',
+        'ConfigMap/istio',
         'Service/ambit-controlplane',
         'Deployment/ambit-controlplane',
         'DaemonSet/ztunnel',
@@ -540,6 +541,7 @@ describe('proxy-config views', () => {
         services: [],
         locality: { region: 'region1', zone: 'zone1', subzone: '' },
         captured: true,
+        capacity: 1,
       },
       {
         uid: 'cluster2//network-gateway/helloworld',
@@ -560,6 +562,8 @@ describe('proxy-config views', () => {
         services: ['a-first/helloworld.a-first.svc.cluster.local'],
         locality: { region: '', zone: '', subzone: '' },
         captured: false,
+        capacity: 0,
+        networkGateway: 'istio-system/network2.east-west.ambit.internal',
       },
     ],
     services: [
@@ -598,9 +602,9 @@ describe('proxy-config views', () => {
     assert.equal(
       workloadsTable(dump.workloads),
       [
-        'NAMESPACE  POD NAME           ADDRESS     NODE            NETWORK   PROTOCOL  CAPTURED  STATUS',
-        'a-first    helloworld-remote  None        None            network2  HBONE     no        Unhealthy',
-        'sample     sleep-1            198.19.0.5  cluster1-node1  network1  HBONE     yes       Healthy',
+        'NAMESPACE  POD NAME           ADDRESS                                             NODE            NETWORK   PROTOCOL  CAPTURED  STATUS     CAPACITY',
+        'a-first    helloworld-remote  via istio-system/network2.east-west.ambit.internal  None            network2  HBONE     no        Unhealthy  0',
+        'sample     sleep-1            198.19.0.5                                          cluster1-node1  network1  HBONE     yes       Healthy    1',
       ].join('\n'),
     );
   });

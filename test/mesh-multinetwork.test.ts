@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { READER_SERVICE_ACCOUNT } from '../src/install/names.js';
 import { readState } from '../src/lab/state.js';
+import { tokenSecretName } from '../src/multicluster-cli/remote-secret.js';
 import { ambit, kubectl, labLeftovers, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
-import { curlFrom, pods, ztunnelMetrics, recordedLabPids } from './helpers/mesh.js';
+import { curlFrom, inNode, pods, ztunnelMetrics, recordedLabPids } from './helpers/mesh.js';
+import { captureIn, eastWestGateway, gatewayCrossings, globalService, onlyVersions, versions } from './helpers/multicluster.js';
 
 const CLUSTERS = [
   { name: 'cluster1', ctx: 'lab-cluster1', network: 'network1', version: 'v1' },
@@ -15,49 +17,6 @@ interface GatewayStatusView {
   status?: { addresses?: Array<{ value: string }>; conditions?: Array<{ type: string; status: string }> };
 }
 let labPids: number[] = [];
-
-const eastWestGateway = (network: string, mode = 'Terminate', name = 'istio-eastwestgateway') =>
-  [
-    'apiVersion: gateway.networking.k8s.io/v1',
-    'kind: Gateway',
-    'metadata:',
-    `  name: ${name}`,
-    '  namespace: istio-system',
-    '  labels:',
-    `    topology.istio.io/network: "${network}"`,
-    'spec:',
-    '  gatewayClassName: "istio-east-west"',
-    '  listeners:',
-    '    - name: mesh',
-    '      port: 15008',
-    '      protocol: HBONE',
-    '      tls:',
-    `        mode: ${mode}`,
-    ...(mode === 'Terminate' ? ['        options:', '          gateway.istio.io/tls-terminate-mode: ISTIO_MUTUAL'] : []),
-    '',
-  ].join('\n');
-
-async function versions(cluster: string, count: number): Promise<{ seen: Map<string, number>; failures: number }> {
-  const seen = new Map<string, number>();
-  let failures = 0;
-  for (let i = 0; i < count; i++) {
-    const r = await curlFrom(cluster, 'sample', 'deploy/curl', 'helloworld.sample:5000/hello', 5);
-    const m = /^Hello version: (v\d),/.exec(r.stdout);
-    if (r.code !== 0 || !m) {
-      failures++;
-      continue;
-    }
-    seen.set(m[1]!, (seen.get(m[1]!) ?? 0) + 1);
-  }
-  return { seen, failures };
-}
-
-async function onlyVersions(cluster: string, expected: string[], what: string, timeoutMs = 60_000): Promise<void> {
-  await waitFor(what, async () => {
-    const { seen, failures } = await versions(cluster, 6);
-    return failures === 0 && [...seen.keys()].sort().join(',') === [...expected].sort().join(',');
-  }, timeoutMs);
-}
 
 describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }, () => {
   before(async () => {
@@ -145,28 +104,16 @@ describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }
     const state = readState()!;
     const gateways = await Promise.all(CLUSTERS.map(async (c) => (await kubectl(c.ctx, ['-n', 'istio-system', 'get', 'svc', 'istio-eastwestgateway', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim()));
     const ports = state.plan.networks.map((n) => n.corePort);
-    const dump = spawn('ip', ['netns', 'exec', 'ambit-core', 'tcpdump', '-i', 'any', '-nn', '-A', '-l', '-U', 'tcp', 'and', 'not', 'port', '6443'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let ready = false;
-    dump.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    dump.stderr.on('data', (d: Buffer) => (ready ||= d.toString().includes('listening')));
-    await waitFor('tcpdump', async () => ready, 10_000);
-    for (const c of CLUSTERS) await versions(c.name, 10);
-    await new Promise((r) => setTimeout(r, 500));
-    dump.kill('SIGINT');
-    await new Promise((r) => dump.once('exit', r));
+    const { text: out, flows: all } = await captureIn('ambit-core', async () => {
+      for (const c of CLUSTERS) await versions(c.name, 10);
+    });
     assert.ok(ports.length === 2);
     assert.doesNotMatch(out, /Hello version|GET \/hello/, 'application bytes crossed networks in clear text');
-    const flows = new Set<string>();
-    for (const line of out.split('\n')) {
-      const m = /IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+):/.exec(line);
-      if (!m) continue;
-      const [, src, sport, dst, dport] = m;
-      const toGateway = gateways.includes(dst!) && dport === '15008';
-      const fromGateway = gateways.includes(src!) && sport === '15008';
-      if (!toGateway && !fromGateway) flows.add(`${src}:${sport} > ${dst}:${dport}`);
-    }
-    assert.deepEqual([...flows].slice(0, 10), [], 'only east-west gateway :15008 may cross networks');
+    const flows = [...all].filter((flow) => {
+      const [, src, sport, dst, dport] = /^(.+):(\d+) > (.+):(\d+)$/.exec(flow)!;
+      return !((gateways.includes(dst!) && dport === '15008') || (gateways.includes(src!) && sport === '15008'));
+    });
+    assert.deepEqual(flows.slice(0, 10), [], 'only east-west gateway :15008 may cross networks');
     assert.match(out, /\.15008[ :]/, 'cross-network traffic was captured');
   });
 
@@ -175,6 +122,29 @@ describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }
     try {
       for (const c of CLUSTERS) await onlyVersions(c.name, [c.version], `${c.name} to answer with ${c.version} only`);
     } finally {
+      for (const c of CLUSTERS) await kubectl(c.ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/global=true', '--overwrite']);
+    }
+    for (const c of CLUSTERS) await onlyVersions(c.name, ['v1', 'v2'], `${c.name} back to both versions`);
+  });
+
+  it('MeshConfig serviceScopeConfigs make services global without the label, at run time, from the local cluster\'s config', async () => {
+    const [c1, c2] = CLUSTERS;
+    const meshConfig = (entries: string) => ['apiVersion: v1', 'kind: ConfigMap', 'metadata:', '  name: istio', '  namespace: istio-system', 'data:', '  mesh: |', entries, ''].join('\n');
+    const byNamespace = ['    serviceScopeConfigs:', '      - namespaceSelector:', '          matchLabels:', '            mesh-scope: shared', '        scope: GLOBAL'].join('\n');
+    for (const c of CLUSTERS) await kubectl(c.ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/global-']);
+    // The selector reads each cluster's own namespace labels (the lab's Kubernetes 1.20 has no kubernetes.io/metadata.name).
+    for (const c of CLUSTERS) await kubectl(c.ctx, ['label', 'ns', 'sample', 'mesh-scope=shared', '--overwrite']);
+    try {
+      for (const c of CLUSTERS) await onlyVersions(c.name, [c.version], `${c.name} local only without the label`);
+      await kubectl(c1.ctx, ['apply', '-f', '-'], meshConfig(byNamespace));
+      await onlyVersions(c1.name, ['v1', 'v2'], 'cluster1 to treat every sample service as global', 60_000);
+      await onlyVersions(c2.name, ['v2'], 'cluster2 (no such config) to stay local');
+      // An invalid edit is refused and the config in force stays.
+      await kubectl(c1.ctx, ['apply', '-f', '-'], meshConfig('    serviceScopeConfigs: [{ scope: SOMETIMES }]'));
+      await new Promise((r) => setTimeout(r, 2000));
+      await onlyVersions(c1.name, ['v1', 'v2'], 'cluster1 to keep the last valid config');
+    } finally {
+      await kubectl(c1.ctx, ['apply', '-f', '-'], meshConfig('    serviceScopeConfigs: []'));
       for (const c of CLUSTERS) await kubectl(c.ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/global=true', '--overwrite']);
     }
     for (const c of CLUSTERS) await onlyVersions(c.name, ['v1', 'v2'], `${c.name} back to both versions`);
@@ -263,6 +233,79 @@ describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }
       return accepted?.status === 'False' && accepted.reason === 'UnsupportedProtocol';
     });
     await kubectl(c1.ctx, ['delete', 'gateway', '-n', 'istio-system', 'passthrough-gateway']);
+  });
+
+  it('several east-west gateways on a network: connections spread over both; one scaled to 0 → the other takes over, no failed request', async () => {
+    const [c1, c2] = CLUSTERS;
+    // Only in cluster2, so every request from cluster1 crosses the networks.
+    await kubectl(c2.ctx, ['apply', '-f', '-'], globalService('hello-v2', { app: 'helloworld', version: 'v2' }));
+    await kubectl(c2.ctx, ['apply', '--server-side', '-f', '-'], eastWestGateway(c2.network, 'Terminate', 'second-eastwestgateway'));
+    await waitFor('the second gateway address', async () =>
+      (await kubectl(c2.ctx, ['-n', 'istio-system', 'get', 'svc', 'second-eastwestgateway', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim(),
+    );
+    await rolloutStatus(c2.ctx, 'istio-system', ['second-eastwestgateway']);
+    const gateways = ['istio-eastwestgateway', 'second-eastwestgateway'];
+    const before = await Promise.all(gateways.map((g) => gatewayCrossings(c2, g)));
+    await waitFor('both gateways to carry connections from cluster1', async () => {
+      for (let i = 0; i < 10; i++) await curlFrom(c1.name, 'sample', 'deploy/curl', 'hello-v2.sample:5000/hello', 5);
+      const now = await Promise.all(gateways.map((g) => gatewayCrossings(c2, g)));
+      return now.every((count, i) => count > before[i]!);
+    }, 60_000);
+
+    await kubectl(c2.ctx, ['scale', 'deploy', 'second-eastwestgateway', '-n', 'istio-system', '--replicas=0']);
+    await waitFor('the second gateway pod gone', async () => (await pods(c2.ctx, 'istio-system', 'gateway.networking.k8s.io/gateway-name=second-eastwestgateway')).length === 0);
+    let failures = 0;
+    for (let i = 0; i < 20; i++) {
+      const r = await curlFrom(c1.name, 'sample', 'deploy/curl', 'hello-v2.sample:5000/hello', 5);
+      if (r.code !== 0 || !/^Hello version: v2,/.test(r.stdout)) failures++;
+    }
+    assert.equal(failures, 0, 'requests failed while one gateway of the network was down');
+    const nodes = (await pods(c1.ctx, 'istio-system', 'app=ztunnel')).map((p) => p.node);
+    const metrics = (await Promise.all(nodes.map((n) => ztunnelMetrics(c1.name, n)))).join('\n');
+    assert.match(metrics, /^ambit_gateway_failovers_total [1-9]/m, 'ztunnel counts the failovers');
+    await kubectl(c2.ctx, ['delete', 'gateway', '-n', 'istio-system', 'second-eastwestgateway']);
+  });
+
+  it('a rotated reader token is picked up without a restart; a new pod in cluster2 reaches cluster1\'s ztunnel', async () => {
+    const [c1, c2] = CLUSTERS;
+    const controlPlane = async () => {
+      const [pod] = await pods(c1.ctx, 'istio-system', 'app=ambit-controlplane');
+      const restarts = await kubectl(c1.ctx, ['-n', 'istio-system', 'get', 'pod', pod!.name, '-o', 'jsonpath={.status.containerStatuses[0].restartCount}']);
+      return `${pod!.name}/${restarts.trim()}`;
+    };
+    const running = await controlPlane();
+    // Rotation: the old token stops working at once (its Secret is gone), then `link` issues and distributes a new one.
+    await kubectl(c2.ctx, ['-n', 'istio-system', 'delete', 'secret', tokenSecretName(READER_SERVICE_ACCOUNT)]);
+    const link = await ambit(['link', '--context', c1.ctx, '--context', c2.ctx], { timeoutMs: 120_000 });
+    assert.equal(link.code, 0, link.stderr);
+    // A change made in cluster2 after the rotation must reach cluster1: only a watch with the new token can see it.
+    await kubectl(c2.ctx, ['apply', '-f', '-'], globalService('hello-rotated', { app: 'helloworld' }));
+    const answered = await waitFor('a service created after the rotation to answer in cluster1', async () => {
+      const r = await curlFrom(c1.name, 'sample', 'deploy/curl', 'hello-rotated.sample:5000/hello', 5);
+      return r.code === 0 && r.stdout;
+    }, 60_000);
+    assert.match(answered, /^Hello version: v2,/);
+    assert.equal(await controlPlane(), running, 'the control plane was not restarted');
+
+    // A pod becoming Ready in cluster2 → the capacity of its synthetic workload in cluster1's ztunnel.
+    const node = (await pods(c1.ctx, 'sample', 'app=curl'))[0]!.node;
+    const capacity = async () => {
+      const r = await inNode(c1.name, node, ['curl', '-sS', '--max-time', '2', `http://127.0.0.1:15000/config_dump`]);
+      const dump = JSON.parse(r.stdout) as { workloads: Array<{ uid: string; capacity?: number }> };
+      return dump.workloads.find((w) => w.uid === `network2/SyntheticGateway/sample/helloworld.sample.svc.cluster.local`)?.capacity ?? 0;
+    };
+    assert.equal(await capacity(), 1);
+    await kubectl(c2.ctx, ['scale', 'deploy', 'helloworld-v2', '-n', 'sample', '--replicas=2']);
+    try {
+      const ready = await waitFor('a second v2 pod Ready', async () => {
+        const list = await pods(c2.ctx, 'sample', 'app=helloworld');
+        return list.filter((p) => p.ready).length === 2 && Date.now();
+      }, 60_000, 20);
+      const seen = await waitFor('capacity 2 in cluster1\'s ztunnel', async () => (await capacity()) === 2 && Date.now(), 30_000, 20);
+      numbers.push(`pod Ready in cluster2 (seen by polling kubectl) → its endpoint in cluster1's ztunnel (polling the admin dump): ${seen - ready} ms, polling resolution ~100–200 ms`);
+    } finally {
+      await kubectl(c2.ctx, ['scale', 'deploy', 'helloworld-v2', '-n', 'sample', '--replicas=1']);
+    }
   });
 
   it('different roots (CA mismatch): cross-network connections refused, and ztunnel says "untrusted peer certificate"', async () => {

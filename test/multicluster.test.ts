@@ -38,6 +38,7 @@ type StringMap = Record<string, string>;
 
 const HELLO = 'sample/helloworld.sample.svc.cluster.local';
 const SYNTHETIC_HELLO_N2 = `network2/SyntheticGateway/${HELLO}`;
+const GATEWAYS_N2 = 'istio-system/network2.east-west.ambit.internal';
 
 function capture(): { log: Logger; lines: Json[] } {
   const lines: Json[] = [];
@@ -204,10 +205,13 @@ describe('MeshView: two clusters on two networks (seed: helloworld v1 in cluster
     assert.equal(synthetic.locality, undefined);
     assert.deepEqual(synthetic.addresses, []);
     const gatewayAddress = synthetic.networkGateway;
-    assert.equal(gatewayAddress?.destination.case, 'address');
-    assert.equal(gatewayAddress.destination.value.network, 'network2');
-    assert.equal(bytesToIp(gatewayAddress.destination.value.address), '198.18.2.100');
+    assert.equal(gatewayAddress?.destination.case, 'hostname', 'the network gateways by name, so ztunnel spreads over them');
+    assert.equal(gatewayAddress.destination.value.namespace, 'istio-system');
+    assert.equal(gatewayAddress.destination.value.hostname, 'network2.east-west.ambit.internal');
     assert.equal(gatewayAddress.hboneMtlsPort, 15008);
+    const gatewayService = svc(view, GATEWAYS_N2)!;
+    assert.deepEqual(gatewayService.ports.map((p) => [p.servicePort, p.targetPort]), [[15008, 15008]]);
+    assert.deepEqual(gatewayService.addresses, [], 'no VIP: only named by synthetic workloads');
     assert.deepEqual(Object.keys(synthetic.services), [HELLO]);
     assert.deepEqual(synthetic.services[HELLO]!.ports.map((p) => [p.servicePort, p.targetPort]), [[5000, 5000]]);
 
@@ -219,7 +223,7 @@ describe('MeshView: two clusters on two networks (seed: helloworld v1 in cluster
     assert.equal(remoteGateway.serviceAccount, 'istio-eastwestgateway');
     assert.equal(remoteGateway.tunnelProtocol, TunnelProtocol.HBONE);
     assert.equal(remoteGateway.workloadType, WorkloadType.POD);
-    assert.deepEqual(remoteGateway.services, {});
+    assert.deepEqual(Object.keys(remoteGateway.services), [GATEWAYS_N2], 'an endpoint of its network\'s gateway service');
     assert.equal(workload(view, 'cluster1/Gateway/istio-system/istio-eastwestgateway')!.network, 'network1');
 
     assert.deepEqual(vips(svc(view, HELLO)), ['network1/10.96.0.10', 'network2/10.97.0.10']);
@@ -299,18 +303,23 @@ describe('MeshView: two clusters on two networks (seed: helloworld v1 in cluster
     assert.deepEqual(names(view, /SyntheticGateway/), []);
     assert.deepEqual(names(view, /^cluster2\/Gateway/), []);
     remote.upsertGateway(gateway('istio-eastwestgateway', { network: 'network2', address: '198.18.2.100' }));
-    assert.deepEqual(upserted(changes), ['cluster2/Gateway/istio-system/istio-eastwestgateway', SYNTHETIC_HELLO_N2]);
+    assert.deepEqual(upserted(changes), ['cluster2/Gateway/istio-system/istio-eastwestgateway', GATEWAYS_N2, SYNTHETIC_HELLO_N2]);
   });
 
-  test('several gateways: all become gateway workloads, synthetic workloads use the first (cluster, namespace, name)', () => {
+  test('several gateways: all become gateway workloads behind the network\'s gateway service; synthetic workloads are untouched', () => {
     const remote = cluster2();
     const { view, changes } = mesh(cluster1(), remote);
     remote.upsertGateway(gateway('a-second-gateway', { address: '198.18.2.50' })); // network from the cluster
     assert.deepEqual(names(view, /^cluster2\/Gateway/), ['cluster2/Gateway/istio-system/a-second-gateway', 'cluster2/Gateway/istio-system/istio-eastwestgateway']);
     assert.equal(workload(view, 'cluster2/Gateway/istio-system/a-second-gateway')!.network, 'network2');
+    assert.deepEqual(Object.keys(workload(view, 'cluster2/Gateway/istio-system/a-second-gateway')!.services), [GATEWAYS_N2]);
     const target = workload(view, SYNTHETIC_HELLO_N2)!.networkGateway!.destination;
-    assert.equal(target.case === 'address' && bytesToIp(target.value.address), '198.18.2.50');
-    assert.deepEqual(upserted(changes), ['cluster2/Gateway/istio-system/a-second-gateway', SYNTHETIC_HELLO_N2]);
+    assert.equal(target.case === 'hostname' && target.value.hostname, 'network2.east-west.ambit.internal');
+    assert.deepEqual(upserted(changes), ['cluster2/Gateway/istio-system/a-second-gateway']);
+    changes.length = 0;
+    remote.removeGateway(gateway('istio-eastwestgateway'));
+    assert.deepEqual(removed(changes), ['cluster2/Gateway/istio-system/istio-eastwestgateway'], 'one gateway left: nothing else changes');
+    assert.ok(workload(view, SYNTHETIC_HELLO_N2));
   });
 
   test('remote cluster on the SAME network: real pod workloads carrying only global service keys', () => {
@@ -357,7 +366,7 @@ describe('MeshView: two clusters on two networks (seed: helloworld v1 in cluster
   test('removing a remote cluster removes everything it contributed, and notifies', () => {
     const { view, changes } = mesh(cluster1(), cluster2());
     view.removeRemote('cluster2');
-    assert.deepEqual(removed(changes), ['cluster2/Gateway/istio-system/istio-eastwestgateway', SYNTHETIC_HELLO_N2]);
+    assert.deepEqual(removed(changes), ['cluster2/Gateway/istio-system/istio-eastwestgateway', GATEWAYS_N2, SYNTHETIC_HELLO_N2]);
     assert.deepEqual(upserted(changes), [HELLO]);
     assert.deepEqual(vips(svc(view, HELLO)), ['network1/10.96.0.10']);
   });
@@ -377,6 +386,65 @@ describe('MeshView: two clusters on two networks (seed: helloworld v1 in cluster
     local.sink.upsert('AuthorizationPolicy', policy('local-policy'));
     assert.deepEqual([...view.authorizations().keys()], ['sample/local-policy']);
     assert.deepEqual(changes.flatMap((c) => c.authorizations.upserted), ['sample/local-policy']);
+  });
+});
+
+describe('MeshView: StatefulSet pods by their own DNS name', () => {
+  const statefulPod = (name: string, ip: string, o: { ready?: boolean } = {}): Json => {
+    const object = pod(name, { ip, labels: { app: 'web' }, serviceAccount: 'web', ready: o.ready ?? true }) as { spec: Record<string, unknown> };
+    object.spec.hostname = name;
+    object.spec.subdomain = 'web';
+    return object as Json;
+  };
+  const headless = (global = true): Json => {
+    const object = service('web', 'None', { global }) as { spec: Record<string, unknown> };
+    object.spec.clusterIPs = ['None'];
+    return object as Json;
+  };
+  const WEB = 'sample/web.sample.svc.cluster.local';
+  const WEB0 = 'sample/web-0.web.sample.svc.cluster.local';
+
+  test('same network: the remote pod is served with its pod IP and its DNS name', () => {
+    const remote = cluster({ id: 'cluster3', network: 'network1', vip: '10.98.0.10', extra: [['Service', headless()], ['Pod', statefulPod('web-0', '10.30.0.7')]] });
+    const { view } = mesh(cluster1(), remote);
+    const served = workload(view, 'cluster3//Pod/sample/web-0')!;
+    assert.equal(served.hostname, 'web-0.web.sample.svc.cluster.local');
+    assert.deepEqual(served.addresses.map(bytesToIp), ['10.30.0.7']);
+    assert.deepEqual(Object.keys(served.services), [WEB]);
+    assert.deepEqual(svc(view, WEB)!.addresses, [], 'headless: no VIP allocated');
+    assert.deepEqual(names(view, /SyntheticPod/), []);
+  });
+
+  test('another network: a service named like the pod with an allocated VIP, and one workload behind the gateways', () => {
+    const remote = cluster2({ extra: [['Service', headless()], ['Pod', statefulPod('web-0', '10.20.0.7')], ['Pod', statefulPod('web-1', '10.20.0.8', { ready: false })]] });
+    const { view } = mesh(cluster1(), remote);
+    const perPod = svc(view, WEB0)!;
+    assert.equal(perPod.hostname, 'web-0.web.sample.svc.cluster.local');
+    assert.deepEqual(vips(perPod), [`network1/${allocatedVip('web-0.web.sample.svc.cluster.local')}`]);
+    assert.deepEqual(perPod.ports.map((p) => [p.servicePort, p.targetPort]), [[5000, 5000]]);
+    const standIn = workload(view, 'network2/SyntheticPod/cluster2/sample/web-0')!;
+    assert.deepEqual(Object.keys(standIn.services), [WEB0]);
+    assert.equal(standIn.serviceAccount, 'web');
+    assert.equal(standIn.clusterId, 'cluster2');
+    assert.equal(standIn.networkGateway?.destination.case, 'hostname');
+    assert.equal(workload(view, 'network2/SyntheticPod/cluster2/sample/web-1')!.status, WorkloadStatus.UNHEALTHY);
+    assert.deepEqual(svc(view, WEB)!.addresses, [], 'the headless service itself gets no VIP');
+  });
+
+  test('not global, or the pod gone, or no gateway: nothing per pod', () => {
+    const remote = cluster2({ extra: [['Service', headless(false)], ['Pod', statefulPod('web-0', '10.20.0.7')]] });
+    const { view, changes } = mesh(cluster1(), remote);
+    assert.equal(svc(view, WEB0), undefined);
+    remote.sink.upsert('Service', headless(true));
+    assert.ok(svc(view, WEB0), 'labelled global → served');
+    changes.length = 0;
+    remote.sink.remove('Pod', statefulPod('web-0', '10.20.0.7'));
+    assert.equal(svc(view, WEB0), undefined);
+    assert.deepEqual(removed(changes).filter((n) => /web-0/.test(n)), ['network2/SyntheticPod/cluster2/sample/web-0', WEB0]);
+    remote.sink.upsert('Pod', statefulPod('web-0', '10.20.0.7'));
+    assert.ok(svc(view, WEB0));
+    remote.removeGateway(gateway('istio-eastwestgateway'));
+    assert.equal(svc(view, WEB0), undefined, 'unreachable without a gateway');
   });
 });
 
@@ -414,14 +482,14 @@ describe('MeshView incrementality', () => {
     assert.equal(view.stats().workloadBuilds, before.workloadBuilds + 1);
   });
 
-  test('a gateway change recomputes only the gateway workloads and the synthetic workloads of its network', () => {
+  test('a gateway address change recomputes only that gateway workload; synthetic workloads name the gateways by hostname', () => {
     const remote2 = cluster2();
     const remote3 = cluster({ id: 'cluster3', network: 'network3', vip: '10.98.0.10', pods: [v2('helloworld-v3')], gatewayAddress: '198.18.3.100' });
     const { view, changes } = mesh(cluster1(), remote2, remote3);
     const before = view.stats();
     remote2.upsertGateway(gateway('istio-eastwestgateway', { network: 'network2', address: '198.18.2.101' }));
-    assert.deepEqual(upserted(changes), ['cluster2/Gateway/istio-system/istio-eastwestgateway', SYNTHETIC_HELLO_N2]);
-    assert.equal(view.stats().syntheticBuilds - before.syntheticBuilds, 1, 'network3’s synthetic workload is not rebuilt');
+    assert.deepEqual(upserted(changes), ['cluster2/Gateway/istio-system/istio-eastwestgateway']);
+    assert.equal(view.stats().syntheticBuilds, before.syntheticBuilds, 'no synthetic workload is rebuilt');
     assert.equal(view.stats().serviceBuilds, before.serviceBuilds);
   });
 
@@ -525,7 +593,7 @@ describe('RemoteClusters', () => {
     remotes.removeSecret(secret);
     assert.equal(connections[0]!.stopped, true);
     assert.equal(workload(view, SYNTHETIC_HELLO_N2), undefined);
-    assert.deepEqual(removed(changes), ['cluster2/Gateway/istio-system/istio-eastwestgateway', SYNTHETIC_HELLO_N2]);
+    assert.deepEqual(removed(changes), ['cluster2/Gateway/istio-system/istio-eastwestgateway', GATEWAYS_N2, SYNTHETIC_HELLO_N2]);
     assert.deepEqual(vips(svc(view, HELLO)), ['network1/10.96.0.10']);
     assert.equal(await metric('ambit_remote_clusters', { cluster: 'cluster2', state: 'synced' }), undefined);
   });

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import {
   LoadBalancingSchema,
+  LocalitySchema,
   LoadBalancing_HealthPolicy,
   LoadBalancing_Mode,
   LoadBalancing_Scope,
@@ -527,6 +528,28 @@ describe('ztunnel state: endpoints on other networks', () => {
     assert.match(unavailableReason(state.resolve(client, HELLO_VIP, 5000)), /behind gateway 198\.18\.5\.1/);
   });
 
+  it('gateways named by hostname: connections spread over every healthy gateway; an avoided one is skipped while another is left', () => {
+    const GATEWAYS_KEY = 'istio-system/network2.east-west.ambit.internal';
+    const byHostname = synthetic({ networkGateway: { hboneMtlsPort: 15008, destination: { case: 'hostname', value: { namespace: 'istio-system', hostname: 'network2.east-west.ambit.internal' } } } });
+    const gatewayService = service('network2.east-west.ambit.internal', { namespace: 'istio-system', ports: [{ servicePort: 15008, targetPort: 15008 }] });
+    const first = eastWestGateway({ services: backs(15008, 15008, GATEWAYS_KEY) });
+    const second = eastWestGateway({ uid: 'cluster2/Gateway/istio-system/second', name: 'second', serviceAccount: 'second', ips: ['198.18.5.2'], services: backs(15008, 15008, GATEWAYS_KEY) });
+    const down = eastWestGateway({ uid: 'cluster3/Gateway/istio-system/down', name: 'down', ips: ['198.18.5.3'], status: WorkloadStatus.UNHEALTHY, services: backs(15008, 15008, GATEWAYS_KEY) });
+    const state = helloState({}, byHostname, first, second, down);
+    addService(state, gatewayService);
+    const used = new Map<string, number>();
+    for (let i = 0; i < 200; i++) {
+      const gateway = gatewayOf(state.resolve(client, HELLO_VIP, 5000)).gateway;
+      used.set(`${gateway.address}=${gateway.identities.join()}`, (used.get(`${gateway.address}=${gateway.identities.join()}`) ?? 0) + 1);
+    }
+    assert.deepEqual([...used.keys()].sort(), [`198.18.5.1=${GATEWAY_IDENTITY}`, '198.18.5.2=spiffe://cluster.local/ns/istio-system/sa/second']);
+    for (const count of used.values()) assert.ok(count > 60, `spread: ${JSON.stringify([...used])}`);
+    const avoided = new Set(['198.18.5.1:15008']);
+    for (let i = 0; i < 20; i++) assert.equal(gatewayOf(state.resolve(client, HELLO_VIP, 5000, { avoidGateways: avoided })).gateway.address, '198.18.5.2');
+    const both = new Set(['198.18.5.1:15008', '198.18.5.2:15008']);
+    assert.equal(state.resolve(client, HELLO_VIP, 5000, { avoidGateways: both }).kind, 'gateway', 'every gateway avoided: one is still tried');
+  });
+
   it('refuses endpoints on another network without a usable gateway, and says why', () => {
     const noGateway = pod('far', { ips: ['10.0.1.1'], network: REMOTE_NETWORK, clusterId: 'cluster2', services: backs(5000, 5000) });
     assert.match(unavailableReason(helloState({}, noGateway, eastWestGateway()).resolve(client, HELLO_VIP, 5000)), /1 on network network2 without a network gateway/);
@@ -535,7 +558,7 @@ describe('ztunnel state: endpoints on other networks', () => {
     const byHostname = synthetic({ networkGateway: { hboneMtlsPort: 15008, destination: { case: 'hostname', value: { namespace: 'istio-system', hostname: 'eastwest.istio-system.svc.cluster.local' } } } });
     assert.match(
       unavailableReason(helloState({}, byHostname, eastWestGateway()).resolve(client, HELLO_VIP, 5000)),
-      /network gateway names hostname istio-system\/eastwest\.istio-system\.svc\.cluster\.local \(an address is required\)/,
+      /network gateway istio-system\/eastwest\.istio-system\.svc\.cluster\.local has no healthy gateway/,
     );
     // A pod of network2 is not addressable by IP from network1, even when the IP exists there.
     const state = helloState({}, noGateway);
@@ -598,6 +621,124 @@ describe('ztunnel state: endpoints on other networks', () => {
     const bad = synthetic({ networkGateway: { hboneMtlsPort: 15008, destination: { case: 'address', value: { network: REMOTE_NETWORK, address: new Uint8Array([1, 2, 3]) } } } });
     assert.throws(() => addWorkloads(state, bad), (error: unknown) => error instanceof StateUpdateError && /network_gateway\.address\.address: must be 4 \(IPv4\) or 16 \(IPv6\) bytes, got 3/.test(error.message));
     assert.equal(state.workload(bad.uid), undefined);
+  });
+});
+
+describe('ztunnel state: avoiding failed network gateways', () => {
+  const GATEWAY_2_IP = '198.18.5.2';
+  const secondGateway = () => eastWestGateway({ uid: 'cluster3/Gateway/istio-system/eastwest', clusterId: 'cluster3', ips: [GATEWAY_2_IP] });
+  // The same service on network2 behind two gateways (two clusters of that network, each with its own).
+  const behindFirst = () => synthetic({ uid: `${REMOTE_NETWORK}/SyntheticGateway/default/${HELLO}/1`, name: 'behind-first' });
+  const behindSecond = () => synthetic({ uid: `${REMOTE_NETWORK}/SyntheticGateway/default/${HELLO}/2`, name: 'behind-second', networkGateway: gatewayAt(GATEWAY_2_IP) });
+
+  function twoGatewayState(): ZtunnelState {
+    const state = newState();
+    addService(state, service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000, targetPort: 5000 }] }));
+    addWorkloads(state, behindFirst(), behindSecond(), eastWestGateway(), secondGateway());
+    return state;
+  }
+
+  function gatewayPicks(state: ZtunnelState, avoidGateways?: ReadonlySet<string>, times = 200): Set<string> {
+    const picks = new Set<string>();
+    for (let i = 0; i < times; i++) picks.add(gatewayOf(state.resolve(client, HELLO_VIP, 5000, { avoidGateways })).gateway.address);
+    return picks;
+  }
+
+  it('spreads over both gateways when none is avoided', () => {
+    assert.deepEqual([...gatewayPicks(twoGatewayState())].sort(), [GATEWAY_IP, GATEWAY_2_IP]);
+  });
+
+  it('always picks the endpoint behind the other gateway when one is avoided', () => {
+    const state = twoGatewayState();
+    assert.deepEqual([...gatewayPicks(state, new Set([`${GATEWAY_IP}:15008`]))], [GATEWAY_2_IP]);
+    assert.deepEqual([...gatewayPicks(state, new Set([`${GATEWAY_2_IP}:15008`]))], [GATEWAY_IP]);
+    assert.deepEqual([...gatewayPicks(state, new Set([`${GATEWAY_IP}:15009`]))].sort(), [GATEWAY_IP, GATEWAY_2_IP], 'another port of the address is another gateway');
+  });
+
+  it('still selects when every usable endpoint is behind an avoided gateway', () => {
+    const state = twoGatewayState();
+    const both = new Set([`${GATEWAY_IP}:15008`, `${GATEWAY_2_IP}:15008`]);
+    assert.deepEqual([...gatewayPicks(state, both)].sort(), [GATEWAY_IP, GATEWAY_2_IP]);
+    const analysis = state.analyzeDestination(client, HELLO_VIP, 5000, { avoidGateways: both });
+    assert.equal(analysis.kind, 'service');
+    if (analysis.kind === 'service') assert.equal(analysis.evaluation.avoidGatewaysIgnored, true);
+  });
+
+  it('prefers a direct endpoint over one behind an avoided gateway, even of a better rank', () => {
+    const preferRemote = { routingPreference: [LoadBalancing_Scope.REGION], mode: LoadBalancing_Mode.FAILOVER };
+    const state = newState();
+    addService(state, service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000, targetPort: 5000 }], loadBalancing: preferRemote }));
+    const remoteInClientRegion = { ...behindFirst(), locality: create(LocalitySchema, { region: 'r1' }) };
+    addWorkloads(state, remoteInClientRegion, eastWestGateway(), pod('local', { ips: ['10.0.1.1'], locality: { region: 'r9' }, services: backs(5000, 5000) }));
+    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000, 100).keys()], ['behind-first'], 'the remote endpoint is in the client\'s region');
+    const resolution = state.resolve(client, HELLO_VIP, 5000, { avoidGateways: new Set([`${GATEWAY_IP}:15008`]) });
+    assert.equal(upstreamOf(resolution).workload.name, 'local');
+  });
+});
+
+describe('ztunnel state: endpoint evaluation', () => {
+  const preferClose = { routingPreference: [LoadBalancing_Scope.NETWORK, LoadBalancing_Scope.REGION, LoadBalancing_Scope.ZONE], mode: LoadBalancing_Mode.FAILOVER };
+
+  function serviceAnalysis(state: ZtunnelState, avoidGateways?: ReadonlySet<string>) {
+    const analysis = state.analyzeDestination(client, HELLO_VIP, 5000, { avoidGateways });
+    assert.equal(analysis.kind, 'service');
+    return analysis as Extract<typeof analysis, { kind: 'service' }>;
+  }
+
+  it('gives every endpoint its facts, why it is excluded, and its probability', () => {
+    const state = newState();
+    addService(state, service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000 }], loadBalancing: preferClose }));
+    addWorkloads(
+      state,
+      pod('close-a', { ips: ['10.0.1.1'], capacity: 1, locality: { region: 'r1', zone: 'z1' }, services: backs(5000, 8080) }),
+      pod('close-b', { ips: ['10.0.1.2'], capacity: 3, locality: { region: 'r1', zone: 'z1' }, services: backs(5000, 8080) }),
+      pod('far', { ips: ['10.0.1.3'], locality: { region: 'r2' }, services: backs(5000, 8080) }),
+      pod('sick', { ips: ['10.0.1.4'], status: WorkloadStatus.UNHEALTHY, locality: { region: 'r1', zone: 'z1' }, services: backs(5000, 8080) }),
+      pod('drained', { ips: ['10.0.1.5'], capacity: 0, locality: { region: 'r1', zone: 'z1' }, services: backs(5000, 8080) }),
+      pod('no-port', { ips: ['10.0.1.6'], services: { [HELLO_KEY]: { ports: [] } } }),
+      synthetic({ name: 'remote' }),
+      eastWestGateway(),
+    );
+    const { evaluation } = serviceAnalysis(state);
+    const byName = new Map(evaluation.endpoints.map((e) => [e.endpoint.workload.name, e]));
+    assert.equal(evaluation.bestRank, 5);
+    assert.deepEqual(evaluation.chosenFrom.map((e) => e.endpoint.workload.name).sort(), ['close-a', 'close-b']);
+    assert.equal(byName.get('close-a')?.probability, 0.25);
+    assert.equal(byName.get('close-b')?.probability, 0.75);
+    assert.deepEqual(byName.get('close-b')?.reachability, { kind: 'direct', address: '10.0.1.2' });
+    assert.equal(byName.get('close-b')?.targetPort, 8080);
+    assert.deepEqual(byName.get('far')?.excluded, { kind: 'lower-rank', detail: 'rank 3, below the best rank 5 present' });
+    assert.equal(byName.get('sick')?.excluded?.kind, 'unhealthy');
+    assert.equal(byName.get('sick')?.rank, 5, 'rank is reported for excluded endpoints too');
+    assert.equal(byName.get('drained')?.excluded?.kind, 'no-capacity');
+    assert.equal(byName.get('no-port')?.excluded?.kind, 'not-serving-port');
+    assert.equal(byName.get('no-port')?.targetPort, undefined);
+    const remote = byName.get('remote');
+    assert.equal(remote?.reachability.kind, 'gateway');
+    assert.equal(remote?.excluded?.kind, 'lower-rank');
+    for (const e of evaluation.endpoints) if (e.excluded) assert.equal(e.probability, 0);
+  });
+
+  it('names the reason when nothing can be chosen, as resolve does', () => {
+    const state = newState();
+    addService(state, service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000, targetPort: 5000 }] }));
+    addWorkloads(state, pod('sick', { ips: ['10.0.1.4'], status: WorkloadStatus.UNHEALTHY, services: backs(5000, 5000) }));
+    const { evaluation } = serviceAnalysis(state);
+    assert.deepEqual(evaluation.chosenFrom, []);
+    assert.equal(evaluation.unavailable, unavailableReason(state.resolve(client, HELLO_VIP, 5000)));
+  });
+
+  it('says why a destination passes through', () => {
+    const state = newState();
+    addService(state, service(HELLO, { vips: [HELLO_VIP], ports: [{ servicePort: 5000, targetPort: 5000 }] }));
+    const noEndpoints = state.analyzeDestination(client, HELLO_VIP, 5000);
+    assert.equal(noEndpoints.kind, 'passthrough');
+    if (noEndpoints.kind === 'passthrough') assert.match(noEndpoints.reason, /has no endpoints known to the mesh/);
+    const noPort = state.analyzeDestination(client, HELLO_VIP, 80);
+    if (noPort.kind === 'passthrough') assert.match(noPort.reason, /has no port 80/);
+    const unknown = state.analyzeDestination(client, '192.0.2.1', 80);
+    if (unknown.kind === 'passthrough') assert.match(unknown.reason, /192\.0\.2\.1 is neither a service VIP nor a workload address/);
+    assert.equal(unknown.kind, 'passthrough');
   });
 });
 

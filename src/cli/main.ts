@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerExplainCommand } from './explain-command.js';
 import { registerMeshCommands } from './mesh-commands.js';
 import { registerMulticlusterCommands } from './multicluster-commands.js';
 import { registerRoleCommands } from './role-commands.js';
@@ -72,6 +73,7 @@ lab
   .action(async (opts: { cluster: string }) => (await import('../lab/agent/main.js')).runAgent(opts.cluster));
 
 registerMeshCommands(program);
+registerExplainCommand(program);
 registerMulticlusterCommands(program);
 registerRoleCommands(program);
 

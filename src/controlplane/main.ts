@@ -12,7 +12,8 @@ import { loadOrCreateAuthority, publishAuthorityRoots } from './ca/authority.js'
 import { cachedPodDirectory, CertificateAuthorizer, kubeTokenReviewer } from './ca/authorize.js';
 import { CaRequestError } from './ca/errors.js';
 import { createCertificateService } from './ca/server.js';
-import { KubeClusterView, MeshView, RemoteClusters, watchClusterView } from './multicluster/index.js';
+import { KubeClusterView, MeshView, RemoteClusters, ServiceScopePolicy, watchClusterView } from './multicluster/index.js';
+import { MeshConfigWatcher } from './mesh-config.js';
 import { EastWestGatewayController, ownImage } from './gateways/index.js';
 import type { RegistryChange } from './registry/index.js';
 import type { ControlPlaneSettings } from './settings.js';
@@ -71,7 +72,10 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   const authority = await loadOrCreateAuthority({ core }, { systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, maxLeafTtlSeconds: settings.maxWorkloadCertTtlSeconds, log });
   await publishAuthorityRoots({ core }, authority, { systemNamespace: settings.systemNamespace, log });
 
-  const localView = new KubeClusterView({ clusterId: settings.clusterId, network: settings.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, log: log.child({ part: 'registry' }) });
+  // The local mesh config's serviceScopeConfigs decide which services are global, in every cluster.
+  const serviceScope = new ServiceScopePolicy();
+  const meshConfig = new MeshConfigWatcher({ systemNamespace: settings.systemNamespace, policy: serviceScope, metrics: metricsRegistry, log: log.child({ part: 'mesh-config' }) }).watch(kubeConfig);
+  const localView = new KubeClusterView({ clusterId: settings.clusterId, network: settings.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, serviceScope, log: log.child({ part: 'registry' }) });
   const cache = new ResourceCache();
   const localWatch = watchClusterView(kubeConfig, localView, { log: log.child({ part: 'informers' }), systemNamespace: settings.systemNamespace });
   const sources = localWatch.sources;
@@ -122,14 +126,15 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
         mesh: mesh ? { stats: mesh.stats(), clusters: mesh.clusters(), addresses: mesh.addresses().size, authorizations: mesh.authorizations().size } : 'syncing',
         remotes: remotes?.status(),
         ca: authority.describe(),
+        meshConfig: { serviceScopeConfigs: serviceScope.configs() },
       }),
   }, log);
 
-  await localWatch.synced;
-  mesh = new MeshView({ local: localView, trustDomain: settings.trustDomain, log: log.child({ part: 'mesh' }) });
+  await Promise.all([localWatch.synced, meshConfig.synced]);
+  mesh = new MeshView({ local: localView, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, log: log.child({ part: 'mesh' }) });
   mirrorRegistry(mesh, cache);
   cache.flush();
-  remotes = new RemoteClusters({ localClusterId: settings.clusterId, systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, clusters: mesh, metrics: metricsRegistry, log: log.child({ part: 'remote-clusters' }) });
+  remotes = new RemoteClusters({ localClusterId: settings.clusterId, systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, serviceScope, clusters: mesh, metrics: metricsRegistry, log: log.child({ part: 'remote-clusters' }) });
   remotes.watch(kubeConfig);
   const gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
   const credentials = ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }], false);
@@ -144,6 +149,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
     remotes?.stop();
     void gateways?.stop();
     localWatch.stop();
+    meshConfig.stop();
     mesh?.close();
     grpc.tryShutdown(() => process.exit(0));
     setTimeout(() => process.exit(0), 5000).unref();

@@ -1,6 +1,8 @@
 import { isIP } from 'node:net';
+import { create } from '@bufbuild/protobuf';
 import {
   LoadBalancing_HealthPolicy,
+  PortSchema,
   TunnelProtocol,
   WorkloadStatus,
   type Port,
@@ -18,6 +20,8 @@ export interface GatewayStateView {
   servicesByHostname(hostname: string): Service[];
   /** Workloads whose `services` map names the service (by resource name `<ns>/<hostname>`). */
   endpointsOf(serviceName: string): Workload[];
+  /** Pods by their own DNS name (`<hostname>.<subdomain>.<ns>.svc.<domain>`). */
+  workloadsByDnsName(hostname: string): Workload[];
 }
 
 export type ServiceAuthority = { ok: true; hostname: string; port: number } | { ok: false; reason: string };
@@ -46,6 +50,8 @@ export interface ServiceTarget {
   serviceName: string;
   service: Service;
   port: Port;
+  /** The one endpoint allowed, when the CONNECT named a pod by its own DNS name. */
+  pinned?: Workload;
 }
 
 export type ServiceLookup = { ok: true; target: ServiceTarget } | { ok: false; reason: string };
@@ -53,13 +59,32 @@ export type ServiceLookup = { ok: true; target: ServiceTarget } | { ok: false; r
 /** The known service with this hostname that has this service port. */
 export function findServiceTarget(state: GatewayStateView, hostname: string, port: number): ServiceLookup {
   const services = state.servicesByHostname(hostname);
-  if (services.length === 0) return { ok: false, reason: `unknown service ${hostname}` };
+  if (services.length === 0) return findPodTarget(state, hostname, port) ?? { ok: false, reason: `unknown service ${hostname}` };
   for (const service of services) {
     const servicePort = service.ports.find((candidate) => candidate.servicePort === port);
     if (servicePort) return { ok: true, target: { serviceName: serviceResourceName(service.namespace, service.hostname), service, port: servicePort } };
   }
   const known = [...new Set(services.flatMap((service) => service.ports.map((candidate) => candidate.servicePort)))].sort((a, b) => a - b);
   return { ok: false, reason: `unknown service port ${hostname}:${port} (the service has ports ${known.join(', ') || 'none'})` };
+}
+
+/**
+ * A StatefulSet pod of this network named by its own DNS name: the target is the headless service
+ * named like its subdomain, pinned to that pod, on the pod's own port (what headless clients dial).
+ */
+function findPodTarget(state: GatewayStateView, hostname: string, port: number): ServiceLookup | undefined {
+  const pod = state.workloadsByDnsName(hostname).find((workload) => (workload.network || state.network) === state.network);
+  if (!pod) return undefined;
+  const headlessHostname = hostname.slice(hostname.indexOf('.') + 1);
+  const service = state.servicesByHostname(headlessHostname).find((candidate) => candidate.namespace === pod.namespace);
+  if (!service) return { ok: false, reason: `pod ${pod.namespace}/${pod.name} is named ${hostname} but its headless service ${headlessHostname} is unknown` };
+  const target: ServiceTarget = {
+    serviceName: serviceResourceName(service.namespace, service.hostname),
+    service,
+    port: create(PortSchema, { servicePort: port, targetPort: port }),
+    pinned: pod,
+  };
+  return { ok: true, target };
 }
 
 export type EndpointChoice = { kind: 'selected'; workload: Workload; address: string } | { kind: 'unavailable'; reason: string };
@@ -101,7 +126,7 @@ export function pickEndpoint(state: GatewayStateView, target: ServiceTarget, ran
   const skipped = new Map<string, number>();
   const skip = (why: string) => skipped.set(why, (skipped.get(why) ?? 0) + 1);
   const candidates: Candidate[] = [];
-  const endpoints = state.endpointsOf(serviceName);
+  const endpoints = target.pinned ? [target.pinned] : state.endpointsOf(serviceName);
   for (const workload of endpoints) {
     const network = workload.network || state.network;
     if (network !== state.network) skip(`on network ${network}`);

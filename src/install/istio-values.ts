@@ -18,6 +18,7 @@ const MAPPED: Record<string, readonly string[]> = {
   'global.istioNamespace': ['systemNamespace'],
   'global.imagePullPolicy': ['imagePullPolicy'],
   'meshConfig.trustDomain': ['trustDomain'],
+  'meshConfig.serviceScopeConfigs': ['meshConfig', 'serviceScopeConfigs'],
   // Top-level keys of the ztunnel chart.
   'multiCluster.clusterName': ['clusterName'],
   logLevel: ['ztunnel', 'logLevel'],
@@ -144,8 +145,9 @@ class LayerBuilder {
     this.problems.push(`${this.source}: ${path}: ${message}`);
   }
 
-  note(path: string, why: string | undefined): void {
-    this.notes.push(`${this.source}: ${path}: Istio setting with no effect in ambit, ignored${why ? ` (${why})` : ''}`);
+  /** `hint` is a suggestion(): a near miss of a key ambit reads (meshConfig.serviceScopeConfig) must not pass unnoticed. */
+  note(path: string, why: string | undefined, hint = ''): void {
+    this.notes.push(`${this.source}: ${path}: Istio setting with no effect in ambit, ignored${why ? ` (${why})` : ''}${hint}`);
   }
 
   /** Sets `target` (an ambit path) from input key `from`; a different value already set is a conflict. */
@@ -197,7 +199,8 @@ function walkHelm(builder: LayerBuilder, doc: Tree, path: string, display: strin
       if (isMapping(value)) walkHelm(builder, value, full, shown);
       else builder.problem(shown, 'expected a mapping');
     } else if (ignoredEntry(full)) {
-      for (const leaf of leafPaths(value, shown)) builder.note(leaf, ignoredEntry(full)![1]);
+      const hint = suggestion(key, mappedKeysBelow(path));
+      for (const leaf of leafPaths(value, shown)) builder.note(leaf, ignoredEntry(full)![1], hint);
     } else if (isIntermediateOf(full, IGNORED)) {
       if (isMapping(value)) walkHelm(builder, value, full, shown);
       else builder.problem(shown, 'expected a mapping');
@@ -207,6 +210,14 @@ function walkHelm(builder: LayerBuilder, doc: Tree, path: string, display: strin
       builder.problem(shown, `unknown key${suggestion(key, candidatesAt(path))}`);
     }
   }
+}
+
+/** Keys of MAPPED directly below `path` (`serviceScopeConfigs` below `meshConfig`). */
+function mappedKeysBelow(path: string): string[] {
+  const prefix = path ? `${path}.` : '';
+  return Object.keys(MAPPED)
+    .filter((key) => key.startsWith(prefix))
+    .map((key) => key.slice(prefix.length).split('.')[0]!);
 }
 
 function candidatesAt(path: string): string[] {

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import { NETWORK_LABEL } from '../api/resources.js';
 import { authorizationPolicyCrd } from './objects/crds.js';
 import { meta } from './objects/common.js';
-import { controlPlaneDeployment, controlPlaneService } from './objects/controlplane.js';
+import { controlPlaneDeployment, controlPlaneService, meshConfigMap } from './objects/controlplane.js';
 import { rbacObjects, serviceAccounts } from './objects/rbac.js';
 import { ztunnelDaemonSet } from './objects/ztunnel.js';
 import { AMBIT_VERSION, type InstallValues } from './values-schema.js';
@@ -26,6 +26,7 @@ export function renderManifests(values: InstallValues): KubernetesObject[] {
     authorizationPolicyCrd(),
     ...serviceAccounts(namespace),
     ...rbacObjects(namespace),
+    meshConfigMap(values),
     controlPlaneService(values),
     controlPlaneDeployment(values),
     ztunnelDaemonSet(values),

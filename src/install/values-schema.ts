@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DEFAULT_SYSTEM_NAMESPACE, DEFAULT_TRUST_DOMAIN } from '../api/resources.js';
+import { serviceScopeConfigsSchema, type ServiceScopeConfig } from '../controlplane/multicluster/service-scope.js';
 import { parseDuration } from './duration.js';
 
 function packageVersion(): string {
@@ -51,6 +52,10 @@ export interface InstallValues {
     logLevel: LogLevel;
     resources: ResourceRequirements;
   };
+  /** Rendered into ConfigMap `istio` (key `mesh`), which the control plane watches. */
+  meshConfig: {
+    serviceScopeConfigs: ServiceScopeConfig[];
+  };
 }
 
 /** Defaults, as Istio's where Istio has one (cluster name `Kubernetes`; mesh ID = trust domain, filled in at merge time). */
@@ -74,6 +79,7 @@ export function defaultValues(): InstallValues {
       logLevel: 'info',
       resources: { requests: { cpu: '100m', memory: '128Mi' } },
     },
+    meshConfig: { serviceScopeConfigs: [] },
   };
 }
 
@@ -148,6 +154,7 @@ export const valuesLayerSchema = z.strictObject(
       )
       .optional(),
     ztunnel: z.strictObject({ logLevel: logLevel.optional(), resources: resources.optional() }, mappingError).optional(),
+    meshConfig: z.strictObject({ serviceScopeConfigs: serviceScopeConfigsSchema.optional() }, mappingError).optional(),
   },
   mappingError,
 );
@@ -157,18 +164,24 @@ export type ValuesLayerTree = z.infer<typeof valuesLayerSchema>;
 /** Top-level keys of ambit's own shape. */
 export const AMBIT_KEYS: readonly string[] = Object.keys(valuesLayerSchema.shape);
 
-function objectOf(schema: z.ZodType): z.ZodObject | undefined {
+function unwrapOptional(schema: z.ZodType): z.ZodType {
   let current: z.ZodType = schema;
-  while (current instanceof z.ZodOptional) current = current.unwrap() as z.ZodType;
+  while (current instanceof z.ZodOptional || current instanceof z.ZodNullable) current = current.unwrap() as z.ZodType;
+  return current;
+}
+
+function objectOf(schema: z.ZodType): z.ZodObject | undefined {
+  const current = unwrapOptional(schema);
   return current instanceof z.ZodObject ? current : undefined;
 }
 
-/** Keys ambit's shape accepts at `path` (for "unknown key" messages). */
+/** Keys ambit's shape accepts at `path` (for "unknown key" messages); list indexes step into the list's items. */
 export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   let current: z.ZodType | undefined = valuesLayerSchema;
   for (const part of path) {
-    const object: z.ZodObject | undefined = current ? objectOf(current) : undefined;
-    current = object?.shape[String(part)] as z.ZodType | undefined;
+    const inner: z.ZodType | undefined = current ? unwrapOptional(current) : undefined;
+    if (inner instanceof z.ZodArray) current = inner.element as z.ZodType;
+    else current = (inner instanceof z.ZodObject ? inner.shape[String(part)] : undefined) as z.ZodType | undefined;
   }
   const object = current ? objectOf(current) : undefined;
   return object ? Object.keys(object.shape) : [];

@@ -88,6 +88,10 @@ export function setLayers(assignments: readonly string[]): ValuesLayer[] {
       problems.push(`--set ${assignment}: expected key=value with a dotted key, such as --set controlPlane.replicas=2`);
       continue;
     }
+    if (/[[\]]/.test(key)) {
+      problems.push(`--set ${assignment}: list items cannot be set one by one; put the whole list in a values file (-f)`);
+      continue;
+    }
     const doc: Tree = {};
     let node = doc;
     for (const part of parts.slice(0, -1)) node = node[part] = {} as Tree;
@@ -112,9 +116,13 @@ export function flagLayers(flags: ValueFlags): ValuesLayer[] {
 }
 
 function describeIssue(issue: z.core.$ZodIssue, source: string, inputKeys: ReadonlyMap<string, string>): string[] {
+  // Named as the input wrote it; inside a list (set as one value) the rest reads `[0].scope`.
   const shown = (path: readonly PropertyKey[]) => {
-    const ambitPath = path.map(String).join('.');
-    return inputKeys.get(ambitPath) ?? (ambitPath || '(top level)');
+    for (let length = path.length; length > 0; length--) {
+      const input = inputKeys.get(path.slice(0, length).map(String).join('.'));
+      if (input !== undefined) return input + path.slice(length).map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
+    }
+    return path.map(String).join('.') || '(top level)';
   };
   if (issue.code === 'unrecognized_keys') {
     const known = knownKeysAt(issue.path);

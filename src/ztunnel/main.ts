@@ -6,9 +6,11 @@ import { bytesToIp } from '../api/ip.js';
 import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { buildConfigDump } from './admin/config-dump.js';
+import { buildRawResources, RESOURCES_PATH } from './admin/resources.js';
 import { json, startHttpEndpoint, text } from './admin/server.js';
 import { NodeCapture } from './capture/node-capture.js';
 import { certificateManagerFor, proxyNodeId, xdsClientFor } from './control-plane-client.js';
+import { meshAddressesOf } from './dns/mesh-names.js';
 import { DnsProxy, upstreamsFromResolvConf } from './dns/proxy.js';
 import { createProxyMetrics } from './metrics.js';
 import { Proxy } from './proxy/proxy.js';
@@ -84,6 +86,7 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
             captured: () => captured,
           }),
         ),
+      [RESOURCES_PATH]: () => json(buildRawResources(state)),
       '/healthz': () => text('ok\n'),
     }, log),
   );
@@ -108,23 +111,6 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   log.info({ xds: settings.xdsAddress, nodeIp: settings.nodeIp, network: settings.network || '(none)' }, 'ztunnel started');
-}
-
-/** IPv4 addresses of a mesh service hostname on this network, or undefined to let cluster DNS answer. */
-function meshAddressesOf(state: ZtunnelState, hostname: string, network: string): string[] | undefined {
-  const addresses = state
-    .servicesByHostname(hostname)
-    .flatMap((service) => service.addresses)
-    .filter((address) => address.network === network || address.network === '')
-    .flatMap((address) => {
-      try {
-        const ip = bytesToIp(address.address);
-        return ip.includes('.') ? [ip] : [];
-      } catch {
-        return [];
-      }
-    });
-  return addresses.length ? [...new Set(addresses)] : undefined;
 }
 
 /** The resolvers ztunnel itself uses (cluster DNS, with dnsPolicy ClusterFirstWithHostNet). */

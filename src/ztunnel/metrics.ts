@@ -169,6 +169,8 @@ export interface ProxyMetrics {
   innerSessionOpened(): void;
   /** Number of pooled inner HBONE sessions. */
   setPooledInnerSessions(count: number): void;
+  /** A cross-network connection moved to another east-west gateway after its first one was unreachable. */
+  gatewayFailover(): void;
   /** Pushes the pending byte counts of open connections to the counters (also done on a timer). */
   flush(): void;
   /** Stops the flush timer (the registry stays readable). */
@@ -225,6 +227,7 @@ class PrometheusProxyMetrics implements ProxyMetrics {
   private readonly sessionsOpened: Counter<'direction'>;
   private readonly pooledSessions: Gauge;
   private readonly innerSessionsOpened: Counter;
+  private readonly gatewayFailovers: Counter;
   private readonly pooledInnerSessions: Gauge;
   private readonly open = new Set<OpenConnection>();
   private readonly timer: NodeJS.Timeout;
@@ -267,6 +270,11 @@ class PrometheusProxyMetrics implements ProxyMetrics {
       registers,
     });
     this.pooledInnerSessions = new Gauge({ name: 'ambit_hbone_pooled_inner_sessions', help: 'Inner HBONE sessions in the pool', registers });
+    this.gatewayFailovers = new Counter({
+      name: 'ambit_gateway_failovers_total',
+      help: 'Cross-network connections moved to another east-west gateway of the network after one was unreachable',
+      registers,
+    });
     this.timer = setInterval(() => this.flush(), options.flushIntervalMs ?? 5000);
     this.timer.unref();
   }
@@ -316,6 +324,10 @@ class PrometheusProxyMetrics implements ProxyMetrics {
 
   setPooledInnerSessions(count: number): void {
     this.pooledInnerSessions.set(count);
+  }
+
+  gatewayFailover(): void {
+    this.gatewayFailovers.inc();
   }
 
   flush(): void {

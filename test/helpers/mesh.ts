@@ -9,12 +9,13 @@ export interface PodInfo {
   node: string;
   ip: string;
   restarts: number;
+  ready: boolean;
 }
 
 export async function pods(context: string, namespace: string, selector?: string): Promise<PodInfo[]> {
   const args = ['get', 'pods', '-n', namespace, '-o', 'json', ...(selector ? ['-l', selector] : [])];
   const list = JSON.parse(await kubectl(context, args)) as {
-    items: Array<{ metadata: { name: string; uid: string; deletionTimestamp?: string }; spec: { nodeName?: string }; status: { podIP?: string; containerStatuses?: Array<{ restartCount: number }> } }>;
+    items: Array<{ metadata: { name: string; uid: string; deletionTimestamp?: string }; spec: { nodeName?: string }; status: { podIP?: string; containerStatuses?: Array<{ restartCount: number }>; conditions?: Array<{ type: string; status: string }> } }>;
   };
   return list.items
     .filter((p) => !p.metadata.deletionTimestamp)
@@ -24,6 +25,7 @@ export async function pods(context: string, namespace: string, selector?: string
       node: p.spec.nodeName ?? '',
       ip: p.status.podIP ?? '',
       restarts: (p.status.containerStatuses ?? []).reduce((n, c) => n + c.restartCount, 0),
+      ready: (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
     }));
 }
 

@@ -5,6 +5,7 @@ import { MeshRegistry, type RegistryChange } from '../registry/index.js';
 import { objectRef, refKey } from '../registry/kube-objects.js';
 import { GatewayIndex } from './gateways.js';
 import { GlobalServiceIndex } from './global-services.js';
+import type { ServiceScopeConfig, ServiceScopePolicy } from './service-scope.js';
 import type { ClusterView, ClusterViewChange, GatewayInfo } from './types.js';
 
 export interface KubeClusterViewOptions {
@@ -17,6 +18,8 @@ export interface KubeClusterViewOptions {
   trustDomain: string;
   systemNamespace: string;
   domainSuffix?: string;
+  /** The mesh's serviceScopeConfigs (from the local cluster's mesh config); without it, only the label decides. */
+  serviceScope?: ServiceScopePolicy;
   log?: Logger;
 }
 
@@ -50,6 +53,7 @@ export class KubeClusterView implements ClusterView {
   private gatewayList: GatewayInfo[] = [];
   private readonly listeners = new Set<(change: ClusterViewChange) => void>();
   private pending: RegistryChange = emptyRegistryChange();
+  private readonly unsubscribeScope: () => void;
 
   constructor(options: KubeClusterViewOptions) {
     this.clusterId = options.clusterId;
@@ -58,7 +62,8 @@ export class KubeClusterView implements ClusterView {
     this.systemNamespace = options.systemNamespace;
     this.domainSuffix = options.domainSuffix ?? 'cluster.local';
     this.log = options.log ?? createLogger('cluster-view', { cluster: options.clusterId });
-    this.globals = new GlobalServiceIndex(this.domainSuffix);
+    this.globals = new GlobalServiceIndex(this.domainSuffix, options.serviceScope?.configs());
+    this.unsubscribeScope = options.serviceScope?.onChange((configs) => this.scopeConfigsChanged(configs)) ?? (() => {});
     this.currentNetwork = this.fixedNetwork ?? '';
     this.currentRegistry = this.newRegistry();
     this.unsubscribeRegistry = this.currentRegistry.onChange((change) => this.collect(change));
@@ -101,6 +106,11 @@ export class KubeClusterView implements ClusterView {
     if (this.gatewayIndex.remove(object)) this.gatewaysChanged();
   }
 
+  /** Stops following the mesh's serviceScopeConfigs: call when the view is discarded. */
+  close(): void {
+    this.unsubscribeScope();
+  }
+
   // -------------------------------------------------------------------------------------------
 
   private apply(kind: SourceKind, object: unknown, operation: 'upsert' | 'remove'): void {
@@ -112,7 +122,8 @@ export class KubeClusterView implements ClusterView {
       else ofKind.delete(refKey(ref));
     }
     let globalServices: string[] = [];
-    if (kind === 'Service') globalServices = operation === 'upsert' ? this.globals.upsert(object) : this.globals.remove(object);
+    if (kind === 'Service') globalServices = operation === 'upsert' ? this.globals.upsertService(object) : this.globals.removeService(object);
+    if (kind === 'Namespace') globalServices = operation === 'upsert' ? this.globals.upsertNamespace(object) : this.globals.removeNamespace(object);
 
     const network = operation === 'upsert' && kind === 'Namespace' ? this.networkFromNamespace(object) : undefined;
     if (network !== undefined && network !== this.currentNetwork) {
@@ -159,6 +170,10 @@ export class KubeClusterView implements ClusterView {
       systemNamespace: this.systemNamespace,
       log: this.log.child({ part: 'registry' }),
     });
+  }
+
+  private scopeConfigsChanged(configs: readonly ServiceScopeConfig[]): void {
+    this.notify({ reset: false, ...emptyRegistryChange(), globalServices: this.globals.setConfigs(configs), gateways: false });
   }
 
   private gatewaysChanged(): void {

@@ -1,49 +1,118 @@
 import { serviceHostname, serviceResourceName } from '../../api/resources.js';
 import { objectRef, refKey } from '../registry/kube-objects.js';
+import { isGlobalService, type Labels, type ServiceScopeConfig } from './service-scope.js';
 
-/** A Service with this label set to `true` (in its own cluster) merges with the same Service of every cluster. */
-export const GLOBAL_SERVICE_LABEL = 'istio.io/global';
+export { GLOBAL_SERVICE_LABEL } from './service-scope.js';
+
+interface ServiceEntry {
+  namespace: string;
+  /** Its resource key `<ns>/<hostname>`. */
+  serviceKey: string;
+  labels: Labels;
+  global: boolean;
+}
 
 /**
- * Which Services of one cluster are global, from the raw Service objects (the registry keeps only
- * the protobuf messages, which have no labels).
+ * Which Services of one cluster are global (see service-scope.ts), from the raw Service and
+ * Namespace objects (the registry keeps only the protobuf messages, which have no labels). Every
+ * mutator returns the service keys whose global flag flipped, and only those.
  */
 export class GlobalServiceIndex {
-  /** Service `<ns>/<name>` → its resource key `<ns>/<hostname>`, for global services only. */
-  private readonly byObject = new Map<string, string>();
+  /** Service `<ns>/<name>` → what decides its scope. */
+  private readonly services = new Map<string, ServiceEntry>();
+  /** Namespace → its Services' `<ns>/<name>`. */
+  private readonly byNamespace = new Map<string, Set<string>>();
+  /** Namespaces seen so far; a Service whose Namespace is not (yet) known is judged with no namespace labels. */
+  private readonly namespaceLabels = new Map<string, Labels>();
   private readonly keys = new Set<string>();
 
-  constructor(private readonly domainSuffix: string) {}
+  constructor(
+    private readonly domainSuffix: string,
+    private configs: readonly ServiceScopeConfig[] = [],
+  ) {}
 
   all(): ReadonlySet<string> {
     return this.keys;
   }
 
-  /** Returns the keys whose global flag changed. */
-  upsert(object: unknown): string[] {
+  upsertService(object: unknown): string[] {
     const ref = objectRef(object);
     if (!ref?.namespace) return [];
-    const labels = (object as { metadata?: { labels?: unknown } }).metadata?.labels;
-    const global = typeof labels === 'object' && labels !== null && (labels as Record<string, unknown>)[GLOBAL_SERVICE_LABEL] === 'true';
-    return this.set(refKey(ref), global ? serviceResourceName(ref.namespace, serviceHostname(ref.name, ref.namespace, this.domainSuffix)) : undefined);
+    const objectKey = refKey(ref);
+    const previous = this.services.get(objectKey);
+    const entry: ServiceEntry = {
+      namespace: ref.namespace,
+      serviceKey: serviceResourceName(ref.namespace, serviceHostname(ref.name, ref.namespace, this.domainSuffix)),
+      labels: labelsOf(object),
+      global: false,
+    };
+    entry.global = this.judge(entry);
+    this.services.set(objectKey, entry);
+    let members = this.byNamespace.get(entry.namespace);
+    if (!members) this.byNamespace.set(entry.namespace, (members = new Set()));
+    members.add(objectKey);
+    return this.flip(entry.serviceKey, previous?.global ?? false, entry.global);
   }
 
-  remove(object: unknown): string[] {
+  removeService(object: unknown): string[] {
     const ref = objectRef(object);
-    return ref?.namespace ? this.set(refKey(ref), undefined) : [];
+    const objectKey = ref ? refKey(ref) : '';
+    const entry = this.services.get(objectKey);
+    if (!ref?.namespace || !entry) return [];
+    this.services.delete(objectKey);
+    const members = this.byNamespace.get(entry.namespace);
+    members?.delete(objectKey);
+    if (members?.size === 0) this.byNamespace.delete(entry.namespace);
+    return this.flip(entry.serviceKey, entry.global, false);
   }
 
-  private set(objectKey: string, serviceKey: string | undefined): string[] {
-    const previous = this.byObject.get(objectKey);
-    if (previous === serviceKey) return [];
-    if (previous) {
-      this.byObject.delete(objectKey);
-      this.keys.delete(previous);
-    }
-    if (serviceKey) {
-      this.byObject.set(objectKey, serviceKey);
-      this.keys.add(serviceKey);
-    }
-    return [previous, serviceKey].filter((key): key is string => key !== undefined);
+  /** A Namespace's labels matter to serviceScopeConfigs with a namespaceSelector. */
+  upsertNamespace(object: unknown): string[] {
+    const name = objectRef(object)?.name;
+    if (!name) return [];
+    const labels = labelsOf(object);
+    if (JSON.stringify(labels) === JSON.stringify(this.namespaceLabels.get(name))) return [];
+    this.namespaceLabels.set(name, labels);
+    return this.rejudge(this.byNamespace.get(name) ?? []);
   }
+
+  removeNamespace(object: unknown): string[] {
+    const name = objectRef(object)?.name;
+    if (!name || !this.namespaceLabels.delete(name)) return [];
+    return this.rejudge(this.byNamespace.get(name) ?? []);
+  }
+
+  setConfigs(configs: readonly ServiceScopeConfig[]): string[] {
+    this.configs = configs;
+    return this.rejudge(this.services.keys());
+  }
+
+  private judge(entry: ServiceEntry): boolean {
+    return isGlobalService(this.configs, this.namespaceLabels.get(entry.namespace) ?? {}, entry.labels);
+  }
+
+  private rejudge(objectKeys: Iterable<string>): string[] {
+    const changed: string[] = [];
+    for (const objectKey of objectKeys) {
+      const entry = this.services.get(objectKey)!;
+      const global = this.judge(entry);
+      changed.push(...this.flip(entry.serviceKey, entry.global, global));
+      entry.global = global;
+    }
+    return changed;
+  }
+
+  private flip(serviceKey: string, was: boolean, is: boolean): string[] {
+    if (was === is) return [];
+    if (is) this.keys.add(serviceKey);
+    else this.keys.delete(serviceKey);
+    return [serviceKey];
+  }
+}
+
+/** String-valued labels of an object (anything else is not a label value). */
+function labelsOf(object: unknown): Labels {
+  const labels = (object as { metadata?: { labels?: unknown } }).metadata?.labels;
+  if (typeof labels !== 'object' || labels === null) return {};
+  return Object.fromEntries(Object.entries(labels).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
 }

@@ -1,14 +1,18 @@
 import { AuthorizationSchema, type Authorization } from '../../gen/istio/security/authorization_pb.js';
 import { AddressSchema, type Address, type Service, type Workload } from '../../gen/istio/workload/workload_pb.js';
+import { DEFAULT_SYSTEM_NAMESPACE, serviceResourceName } from '../../api/resources.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { SetIndex, TrackedResources, type ResourceChanges } from '../registry/tracked-resources.js';
 import { compareGateways } from './gateways.js';
 import {
   buildGatewayWorkload,
+  buildNetworkGatewayService,
+  buildPodSynthetic,
   buildSyntheticWorkload,
   filterRemoteWorkload,
   gatewayWorkloadUid,
   mergeServices,
+  networkGatewayServiceKey,
   withAllocatedVip,
   serviceAddress,
   syntheticWorkloadUid,
@@ -21,6 +25,8 @@ export interface MeshViewOptions {
   local: ClusterView;
   /** Trust domain of the east-west gateways' identities (the mesh's). */
   trustDomain: string;
+  /** Namespace of the services standing for each network's gateways (the control plane's). */
+  systemNamespace?: string;
   log?: Logger;
 }
 
@@ -41,6 +47,8 @@ export interface MeshChange {
 interface WorkloadEntry {
   network: string;
   services: readonly string[];
+  /** The pod's own DNS name (StatefulSet pods), or ''. */
+  hostname: string;
 }
 
 /** The parts of one cluster's state the view needs to know what an event affects. */
@@ -80,7 +88,7 @@ class ClusterIndex {
 }
 
 function workloadEntry(workload: Workload): WorkloadEntry {
-  return { network: workload.network, services: Object.keys(workload.services) };
+  return { network: workload.network, services: Object.keys(workload.services), hostname: workload.hostname };
 }
 
 /** (network, service key) pairs, found by either side. */
@@ -114,6 +122,13 @@ class SyntheticIndex {
   }
 }
 
+interface PodSynthetic {
+  workloadUid: string;
+  serviceKey: string;
+  workload: Address;
+  service: Address;
+}
+
 interface Member {
   view: ClusterView;
   index: ClusterIndex;
@@ -129,6 +144,8 @@ class Dirty {
   readonly workloads = new Map<string, Set<string>>();
   /** network → service keys. */
   readonly synthetics = new Map<string, Set<string>>();
+  /** clusterId → uids of pods with their own DNS name on another network. */
+  readonly podSynthetics = new Map<string, Set<string>>();
   readonly authorizations = new Set<string>();
   gateways = false;
 
@@ -138,6 +155,10 @@ class Dirty {
 
   synthetic(network: string, serviceKey: string): void {
     addTo(this.synthetics, network, serviceKey);
+  }
+
+  podSynthetic(clusterId: string, uid: string): void {
+    addTo(this.podSynthetics, clusterId, uid);
   }
 }
 
@@ -153,8 +174,9 @@ function addTo(map: Map<string, Set<string>>, key: string, member: string): void
  * - local resources as they are, except global services, which are merged;
  * - remote pods on our network, as workloads carrying only their global services;
  * - remote endpoints on another network, as one synthetic workload per (network, global service)
- *   pointing at that network's first east-west gateway, weighted by `capacity`;
- * - one workload per usable east-west gateway of every cluster;
+ *   behind that network's east-west gateways (named by hostname), weighted by `capacity`;
+ * - one workload per usable east-west gateway of every cluster, and per network one service whose
+ *   endpoints are that network's gateways (ztunnel spreads over them and fails over between them);
  * - global services with the virtual IPs of every cluster, tagged with their networks.
  * A service is global when the Service in that cluster says so; a local Service that is not global
  * hides the remote ones of the same name (both sides must opt in, as in Istio).
@@ -167,19 +189,23 @@ export class MeshView implements RemoteClusterSink {
   private readonly remotes = new Map<string, Member>();
   private sortedRemotes: Member[] = [];
   private readonly trustDomain: string;
+  private readonly systemNamespace: string;
   private readonly log: Logger;
 
   private readonly addressResources = new TrackedResources(AddressSchema);
   private readonly authorizationResources = new TrackedResources(AuthorizationSchema);
   /** Emitted synthetic workloads, to find them again when their inputs change. */
   private readonly synthetics = new SyntheticIndex();
-  /** The gateway synthetic workloads of each network point at. */
-  private firstGateways = new Map<string, GatewayInfo>();
+  /** Emitted per-pod resources, by `<cluster>\n<pod uid>`. */
+  private readonly podSynthetics = new Map<string, PodSynthetic>();
+  /** The usable east-west gateways of each network, in a stable order. */
+  private networkGateways = new Map<string, GatewayInfo[]>();
   private readonly listeners = new Set<(change: MeshChange) => void>();
   private readonly counters: MeshViewStats = { workloadBuilds: 0, serviceBuilds: 0, syntheticBuilds: 0, gatewayBuilds: 0 };
 
   constructor(options: MeshViewOptions) {
     this.trustDomain = options.trustDomain;
+    this.systemNamespace = options.systemNamespace ?? DEFAULT_SYSTEM_NAMESPACE;
     this.log = options.log ?? createLogger('mesh-view');
     const view = options.local;
     this.local = { view, index: ClusterIndex.of(view), unsubscribe: () => undefined };
@@ -355,6 +381,7 @@ export class MeshView implements RemoteClusterSink {
       return;
     }
     for (const key of entry.services) dirty.synthetic(entry.network, key);
+    if (entry.hostname) dirty.podSynthetic(member.view.clusterId, uid);
   }
 
   private markService(member: Member, index: ClusterIndex, key: string, dirty: Dirty): void {
@@ -362,6 +389,11 @@ export class MeshView implements RemoteClusterSink {
     if (member === this.local) return;
     // A remote definition gives a synthetic workload its ports when it has no endpoint yet.
     if (index.network !== this.localNetwork()) dirty.synthetic(index.network, key);
+    // Whether it is headless decides whether its pods' own names are served.
+    for (const uid of index.podsByService.get(key)) {
+      const entry = index.workloads.get(uid);
+      if (entry?.hostname && entry.network !== this.localNetwork()) dirty.podSynthetic(member.view.clusterId, uid);
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -399,6 +431,10 @@ export class MeshView implements RemoteClusterSink {
     for (const [network, keys] of dirty.synthetics) {
       for (const key of keys) this.setSynthetic(network, key, this.syntheticOf(network, key));
     }
+    for (const [clusterId, uids] of dirty.podSynthetics) {
+      const member = this.remotes.get(clusterId);
+      for (const uid of uids) this.setPodSynthetic(clusterId, uid, member && this.podSyntheticOf(member, uid));
+    }
     for (const name of dirty.authorizations) {
       this.authorizationResources.set(name, this.local.view.registry.authorization(name));
     }
@@ -411,15 +447,19 @@ export class MeshView implements RemoteClusterSink {
     for (const member of this.sortedRemotes) {
       for (const uid of member.index.podsByService.get(key)) {
         dirty.workload(member.view.clusterId, uid);
-        const network = member.index.workloads.get(uid)!.network;
-        if (network !== localNetwork) dirty.synthetic(network, key);
+        const entry = member.index.workloads.get(uid)!;
+        if (entry.network !== localNetwork) dirty.synthetic(entry.network, key);
+        if (entry.network !== localNetwork && entry.hostname) dirty.podSynthetic(member.view.clusterId, uid);
       }
       if (member.index.network !== localNetwork) dirty.synthetic(member.index.network, key);
     }
     for (const network of this.synthetics.networksOf(key)) dirty.synthetic(network, key);
   }
 
-  /** Gateway workloads of every cluster, and the synthetic workloads of networks whose first gateway changed. */
+  /**
+   * Gateway workloads of every cluster, each network's gateway service, and the synthetic workloads
+   * of networks that gained their first gateway or lost their last.
+   */
   private recomputeGateways(dirty: Dirty): void {
     const all: GatewayInfo[] = [];
     for (const member of [this.local, ...this.sortedRemotes]) {
@@ -428,26 +468,38 @@ export class MeshView implements RemoteClusterSink {
       for (const uid of member.index.gatewayUids) if (!uids.includes(uid)) this.addressResources.set(uid, undefined);
       for (const gateway of gateways) {
         this.counters.gatewayBuilds++;
-        this.addressResources.set(gatewayWorkloadUid(gateway), workloadAddress(buildGatewayWorkload(gateway, this.trustDomain)));
+        this.addressResources.set(gatewayWorkloadUid(gateway), workloadAddress(buildGatewayWorkload(gateway, this.trustDomain, this.systemNamespace)));
       }
       member.index.gatewayUids = uids;
       all.push(...gateways);
     }
 
-    const first = new Map<string, GatewayInfo>();
-    for (const gateway of all.sort(compareGateways)) if (!first.has(gateway.network)) first.set(gateway.network, gateway);
-    const networks = new Set([...first.keys(), ...this.firstGateways.keys()]);
-    const previous = this.firstGateways;
-    this.firstGateways = first;
-    for (const network of networks) {
-      const before = previous.get(network);
-      const now = first.get(network);
-      if (sameGateway(before, now)) continue;
-      if (now) this.log.info({ network, gateway: `${now.clusterId}/${now.namespace}/${now.name}`, address: now.address }, 'east-west gateway selected for network');
-      else this.log.warn({ network }, 'network has no usable east-west gateway; its endpoints are unreachable from here');
-      if (network === this.localNetwork()) continue;
+    const byNetwork = new Map<string, GatewayInfo[]>();
+    for (const gateway of all.sort(compareGateways)) {
+      const list = byNetwork.get(gateway.network);
+      if (list) list.push(gateway);
+      else byNetwork.set(gateway.network, [gateway]);
+    }
+    const previous = this.networkGateways;
+    this.networkGateways = byNetwork;
+    for (const network of new Set([...byNetwork.keys(), ...previous.keys()])) {
+      const before = previous.get(network) ?? [];
+      const now = byNetwork.get(network) ?? [];
+      if (sameGateways(before, now)) continue;
+      const serviceKey = networkGatewayServiceKey(this.systemNamespace, network);
+      this.addressResources.set(serviceKey, now.length > 0 ? serviceAddress(buildNetworkGatewayService(network, this.systemNamespace)) : undefined);
+      if (now.length > 0) {
+        const names = now.map((gateway) => `${gateway.clusterId}/${gateway.namespace}/${gateway.name}=${gateway.address}`);
+        this.log.info({ network, gateways: names }, 'east-west gateways of network');
+      } else {
+        this.log.warn({ network }, 'network has no usable east-west gateway; its endpoints are unreachable from here');
+      }
+      if (network === this.localNetwork() || (before.length > 0) === (now.length > 0)) continue;
       for (const key of this.synthetics.keysOf(network)) dirty.synthetic(network, key);
-      for (const member of this.sortedRemotes) for (const key of member.index.globals) dirty.synthetic(network, key);
+      for (const member of this.sortedRemotes) {
+        for (const key of member.index.globals) dirty.synthetic(network, key);
+        for (const [uid, entry] of member.index.workloads) if (entry.network === network && entry.hostname) dirty.podSynthetic(member.view.clusterId, uid);
+      }
     }
   }
 
@@ -478,14 +530,15 @@ export class MeshView implements RemoteClusterSink {
     if (!base) return undefined;
     if (others.length === 0 && local) return local;
     const merged = mergeServices([base, ...others]);
-    return serviceAddress(localService ? merged : withAllocatedVip(merged, this.localNetwork()));
+    // A headless service keeps no VIP: its name resolves to its pods (ztunnel's DNS answers them).
+    const headless = merged.addresses.length === 0;
+    return serviceAddress(localService || headless ? merged : withAllocatedVip(merged, this.localNetwork()));
   }
 
   private syntheticOf(network: string, key: string): Address | undefined {
     this.counters.syntheticBuilds++;
     if (network === this.localNetwork() || this.localHides(key)) return undefined;
-    const gateway = this.firstGateways.get(network);
-    if (!gateway) return undefined;
+    if (!this.networkGateways.get(network)?.length) return undefined;
     const endpoints: Workload[] = [];
     const services: Service[] = [];
     for (const member of this.sortedRemotes) {
@@ -499,7 +552,42 @@ export class MeshView implements RemoteClusterSink {
       if (service) services.push(service);
     }
     if (endpoints.length === 0 && services.length === 0) return undefined;
-    return workloadAddress(buildSyntheticWorkload({ network, serviceKey: key, gateway, endpoints, services }));
+    return workloadAddress(buildSyntheticWorkload({ network, serviceKey: key, systemNamespace: this.systemNamespace, endpoints, services }));
+  }
+
+  /**
+   * A StatefulSet pod on another network, addressable by its own DNS name: a service of that name
+   * with a VIP allocated here, and a workload standing for the pod behind the network's gateways.
+   * Only for a pod of a global headless Service named like its subdomain (as cluster DNS requires).
+   */
+  private podSyntheticOf(member: Member, uid: string): PodSynthetic | undefined {
+    this.counters.syntheticBuilds++;
+    const address = member.view.registry.address(uid);
+    if (address?.type.case !== 'workload') return undefined;
+    const pod = address.type.value;
+    if (!pod.hostname || pod.network === this.localNetwork() || !this.networkGateways.get(pod.network)?.length) return undefined;
+    const headlessKey = `${pod.namespace}/${pod.hostname.slice(pod.hostname.indexOf('.') + 1)}`;
+    const ports = pod.services[headlessKey];
+    const headless = remoteService(member, headlessKey);
+    if (!ports || !headless || headless.addresses.length > 0 || !this.contributes(member, headlessKey)) return undefined;
+    const built = buildPodSynthetic({ pod, ports, systemNamespace: this.systemNamespace, localNetwork: this.localNetwork() });
+    return { workloadUid: built.workload.uid, serviceKey: serviceResourceName(pod.namespace, pod.hostname), workload: workloadAddress(built.workload), service: serviceAddress(built.service) };
+  }
+
+  private setPodSynthetic(clusterId: string, uid: string, next: PodSynthetic | undefined): void {
+    const key = `${clusterId}\n${uid}`;
+    const previous = this.podSynthetics.get(key);
+    if (previous && (previous.workloadUid !== next?.workloadUid || previous.serviceKey !== next?.serviceKey)) {
+      this.addressResources.set(previous.workloadUid, undefined);
+      this.addressResources.set(previous.serviceKey, undefined);
+    }
+    if (next) {
+      this.addressResources.set(next.workloadUid, next.workload);
+      this.addressResources.set(next.serviceKey, next.service);
+      this.podSynthetics.set(key, next);
+    } else {
+      this.podSynthetics.delete(key);
+    }
   }
 
   private setSynthetic(network: string, key: string, address: Address | undefined): void {
@@ -532,7 +620,10 @@ function remoteService(member: Member, key: string): Service | undefined {
   return address?.type.case === 'service' ? address.type.value : undefined;
 }
 
-function sameGateway(a: GatewayInfo | undefined, b: GatewayInfo | undefined): boolean {
-  if (!a || !b) return a === b;
+function sameGateways(a: readonly GatewayInfo[], b: readonly GatewayInfo[]): boolean {
+  return a.length === b.length && a.every((gateway, i) => sameGateway(gateway, b[i]!));
+}
+
+function sameGateway(a: GatewayInfo, b: GatewayInfo): boolean {
   return a.clusterId === b.clusterId && a.namespace === b.namespace && a.name === b.name && a.address === b.address && a.network === b.network;
 }

@@ -6,6 +6,7 @@ import { DEFAULT_TRUST_DOMAIN, HBONE_PORT } from '../../api/resources.js';
 import {
   AddressSchema,
   GatewayAddressSchema,
+  NamespacedHostnameSchema,
   NetworkAddressSchema,
   PortListSchema,
   PortSchema,
@@ -32,6 +33,29 @@ export function gatewayWorkloadUid(gateway: Pick<GatewayInfo, 'clusterId' | 'nam
   return `${gateway.clusterId}/Gateway/${gateway.namespace}/${gateway.name}`;
 }
 
+/**
+ * The service standing for every east-west gateway of a network: synthetic workloads name it as
+ * their `network_gateway` (by hostname), so ztunnel spreads over the network's gateways and fails
+ * over between them; the gateway workloads are its endpoints.
+ */
+export function networkGatewayHostname(network: string): string {
+  return `${network}.east-west.ambit.internal`;
+}
+
+/** `<system ns>/<network>.east-west.ambit.internal`. */
+export function networkGatewayServiceKey(systemNamespace: string, network: string): string {
+  return `${systemNamespace}/${networkGatewayHostname(network)}`;
+}
+
+export function buildNetworkGatewayService(network: string, systemNamespace: string): Service {
+  return create(ServiceSchema, {
+    name: `east-west-${network}`,
+    namespace: systemNamespace,
+    hostname: networkGatewayHostname(network),
+    ports: [create(PortSchema, { servicePort: HBONE_PORT, targetPort: HBONE_PORT })],
+  });
+}
+
 /** `<network>/SyntheticGateway/<ns>/<hostname>` (the service key is `<ns>/<hostname>`). */
 export function syntheticWorkloadUid(network: string, serviceKey: string): string {
   return `${network}/SyntheticGateway/${serviceKey}`;
@@ -49,7 +73,8 @@ export function serviceAddress(service: Service): Address {
  * The workload of an east-west gateway: ztunnel looks it up by IP to learn the identity the outer
  * tunnel must present (the gateway Deployment runs as a ServiceAccount named like the Gateway).
  */
-export function buildGatewayWorkload(gateway: GatewayInfo, trustDomain: string): Workload {
+export function buildGatewayWorkload(gateway: GatewayInfo, trustDomain: string, systemNamespace: string): Workload {
+  const hbonePorts = create(PortListSchema, { ports: [create(PortSchema, { servicePort: HBONE_PORT, targetPort: HBONE_PORT })] });
   return create(WorkloadSchema, {
     uid: gatewayWorkloadUid(gateway),
     name: gateway.name,
@@ -64,13 +89,15 @@ export function buildGatewayWorkload(gateway: GatewayInfo, trustDomain: string):
     canonicalName: gateway.name,
     status: WorkloadStatus.HEALTHY,
     clusterId: gateway.clusterId,
+    services: { [networkGatewayServiceKey(systemNamespace, gateway.network)]: hbonePorts },
   });
 }
 
 export interface SyntheticWorkloadInput {
   network: string;
   serviceKey: string;
-  gateway: GatewayInfo;
+  /** Namespace of the service standing for the network's gateways. */
+  systemNamespace: string;
   /** The service's endpoints in that network (pod workloads of any cluster), in a stable order. */
   endpoints: readonly Workload[];
   /** The service as defined in that network's clusters, for its ports when it has no endpoint. */
@@ -79,7 +106,7 @@ export interface SyntheticWorkloadInput {
 
 /**
  * One workload for all endpoints of a service in another network, reached through that network's
- * east-west gateway. Its identity is the one the inner tunnel expects from the destination.
+ * east-west gateways. Its identity is the one the inner tunnel expects from the destination.
  */
 export function buildSyntheticWorkload(input: SyntheticWorkloadInput): Workload {
   const { namespace, name } = splitServiceKey(input.serviceKey);
@@ -95,8 +122,8 @@ export function buildSyntheticWorkload(input: SyntheticWorkloadInput): Workload 
     serviceAccount: identity.serviceAccount,
     networkGateway: create(GatewayAddressSchema, {
       destination: {
-        case: 'address',
-        value: create(NetworkAddressSchema, { network: input.network, address: ipToBytes(input.gateway.address) }),
+        case: 'hostname',
+        value: create(NamespacedHostnameSchema, { namespace: input.systemNamespace, hostname: networkGatewayHostname(input.network) }),
       },
       hboneMtlsPort: HBONE_PORT,
     }),
@@ -194,4 +221,65 @@ export function filterRemoteWorkload(workload: Workload, serviceKeys: readonly s
   // the remote cluster's own control plane enforces them at the destination.
   filtered.authorizationPolicies = [];
   return filtered;
+}
+
+export interface PodSyntheticInput {
+  /** A pod workload of another network with its own DNS name (`hostname`). */
+  pod: Workload;
+  /** Its ports in the headless service named like its subdomain. */
+  ports: PortList;
+  systemNamespace: string;
+  localNetwork: string;
+}
+
+/** `<network>/SyntheticPod/<cluster>/<ns>/<name>`. */
+export function podSyntheticWorkloadUid(pod: Pick<Workload, 'network' | 'clusterId' | 'namespace' | 'name'>): string {
+  return `${pod.network}/SyntheticPod/${pod.clusterId}/${pod.namespace}/${pod.name}`;
+}
+
+/**
+ * A StatefulSet pod of another network by its own name: a service named like the pod (its VIP,
+ * allocated on the local network, is what ztunnel's DNS answers) whose only endpoint is a workload
+ * standing for the pod behind its network's gateways. Ports are the pod's own: clients of a
+ * headless service dial the pod's port, so service port and target port are the same.
+ */
+export function buildPodSynthetic(input: PodSyntheticInput): { service: Service; workload: Workload } {
+  const { pod } = input;
+  const serviceKey = `${pod.namespace}/${pod.hostname}`;
+  const podPorts = [...new Set(input.ports.ports.map((port) => port.targetPort || port.servicePort))].sort((a, b) => a - b);
+  const ports = podPorts.map((port) => create(PortSchema, { servicePort: port, targetPort: port }));
+  const service = create(ServiceSchema, {
+    name: pod.hostname.split('.', 1)[0]!,
+    namespace: pod.namespace,
+    hostname: pod.hostname,
+    addresses: [create(NetworkAddressSchema, { network: input.localNetwork, address: ipToBytes(allocatedVip(pod.hostname)) })],
+    ports,
+  });
+  const workload = create(WorkloadSchema, {
+    uid: podSyntheticWorkloadUid(pod),
+    name: pod.name,
+    namespace: pod.namespace,
+    hostname: pod.hostname,
+    network: pod.network,
+    tunnelProtocol: TunnelProtocol.HBONE,
+    trustDomain: pod.trustDomain,
+    serviceAccount: pod.serviceAccount,
+    networkGateway: create(GatewayAddressSchema, {
+      destination: {
+        case: 'hostname',
+        value: create(NamespacedHostnameSchema, { namespace: input.systemNamespace, hostname: networkGatewayHostname(pod.network) }),
+      },
+      hboneMtlsPort: HBONE_PORT,
+    }),
+    services: { [serviceKey]: create(PortListSchema, { ports: ports.map((port) => clone(PortSchema, port)) }) },
+    status: pod.status,
+    capacity: 1,
+    clusterId: pod.clusterId,
+    locality: pod.locality,
+    canonicalName: pod.canonicalName,
+    canonicalRevision: pod.canonicalRevision,
+    workloadName: pod.workloadName,
+    workloadType: pod.workloadType,
+  });
+  return { service, workload };
 }

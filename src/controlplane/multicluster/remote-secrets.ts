@@ -9,6 +9,7 @@ import { KubeClusterView } from './cluster-view.js';
 import { parseRemoteKubeconfig } from './kubeconfig.js';
 import { describeApiError, watchClusterView, type ApiHealth } from './kube-watch.js';
 import { RemoteClusterMetrics, type RemoteClusterState, type RemoteErrorReason } from './metrics.js';
+import type { ServiceScopePolicy } from './service-scope.js';
 import type { ClusterView, RemoteClusterSink } from './types.js';
 
 /** Secrets with this label set to `true`, in the system namespace, hold remote clusters' kubeconfigs. */
@@ -38,6 +39,8 @@ export interface RemoteDefaults {
   /** The mesh's trust domain, which remote workloads share. */
   trustDomain: string;
   domainSuffix?: string;
+  /** The local mesh config's serviceScopeConfigs, which decide remote Services' scope too. */
+  serviceScope?: ServiceScopePolicy;
 }
 
 /** Connects to a real API server: a KubeClusterView fed by informers, with a health probe. */
@@ -48,10 +51,15 @@ export function kubeConnector(defaults: RemoteDefaults): ConnectCluster {
       trustDomain: defaults.trustDomain,
       systemNamespace: defaults.systemNamespace,
       domainSuffix: defaults.domainSuffix,
+      serviceScope: defaults.serviceScope,
       log,
     });
     const watch = watchClusterView(kubeConfig, view, { log, systemNamespace: defaults.systemNamespace, onHealth: health });
-    return { view, synced: watch.synced, stop: () => watch.stop() };
+    const stop = () => {
+      watch.stop();
+      view.close();
+    };
+    return { view, synced: watch.synced, stop };
   };
 }
 

@@ -21,7 +21,7 @@ export interface ClusterViewChange {
   /** Names of the registry's resources that changed. */
   addresses: ResourceChanges;
   authorizations: ResourceChanges;
-  /** Service keys (`<ns>/<hostname>`) whose global flag changed. */
+  /** Service keys (`<ns>/<hostname>`) whose global flag changed (Service or Namespace labels, or the mesh config). */
   globalServices: string[];
   gateways: boolean;
 }
@@ -36,7 +36,10 @@ export interface ClusterView {
   network(): string;
   /** The current registry; it may be replaced, which is announced with `reset`. */
   readonly registry: MeshRegistry;
-  /** Keys (`<ns>/<hostname>`) of the Services labelled `istio.io/global=true` in this cluster. */
+  /**
+   * Keys (`<ns>/<hostname>`) of this cluster's global Services: chosen by the mesh config's
+   * serviceScopeConfigs, else by the label `istio.io/global=true`.
+   */
   globalServices(): ReadonlySet<string>;
   /** Usable gateways of class `istio-east-west`, ordered by namespace and name. */
   gateways(): readonly GatewayInfo[];

@@ -117,6 +117,9 @@ export interface PodView {
   namedPorts: ReadonlyMap<string, number>;
   /** The controlling owner (or the first owner when none is marked controller). */
   owner?: { kind: string; name: string };
+  /** `spec.hostname` and `spec.subdomain` (StatefulSet pods): DNS `<hostname>.<subdomain>.<ns>.svc.<domain>`. */
+  hostname?: string;
+  subdomain?: string;
 }
 
 const podSchema = z.object({
@@ -126,6 +129,8 @@ const podSchema = z.object({
       nodeName: z.string().nullish(),
       serviceAccountName: z.string().nullish(),
       hostNetwork: z.boolean().nullish(),
+      hostname: z.string().nullish(),
+      subdomain: z.string().nullish(),
       containers: z
         .array(
           z.object({
@@ -172,6 +177,8 @@ export function parsePod(object: unknown): Parsed<PodView> {
       deleting: metadata.deletionTimestamp !== undefined && metadata.deletionTimestamp !== null,
       namedPorts,
       ...(owner ? { owner: { kind: owner.kind, name: owner.name } } : {}),
+      ...(spec?.hostname ? { hostname: spec.hostname } : {}),
+      ...(spec?.subdomain ? { subdomain: spec.subdomain } : {}),
     };
   });
 }

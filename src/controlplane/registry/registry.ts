@@ -313,6 +313,7 @@ export class MeshRegistry {
       locality: pod.nodeName ? this.localities.get(pod.nodeName) : undefined,
       services: this.servicesOf(pod),
       authorizationPolicies: this.selectorPoliciesOf(pod),
+      domainSuffix: this.domainSuffix,
     });
     this.addressResources.set(uid, workload && create(AddressSchema, { type: { case: 'workload', value: workload } }));
   }

@@ -38,6 +38,8 @@ export interface WorkloadContext {
   services: Record<string, PortList>;
   /** Names of the WORKLOAD_SELECTOR authorizations selecting the pod, sorted. */
   authorizationPolicies: string[];
+  /** Cluster DNS domain, for the pod's own DNS name. */
+  domainSuffix: string;
 }
 
 /** Pods that are gone or not yet addressable have no workload. */
@@ -54,6 +56,7 @@ export function buildWorkload(pod: PodView, context: WorkloadContext): Workload 
     name: pod.name,
     namespace: pod.namespace,
     addresses: pod.ips.map(ipToBytes),
+    hostname: podDnsName(pod, context.domainSuffix),
     network: pod.labels[NETWORK_LABEL] || context.network,
     tunnelProtocol: isEnrolled(pod, context.namespaceDataplaneMode) ? TunnelProtocol.HBONE : TunnelProtocol.NONE,
     // Omitted values mean the defaults on the wire (DESIGN §3).
@@ -71,6 +74,16 @@ export function buildWorkload(pod: PodView, context: WorkloadContext): Workload 
     locality: context.locality,
     networkMode: pod.hostNetwork ? NetworkMode.HOST_NETWORK : NetworkMode.STANDARD,
   });
+}
+
+/**
+ * A pod's own DNS name, `<hostname>.<subdomain>.<ns>.svc.<domain>`, when it sets both (StatefulSet
+ * pods do); cluster DNS serves it only while a headless Service named like the subdomain exists,
+ * which ztunnel checks before answering it.
+ */
+export function podDnsName(pod: Pick<PodView, 'hostname' | 'subdomain' | 'namespace'>, domainSuffix: string): string {
+  if (!pod.hostname || !pod.subdomain) return '';
+  return `${pod.hostname}.${pod.subdomain}.${pod.namespace}.svc.${domainSuffix}`.toLowerCase();
 }
 
 /**

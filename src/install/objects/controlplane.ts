@@ -1,4 +1,6 @@
-import type { V1Deployment, V1Service } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Deployment, V1Service } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { MESH_CONFIG_KEY, MESH_CONFIG_MAP } from '../../controlplane/multicluster/service-scope.js';
 import {
   CONTROL_PLANE_CONTAINER,
   CONTROL_PLANE_METRICS_PATH,
@@ -83,5 +85,18 @@ export function controlPlaneService(values: InstallValues): V1Service {
         { name: PORT_NAMES.monitoring, port: CONTROL_PLANE_MONITORING_PORT, targetPort: CONTROL_PLANE_MONITORING_PORT, protocol: 'TCP' },
       ],
     },
+  };
+}
+
+/**
+ * The mesh config, where istiod keeps it: ConfigMap `istio`, key `mesh`. The control plane watches
+ * it, so `kubectl edit cm istio` applies at once (a re-install writes the values back).
+ */
+export function meshConfigMap(values: InstallValues): V1ConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: meta(MESH_CONFIG_MAP, values.systemNamespace),
+    data: { [MESH_CONFIG_KEY]: stringify({ serviceScopeConfigs: values.meshConfig.serviceScopeConfigs }, { lineWidth: 0 }) },
   };
 }

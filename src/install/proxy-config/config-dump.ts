@@ -26,6 +26,9 @@ const workload = z.object({
   services: strings,
   locality: z.object({ region: z.string(), zone: z.string(), subzone: z.string() }),
   captured: z.boolean(),
+  capacity: z.number().default(1),
+  dnsName: z.string().optional(),
+  networkGateway: z.string().optional(),
 });
 
 const service = z.object({

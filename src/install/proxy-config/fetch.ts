@@ -1,5 +1,5 @@
 /**
- * Finds the ztunnel serving a node and fetches its config dump from the admin endpoint, which
+ * Finds the ztunnel serving a node and fetches its config dump (or another admin path) from the admin endpoint, which
  * listens on 127.0.0.1 inside the pod's network namespace: through `ambit lab exec` for lab
  * clusters (the lab has no kubelet to port-forward), through `kubectl port-forward` elsewhere.
  */
@@ -24,7 +24,7 @@ interface PodItem {
   status?: { phase?: string };
 }
 
-const ADMIN_URL_PATH = `http://127.0.0.1:${ZTUNNEL_ADMIN_PORT}${ZTUNNEL_CONFIG_DUMP_PATH}`;
+const adminUrl = (path: string) => `http://127.0.0.1:${ZTUNNEL_ADMIN_PORT}${path}`;
 const FETCH_TIMEOUT_MS = 10_000;
 
 /** Resolves `target` (a ztunnel pod name, or a node name) to the ztunnel pod to ask. */
@@ -86,12 +86,12 @@ function capture(file: string, args: string[], timeoutMs: number): Promise<{ cod
 
 const ambitBin = fileURLToPath(new URL('../../../bin/ambit.js', import.meta.url));
 
-async function fetchThroughLab(cluster: string, pod: ZtunnelPod): Promise<string> {
-  const args = [ambitBin, 'lab', 'exec', '--cluster', cluster, '-n', pod.namespace, pod.name, '--', 'curl', '-sS', '--max-time', String(FETCH_TIMEOUT_MS / 1000), ADMIN_URL_PATH];
+async function fetchThroughLab(cluster: string, pod: ZtunnelPod, path: string): Promise<string> {
+  const args = [ambitBin, 'lab', 'exec', '--cluster', cluster, '-n', pod.namespace, pod.name, '--', 'curl', '-sS', '--max-time', String(FETCH_TIMEOUT_MS / 1000), adminUrl(path)];
   const result = await capture(process.execPath, args, FETCH_TIMEOUT_MS + 15_000);
   if (result.code !== 0) {
     const why = result.stderr.trim().replace(/^ambit: /, '') || `exit code ${result.code}`;
-    throw new ProxyConfigError(`cannot reach the admin endpoint of ztunnel ${pod.name} on node ${pod.node} (${ADMIN_URL_PATH} in the pod): ${why}`);
+    throw new ProxyConfigError(`cannot reach the admin endpoint of ztunnel ${pod.name} on node ${pod.node} (${adminUrl(path)} in the pod): ${why}`);
   }
   return result.stdout;
 }
@@ -127,27 +127,32 @@ function portForward(context: string, pod: ZtunnelPod): Promise<{ port: number; 
   });
 }
 
-async function fetchThroughPortForward(context: string, pod: ZtunnelPod): Promise<string> {
+async function fetchThroughPortForward(context: string, pod: ZtunnelPod, path: string): Promise<string> {
   const forward = await portForward(context, pod);
   try {
-    const response = await fetch(`http://127.0.0.1:${forward.port}${ZTUNNEL_CONFIG_DUMP_PATH}`, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+    const response = await fetch(`http://127.0.0.1:${forward.port}${path}`, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
     const body = await response.text();
-    if (!response.ok) throw new ProxyConfigError(`ztunnel ${pod.name} answered ${ZTUNNEL_CONFIG_DUMP_PATH} with HTTP ${response.status}: ${body.trim().slice(0, 200)}`);
+    if (!response.ok) throw new ProxyConfigError(`ztunnel ${pod.name} answered ${path} with HTTP ${response.status}: ${body.trim().slice(0, 200)}`);
     return body;
   } catch (err) {
     if (err instanceof ProxyConfigError) throw err;
     const cause = (err as { cause?: { message?: string } }).cause?.message;
-    throw new ProxyConfigError(`cannot reach the admin endpoint of ztunnel ${pod.name} on node ${pod.node} (${ADMIN_URL_PATH} in the pod): ${cause ?? (err as Error).message}`);
+    throw new ProxyConfigError(`cannot reach the admin endpoint of ztunnel ${pod.name} on node ${pod.node} (${adminUrl(path)} in the pod): ${cause ?? (err as Error).message}`);
   } finally {
     forward.stop();
   }
 }
 
 /** The raw config_dump body of `pod`. */
-export async function fetchConfigDump(context: string, pod: ZtunnelPod): Promise<string> {
+export function fetchConfigDump(context: string, pod: ZtunnelPod): Promise<string> {
+  return fetchAdminPath(context, pod, ZTUNNEL_CONFIG_DUMP_PATH);
+}
+
+/** The raw body of an admin endpoint path (`/config_dump`, `/debug/resources`) of `pod`. */
+export async function fetchAdminPath(context: string, pod: ZtunnelPod, path: string): Promise<string> {
   const cluster = labClusterOf(context);
   try {
-    return cluster ? await fetchThroughLab(cluster, pod) : await fetchThroughPortForward(context, pod);
+    return cluster ? await fetchThroughLab(cluster, pod, path) : await fetchThroughPortForward(context, pod, path);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     if (!cluster && context.startsWith('lab-')) {

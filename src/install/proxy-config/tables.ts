@@ -24,8 +24,18 @@ const orNone = (text: string) => text || 'None';
 export function workloadsTable(workloads: readonly WorkloadView[]): string {
   const rows = [...workloads]
     .sort(byKey((w) => `${w.namespace}/${w.name}/${w.uid}`))
-    .map((w) => [w.namespace, w.name, orNone(w.addresses.join(',')), orNone(w.node), orNone(w.network), w.protocol, w.captured ? 'yes' : 'no', w.status]);
-  return table(['NAMESPACE', 'POD NAME', 'ADDRESS', 'NODE', 'NETWORK', 'PROTOCOL', 'CAPTURED', 'STATUS'], rows);
+    .map((w) => [
+      w.namespace,
+      w.name,
+      w.networkGateway ? `via ${w.networkGateway}` : orNone(w.addresses.join(',')),
+      orNone(w.node),
+      orNone(w.network),
+      w.protocol,
+      w.captured ? 'yes' : 'no',
+      w.status,
+      String(w.capacity),
+    ]);
+  return table(['NAMESPACE', 'POD NAME', 'ADDRESS', 'NODE', 'NETWORK', 'PROTOCOL', 'CAPTURED', 'STATUS', 'CAPACITY'], rows);
 }
 
 function portText(port: ServiceView['ports'][number]): string {

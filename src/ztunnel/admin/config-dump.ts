@@ -75,6 +75,9 @@ function workloadView(w: Workload, localNetwork: string, captured: ReadonlySet<s
     services: Object.keys(w.services).sort(),
     locality: { region: w.locality?.region ?? '', zone: w.locality?.zone ?? '', subzone: w.locality?.subzone ?? '' },
     captured: addresses.some((ip) => captured.has(ip)),
+    capacity: w.capacity ?? 1,
+    ...(w.hostname ? { dnsName: w.hostname } : {}),
+    ...(w.networkGateway ? { networkGateway: gatewayLabel(w.networkGateway.destination) } : {}),
   };
 }
 
@@ -106,4 +109,10 @@ function policyView(a: Authorization): PolicyView {
     rules: a.rules.length,
     dryRun: a.dryRun,
   };
+}
+
+function gatewayLabel(destination: NonNullable<Workload['networkGateway']>['destination']): string {
+  if (destination.case === 'hostname') return `${destination.value.namespace}/${destination.value.hostname}`;
+  if (destination.case === 'address') return addressList([destination.value.address])[0] ?? '(invalid address)';
+  return '(none)';
 }

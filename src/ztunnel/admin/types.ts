@@ -33,6 +33,12 @@ export interface WorkloadView {
   locality: { region: string; zone: string; subzone: string };
   /** True when this ztunnel captures its traffic. */
   captured: boolean;
+  /** Load-balancing weight (a synthetic workload counts the healthy endpoints it stands for). */
+  capacity: number;
+  /** The pod's own DNS name (StatefulSet pods), when it has one. */
+  dnsName?: string;
+  /** `<address>` or `<ns>/<hostname>` of the network gateway in front of it, for other networks' workloads. */
+  networkGateway?: string;
 }
 
 export interface ServiceView {

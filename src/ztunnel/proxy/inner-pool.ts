@@ -62,6 +62,17 @@ function finishOuter(outer: ClientHttp2Stream): void {
  * expected identities): up to 100 streams, 5 idle minutes, none reused after the source certificate
  * was renewed, and each dropped when its outer stream closes.
  */
+/** The outer tunnel to an east-west gateway could not be opened: another gateway of the network may do. */
+export class GatewayUnreachableError extends HboneConnectError {
+  constructor(
+    readonly gateway: { address: string; port: number },
+    cause: unknown,
+  ) {
+    const status = cause instanceof HboneConnectError ? cause.status : undefined;
+    super(`outer HBONE tunnel to gateway ${formatAuthority(gateway.address, gateway.port)} failed: ${cause instanceof Error ? cause.message : String(cause)}`, status);
+  }
+}
+
 export class InnerHbonePool {
   private readonly sessions: SessionPool;
   private readonly contexts = new SecureContextCache();
@@ -115,15 +126,19 @@ export class InnerHbonePool {
     let session: ClientHttp2Session | undefined;
     let cancelled = false;
     const ready = (async () => {
-      outer = await this.options.outer.connect({
-        sourceIdentity: request.sourceIdentity,
-        expectedIdentities: request.gateway.identities,
-        destination: request.gateway.address,
-        port: request.gateway.port,
-        authority: request.authority,
-        headers: request.outerHeaders,
-        tunnel: 'outer',
-      });
+      try {
+        outer = await this.options.outer.connect({
+          sourceIdentity: request.sourceIdentity,
+          expectedIdentities: request.gateway.identities,
+          destination: request.gateway.address,
+          port: request.gateway.port,
+          authority: request.authority,
+          headers: request.outerHeaders,
+          tunnel: 'outer',
+        });
+      } catch (error) {
+        throw new GatewayUnreachableError(request.gateway, error);
+      }
       const outerStream = outer;
       if (cancelled) {
         abort(outerStream);

@@ -8,15 +8,21 @@ import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity,
 import { forwardOverTcp, spliceTracked } from './forward.js';
 import { baggageFor, formatAuthority, forwardedFor, newTraceparent, X_FORWARDED_NETWORK } from './hbone-headers.js';
 import { HboneConnectError, type HbonePool } from './hbone-pool.js';
-import type { InnerHbonePool } from './inner-pool.js';
+import { GatewayOutliers } from './gateway-outliers.js';
+import { GatewayUnreachableError, type InnerHbonePool } from './inner-pool.js';
 import type { SocketAddress } from './original-dst.js';
 import { abort } from './splice.js';
 import { peerOf } from './tcp.js';
 
 type GatewayResolution = Extract<Resolution, { kind: 'gateway' }>;
 
+/** Attempts through different gateways of a network before a cross-network connection is refused. */
+const MAX_GATEWAY_ATTEMPTS = 3;
+
 /** Captured outbound connections (port 15001): resolve the destination, then tunnel, forward or refuse. */
 export class OutboundProxy {
+  private readonly gatewayOutliers = new GatewayOutliers();
+
   constructor(
     private readonly context: ProxyContext,
     private readonly pool: HbonePool,
@@ -52,7 +58,7 @@ export class OutboundProxy {
     }
     let resolution: Resolution;
     try {
-      resolution = state.resolve(source, original.ip, original.port);
+      resolution = state.resolve(source, original.ip, original.port, { avoidGateways: this.gatewayOutliers.ejected() });
     } catch (error) {
       log.error({ peer, destination: `${original.ip}:${original.port}`, err: String(error) }, 'resolving the destination failed; resetting');
       abort(socket);
@@ -127,17 +133,44 @@ export class OutboundProxy {
       traceparent: newTraceparent(),
       ...(network ? { [X_FORWARDED_NETWORK]: network } : {}),
     });
-    await this.tunnel(socket, original, authority, description, () =>
+    const connectThrough = (target: GatewayResolution) =>
       this.inner.connect({
         sourceIdentity,
-        expectedIdentities: upstream.expectedIdentities.length ? upstream.expectedIdentities : [destinationIdentity],
-        gateway,
-        hostname: upstream.service.hostname,
-        authority,
+        expectedIdentities: target.upstream.expectedIdentities.length ? target.upstream.expectedIdentities : [workloadIdentity(target.upstream.workload)],
+        gateway: target.gateway,
+        hostname: target.upstream.service.hostname,
+        authority: target.authority,
         headers: { ...hop(), forwarded: forwardedFor(sourceIp) },
         outerHeaders: hop(),
-      }),
+      });
+    await this.tunnel(socket, original, authority, description, async () => {
+      let attempt = resolution;
+      for (let tries = 1; ; tries++) {
+        try {
+          return await connectThrough(attempt);
+        } catch (error) {
+          const next = error instanceof GatewayUnreachableError && tries < MAX_GATEWAY_ATTEMPTS ? this.failOver(source, original, attempt, error) : undefined;
+          if (!next) throw error;
+          attempt = next;
+        }
+      }
+    });
+  }
+
+  /**
+   * Ejects a gateway whose outer tunnel failed and resolves again: another gateway of the network
+   * when there is one (the same endpoint set, so the same destination service), else nothing.
+   */
+  private failOver(source: Workload, original: SocketAddress, failed: GatewayResolution, error: GatewayUnreachableError): GatewayResolution | undefined {
+    this.gatewayOutliers.eject(error.gateway);
+    const again = this.context.state.resolve(source, original.ip, original.port, { avoidGateways: this.gatewayOutliers.ejected() });
+    if (again.kind !== 'gateway' || GatewayOutliers.key(again.gateway) === GatewayOutliers.key(failed.gateway)) return undefined;
+    this.context.log.warn(
+      { failed: GatewayOutliers.key(failed.gateway), next: GatewayOutliers.key(again.gateway), authority: again.authority, err: error.message },
+      'east-west gateway unreachable; failing over to another gateway of the network',
     );
+    this.context.metrics.gatewayFailover();
+    return again;
   }
 
   private describe(source: Workload, sourceIdentity: string, destination: TcpConnectionDescription['destination'], upstream: Upstream): TcpConnectionDescription {

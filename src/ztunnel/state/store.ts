@@ -5,6 +5,7 @@ import {
   ServiceSchema,
   TunnelProtocol,
   WorkloadSchema,
+  type Port,
   type Service,
   type Workload,
 } from '../../gen/istio/workload/workload_pb.js';
@@ -14,10 +15,11 @@ import { createLogger, type Logger } from '../../util/log.js';
 import { canonicalIp, ipFamily } from './addresses.js';
 import { AuthorizationStore } from './authorization.js';
 import { EndpointIndex } from './endpoints.js';
-import { selectEndpoint } from './load-balancer.js';
+import type { GatewayChooser } from './reachability.js';
+import { evaluateEndpoints, selectEndpoint, selectionOf, type EndpointEvaluation, type EndpointsEvaluation, type EvaluationRequest, type Selection } from './load-balancer.js';
 import { ServiceIndex } from './service-index.js';
 import { serviceTargetOf } from './service-target.js';
-import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, ServiceTarget, StateUpdates, Upstream } from './types.js';
+import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, ResolveOptions, ServiceTarget, StateUpdates, Upstream } from './types.js';
 import { InvalidResourceError, StateUpdateError, authorizationProblems, serviceProblems, workloadProblems } from './validation.js';
 import { WorkloadIndex } from './workload-index.js';
 
@@ -35,6 +37,21 @@ export interface ZtunnelStateOptions {
 type ChangeListener = (changed: { addresses: string[]; authorizations: string[] }) => void;
 
 type AddressUpsert = { name: string; workload?: Workload; service?: Service };
+
+/** A destination as resolve() sees it before load balancing. */
+type Destination =
+  | { kind: 'service'; service: Service; request: EvaluationRequest }
+  | { kind: 'workload'; upstream: Upstream }
+  | { kind: 'passthrough'; reason: string; service?: Service };
+
+/** resolve()'s reasoning for a destination (see {@link ZtunnelState.analyzeDestination}). */
+export type DestinationAnalysis =
+  /** A service VIP and port: the pick is made among `evaluation.chosenFrom`. */
+  | { kind: 'service'; serviceName: string; service: Service; servicePort: Port; evaluation: EndpointsEvaluation }
+  /** A workload's own address: no load balancing. */
+  | { kind: 'workload'; resolution: Resolution }
+  /** Left unchanged to the network; `service` when the address is a service VIP. */
+  | { kind: 'passthrough'; reason: string; service?: Service };
 
 /**
  * ztunnel's view of the mesh: the workload API resources, indexed for the data path.
@@ -210,6 +227,11 @@ export class ZtunnelState implements ProxyState, StateUpdates {
     return this.endpointIndex.endpoints(serviceName).map((endpoint) => endpoint.workload);
   }
 
+  /** Pods by their own DNS name (`Workload.hostname`, StatefulSet pods), lower-case without a trailing dot. */
+  workloadsByDnsName(hostname: string): Workload[] {
+    return this.workloadIndex.byDnsName(hostname);
+  }
+
   servicesByHostname(hostname: string): Service[] {
     return this.serviceIndex.findByHostname(hostname);
   }
@@ -239,26 +261,64 @@ export class ZtunnelState implements ProxyState, StateUpdates {
 
   // ---- data path --------------------------------------------------------------------------------
 
-  resolve(source: Workload, destinationIp: string, destinationPort: number): Resolution {
-    const ip = canonicalIp(destinationIp);
-    if (ip === undefined) return { kind: 'passthrough' };
-    const network = source.network || this.network;
-    const found = this.serviceIndex.findByVip(ip, network, source.namespace);
-    if (found) return this.resolveService(source, network, found.name, found.service, ip, destinationPort);
-    const workload = this.workloadIndex.byIp(ip, network);
-    if (workload) return this.toResolution({ workload, address: ip, port: destinationPort, expectedIdentities: [identityUri(workload)] });
-    return { kind: 'passthrough' };
+  resolve(source: Workload, destinationIp: string, destinationPort: number, options: ResolveOptions = {}): Resolution {
+    const destination = this.destinationOf(source, destinationIp, destinationPort);
+    if (destination.kind === 'passthrough') return { kind: 'passthrough' };
+    if (destination.kind === 'workload') return this.toResolution(destination.upstream);
+    const selection = selectEndpoint({
+      ...destination.request,
+      avoidGateways: options.avoidGateways,
+      gatewayChooser: this.gatewayChooser(options.avoidGateways, this.random),
+      random: this.random,
+    });
+    return this.serviceResolution(destination.service, destination.request.servicePort, selection);
   }
 
-  private resolveService(source: Workload, network: string, serviceName: string, service: Service, vip: string, port: number): Resolution {
-    if (service.loadBalancing?.mode === LoadBalancing_Mode.PASSTHROUGH) return { kind: 'passthrough' };
+  /**
+   * What resolve() reasons on for a destination, without picking: for a service, every endpoint's
+   * evaluation; for a workload address, its resolution; otherwise why the connection passes through.
+   */
+  analyzeDestination(source: Workload, destinationIp: string, destinationPort: number, options: ResolveOptions = {}): DestinationAnalysis {
+    const destination = this.destinationOf(source, destinationIp, destinationPort);
+    if (destination.kind === 'passthrough') return destination;
+    if (destination.kind === 'workload') return { kind: 'workload', resolution: this.toResolution(destination.upstream) };
+    const { service, request } = destination;
+    // Deterministic for explanations: the first gateway not avoided stands for the network's gateways.
+    const evaluation = evaluateEndpoints({ ...request, avoidGateways: options.avoidGateways, gatewayChooser: this.gatewayChooser(options.avoidGateways, () => 0) });
+    return { kind: 'service', serviceName: request.serviceName, service, servicePort: request.servicePort, evaluation };
+  }
+
+  /** Network gateways named by hostname are the endpoints of that service (the gateway workloads). */
+  private gatewayChooser(avoid: ReadonlySet<string> | undefined, random: () => number): GatewayChooser {
+    return { endpointsOf: (serviceKey) => this.endpointsOf(serviceKey), avoid, random };
+  }
+
+  /** The resolution resolve() returns when it picks `chosen` among a service's endpoints. */
+  resolutionThrough(analysis: Extract<DestinationAnalysis, { kind: 'service' }>, chosen: EndpointEvaluation): Resolution {
+    return this.serviceResolution(analysis.service, analysis.servicePort, selectionOf(chosen));
+  }
+
+  private destinationOf(source: Workload, destinationIp: string, port: number): Destination {
+    const ip = canonicalIp(destinationIp);
+    if (ip === undefined) return { kind: 'passthrough', reason: `${destinationIp} is not an IP address` };
+    const network = source.network || this.network;
+    const found = this.serviceIndex.findByVip(ip, network, source.namespace);
+    if (found) return this.serviceDestination(source, network, found.name, found.service, ip, port);
+    const workload = this.workloadIndex.byIp(ip, network);
+    if (workload) return { kind: 'workload', upstream: { workload, address: ip, port, expectedIdentities: [identityUri(workload)] } };
+    return { kind: 'passthrough', reason: `${ip} is neither a service VIP nor a workload address the mesh knows on network ${network}` };
+  }
+
+  private serviceDestination(source: Workload, network: string, serviceName: string, service: Service, vip: string, port: number): Destination {
+    const passthrough = (reason: string): Destination => ({ kind: 'passthrough', reason: `service ${serviceName} ${reason}`, service });
+    if (service.loadBalancing?.mode === LoadBalancing_Mode.PASSTHROUGH) return passthrough('has load balancing mode PASSTHROUGH: the original address is dialled');
     const servicePort = service.ports.find((candidate) => candidate.servicePort === port);
-    if (!servicePort) return { kind: 'passthrough' };
+    if (!servicePort) return passthrough(`has no port ${port}`);
     const endpoints = this.endpointIndex.endpoints(serviceName);
     // A service whose backends the mesh does not know (no selector, hand-written Endpoints such as
     // the API server's `kubernetes` service) is left to the network, as if it were outside the mesh.
-    if (endpoints.length === 0) return { kind: 'passthrough' };
-    const selection = selectEndpoint({
+    if (endpoints.length === 0) return passthrough('has no endpoints known to the mesh (no selector, or hand-written Endpoints): left to the network');
+    const request: EvaluationRequest = {
       source,
       sourceNetwork: network,
       serviceName,
@@ -267,13 +327,16 @@ export class ZtunnelState implements ProxyState, StateUpdates {
       endpoints,
       destinationFamily: ipFamily(vip),
       gatewayWorkload: (ip, gatewayNetwork) => this.workloadIndex.byIp(ip, gatewayNetwork),
-      random: this.random,
-    });
+    };
+    return { kind: 'service', service, request };
+  }
+
+  private serviceResolution(service: Service, servicePort: Port, selection: Selection): Resolution {
     if (selection.kind === 'unavailable') return { kind: 'unavailable', service, reason: selection.reason };
     const { endpoint } = selection;
     const expectedIdentities = [endpoint.identity, ...service.subjectAltNames.filter((san) => san !== endpoint.identity)];
     const upstream = { workload: endpoint.workload, address: selection.address, port: selection.port, expectedIdentities, service };
-    if (selection.gateway) return { kind: 'gateway', upstream, gateway: selection.gateway, authority: `${service.hostname}:${port}` };
+    if (selection.gateway) return { kind: 'gateway', upstream, gateway: selection.gateway, authority: `${service.hostname}:${servicePort.servicePort}` };
     return this.toResolution(upstream);
   }
 

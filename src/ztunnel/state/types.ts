@@ -74,6 +74,15 @@ export interface AuthorizationDecision {
   reason: string;
 }
 
+/** Per-connection inputs of resolve() besides the destination. */
+export interface ResolveOptions {
+  /**
+   * Network gateways (`<address>:<port>`) that recently failed: endpoints behind them are avoided
+   * while another endpoint can be picked.
+   */
+  avoidGateways?: ReadonlySet<string>;
+}
+
 /** Read side of ztunnel's view of the mesh, used by the data path. */
 export interface ProxyState {
   /** This node's network name (for looking up addresses). */
@@ -83,7 +92,7 @@ export interface ProxyState {
   /** The workload that owns an IP on a network (default: the local network). */
   workloadByIp(ip: string, network?: string): Workload | undefined;
   /** Resolves a captured connection's original destination for a source workload. */
-  resolve(source: Workload, destinationIp: string, destinationPort: number): Resolution;
+  resolve(source: Workload, destinationIp: string, destinationPort: number, options?: ResolveOptions): Resolution;
   /**
    * For an inbound CONNECT to `<hostname>:<servicePort>` on a local workload: the service of that
    * hostname the workload backs (from its `services` map) and the port serving that service port.

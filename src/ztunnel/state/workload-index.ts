@@ -21,6 +21,8 @@ export class WorkloadIndex {
   private readonly byName = new Map<string, Workload>();
   private readonly byAddress = new Map<string, string[]>();
   private readonly onThisNode = new Set<string>();
+  /** Pods' own DNS names (`Workload.hostname`) → resource names. */
+  private readonly byHostname = new Map<string, Set<string>>();
 
   constructor(
     private readonly localNetwork: string,
@@ -56,9 +58,22 @@ export class WorkloadIndex {
     return best;
   }
 
+  /** Workloads whose own DNS name is `hostname` (lower-case, no trailing dot). */
+  byDnsName(hostname: string): Workload[] {
+    const names = this.byHostname.get(hostname);
+    if (!names) return [];
+    return [...names].flatMap((name) => this.byName.get(name) ?? []);
+  }
+
   upsert(name: string, workload: Workload): void {
     this.remove(name);
     this.byName.set(name, workload);
+    if (workload.hostname) {
+      const hostname = workload.hostname.toLowerCase();
+      const names = this.byHostname.get(hostname);
+      if (names) names.add(name);
+      else this.byHostname.set(hostname, new Set([name]));
+    }
     for (const key of this.addressKeys(workload)) {
       const names = this.byAddress.get(key);
       if (names) names.push(name);
@@ -71,6 +86,12 @@ export class WorkloadIndex {
     const previous = this.byName.get(name);
     if (!previous) return undefined;
     this.byName.delete(name);
+    if (previous.hostname) {
+      const hostname = previous.hostname.toLowerCase();
+      const names = this.byHostname.get(hostname);
+      names?.delete(name);
+      if (names?.size === 0) this.byHostname.delete(hostname);
+    }
     for (const key of this.addressKeys(previous)) {
       const remaining = (this.byAddress.get(key) ?? []).filter((other) => other !== name);
       if (remaining.length > 0) this.byAddress.set(key, remaining);

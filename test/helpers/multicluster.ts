@@ -1,0 +1,115 @@
+import { spawn } from 'node:child_process';
+import { kubectl, labExec, waitFor } from './lab.js';
+import { curlFrom, pods } from './mesh.js';
+
+/** A Gateway API east-west gateway (DESIGN §4), as seed 000 §7 applies it. */
+export const eastWestGateway = (network: string, mode = 'Terminate', name = 'istio-eastwestgateway') =>
+  [
+    'apiVersion: gateway.networking.k8s.io/v1',
+    'kind: Gateway',
+    'metadata:',
+    `  name: ${name}`,
+    '  namespace: istio-system',
+    '  labels:',
+    `    topology.istio.io/network: "${network}"`,
+    'spec:',
+    '  gatewayClassName: "istio-east-west"',
+    '  listeners:',
+    '    - name: mesh',
+    '      port: 15008',
+    '      protocol: HBONE',
+    '      tls:',
+    `        mode: ${mode}`,
+    ...(mode === 'Terminate' ? ['        options:', '          gateway.istio.io/tls-terminate-mode: ISTIO_MUTUAL'] : []),
+    '',
+  ].join('\n');
+
+/** A Service labelled `istio.io/global=true` on port 5000 in namespace sample. */
+export const globalService = (name: string, selector: Record<string, string>, o: { headless?: boolean } = {}) =>
+  [
+    'apiVersion: v1',
+    'kind: Service',
+    'metadata:',
+    `  name: ${name}`,
+    '  namespace: sample',
+    '  labels:',
+    '    istio.io/global: "true"',
+    'spec:',
+    ...(o.headless ? ['  clusterIP: None'] : []),
+    '  selector:',
+    ...Object.entries(selector).map(([k, v]) => `    ${k}: ${v}`),
+    '  ports:',
+    '  - name: http',
+    '    port: 5000',
+    '',
+  ].join('\n');
+
+export async function gatewayAddress(context: string, name = 'istio-eastwestgateway'): Promise<string> {
+  return (await kubectl(context, ['-n', 'istio-system', 'get', 'svc', name, '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim();
+}
+
+/** Cross-network connections a gateway of a cluster has carried (its `ambit_gateway_cross_network_connections_total`). */
+export async function gatewayCrossings(cluster: { name: string; ctx: string }, gateway: string): Promise<number> {
+  const [pod] = await pods(cluster.ctx, 'istio-system', `gateway.networking.k8s.io/gateway-name=${gateway}`);
+  if (!pod) return 0;
+  const r = await labExec(cluster.name, 'istio-system', pod.name, ['curl', '-sS', '--max-time', '3', 'http://127.0.0.1:15020/metrics']);
+  let total = 0;
+  for (const line of r.stdout.split('\n')) {
+    const m = /^ambit_gateway_cross_network_connections_total(?:\{[^}]*\})? (\d+(?:\.\d+)?)/.exec(line);
+    if (m) total += Number(m[1]);
+  }
+  return total;
+}
+
+/** `count` curls of `url` from deploy/curl: how often each helloworld version answered, and failures. */
+export async function versions(cluster: string, count: number, url = 'helloworld.sample:5000/hello'): Promise<{ seen: Map<string, number>; failures: number }> {
+  const seen = new Map<string, number>();
+  let failures = 0;
+  for (let i = 0; i < count; i++) {
+    const r = await curlFrom(cluster, 'sample', 'deploy/curl', url, 5);
+    const m = /^Hello version: (v\d),/.exec(r.stdout);
+    if (r.code !== 0 || !m) {
+      failures++;
+      continue;
+    }
+    seen.set(m[1]!, (seen.get(m[1]!) ?? 0) + 1);
+  }
+  return { seen, failures };
+}
+
+export async function onlyVersions(cluster: string, expected: string[], what: string, timeoutMs = 60_000, url?: string): Promise<void> {
+  await waitFor(what, async () => {
+    const { seen, failures } = await versions(cluster, 6, url);
+    return failures === 0 && [...seen.keys()].sort().join(',') === [...expected].sort().join(',');
+  }, timeoutMs);
+}
+
+export interface Capture {
+  /** Raw tcpdump text (`-A`: payload as ASCII). */
+  text: string;
+  /** `src:sport > dst:dport` of every IPv4 TCP packet. */
+  flows: Set<string>;
+}
+
+/** Runs tcpdump in a network namespace (on every interface) while `during` runs. */
+export async function captureIn(netns: string, during: () => Promise<unknown>): Promise<Capture> {
+  const dump = spawn('ip', ['netns', 'exec', netns, 'tcpdump', '-i', 'any', '-nn', '-A', '-l', '-U', 'tcp', 'and', 'not', 'port', '6443'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  let ready = false;
+  dump.stdout.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  dump.stderr.on('data', (d: Buffer) => (ready ||= d.toString().includes('listening')));
+  try {
+    await waitFor(`tcpdump in ${netns}`, async () => ready, 10_000);
+    await during();
+    await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    dump.kill('SIGINT');
+    await new Promise((r) => dump.once('exit', r));
+  }
+  const flows = new Set<string>();
+  for (const line of text.split('\n')) {
+    const m = /IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+):/.exec(line);
+    if (m) flows.add(`${m[1]}:${m[2]} > ${m[3]}:${m[4]}`);
+  }
+  return { text, flows };
+}

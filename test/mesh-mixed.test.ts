@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { readState } from '../src/lab/state.js';
+import { ambit, kubectl, labLeftovers, rolloutStatus, samples, waitFor } from './helpers/lab.js';
+import { curlFrom, pods, recordedLabPids } from './helpers/mesh.js';
+import { captureIn, eastWestGateway, gatewayAddress, globalService, versions } from './helpers/multicluster.js';
+
+/**
+ * Seed 001's mixed topology: cluster1 and cluster2 share network-east (pod to pod, no gateway),
+ * cluster3 is on network-west (through the east-west gateways), helloworld v1/v2/v3 one per cluster.
+ */
+const CLUSTERS = [
+  { name: 'cluster1', ctx: 'lab-cluster1', network: 'network-east', version: 'v1' },
+  { name: 'cluster2', ctx: 'lab-cluster2', network: 'network-east', version: 'v2' },
+  { name: 'cluster3', ctx: 'lab-cluster3', network: 'network-west', version: 'v3' },
+] as const;
+type Cluster = (typeof CLUSTERS)[number];
+const numbers: string[] = [];
+let labPids: number[] = [];
+
+/** The sample's v2 Deployment renamed to `version`: the helloworld program answers with SERVICE_VERSION. */
+const helloworldVersion = (version: string) =>
+  [
+    'apiVersion: apps/v1',
+    'kind: Deployment',
+    'metadata:',
+    `  name: helloworld-${version}`,
+    '  namespace: sample',
+    'spec:',
+    '  replicas: 1',
+    '  selector:',
+    `    matchLabels: { app: helloworld, version: ${version} }`,
+    '  template:',
+    '    metadata:',
+    `      labels: { app: helloworld, version: ${version} }`,
+    '    spec:',
+    '      containers:',
+    '      - name: helloworld',
+    '        image: registry.istio.io/release/examples-helloworld-v2:1.0',
+    `        env: [{ name: SERVICE_VERSION, value: ${version} }]`,
+    '        ports: [{ containerPort: 5000 }]',
+    '',
+  ].join('\n');
+
+/** A StatefulSet `web` of two helloworld pods behind the headless global Service `web`. */
+const statefulWeb = [
+  'apiVersion: apps/v1',
+  'kind: StatefulSet',
+  'metadata:',
+  '  name: web',
+  '  namespace: sample',
+  'spec:',
+  '  serviceName: web',
+  '  replicas: 2',
+  '  selector:',
+  '    matchLabels: { app: web }',
+  '  template:',
+  '    metadata:',
+  '      labels: { app: web }',
+  '    spec:',
+  '      containers:',
+  '      - name: web',
+  '        image: registry.istio.io/release/examples-helloworld-v2:1.0',
+  '        env: [{ name: SERVICE_VERSION, value: stateful }]',
+  '        ports: [{ containerPort: 5000 }]',
+  '',
+].join('\n');
+
+function routerNetns(network: string): string {
+  const found = readState()!.plan.networks.find((n) => n.name === network);
+  assert.ok(found, `no router for ${network}`);
+  return found.netns;
+}
+
+/** Requests from `from` to the service that only `to`'s version backs. */
+async function requestsTo(from: Cluster, to: Cluster, count: number): Promise<void> {
+  const { seen, failures } = await versions(from.name, count, `hello-${to.version}.sample:5000/hello`);
+  assert.equal(failures, 0, `${from.name} → hello-${to.version}`);
+  assert.deepEqual([...seen.keys()], [to.version]);
+}
+
+describe('mesh: three clusters, two sharing a network (seed 001)', { timeout: 1_800_000 }, () => {
+  const gateways = new Map<string, string>();
+  const podIps = new Map<string, string>();
+
+  before(async () => {
+    if (readState()) await ambit(['lab', 'down']);
+    const up = await ambit(['lab', 'up', '-f', 'topologies/three-clusters-mixed.yaml'], { timeoutMs: 400_000 });
+    assert.equal(up.code, 0, up.stderr);
+    labPids = readState()!.processes.map((p) => p.pid);
+    for (const c of CLUSTERS) {
+      await kubectl(c.ctx, ['create', 'ns', 'istio-system']);
+      await kubectl(c.ctx, ['create', 'secret', 'generic', 'cacerts', '-n', 'istio-system', ...['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'].map((f) => `--from-file=${samples}certs/${f}`)]);
+      const install = await ambit(['install', '--context', c.ctx, '--cluster-name', c.name, '--network', c.network], { timeoutMs: 300_000 });
+      assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
+      await kubectl(c.ctx, ['label', 'ns', 'istio-system', `topology.istio.io/network=${c.network}`, '--overwrite']);
+    }
+    const link = await ambit(['link', ...CLUSTERS.flatMap((c) => ['--context', c.ctx])], { timeoutMs: 180_000 });
+    assert.equal(link.code, 0, `${link.stdout}\n${link.stderr}`);
+    for (const c of CLUSTERS) {
+      await kubectl(c.ctx, ['apply', '--server-side', '-f', '-'], eastWestGateway(c.network));
+      gateways.set(c.name, await waitFor(`the east-west gateway address in ${c.name}`, () => gatewayAddress(c.ctx)));
+    }
+    for (const c of CLUSTERS) {
+      await kubectl(c.ctx, ['create', 'ns', 'sample']);
+      await kubectl(c.ctx, ['label', 'ns', 'sample', 'istio.io/dataplane-mode=ambient', '--overwrite']);
+      await kubectl(c.ctx, ['apply', '-n', 'sample', '-f', `${samples}helloworld.yaml`, '-l', 'service=helloworld']);
+      await kubectl(c.ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/global=true', '--overwrite']);
+      await kubectl(c.ctx, ['apply', '-f', '-'], helloworldVersion(c.version));
+      // One service per version, each backed in one cluster only: every direction has a known path.
+      await kubectl(c.ctx, ['apply', '-f', '-'], globalService(`hello-${c.version}`, { app: 'helloworld', version: c.version }));
+      await kubectl(c.ctx, ['apply', '-n', 'sample', '-f', `${samples}curl.yaml`]);
+    }
+    for (const c of CLUSTERS) {
+      await rolloutStatus(c.ctx, 'sample', [`helloworld-${c.version}`, 'curl']);
+      podIps.set(c.name, (await pods(c.ctx, 'sample', `version=${c.version}`))[0]!.ip);
+    }
+  });
+
+  after(async () => {
+    for (const line of numbers) console.log(`# number: ${line}`);
+    const pids = [...labPids, ...recordedLabPids()];
+    const down = await ambit(['lab', 'down']);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(await labLeftovers(pids), []);
+  });
+
+  it('from each cluster 30 requests reach all three versions', async () => {
+    for (const c of CLUSTERS) {
+      await waitFor(`all three versions from ${c.name}`, async () => (await versions(c.name, 9)).seen.size === 3, 120_000);
+      const { seen, failures } = await versions(c.name, 30);
+      assert.equal(failures, 0, `failed requests from ${c.name}`);
+      assert.deepEqual([...seen.keys()].sort(), ['v1', 'v2', 'v3'], `${c.name}: ${JSON.stringify([...seen])}`);
+    }
+  });
+
+  it('cluster1 ↔ cluster2 go pod-node to pod-node on 15008, no gateway; no clear text on the wire', async () => {
+    const [c1, c2] = CLUSTERS;
+    const gatewayIps = [...gateways.values()];
+    const { text, flows } = await captureIn(routerNetns('network-east'), async () => {
+      await requestsTo(c1, c2, 5);
+      await requestsTo(c2, c1, 5);
+    });
+    assert.doesNotMatch(text, /Hello version|GET \/hello/, 'application bytes in clear text between the clusters');
+    const toPods = [...flows].filter((flow) => flow.endsWith(`${podIps.get('cluster2')}:15008`) || flow.endsWith(`${podIps.get('cluster1')}:15008`));
+    assert.ok(toPods.some((f) => f.endsWith(`${podIps.get('cluster2')}:15008`)), `cluster1 → cluster2's pod on 15008: ${[...flows].slice(0, 8).join(', ')}`);
+    assert.ok(toPods.some((f) => f.endsWith(`${podIps.get('cluster1')}:15008`)), 'cluster2 → cluster1\'s pod on 15008');
+    const viaGateway = [...flows].filter((flow) => gatewayIps.some((ip) => flow.includes(`${ip}:`)));
+    assert.deepEqual(viaGateway, [], 'no gateway on the same-network path');
+    assert.deepEqual([...flows].filter((f) => /:5000$/.test(f)), [], 'no plaintext application port between nodes');
+  });
+
+  it('cluster3 traffic crosses networks only through the east-west gateways on 15008', async () => {
+    const [c1, c2, c3] = CLUSTERS;
+    const gatewayIps = [...gateways.values()];
+    const { text, flows } = await captureIn('ambit-core', async () => {
+      for (const [from, to] of [[c1, c3], [c2, c3], [c3, c1], [c3, c2]] as const) await requestsTo(from, to, 3);
+    });
+    assert.doesNotMatch(text, /Hello version|GET \/hello/);
+    const other = [...flows].filter((flow) => {
+      const [, src, sport, dst, dport] = /^(.+):(\d+) > (.+):(\d+)$/.exec(flow)!;
+      return !((gatewayIps.includes(dst!) && dport === '15008') || (gatewayIps.includes(src!) && sport === '15008'));
+    });
+    assert.deepEqual(other.slice(0, 10), [], 'only east-west gateway :15008 may cross networks');
+    for (const c of [c1, c2, c3]) {
+      if (c === c3) assert.ok([...flows].some((f) => f.endsWith(`${gateways.get(c.name)}:15008`)), 'cluster3\'s gateway carried traffic');
+    }
+    assert.ok([...flows].some((f) => f.endsWith(`${gateways.get('cluster1')}:15008`) || f.endsWith(`${gateways.get('cluster2')}:15008`)), 'an east gateway carried traffic from cluster3');
+  });
+
+  it('a StatefulSet behind a headless service in cluster2 is reachable by per-pod DNS name from cluster1 (direct) and cluster3 (gateway)', async () => {
+    const [c1, c2, c3] = CLUSTERS;
+    await kubectl(c2.ctx, ['apply', '-f', '-'], globalService('web', { app: 'web' }, { headless: true }));
+    await kubectl(c2.ctx, ['apply', '-f', '-'], statefulWeb);
+    await kubectl(c2.ctx, ['-n', 'sample', 'rollout', 'status', 'statefulset/web', '--timeout=120s']);
+    const web1Ip = (await pods(c2.ctx, 'sample', 'app=web')).find((p) => p.name === 'web-1')!.ip;
+    for (const from of [c1, c3]) {
+      for (const pod of ['web-0', 'web-1']) {
+        const answered = await waitFor(`${pod} from ${from.name}`, async () => {
+          const r = await curlFrom(from.name, 'sample', 'deploy/curl', `${pod}.web.sample.svc.cluster.local:5000/hello`, 5);
+          return r.code === 0 && r.stdout;
+        }, 60_000);
+        assert.match(answered, new RegExp(`^Hello version: stateful, instance: ${pod}\\b`), `${from.name} reached ${pod} itself`);
+      }
+    }
+    const dig = async (from: Cluster, name: string) =>
+      (await ambit(['lab', 'exec', '--cluster', from.name, '-n', 'sample', 'deploy/curl', '--', 'dig', '+short', name])).stdout.trim();
+    assert.equal(await dig(c1, 'web-1.web.sample.svc.cluster.local'), web1Ip, 'same network: the pod IP itself');
+    assert.match(await dig(c3, 'web-1.web.sample.svc.cluster.local'), /^240\.240\.\d+\.\d+$/, 'other network: a VIP for the pod');
+  });
+});
