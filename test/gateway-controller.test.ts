@@ -133,7 +133,7 @@ describe('rendered gateway objects', () => {
     assert.equal(deployment.metadata?.name, 'istio-eastwestgateway');
     assert.equal(deployment.metadata?.namespace, 'istio-system');
     assert.deepEqual(deployment.metadata?.ownerReferences, owner);
-    assert.equal(deployment.spec?.replicas, 1);
+    assert.equal(deployment.spec?.replicas, undefined, 'scaling is left to kubectl scale or an HPA');
     assert.deepEqual(deployment.spec?.selector.matchLabels, { 'gateway.networking.k8s.io/gateway-name': 'istio-eastwestgateway' });
     const pod = deployment.spec!.template;
     assert.equal(pod.metadata?.labels?.['gateway.networking.k8s.io/gateway-name'], 'istio-eastwestgateway');

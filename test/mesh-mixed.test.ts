@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { Explanation } from '../src/explain/types.js';
 import { readState } from '../src/lab/state.js';
 import { ambit, kubectl, labLeftovers, rolloutStatus, samples, waitFor } from './helpers/lab.js';
 import { curlFrom, pods, recordedLabPids } from './helpers/mesh.js';
@@ -166,6 +167,36 @@ describe('mesh: three clusters, two sharing a network (seed 001)', { timeout: 1_
       if (c === c3) assert.ok([...flows].some((f) => f.endsWith(`${gateways.get(c.name)}:15008`)), 'cluster3\'s gateway carried traffic');
     }
     assert.ok([...flows].some((f) => f.endsWith(`${gateways.get('cluster1')}:15008`) || f.endsWith(`${gateways.get('cluster2')}:15008`)), 'an east gateway carried traffic from cluster3');
+  });
+
+  it('ambit explain agrees with the captures for all six directions: same network direct, other network through a gateway', async () => {
+    for (const from of CLUSTERS) {
+      const [curl] = await pods(from.ctx, 'sample', 'app=curl');
+      for (const to of CLUSTERS) {
+        if (to === from) continue;
+        const r = await ambit(['explain', '--context', from.ctx, '--from', `sample/${curl!.name}`, '--to', `hello-${to.version}.sample:5000`, '-o', 'json']);
+        assert.equal(r.code, 0, r.stderr);
+        const explanation = JSON.parse(r.stdout) as Explanation;
+        assert.equal(explanation.paths.length, 1, `${from.name} → ${to.name}: ${explanation.summary}`);
+        const [path] = explanation.paths;
+        const hopAddresses = path!.hops.flatMap((hop) => (hop.address ? [hop.address] : []));
+        if (from.network === to.network) {
+          assert.equal(path!.kind, 'hbone', `${from.name} → ${to.name} is direct`);
+          assert.equal(path!.hops.length, 4);
+          assert.ok(hopAddresses.includes(`${podIps.get(to.name)}:15008`), `${from.name} → ${to.name} dials the pod's node on 15008: ${hopAddresses.join(', ')}`);
+          assert.ok(!hopAddresses.some((a) => [...gateways.values()].some((g) => a.startsWith(`${g}:`))), 'no gateway');
+        } else {
+          assert.equal(path!.kind, 'double-hbone', `${from.name} → ${to.name} goes through a gateway`);
+          assert.equal(path!.hops.length, 5);
+          const outer = path!.hops.find((hop) => hop.kind === 'outer-hbone')!;
+          const toGateways = CLUSTERS.filter((c) => c.network === to.network).map((c) => `${gateways.get(c.name)}:15008`);
+          assert.ok(toGateways.includes(outer.address!), `${from.name} → ${to.name} through a gateway of ${to.network}: ${outer.address}`);
+          assert.ok(outer.expectedIdentities?.some((id) => id.endsWith('/sa/istio-eastwestgateway')), 'the gateway\'s identity is checked');
+          const inner = path!.hops.find((hop) => hop.kind === 'inner-hbone')!;
+          assert.deepEqual(inner.expectedIdentities, ['spiffe://cluster.local/ns/sample/sa/default'], 'end to end to the destination identity');
+        }
+      }
+    }
   });
 
   it('a StatefulSet behind a headless service in cluster2 is reachable by per-pod DNS name from cluster1 (direct) and cluster3 (gateway)', async () => {

@@ -106,7 +106,7 @@ export function renderDeployment(reading: GatewayReading, settings: GatewayWorkl
     kind: 'Deployment',
     metadata: objectMetadata(reading),
     spec: {
-      replicas: 1,
+      // No replicas: the Deployment starts with one, and `kubectl scale` or an HPA own the count.
       selector: { matchLabels: { [GATEWAY_NAME_LABEL]: reading.name } },
       template: {
         metadata: {

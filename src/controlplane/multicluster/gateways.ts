@@ -15,6 +15,7 @@ interface EastWestGateway {
   name: string;
   networkLabel: string | undefined;
   address: string;
+  programmed: boolean;
 }
 
 export type GatewayReading =
@@ -30,7 +31,10 @@ const gatewaySchema = z.object({
   }),
   spec: z.object({ gatewayClassName: z.string() }),
   status: z
-    .object({ addresses: z.array(z.object({ type: z.string().nullish(), value: z.string() })).nullish() })
+    .object({
+      addresses: z.array(z.object({ type: z.string().nullish(), value: z.string() })).nullish(),
+      conditions: z.array(z.object({ type: z.string(), status: z.string() })).nullish(),
+    })
     .nullish(),
 });
 
@@ -53,7 +57,13 @@ export function readGateway(object: unknown): GatewayReading {
   }
   return {
     kind: 'usable',
-    gateway: { ...named, networkLabel: metadata.labels?.[NETWORK_LABEL] || undefined, address: first.value },
+    gateway: {
+      ...named,
+      networkLabel: metadata.labels?.[NETWORK_LABEL] || undefined,
+      address: first.value,
+      // A gateway whose controller writes no Programmed condition is taken as serving.
+      programmed: status?.conditions?.find((condition) => condition.type === 'Programmed')?.status !== 'False',
+    },
   };
 }
 
@@ -104,6 +114,7 @@ export class GatewayIndex {
         name: gateway.name,
         network: gateway.networkLabel ?? clusterNetwork,
         address: gateway.address,
+        programmed: gateway.programmed,
       }))
       .sort(compareGateways);
   }

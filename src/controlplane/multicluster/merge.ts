@@ -625,5 +625,5 @@ function sameGateways(a: readonly GatewayInfo[], b: readonly GatewayInfo[]): boo
 }
 
 function sameGateway(a: GatewayInfo, b: GatewayInfo): boolean {
-  return a.clusterId === b.clusterId && a.namespace === b.namespace && a.name === b.name && a.address === b.address && a.network === b.network;
+  return a.clusterId === b.clusterId && a.namespace === b.namespace && a.name === b.name && a.address === b.address && a.network === b.network && a.programmed === b.programmed;
 }

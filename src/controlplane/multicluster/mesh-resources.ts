@@ -87,7 +87,7 @@ export function buildGatewayWorkload(gateway: GatewayInfo, trustDomain: string, 
     workloadType: WorkloadType.POD,
     workloadName: gateway.name,
     canonicalName: gateway.name,
-    status: WorkloadStatus.HEALTHY,
+    status: gateway.programmed ? WorkloadStatus.HEALTHY : WorkloadStatus.UNHEALTHY,
     clusterId: gateway.clusterId,
     services: { [networkGatewayServiceKey(systemNamespace, gateway.network)]: hbonePorts },
   });

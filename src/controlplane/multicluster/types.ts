@@ -9,6 +9,8 @@ export interface GatewayInfo {
   network: string;
   /** `status.addresses[0].value`: the LoadBalancer IP. */
   address: string;
+  /** False while its `Programmed` condition is False (no ready gateway pod): ztunnels skip it. */
+  programmed: boolean;
 }
 
 /** What changed in one cluster since the last notification. */
