@@ -11,18 +11,22 @@ import { pino } from 'pino';
 import { Action, AuthorizationSchema, Scope } from '../src/gen/istio/security/authorization_pb.js';
 import { ServiceSchema, TunnelProtocol, WorkloadSchema, WorkloadType, type Service, type Workload } from '../src/gen/istio/workload/workload_pb.js';
 import { ipToBytes, normalizeIp } from '../src/api/ip.js';
+import { buildGatewayWorkload, buildNetworkGatewayService, buildSyntheticWorkload } from '../src/controlplane/multicluster/mesh-resources.js';
 import { createRootCa, type CertificateAuthority } from '../src/util/pki.js';
 import type { CertificateSource, WorkloadCertificate } from '../src/ztunnel/identity/types.js';
 import { createProxyMetrics, type ProxyMetrics } from '../src/ztunnel/metrics.js';
 import { spiffeIdentities } from '../src/ztunnel/proxy/peer-identity.js';
 import { Proxy } from '../src/ztunnel/proxy/proxy.js';
 import { ZtunnelState } from '../src/ztunnel/state/store.js';
-import { captureLog, FakeCertificates, metricValue, readExactly, readToEnd, waitFor, type CapturedLog } from './helpers/proxy-fakes.js';
+import { captureLog, FakeCertificates, metricValue, readExactly, readToEnd, unusedPort, waitFor, within, type CapturedLog } from './helpers/proxy-fakes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Two networks on loopback. network1: a client ztunnel (node-a). network2: an east-west gateway
 // and two destination ztunnels (node-b trusts the mesh CA; node-c got its certificates from
 // another CA). network3: a gateway whose own certificate comes from that other CA.
+// Several gateways per network: a second working gateway of network2 (its own identity) and two
+// gateway addresses where nothing listens; client ztunnels of their own then see network2 as the
+// control plane serves it with several gateways (the synthetic workload names them by hostname).
 // Addresses are loopback IPs, so the address a connection was sent to is the accepted socket's
 // local address, as after nftables REDIRECT.
 // ---------------------------------------------------------------------------------------------
@@ -51,6 +55,10 @@ const HELLO_POD_IP = '127.1.20.1'; // node-b, network2
 const ROGUE_POD_IP = '127.1.20.2'; // node-c, network2, certificate from another CA
 const GATEWAY2_IP = '127.1.70.1';
 const GATEWAY3_IP = '127.1.70.2';
+// Several gateways per network: network2's synthetic workloads then name `network2.east-west.ambit.internal`.
+const GATEWAY2B_IP = '127.1.70.3'; // a second working gateway of network2, with its own identity
+const DEAD_GATEWAY_IPS = ['127.1.70.4', '127.1.70.5'] as const; // gateway addresses where nothing listens
+const SYSTEM_NAMESPACE = 'istio-system';
 
 const host = (name: string) => `${name}.default.svc.cluster.local`;
 const HELLO = host('helloworld');
@@ -124,8 +132,8 @@ function synthetic(network: string, hostname: string, gatewayIp: string, service
   });
 }
 
-function newState(network: string, node: string, cluster: string): ZtunnelState {
-  return new ZtunnelState({ network, nodeName: node, clusterId: cluster, systemNamespace: 'istio-system', logger: pino({ level: 'silent' }) });
+function newState(network: string, node: string, cluster: string, random?: () => number): ZtunnelState {
+  return new ZtunnelState({ network, nodeName: node, clusterId: cluster, systemNamespace: SYSTEM_NAMESPACE, random, logger: pino({ level: 'silent' }) });
 }
 
 function apply(state: ZtunnelState, workloads: Workload[], services: Service[]): void {
@@ -153,6 +161,30 @@ function clientState(): ZtunnelState {
       synthetic(NETWORK3, LOST, GATEWAY3_IP, 'lost'),
     ],
     [service(HELLO, HELLO_VIP, NETWORK1), service(OTHER, OTHER_VIP, NETWORK1), service(ROGUE, ROGUE_VIP, NETWORK1), service(LOST, LOST_VIP, NETWORK1)],
+  );
+  return state;
+}
+
+/**
+ * network1 as the control plane serves it once network2 has several east-west gateways: built with
+ * the control plane's own builders, so helloworld's synthetic workload names its gateway by hostname
+ * and the gateway workloads are the endpoints of `istio-system/network2.east-west.ambit.internal`.
+ */
+function severalGatewaysClientState(gateways: Array<{ name: string; ip: string }>, random?: () => number): ZtunnelState {
+  const state = newState(NETWORK1, 'node-a', CLUSTER1, random);
+  const helloPod = pod(CLUSTER2, NETWORK2, 'node-b', 'helloworld', HELLO_POD_IP, { services: backs(HELLO) });
+  apply(
+    state,
+    [
+      pod(CLUSTER1, NETWORK1, 'node-a', 'curl', CURL_IP),
+      pod(CLUSTER1, NETWORK1, 'node-a', 'pooled', POOLED_IP),
+      pod(CLUSTER1, NETWORK1, 'node-a', 'bench', BENCH_IP),
+      ...gateways.map(({ name, ip }) =>
+        buildGatewayWorkload({ clusterId: CLUSTER2, namespace: SYSTEM_NAMESPACE, name, network: NETWORK2, address: ip, programmed: true }, TRUST_DOMAIN, SYSTEM_NAMESPACE),
+      ),
+      buildSyntheticWorkload({ network: NETWORK2, serviceKey: `default/${HELLO}`, systemNamespace: SYSTEM_NAMESPACE, endpoints: [helloPod], services: [] }),
+    ],
+    [service(HELLO, HELLO_VIP, NETWORK1), buildNetworkGatewayService(NETWORK2, SYSTEM_NAMESPACE)],
   );
   return state;
 }
@@ -293,15 +325,22 @@ describe('double HBONE across networks', { timeout: 120_000 }, () => {
   let rogue: { proxy: Proxy; metrics: ProxyMetrics; log: CapturedLog };
   let gateway2: FakeGateway;
   let gateway3: FakeGateway;
+  let gateway2b: FakeGateway;
   let echoServer: Server;
-  const ports = { gateway2: 0, gateway3: 0, echo: 0 };
+  const ports = { gateway2: 0, gateway3: 0, gateway2b: 0, dead: 0, echo: 0 };
+  /** Outer dials (TCP connects to port 15008 of a gateway address), by gateway IP. */
+  const gatewayDials = new Map<string, number>();
+  const dialsTo = (ip: string) => gatewayDials.get(ip) ?? 0;
   const openSockets = new Set<Socket>();
   const proxies: Proxy[] = [];
   const metricsToClose: ProxyMetrics[] = [];
 
   const dialAddress = (ip: string, port: number) => {
+    if (port === HBONE) gatewayDials.set(ip, dialsTo(ip) + 1);
     if (ip === GATEWAY2_IP && port === HBONE) return { host: GATEWAY2_IP, port: ports.gateway2 };
     if (ip === GATEWAY3_IP && port === HBONE) return { host: GATEWAY3_IP, port: ports.gateway3 };
+    if (ip === GATEWAY2B_IP && port === HBONE) return { host: GATEWAY2B_IP, port: ports.gateway2b };
+    if ((DEAD_GATEWAY_IPS as readonly string[]).includes(ip) && port === HBONE) return { host: ip, port: ports.dead };
     if (port === TARGET_PORT) return { host: ip, port: ports.echo };
     return { host: ip, port };
   };
@@ -357,8 +396,8 @@ describe('double HBONE across networks', { timeout: 120_000 }, () => {
   }
 
   /** A connection the client ztunnel is expected to refuse. */
-  async function refused(sourceIp: string, vip: string): Promise<{ data: Buffer; reset: boolean }> {
-    const socket = await connectVia(client.proxy, sourceIp, vip);
+  async function refused(sourceIp: string, vip: string, proxy: Proxy = client.proxy): Promise<{ data: Buffer; reset: boolean }> {
+    const socket = await connectVia(proxy, sourceIp, vip);
     const ended = readToEnd(socket);
     socket.write('anyone there?');
     return ended;
@@ -392,6 +431,9 @@ describe('double HBONE across networks', { timeout: 120_000 }, () => {
     ports.gateway2 = await gateway2.listen();
     gateway3 = new FakeGateway(await strangers.certificateFor(spiffe('istio-system', 'eastwest')), ca.certPem, routes);
     ports.gateway3 = await gateway3.listen();
+    gateway2b = new FakeGateway(await certificates.certificateFor(spiffe('istio-system', 'eastwest-b')), ca.certPem, routes);
+    ports.gateway2b = await gateway2b.listen();
+    ports.dead = await unusedPort(DEAD_GATEWAY_IPS[0]);
   });
 
   after(async () => {
@@ -400,6 +442,7 @@ describe('double HBONE across networks', { timeout: 120_000 }, () => {
     for (const metrics of metricsToClose) metrics.close();
     gateway2?.close();
     gateway3?.close();
+    gateway2b?.close();
     echoServer?.close();
   });
 
@@ -542,6 +585,203 @@ describe('double HBONE across networks', { timeout: 120_000 }, () => {
     assert.ok(client.log.lines.some((entry) => entry.msg === 'outbound HBONE connection failed; resetting' && entry.status === 400 && entry.authority === `${OTHER}:${SERVICE_PORT}`));
     const rejection = hello.log.lines.find((entry) => entry.msg === 'HBONE CONNECT rejected' && entry.status === 400);
     assert.match(String(rejection?.reason), /does not back a service with hostname other\.default\.svc\.cluster\.local/);
+  });
+
+  // ---- several east-west gateways per network ---------------------------------------------------
+
+  const GATEWAY_B = { name: 'eastwest-b', ip: GATEWAY2B_IP };
+  const GATEWAY_A = { name: 'eastwest', ip: GATEWAY2_IP };
+  const DEAD_A = { name: 'eastwest-dead-a', ip: DEAD_GATEWAY_IPS[0] };
+  const DEAD_B = { name: 'eastwest-dead-b', ip: DEAD_GATEWAY_IPS[1] };
+  const gatewayKeyOf = (ip: string) => `${ip}:${HBONE}`;
+
+  /**
+   * A client ztunnel of its own (its own gateway ejections) whose state names network2's gateways by
+   * hostname. `choice`, when given, is the state's only source of randomness: a constant that makes
+   * the first pick land where the test wants it.
+   */
+  async function startSeveralGatewaysClient(component: string, gateways: Array<{ name: string; ip: string }>, options: { choice?: { value: number }; innerPooling?: boolean } = {}) {
+    const { choice } = options;
+    const state = severalGatewaysClientState(gateways, choice ? () => choice.value : undefined);
+    return { ...(await startProxy(state, certificates, component, { innerPooling: options.innerPooling })), state };
+  }
+
+  /** The constant random value for which `state` sends a connection from curl to helloworld through `ip`. */
+  function choiceFor(state: ZtunnelState, choice: { value: number }, ip: string): number {
+    const source = state.workloadByIp(CURL_IP);
+    assert.ok(source);
+    for (const value of [0, 0.25, 0.5, 0.75, 0.99]) {
+      choice.value = value;
+      const resolution = state.resolve(source, HELLO_VIP, SERVICE_PORT);
+      assert.equal(resolution.kind, 'gateway');
+      if (resolution.kind === 'gateway' && resolution.gateway.address === ip) return value;
+    }
+    throw new Error(`no choice sends the connection through ${ip}`);
+  }
+
+  const failovers = (metrics: ProxyMetrics) => metricValue(metrics, 'ambit_gateway_failovers_total');
+  const helloArrivals = (sourceWorkload: string) =>
+    metricValue(hello.metrics, 'istio_tcp_connections_closed_total', { reporter: 'destination', source_workload: sourceWorkload, destination_workload: 'helloworld', response_flags: '-' });
+
+  test('a gateway hostname resolves to a healthy gateway with its own identity; both gateways of network2 are candidates', async () => {
+    const choice = { value: 0 };
+    const state = severalGatewaysClientState([GATEWAY_A, GATEWAY_B], () => choice.value);
+    const source = state.workloadByIp(CURL_IP);
+    assert.ok(source);
+    const picked = new Map<string, string[]>();
+    for (const value of [0, 0.99]) {
+      choice.value = value;
+      const resolution = state.resolve(source, HELLO_VIP, SERVICE_PORT);
+      assert.equal(resolution.kind, 'gateway');
+      if (resolution.kind !== 'gateway') return;
+      assert.equal(resolution.authority, `${HELLO}:${SERVICE_PORT}`);
+      assert.equal(resolution.gateway.port, HBONE);
+      assert.equal(resolution.gateway.network, NETWORK2);
+      assert.deepEqual(resolution.upstream.expectedIdentities, [spiffe('default', 'helloworld')]);
+      picked.set(resolution.gateway.address, resolution.gateway.identities);
+    }
+    assert.deepEqual(
+      new Map([...picked].sort()),
+      new Map([
+        [GATEWAY2_IP, [spiffe('istio-system', 'eastwest')]],
+        [GATEWAY2B_IP, [spiffe('istio-system', 'eastwest-b')]],
+      ]),
+    );
+  });
+
+  test('connections spread over the network\'s gateways: without inner pooling each connection is one outer CONNECT, and both gateways carry them', async () => {
+    const spreading = await startSeveralGatewaysClient('spreading-client', [GATEWAY_A, GATEWAY_B], { innerPooling: false });
+    const rounds = 40;
+    const before = { a: gateway2.connects.length, b: gateway2b.connects.length, sessionsA: gateway2.sessionsAccepted, sessionsB: gateway2b.sessionsAccepted, arrivals: await helloArrivals('curl') };
+    for (let i = 0; i < rounds; i++) assert.equal(await echoOnce(spreading.proxy, CURL_IP, HELLO_VIP, `spread ${i}`), `spread ${i}`);
+    const throughA = gateway2.connects.slice(before.a);
+    const throughB = gateway2b.connects.slice(before.b);
+    console.log(`# ${rounds} connections over two gateways (random choice): ${throughA.length} through ${GATEWAY2_IP}, ${throughB.length} through ${GATEWAY2B_IP}`);
+    assert.equal(throughA.length + throughB.length, rounds, 'one outer CONNECT per connection, on one gateway or the other');
+    // Binomial(40, 1/2): fewer than 5 on one side happens about once in ten million runs.
+    assert.ok(throughA.length >= 5, `gateway ${GATEWAY2_IP} carried ${throughA.length} of ${rounds}`);
+    assert.ok(throughB.length >= 5, `gateway ${GATEWAY2B_IP} carried ${throughB.length} of ${rounds}`);
+    for (const outer of [...throughA, ...throughB]) {
+      assert.equal(outer.headers[':authority'], `${HELLO}:${SERVICE_PORT}`);
+      assert.deepEqual(outer.clientIdentities, [spiffe('default', 'curl')]);
+    }
+    // The outer tunnels are pooled per gateway: one TLS session to each, whatever the number of connections.
+    assert.equal(gateway2.sessionsAccepted - before.sessionsA, 1);
+    assert.equal(gateway2b.sessionsAccepted - before.sessionsB, 1);
+    assert.equal(await metricValue(spreading.metrics, 'ambit_hbone_sessions_opened_total', { direction: 'outbound' }), 2);
+    assert.equal(await metricValue(spreading.metrics, 'ambit_hbone_inner_sessions_opened_total'), rounds);
+    assert.equal(await failovers(spreading.metrics), 0);
+    // Every connection reached the helloworld pod, whichever gateway carried it.
+    await waitFor('the destination to count every connection', async () => (await helloArrivals('curl')) - before.arrivals === rounds);
+    await spreading.proxy.stop({ drainTimeoutMs: 0 });
+  });
+
+  test('with inner pooling, each source identity opens one inner session per gateway it was sent through, and both gateways carry traffic', async () => {
+    const pooled = await startSeveralGatewaysClient('spreading-pooled-client', [GATEWAY_A, GATEWAY_B]);
+    const sources = [
+      { ip: CURL_IP, identity: spiffe('default', 'curl') },
+      { ip: POOLED_IP, identity: spiffe('default', 'pooled') },
+      { ip: BENCH_IP, identity: spiffe('default', 'bench') },
+    ];
+    const perSource = 12;
+    const before = { a: gateway2.connects.length, b: gateway2b.connects.length };
+    for (let i = 0; i < perSource; i++) {
+      for (const source of sources) assert.equal(await echoOnce(pooled.proxy, source.ip, HELLO_VIP, `pooled ${i}`), `pooled ${i}`);
+    }
+    const throughA = gateway2.connects.slice(before.a);
+    const throughB = gateway2b.connects.slice(before.b);
+    // An outer CONNECT per inner session: at most one per (identity, gateway).
+    const innerSessions = await metricValue(pooled.metrics, 'ambit_hbone_inner_sessions_opened_total');
+    assert.equal(throughA.length + throughB.length, innerSessions);
+    assert.ok(innerSessions >= sources.length && innerSessions <= 2 * sources.length, `${innerSessions} inner sessions`);
+    const identitiesThrough = (connects: OuterConnect[]) => connects.map((outer) => outer.clientIdentities.join(','));
+    for (const [gateway, connects] of [
+      [GATEWAY2_IP, throughA],
+      [GATEWAY2B_IP, throughB],
+    ] as const) {
+      const identities = identitiesThrough(connects);
+      assert.equal(new Set(identities).size, identities.length, `gateway ${gateway}: one outer stream per source identity (${identities.join(' ')})`);
+      // Each identity's 12 connections use both gateways but for a 1 in 2048 chance; two identities missing one is negligible.
+      assert.ok(identities.length >= 2, `gateway ${gateway} carried inner sessions of ${identities.length} source identities`);
+    }
+    assert.equal(await failovers(pooled.metrics), 0);
+    await pooled.proxy.stop({ drainTimeoutMs: 0 });
+  });
+
+  test('failover: the first connection is sent to a gateway where nothing listens; it is retried through the working one, and the dead one is then avoided', async () => {
+    const choice = { value: 0 };
+    const failing = await startSeveralGatewaysClient('failover-client', [GATEWAY_A, DEAD_A], { choice });
+    // A constant choice that picks the dead gateway among both: without ejection every connection would go there.
+    choice.value = choiceFor(failing.state, choice, DEAD_A.ip);
+    const rounds = 20;
+    const before = { dead: dialsTo(DEAD_A.ip), a: gateway2.connects.length, arrivals: await helloArrivals('curl') };
+    for (let i = 0; i < rounds; i++) assert.equal(await echoOnce(failing.proxy, CURL_IP, HELLO_VIP, `failover ${i}`), `failover ${i}`);
+    assert.equal(dialsTo(DEAD_A.ip) - before.dead, 1, 'the dead gateway was dialled once, then avoided while ejected');
+    assert.equal(await failovers(failing.metrics), 1);
+    assert.equal(await metricValue(failing.metrics, 'ambit_proxy_refused_connections_total'), 0);
+    assert.equal(gateway2.connects.length - before.a, 1, 'one inner session through the working gateway carried every connection');
+    await waitFor('the destination to count every connection', async () => (await helloArrivals('curl')) - before.arrivals === rounds);
+    const warning = failing.log.lines.filter((line) => line.msg === 'east-west gateway unreachable; failing over to another gateway of the network');
+    assert.equal(warning.length, 1);
+    assert.equal(warning[0]?.failed, gatewayKeyOf(DEAD_A.ip));
+    assert.equal(warning[0]?.next, gatewayKeyOf(GATEWAY2_IP));
+    assert.match(String(warning[0]?.err), new RegExp(`outer HBONE tunnel to gateway ${DEAD_A.ip.replaceAll('.', '\\.')}:${HBONE} failed`));
+    await failing.proxy.stop({ drainTimeoutMs: 0 });
+  });
+
+  test('failover with the random choice: every connection succeeds, and the dead gateway fails once before it is avoided', async () => {
+    const failing = await startSeveralGatewaysClient('failover-random-client', [GATEWAY_A, DEAD_A]);
+    const rounds = 30;
+    const before = dialsTo(DEAD_A.ip);
+    for (let i = 0; i < rounds; i++) assert.equal(await echoOnce(failing.proxy, POOLED_IP, HELLO_VIP, `random ${i}`), `random ${i}`);
+    // Each connection picks the dead gateway with probability 1/2 until it fails once: never picking it in 30 is a 1 in 10^9 chance.
+    assert.equal(await failovers(failing.metrics), 1);
+    assert.equal(dialsTo(DEAD_A.ip) - before, 1);
+    assert.equal(await metricValue(failing.metrics, 'ambit_proxy_refused_connections_total'), 0);
+    await failing.proxy.stop({ drainTimeoutMs: 0 });
+  });
+
+  test('failover: concurrent connections that all picked the dead gateway share its one failed dial and all go through the working one', async () => {
+    const choice = { value: 0 };
+    const failing = await startSeveralGatewaysClient('failover-concurrent-client', [GATEWAY_A, DEAD_A], { choice });
+    choice.value = choiceFor(failing.state, choice, DEAD_A.ip);
+    const before = dialsTo(DEAD_A.ip);
+    const replies = await Promise.all(Array.from({ length: 8 }, (_, i) => echoOnce(failing.proxy, CURL_IP, HELLO_VIP, `concurrent ${i}`)));
+    assert.deepEqual(replies, Array.from({ length: 8 }, (_, i) => `concurrent ${i}`));
+    assert.equal(dialsTo(DEAD_A.ip) - before, 1);
+    const count = await failovers(failing.metrics);
+    assert.ok(count >= 1 && count <= 8, `${count} failovers`);
+    assert.equal(await metricValue(failing.metrics, 'ambit_proxy_refused_connections_total'), 0);
+    await failing.proxy.stop({ drainTimeoutMs: 0 });
+  });
+
+  test('every gateway of the network dead: the connection is reset promptly and counted as refused', async () => {
+    const stranded = await startSeveralGatewaysClient('stranded-client', [DEAD_A, DEAD_B]);
+    const before = { a: dialsTo(DEAD_A.ip), b: dialsTo(DEAD_B.ip) };
+    const started = Date.now();
+    const { data, reset } = await within(5000, 'the client connection to be reset', refused(CURL_IP, HELLO_VIP, stranded.proxy));
+    assert.equal(data.length, 0);
+    assert.equal(reset, true);
+    assert.ok(Date.now() - started < 5000);
+    // The first pick failed, then the other gateway (the only one not ejected); a third attempt only if the
+    // random pick among the two (both ejected) differs from the last one tried.
+    const dialsA = dialsTo(DEAD_A.ip) - before.a;
+    const dialsB = dialsTo(DEAD_B.ip) - before.b;
+    assert.ok(dialsA >= 1 && dialsB >= 1 && dialsA + dialsB <= 3, `dials: ${dialsA} + ${dialsB}`);
+    const count = await failovers(stranded.metrics);
+    assert.equal(count, dialsA + dialsB - 1, 'one failover before each attempt but the first');
+    assert.equal(await metricValue(stranded.metrics, 'ambit_proxy_refused_connections_total', { listener: 'outbound', reason: 'hbone_refused' }), 1);
+    assert.equal(await metricValue(stranded.metrics, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload: 'curl', destination_service: HELLO, response_flags: 'CONNECT' }), 1);
+    const failure = stranded.log.lines.find((line) => line.msg === 'outbound HBONE connection failed; resetting');
+    assert.match(String(failure?.err), /outer HBONE tunnel to gateway 127\.1\.70\.[45]:15008 failed/);
+    assert.equal(failure?.authority, `${HELLO}:${SERVICE_PORT}`);
+
+    // Both ejected: the avoid set is ignored rather than refusing outright, so the next connection tries again, and is refused too.
+    const again = await within(5000, 'the second client connection to be reset', refused(CURL_IP, HELLO_VIP, stranded.proxy));
+    assert.equal(again.reset, true);
+    assert.ok(dialsTo(DEAD_A.ip) - before.a + (dialsTo(DEAD_B.ip) - before.b) > dialsA + dialsB);
+    assert.equal(await metricValue(stranded.metrics, 'ambit_proxy_refused_connections_total', { listener: 'outbound', reason: 'hbone_refused' }), 2);
+    await stranded.proxy.stop({ drainTimeoutMs: 0 });
   });
 
   test('new connections per second with and without inner pooling (printed, not asserted)', async () => {

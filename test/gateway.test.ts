@@ -13,6 +13,7 @@ import { HboneGateway, type HboneGatewayOptions } from '../src/gateway/hbone-gat
 import { gatewayIdentity, serviceAccountOfToken } from '../src/gateway/identity.js';
 import { GatewayMetrics } from '../src/gateway/metrics.js';
 import { findServiceTarget, parseServiceAuthority, pickEndpoint, type GatewayStateView, type ServiceTarget } from '../src/gateway/routing.js';
+import { parseEndpointSlot } from '../src/ztunnel/proxy/hbone-headers.js';
 import { gatewaySettingsFromEnv } from '../src/gateway/settings.js';
 import {
   GatewayAddressSchema,
@@ -160,6 +161,21 @@ describe('gateway routing', () => {
     const wrongPort = findServiceTarget(state, BLOB_HOST, 81);
     assert.equal(wrongPort.ok, false);
     if (!wrongPort.ok) assert.match(wrongPort.reason, /unknown service port .*:81 \(the service has ports 80\)/);
+  });
+
+  test('an endpoint slot (x-ambit-endpoint-slot) picks a stable share of the endpoints, so sessions over all slots cover every endpoint', () => {
+    const target: ServiceTarget = { serviceName: 'sample/svc', service: service('svc', [[80, 8080]]), port: create(PortSchema, { servicePort: 80, targetPort: 8080 }) };
+    const workloads = ['c', 'a', 'd', 'b'].map((name, i) => endpoint(name, `10.0.1.${i + 1}`, 'svc.sample.svc.cluster.local'));
+    const state: GatewayStateView = { network: NETWORK, servicesByHostname: () => [], endpointsOf: () => workloads, workloadsByDnsName: () => [] };
+    const picked = (slot: number, slots: number, point: number) => {
+      const choice = pickEndpoint(state, target, () => point, { slot, slots });
+      return choice.kind === 'selected' ? choice.workload.name : '';
+    };
+    assert.deepEqual([0, 1, 2, 3].map((slot) => picked(slot, 4, 0.5)), ['a', 'b', 'c', 'd'], 'one endpoint per slot, in uid order');
+    assert.deepEqual([picked(0, 2, 0), picked(0, 2, 0.99), picked(1, 2, 0), picked(1, 2, 0.99)], ['a', 'c', 'b', 'd'], 'two slots share the four');
+    assert.equal(picked(5, 8, 0.3), 'b', 'a slot beyond the endpoints known here still gets one');
+    assert.deepEqual(parseEndpointSlot('2/8'), { slot: 2, slots: 8 });
+    for (const bad of [undefined, '', '8/8', '1/0', 'x/2', '1/2/3', '-1/2']) assert.equal(parseEndpointSlot(bad), undefined, String(bad));
   });
 
   test('a StatefulSet pod named by its own DNS name: the headless service pinned to that pod, on its own port', () => {

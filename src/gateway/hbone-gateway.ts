@@ -8,7 +8,7 @@ import type { Logger } from '../util/log.js';
 import type { WorkloadCertificate } from '../ztunnel/identity/types.js';
 import { peerFactsOf, type HandshakeFailureReason, type PeerFacts, type TcpConnectionDescription } from '../ztunnel/metrics.js';
 import { workloadIdentity } from '../ztunnel/proxy/context.js';
-import { parseBaggage, X_FORWARDED_NETWORK } from '../ztunnel/proxy/hbone-headers.js';
+import { parseBaggage, parseEndpointSlot, X_ENDPOINT_SLOT, X_FORWARDED_NETWORK } from '../ztunnel/proxy/hbone-headers.js';
 import { HANDSHAKE_ERROR_REASONS, HANDSHAKE_TIMEOUT_MS, labelSafe, respondRejected, SESSION_IDLE_TIMEOUT_MS, singleHeader } from '../ztunnel/proxy/hbone-stream.js';
 import { spiffeIdentities } from '../ztunnel/proxy/peer-identity.js';
 import { splice } from '../ztunnel/proxy/splice.js';
@@ -297,7 +297,7 @@ export class HboneGateway {
     const baggage = parseBaggage(singleHeader(headers.baggage));
     const source: PeerFacts = { ...baggage, principal: connection.peerIdentity };
     const description: TcpConnectionDescription = { reporter: 'destination', source, destination: {}, service: target.service, mutualTls: true };
-    const choice = pickEndpoint(this.options.state, target, this.random);
+    const choice = pickEndpoint(this.options.state, target, this.random, parseEndpointSlot(singleHeader(headers[X_ENDPOINT_SLOT])));
     if (choice.kind === 'unavailable') {
       metrics.proxy.recordRefusedTcpConnection({ ...description, responseFlags: 'CONNECT' });
       this.rejectStream(connection, stream, 503, 'no_healthy_endpoint', choice.reason);

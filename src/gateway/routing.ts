@@ -87,6 +87,18 @@ function findPodTarget(state: GatewayStateView, hostname: string, port: number):
   return { ok: true, target };
 }
 
+/**
+ * The candidates of one slot (`x-ambit-endpoint-slot`): in a stable order, every `slots`-th one
+ * starting at `slot`, so a client's sessions over all slots cover every endpoint; a slot beyond
+ * the endpoints known here takes one of them.
+ */
+function slotShare<T extends { workload: Workload }>(candidates: T[], slot: { slot: number; slots: number } | undefined): T[] {
+  if (!slot || candidates.length <= 1) return candidates;
+  const sorted = [...candidates].sort((a, b) => (a.workload.uid < b.workload.uid ? -1 : a.workload.uid > b.workload.uid ? 1 : 0));
+  const share = sorted.filter((_, index) => index % slot.slots === slot.slot);
+  return share.length > 0 ? share : [sorted[slot.slot % sorted.length]!];
+}
+
 export type EndpointChoice = { kind: 'selected'; workload: Workload; address: string } | { kind: 'unavailable'; reason: string };
 
 /**
@@ -120,7 +132,7 @@ interface Candidate {
  * that speaks HBONE (its node captures `<pod IP>:15008`), healthy (unless the service allows any),
  * serving the port, weighted by capacity. Says why when there is none.
  */
-export function pickEndpoint(state: GatewayStateView, target: ServiceTarget, random: () => number = Math.random): EndpointChoice {
+export function pickEndpoint(state: GatewayStateView, target: ServiceTarget, random: () => number = Math.random, slot?: { slot: number; slots: number }): EndpointChoice {
   const { serviceName, port } = target;
   const allowUnhealthy = target.service.loadBalancing?.healthPolicy === LoadBalancing_HealthPolicy.ALLOW_ALL;
   const skipped = new Map<string, number>();
@@ -146,6 +158,6 @@ export function pickEndpoint(state: GatewayStateView, target: ServiceTarget, ran
     const whys = [...skipped].map(([why, count]) => `${count} ${why}`).join(', ');
     return { kind: 'unavailable', reason: `no healthy endpoint on network ${state.network || '(default)'} for service ${serviceName} port ${port.servicePort}: ${whys}` };
   }
-  const chosen = pickWeighted(candidates, (candidate) => candidate.capacity, random);
+  const chosen = pickWeighted(slotShare(candidates, slot), (candidate) => candidate.capacity, random);
   return { kind: 'selected', workload: chosen.workload, address: chosen.address };
 }

@@ -30,7 +30,7 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
   const proxyMetrics = createProxyMetrics();
   const processMetrics = new Registry();
   collectDefaultMetrics({ register: processMetrics });
-  const proxy = new Proxy({ state, certificates, log: log.child({ part: 'proxy' }), metrics: proxyMetrics, clusterId: settings.clusterId });
+  const proxy = new Proxy({ state, certificates, log: log.child({ part: 'proxy' }), metrics: proxyMetrics, clusterId: settings.clusterId, innerPooling: settings.innerHbonePooling });
 
   const captured = new Set<string>();
   const localIdentities = new Set<string>();

@@ -18,7 +18,12 @@ export interface ZtunnelSettings extends ControlPlaneSettings {
   nodeIp: string;
   podName: string;
   podNamespace: string;
+  /** Pool the inner sessions of double HBONE (default); false opens one per connection, as Istio's ztunnel does. */
+  innerHbonePooling: boolean;
 }
+
+/** `false` turns pooling of double HBONE's inner sessions off (benchmarks compare both). */
+export const INNER_HBONE_POOLING_ENV = 'INNER_HBONE_POOLING';
 
 const EnvSchema = z.object({
   NODE_NAME: nonEmpty('NODE_NAME'),
@@ -31,6 +36,7 @@ const EnvSchema = z.object({
   TOKEN_PATH: z.string().default(DEFAULT_TOKEN_PATH),
   ROOT_CERT_PATH: z.string().default(DEFAULT_ROOT_CERT_PATH),
   WORKLOAD_CERT_TTL_SECONDS: z.coerce.number().int().positive().optional(),
+  [INNER_HBONE_POOLING_ENV]: z.stringbool().default(true),
 });
 
 export function ztunnelSettingsFromEnv(env: NodeJS.ProcessEnv): ZtunnelSettings {
@@ -40,6 +46,7 @@ export function ztunnelSettingsFromEnv(env: NodeJS.ProcessEnv): ZtunnelSettings 
     nodeIp: e.INSTANCE_IP,
     podName: e.POD_NAME,
     podNamespace: e.POD_NAMESPACE,
+    innerHbonePooling: e[INNER_HBONE_POOLING_ENV],
     ...controlPlaneSettings(e),
   };
 }

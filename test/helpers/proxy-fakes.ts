@@ -1,5 +1,5 @@
 /** Fakes and stream helpers shared by the HBONE, double-HBONE and gateway tests. */
-import type { AddressInfo, Server } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Writable, type Readable } from 'node:stream';
 
 import { pino, type Logger } from 'pino';
@@ -80,6 +80,30 @@ export function captureLog(component: string): CapturedLog {
 export async function listenOn(server: Server, host = '0.0.0.0'): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return (server.address() as AddressInfo).port;
+}
+
+/**
+ * A port on `host` where nothing listens (connection refused): one the kernel handed out, then
+ * released. Another listener could take it meanwhile, which is unlikely within a test run.
+ */
+export async function unusedPort(host: string): Promise<number> {
+  const server = createServer();
+  const port = await listenOn(server, host);
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** `promise`, or a rejection naming `what` if it has not settled within `ms` (for "does not hang" checks). */
+export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {

@@ -27,6 +27,23 @@ export function parseAuthority(authority: string | undefined): ParsedAuthority {
 /** On the CONNECTs of double HBONE: the network the client is on. */
 export const X_FORWARDED_NETWORK = 'x-forwarded-network';
 
+/**
+ * Outer CONNECT header `<slot>/<slots>`: which share of the service's endpoints the east-west
+ * gateway should pick from. Pooled inner sessions stick to the endpoint the gateway picked when
+ * they were opened, so a client keeps one session per slot and spreads its connections over the
+ * slots; a gateway without this extension picks at random, as Istio's does.
+ */
+export const X_ENDPOINT_SLOT = 'x-ambit-endpoint-slot';
+
+/** Parses `<slot>/<slots>`; undefined when absent or malformed. */
+export function parseEndpointSlot(value: string | undefined): { slot: number; slots: number } | undefined {
+  const match = value === undefined ? null : /^(\d{1,4})\/(\d{1,4})$/.exec(value);
+  if (!match) return undefined;
+  const slot = Number(match[1]);
+  const slots = Number(match[2]);
+  return slots > 0 && slot < slots ? { slot, slots } : undefined;
+}
+
 export type HboneTarget =
   | { ok: true; kind: 'address'; ip: string; port: number }
   | { ok: true; kind: 'hostname'; hostname: string; port: number }

@@ -5,7 +5,7 @@ import type { CertificateSource, WorkloadCertificate } from '../identity/types.j
 import type { ProxyMetrics } from '../metrics.js';
 import type { NetworkGatewayTarget } from '../state/types.js';
 import { dialHboneSession, HboneConnectError } from './hbone-connect.js';
-import { formatAuthority } from './hbone-headers.js';
+import { formatAuthority, X_ENDPOINT_SLOT } from './hbone-headers.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, type HbonePool } from './hbone-pool.js';
 import { SessionPool, type SessionHandle } from './session-pool.js';
 import { abort } from './splice.js';
@@ -25,6 +25,8 @@ export interface InnerConnectRequest {
   headers: Record<string, string>;
   /** Outer CONNECT headers, used when a new inner session needs an outer stream; it outlives this connection. */
   outerHeaders: Record<string, string>;
+  /** Which of the sessions kept for this (source, gateway, hostname) to use, `<slot>/<slots>`; sent to the gateway. */
+  endpointSlot?: { slot: number; slots: number };
 }
 
 export interface InnerHbonePoolOptions {
@@ -62,6 +64,10 @@ function finishOuter(outer: ClientHttp2Stream): void {
  * expected identities): up to 100 streams, 5 idle minutes, none reused after the source certificate
  * was renewed, and each dropped when its outer stream closes.
  */
+function slotText(request: Pick<InnerConnectRequest, 'endpointSlot'>): string {
+  return request.endpointSlot ? `${request.endpointSlot.slot}/${request.endpointSlot.slots}` : '';
+}
+
 /** The outer tunnel to an east-west gateway could not be opened: another gateway of the network may do. */
 export class GatewayUnreachableError extends HboneConnectError {
   constructor(
@@ -96,7 +102,7 @@ export class InnerHbonePool {
     const certificate = await this.options.certificates.certificateFor(request.sourceIdentity);
     const gateway = formatAuthority(request.gateway.address, request.gateway.port);
     return this.sessions.open({
-      key: `${request.sourceIdentity}\n${gateway}\n${request.hostname}\n${[...request.expectedIdentities].sort().join(',')}`,
+      key: `${request.sourceIdentity}\n${gateway}\n${request.hostname}\n${[...request.expectedIdentities].sort().join(',')}\n${slotText(request)}`,
       certChainPem: certificate.certChainPem,
       dial: () => this.dial(request, certificate),
       headers: { ...request.headers, ':authority': request.authority },
@@ -133,10 +139,12 @@ export class InnerHbonePool {
           destination: request.gateway.address,
           port: request.gateway.port,
           authority: request.authority,
-          headers: request.outerHeaders,
+          headers: request.endpointSlot ? { ...request.outerHeaders, [X_ENDPOINT_SLOT]: slotText(request) } : request.outerHeaders,
           tunnel: 'outer',
         });
       } catch (error) {
+        // A gateway that answered with a status is up: its answer concerns this service, not the gateway.
+        if (error instanceof HboneConnectError && error.status !== undefined) throw error;
         throw new GatewayUnreachableError(request.gateway, error);
       }
       const outerStream = outer;

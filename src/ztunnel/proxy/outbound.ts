@@ -18,6 +18,17 @@ type GatewayResolution = Extract<Resolution, { kind: 'gateway' }>;
 
 /** Attempts through different gateways of a network before a cross-network connection is refused. */
 const MAX_GATEWAY_ATTEMPTS = 3;
+/** Most inner sessions kept per (source, gateway, service): each is pinned to the endpoint picked when it opened. */
+const MAX_ENDPOINT_SLOTS = 8;
+
+/**
+ * A random slot among min(capacity, MAX_ENDPOINT_SLOTS): with one pooled inner session per slot, a
+ * client's connections spread over the remote endpoints instead of sticking to the first one.
+ */
+function endpointSlotFor(capacity: number, random: () => number): { slot: number; slots: number } {
+  const slots = Math.max(1, Math.min(capacity, MAX_ENDPOINT_SLOTS));
+  return { slot: Math.min(slots - 1, Math.floor(random() * slots)), slots };
+}
 
 /** Captured outbound connections (port 15001): resolve the destination, then tunnel, forward or refuse. */
 export class OutboundProxy {
@@ -133,8 +144,10 @@ export class OutboundProxy {
       traceparent: newTraceparent(),
       ...(network ? { [X_FORWARDED_NETWORK]: network } : {}),
     });
+    const endpointSlot = endpointSlotFor(resolution.upstream.workload.capacity ?? 1, Math.random);
     const connectThrough = (target: GatewayResolution) =>
       this.inner.connect({
+        endpointSlot,
         sourceIdentity,
         expectedIdentities: target.upstream.expectedIdentities.length ? target.upstream.expectedIdentities : [workloadIdentity(target.upstream.workload)],
         gateway: target.gateway,
