@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Explanation } from '../src/explain/types.js';
 import { readState } from '../src/lab/state.js';
-import { ambit, kubectl, labLeftovers, rolloutStatus, samples, waitFor } from './helpers/lab.js';
-import { curlFrom, pods, recordedLabPids } from './helpers/mesh.js';
-import { captureIn, eastWestGateway, gatewayAddress, globalService, versions } from './helpers/multicluster.js';
+import { ambit, kubectl, rolloutStatus, samples, waitFor } from './helpers/lab.js';
+import { curlFrom, pods } from './helpers/mesh.js';
+import { captureIn, freshLab, globalService, labDownChecked, meshClusters, versions } from './helpers/multicluster.js';
 
 /**
  * Seed 001's mixed topology: cluster1 and cluster2 share network-east (pod to pod, no gateway),
@@ -85,23 +85,8 @@ describe('mesh: three clusters, two sharing a network (seed 001)', { timeout: 1_
   const podIps = new Map<string, string>();
 
   before(async () => {
-    if (readState()) await ambit(['lab', 'down']);
-    const up = await ambit(['lab', 'up', '-f', 'topologies/three-clusters-mixed.yaml'], { timeoutMs: 400_000 });
-    assert.equal(up.code, 0, up.stderr);
-    labPids = readState()!.processes.map((p) => p.pid);
-    for (const c of CLUSTERS) {
-      await kubectl(c.ctx, ['create', 'ns', 'istio-system']);
-      await kubectl(c.ctx, ['create', 'secret', 'generic', 'cacerts', '-n', 'istio-system', ...['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'].map((f) => `--from-file=${samples}certs/${f}`)]);
-      const install = await ambit(['install', '--context', c.ctx, '--cluster-name', c.name, '--network', c.network], { timeoutMs: 300_000 });
-      assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
-      await kubectl(c.ctx, ['label', 'ns', 'istio-system', `topology.istio.io/network=${c.network}`, '--overwrite']);
-    }
-    const link = await ambit(['link', ...CLUSTERS.flatMap((c) => ['--context', c.ctx])], { timeoutMs: 180_000 });
-    assert.equal(link.code, 0, `${link.stdout}\n${link.stderr}`);
-    for (const c of CLUSTERS) {
-      await kubectl(c.ctx, ['apply', '--server-side', '-f', '-'], eastWestGateway(c.network));
-      gateways.set(c.name, await waitFor(`the east-west gateway address in ${c.name}`, () => gatewayAddress(c.ctx)));
-    }
+    labPids = await freshLab('topologies/three-clusters-mixed.yaml');
+    for (const [cluster, address] of await meshClusters(CLUSTERS)) gateways.set(cluster, address);
     for (const c of CLUSTERS) {
       await kubectl(c.ctx, ['create', 'ns', 'sample']);
       await kubectl(c.ctx, ['label', 'ns', 'sample', 'istio.io/dataplane-mode=ambient', '--overwrite']);
@@ -118,13 +103,7 @@ describe('mesh: three clusters, two sharing a network (seed 001)', { timeout: 1_
     }
   });
 
-  after(async () => {
-    for (const line of numbers) console.log(`# number: ${line}`);
-    const pids = [...labPids, ...recordedLabPids()];
-    const down = await ambit(['lab', 'down']);
-    assert.equal(down.code, 0, down.stderr);
-    assert.deepEqual(await labLeftovers(pids), []);
-  });
+  after(() => labDownChecked(labPids, numbers));
 
   it('from each cluster 30 requests reach all three versions', async () => {
     for (const c of CLUSTERS) {

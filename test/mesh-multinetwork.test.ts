@@ -3,9 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { READER_SERVICE_ACCOUNT } from '../src/install/names.js';
 import { readState } from '../src/lab/state.js';
 import { tokenSecretName } from '../src/multicluster-cli/remote-secret.js';
-import { ambit, kubectl, labLeftovers, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
-import { curlFrom, inNode, pods, ztunnelMetrics, recordedLabPids } from './helpers/mesh.js';
-import { captureIn, eastWestGateway, gatewayCrossings, globalService, onlyVersions, versions } from './helpers/multicluster.js';
+import { ambit, kubectl, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
+import { curlFrom, inNode, pods, ztunnelMetrics } from './helpers/mesh.js';
+import { captureIn, eastWestGateway, freshLab, gatewayCrossings, globalService, labDownChecked, meshClusters, onlyVersions, versions } from './helpers/multicluster.js';
 
 const CLUSTERS = [
   { name: 'cluster1', ctx: 'lab-cluster1', network: 'network1', version: 'v1' },
@@ -20,29 +20,9 @@ let labPids: number[] = [];
 
 describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }, () => {
   before(async () => {
-    if (readState()) await ambit(['lab', 'down']);
-    const up = await ambit(['lab', 'up', '-f', 'topologies/two-networks.yaml'], { timeoutMs: 300_000 });
-    assert.equal(up.code, 0, up.stderr);
-    labPids = readState()!.processes.map((p) => p.pid);
-    // §4: one root CA for both clusters, Istio's sample certs.
-    for (const c of CLUSTERS) {
-      await kubectl(c.ctx, ['create', 'ns', 'istio-system']);
-      await kubectl(c.ctx, ['create', 'secret', 'generic', 'cacerts', '-n', 'istio-system', ...['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'].map((f) => `--from-file=${samples}certs/${f}`)]);
-      // §5: install, and the default network label on the system namespace.
-      const install = await ambit(['install', '--context', c.ctx, '--cluster-name', c.name, '--network', c.network], { timeoutMs: 300_000 });
-      assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
-      await kubectl(c.ctx, ['label', 'ns', 'istio-system', `topology.istio.io/network=${c.network}`, '--overwrite']);
-    }
-    // §6: remote secrets, both ways, in one command.
-    const link = await ambit(['link', '--context', CLUSTERS[0].ctx, '--context', CLUSTERS[1].ctx], { timeoutMs: 120_000 });
-    assert.equal(link.code, 0, `${link.stdout}\n${link.stderr}`);
-    // §7: east-west gateways.
-    for (const c of CLUSTERS) {
-      await kubectl(c.ctx, ['apply', '--server-side', '-f', '-'], eastWestGateway(c.network));
-      await waitFor(`the east-west gateway address in ${c.name}`, async () =>
-        (await kubectl(c.ctx, ['-n', 'istio-system', 'get', 'svc', 'istio-eastwestgateway', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim(),
-      );
-    }
+    labPids = await freshLab('topologies/two-networks.yaml');
+    // §4–§7: one root CA (Istio's sample certs), install with network, remote secrets both ways, east-west gateways.
+    await meshClusters(CLUSTERS);
     // §8: the sample.
     for (const c of CLUSTERS) {
       await kubectl(c.ctx, ['create', 'ns', 'sample']);
@@ -55,14 +35,7 @@ describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }
     for (const c of CLUSTERS) await rolloutStatus(c.ctx, 'sample', [`helloworld-${c.version}`, 'curl']);
   });
 
-  after(async () => {
-    for (const line of numbers) console.log(`# number: ${line}`);
-    // Pods' container processes too: a gateway once outlived `lab down` (its netns is not visible from the host).
-    const pids = [...labPids, ...recordedLabPids()];
-    const down = await ambit(['lab', 'down']);
-    assert.equal(down.code, 0, down.stderr);
-    assert.deepEqual(await labLeftovers(pids), []);
-  });
+  after(() => labDownChecked(labPids, numbers));
 
   it('the east-west gateways are Accepted and Programmed with their LoadBalancer address in status', async () => {
     for (const c of CLUSTERS) {

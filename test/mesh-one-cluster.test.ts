@@ -3,8 +3,9 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { readState } from '../src/lab/state.js';
 import { loadCa, issueLeaf, createRootCa } from '../src/util/pki.js';
-import { ambit, kubectl, labExec, labLeftovers, repoRoot, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
-import { containerPid, curlFrom, hboneProbe, inNode, nodeIp, pods, rssMiB, ztunnelMetrics, ztunnelPodOn, type PodInfo, recordedLabPids } from './helpers/mesh.js';
+import { ambit, kubectl, labExec, repoRoot, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
+import { containerPid, curlFrom, hboneProbe, inNode, nodeIp, pods, rssMiB, ztunnelMetrics, ztunnelPodOn, type PodInfo } from './helpers/mesh.js';
+import { labDownChecked } from './helpers/multicluster.js';
 
 const CTX = 'lab-cluster1';
 const CLUSTER = 'cluster1';
@@ -66,14 +67,7 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
     numbers.push(`ambit install until ready: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
 
-  after(async () => {
-    for (const line of numbers) console.log(`# number: ${line}`);
-    // Pods' container processes too: a gateway once outlived `lab down` (its netns is not visible from the host).
-    const pids = [...labPids, ...recordedLabPids()];
-    const down = await ambit(['lab', 'down']);
-    assert.equal(down.code, 0, down.stderr);
-    assert.deepEqual(await labLeftovers(pids), []);
-  });
+  after(() => labDownChecked(labPids, numbers));
 
   it('install: control plane and one ztunnel per node are ready; the manifests are the ones manifest generate prints', async () => {
     const ds = JSON.parse(await kubectl(CTX, ['get', 'ds', '-n', 'istio-system', 'ztunnel', '-o', 'json'])) as { status: { numberReady: number; desiredNumberScheduled: number } };

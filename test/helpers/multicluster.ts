@@ -1,6 +1,8 @@
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { kubectl, labExec, waitFor } from './lab.js';
-import { curlFrom, pods } from './mesh.js';
+import { readState } from '../../src/lab/state.js';
+import { ambit, kubectl, labExec, labLeftovers, samples, waitFor } from './lab.js';
+import { curlFrom, pods, recordedLabPids } from './mesh.js';
 
 /** A Gateway API east-west gateway (DESIGN §4), as seed 000 §7 applies it. */
 export const eastWestGateway = (network: string, mode = 'Terminate', name = 'istio-eastwestgateway') =>
@@ -112,4 +114,51 @@ export async function captureIn(netns: string, during: () => Promise<unknown>): 
     if (m) flows.add(`${m[1]}:${m[2]} > ${m[3]}:${m[4]}`);
   }
   return { text, flows };
+}
+
+export interface MeshCluster {
+  name: string;
+  ctx: string;
+  network: string;
+}
+
+/**
+ * Seed 000 §4–§7 on lab clusters: Istio's sample CA in `cacerts`, `ambit install` with the cluster
+ * name and network, the network label on the system namespace, `ambit link` between all of them,
+ * and an east-west Gateway each. Returns each cluster's gateway address.
+ */
+export async function meshClusters(clusters: readonly MeshCluster[]): Promise<Map<string, string>> {
+  for (const c of clusters) {
+    await kubectl(c.ctx, ['create', 'ns', 'istio-system']);
+    await kubectl(c.ctx, ['create', 'secret', 'generic', 'cacerts', '-n', 'istio-system', ...['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'].map((f) => `--from-file=${samples}certs/${f}`)]);
+    const install = await ambit(['install', '--context', c.ctx, '--cluster-name', c.name, '--network', c.network], { timeoutMs: 300_000 });
+    assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
+    await kubectl(c.ctx, ['label', 'ns', 'istio-system', `topology.istio.io/network=${c.network}`, '--overwrite']);
+  }
+  const link = await ambit(['link', ...clusters.flatMap((c) => ['--context', c.ctx])], { timeoutMs: 180_000 });
+  assert.equal(link.code, 0, `${link.stdout}\n${link.stderr}`);
+  const gateways = new Map<string, string>();
+  for (const c of clusters) {
+    await kubectl(c.ctx, ['apply', '--server-side', '-f', '-'], eastWestGateway(c.network));
+    gateways.set(c.name, await waitFor(`the east-west gateway address in ${c.name}`, () => gatewayAddress(c.ctx)));
+  }
+  return gateways;
+}
+
+/** Brings a fresh lab up from a topology file; returns the PIDs it started. */
+export async function freshLab(topology: string): Promise<number[]> {
+  if (readState()) await ambit(['lab', 'down']);
+  const up = await ambit(['lab', 'up', '-f', topology], { timeoutMs: 400_000 });
+  assert.equal(up.code, 0, up.stderr);
+  return readState()!.processes.map((p) => p.pid);
+}
+
+/** Prints the numbers, takes the lab down and checks that none of its processes (pods' included) is left. */
+export async function labDownChecked(labPids: number[], numbers: string[]): Promise<void> {
+  for (const line of numbers) console.log(`# number: ${line}`);
+  // Pods' container processes too: a gateway once outlived `lab down` (its netns is not visible from the host).
+  const pids = [...labPids, ...recordedLabPids()];
+  const down = await ambit(['lab', 'down']);
+  assert.equal(down.code, 0, down.stderr);
+  assert.deepEqual(await labLeftovers(pids), []);
 }
