@@ -1,0 +1,25 @@
+import type { OneClusterCaseId, TwoNetworkCaseId } from '../report/types.js';
+import type { BenchCase } from './case.js';
+import { controlPlaneCase } from './controlplane.js';
+import { costCase } from './cost.js';
+import { crossNetworkCase } from './crossnet.js';
+import { keepAliveCase } from './keepalive.js';
+import { latencyCase } from './latency.js';
+import { newConnectionsCase } from './newconns.js';
+import { throughputCase } from './throughput.js';
+import type { TwoNetworkCase } from './two-network-case.js';
+
+/** Cases over the paths between two nodes of one cluster. */
+export const CASES: Record<OneClusterCaseId, BenchCase> = {
+  throughput: throughputCase,
+  keepalive: keepAliveCase,
+  newconns: newConnectionsCase,
+  latency: latencyCase,
+  cost: costCase,
+};
+
+/** Cases on two clusters on two networks; they run after the others, on their own lab. */
+export const TWO_NETWORK_CASES: Record<TwoNetworkCaseId, TwoNetworkCase> = {
+  crossnet: crossNetworkCase,
+  controlplane: controlPlaneCase,
+};
