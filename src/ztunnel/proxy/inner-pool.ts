@@ -29,6 +29,9 @@ export interface InnerConnectRequest {
   endpointSlot?: { slot: number; slots: number };
 }
 
+/** How long an inner session takes new streams. */
+const DEFAULT_INNER_SESSION_MAX_AGE_MS = 30_000;
+
 export interface InnerHbonePoolOptions {
   /** Carries the outer tunnels (client to east-west gateway). */
   outer: HbonePool;
@@ -36,6 +39,8 @@ export interface InnerHbonePoolOptions {
   log: Logger;
   metrics: ProxyMetrics;
   maxStreamsPerSession?: number;
+  /** An inner session older than this takes no new stream. Default 30 s. */
+  maxSessionAgeMs?: number;
   /** An inner session with no stream for this long is closed (its outer stream with it). Default 5 minutes. */
   idleTimeoutMs?: number;
   /** The inner TLS + HTTP/2 handshake must finish within this. Default 10 s. */
@@ -92,6 +97,9 @@ export class InnerHbonePool {
       maxStreamsPerSession: options.maxStreamsPerSession ?? MAX_STREAMS_PER_SESSION,
       idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       singleUse: options.pooling === false,
+      // An inner session stays with the endpoint the gateway picked when it opened: renewing them
+      // lets connections follow endpoint changes (new pods, failover back) within this time.
+      maxSessionAgeMs: options.maxSessionAgeMs ?? DEFAULT_INNER_SESSION_MAX_AGE_MS,
       onSizeChange: (count) => options.metrics.setPooledInnerSessions(count),
     });
   }

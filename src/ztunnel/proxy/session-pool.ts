@@ -20,6 +20,9 @@ export interface SessionPoolOptions {
   idleTimeoutMs: number;
   /** Each session carries one stream and closes after it (pooling off, for comparison). */
   singleUse?: boolean;
+  /** A session older than this takes no new stream (it closes once its streams are done). */
+  maxSessionAgeMs?: number;
+  now?: () => number;
   /** Told the number of live sessions whenever it changes. */
   onSizeChange(count: number): void;
 }
@@ -48,6 +51,7 @@ class PooledSession {
   private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
+    readonly createdAt: number,
     readonly key: string,
     readonly certChainPem: string,
     readonly handle: SessionHandle,
@@ -168,15 +172,17 @@ export class SessionPool {
 
   private sessionFor(request: PooledStreamRequest): PooledSession {
     const sessions = this.pools.get(request.key) ?? [];
+    const tooOld = this.options.maxSessionAgeMs === undefined ? -Infinity : (this.options.now ?? Date.now)() - this.options.maxSessionAgeMs;
     for (const pooled of sessions) {
       // A session made with a certificate that has since been renewed keeps its streams but gets no new ones.
       if (pooled.usable && pooled.certChainPem !== request.certChainPem) pooled.drain();
+      else if (pooled.usable && pooled.createdAt < tooOld) pooled.drain();
     }
     return sessions.find((pooled) => pooled.hasRoom()) ?? this.add(request, sessions);
   }
 
   private add(request: PooledStreamRequest, sessions: PooledSession[]): PooledSession {
-    const pooled = new PooledSession(request.key, request.certChainPem, request.dial(), this.options.maxStreamsPerSession, this.options.singleUse ?? false);
+    const pooled = new PooledSession((this.options.now ?? Date.now)(), request.key, request.certChainPem, request.dial(), this.options.maxStreamsPerSession, this.options.singleUse ?? false);
     sessions.push(pooled);
     this.pools.set(request.key, sessions);
     this.options.onSizeChange(this.size());
