@@ -1,9 +1,12 @@
 /**
- * The lab of the two-network cases (crossnet, controlplane): topologies/two-networks.yaml, one
- * root CA for both clusters, ambit installed in each with its network, the clusters linked with
- * remote secrets, and an east-west gateway per cluster, as the README's "Two clusters, two
- * networks" recipe does. A two-network lab that is already up is reused and left up; a lab of
- * another shape is never touched.
+ * Labs of several clusters for the multi-cluster cases, as the README's "Two clusters, two
+ * networks" and "Three clusters, mixed networks" recipes set them up: one root CA for every
+ * cluster, ambit installed in each with its network, the clusters linked with remote secrets (one
+ * `ambit link` over all of them), and an east-west gateway per cluster.
+ *
+ * The two-network lab (crossnet, controlplane) is topologies/two-networks.yaml; other phases
+ * describe their lab with a `LabShape` (bench/mixed/lab.ts). A lab of the right shape that is
+ * already up is reused and left up; a lab of another shape is never touched.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,12 +36,34 @@ export interface LabCluster {
   gatewayAddress: string;
 }
 
-export interface TwoNetworkLab {
-  clusters: readonly [LabCluster, LabCluster];
+/** A lab brought up (or reused) and set up for a phase of multi-cluster cases. */
+export interface MulticlusterLab {
+  /** The clusters the cases use, in the order the lab's shape gives them. */
+  clusters: readonly LabCluster[];
   description: string;
   /** Scratch directory for configs, tokens and logs of this run. */
   workDir: string;
   teardown(): Promise<void>;
+}
+
+export interface TwoNetworkLab extends MulticlusterLab {
+  clusters: readonly [LabCluster, LabCluster];
+}
+
+/** What a phase needs of a lab. */
+export interface LabShape {
+  /** In messages: "a <name> lab is already up". */
+  name: string;
+  /** The topology it brings up, relative to the repository root. */
+  topologyFile: string;
+  /** The clusters the cases use, in their order, or undefined when a lab does not fit. */
+  select(state: Pick<LabState, 'plan'>): ClusterPlan[] | undefined;
+  /** What `select` needs, e.g. "two clusters on two networks". */
+  needs: string;
+  /** Who needs it, e.g. "the two-network cases". */
+  cases: string;
+  /** Prefix of the scratch directory under the system's temporary directory. */
+  workDirPrefix: string;
 }
 
 /** The first two clusters of a lab, when they are on different networks. */
@@ -85,27 +110,33 @@ async function rootCertOf(context: string): Promise<string> {
   return kubectl(context, ['-n', SYSTEM_NAMESPACE, 'get', 'configmap', 'istio-ca-root-cert', '-o', 'jsonpath={.data.root-cert\\.pem}']);
 }
 
-export interface TwoNetworkLabOptions {
+/** "a", "a and b", "a, b and c". */
+export function listInWords(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+
+export interface MulticlusterLabOptions {
   keepLab: boolean;
   log: Log;
 }
 
-export async function createTwoNetworkLab({ keepLab, log }: TwoNetworkLabOptions): Promise<TwoNetworkLab> {
+/** Brings up (or reuses) a lab of the given shape and sets up every cluster `shape.select` gives. */
+export async function createMulticlusterLab(shape: LabShape, { keepLab, log }: MulticlusterLabOptions): Promise<MulticlusterLab> {
   await prepareHost(log);
   const existing = readState();
   const reused = existing !== undefined;
   if (existing) {
-    if (!twoNetworkClusters(existing)) {
+    if (!shape.select(existing)) {
       throw new BenchCommandError(
         `a lab of another shape is up (${existing.topologyFile}: clusters ${existing.plan.clusters.map((c) => `${c.name}/${c.network}`).join(', ')}); ` +
-          `the two-network cases need ${TWO_NETWORK_TOPOLOGY_FILE}: bring it down with \`ambit lab down\` if it is not in use, and run again`,
+          `${shape.cases} need ${shape.topologyFile}: bring it down with \`ambit lab down\` if it is not in use, and run again`,
       );
     }
-    log(`a two-network lab is already up (${existing.topologyFile}): using it, and leaving it up`);
+    log(`a ${shape.name} lab is already up (${existing.topologyFile}): using it, and leaving it up`);
   } else {
-    log(`ambit lab up -f ${TWO_NETWORK_TOPOLOGY_FILE}`);
+    log(`ambit lab up -f ${shape.topologyFile}`);
     try {
-      await ambitCli(['lab', 'up', '-f', join(repoRoot, TWO_NETWORK_TOPOLOGY_FILE)]);
+      await ambitCli(['lab', 'up', '-f', join(repoRoot, shape.topologyFile)]);
     } catch (err) {
       await ambitCli(['lab', 'down']).catch(() => undefined);
       throw err;
@@ -113,32 +144,49 @@ export async function createTwoNetworkLab({ keepLab, log }: TwoNetworkLabOptions
   }
   const teardown = async () => {
     if (reused) return;
-    if (keepLab) return log('two-network lab kept (--keep-lab)');
+    if (keepLab) return log(`${shape.name} lab kept (--keep-lab)`);
     log('ambit lab down');
     await ambitCli(['lab', 'down']);
   };
   try {
-    const planned = twoNetworkClusters(readState()!);
-    if (!planned) throw new BenchCommandError(`${TWO_NETWORK_TOPOLOGY_FILE} did not give two clusters on two networks`);
+    const planned = shape.select(readState()!);
+    if (!planned) throw new BenchCommandError(`${shape.topologyFile} did not give ${shape.needs}`);
     const clusters = planned.map((c) => ({ name: c.name, context: `lab-${c.name}`, network: c.network, nodes: c.nodes }));
     for (const cluster of clusters) await installMesh(cluster, log);
     log(`ambit link ${clusters.map((c) => `--context ${c.context}`).join(' ')}`);
     await ambitCli(['link', ...clusters.flatMap((c) => ['--context', c.context])], 120_000);
     const addresses = await Promise.all(clusters.map((c) => gatewayAddressOf(c)));
     const roots = await Promise.all(clusters.map((c) => rootCertOf(c.context)));
-    if (roots[0] !== roots[1]) {
+    if (roots.some((root) => root !== roots[0])) {
       throw new BenchCommandError(`the clusters do not share a root CA (ConfigMap istio-ca-root-cert differs): a reused lab was installed without the same cacerts; restart ${CONTROL_PLANE_NAME} after fixing it, or bring the lab down`);
     }
-    const [c1, c2] = clusters.map((c, i) => ({ ...c, gatewayAddress: addresses[i]! }));
+    const labClusters: LabCluster[] = clusters.map((c, i) => ({ ...c, gatewayAddress: addresses[i]! }));
     const describe = (c: LabCluster) => `${c.name} (${c.network}: ${c.nodes.map((n) => n.name).join(', ')}; east-west gateway ${c.gatewayAddress})`;
     return {
-      clusters: [c1!, c2!],
-      description: `lab ${TWO_NETWORK_TOPOLOGY_FILE}: ${describe(c1!)} and ${describe(c2!)}, one root CA, linked with remote secrets`,
-      workDir: mkdtempSync(join(tmpdir(), 'ambit-bench-2net-')),
+      clusters: labClusters,
+      description: `lab ${shape.topologyFile}: ${listInWords(labClusters.map(describe))}, one root CA, linked with remote secrets`,
+      workDir: mkdtempSync(join(tmpdir(), shape.workDirPrefix)),
       teardown,
     };
   } catch (err) {
     await teardown().catch(() => undefined);
     throw err;
   }
+}
+
+export const TWO_NETWORK_LAB: LabShape = {
+  name: 'two-network',
+  topologyFile: TWO_NETWORK_TOPOLOGY_FILE,
+  select: twoNetworkClusters,
+  needs: 'two clusters on two networks',
+  cases: 'the two-network cases',
+  workDirPrefix: 'ambit-bench-2net-',
+};
+
+export type TwoNetworkLabOptions = MulticlusterLabOptions;
+
+export async function createTwoNetworkLab(options: TwoNetworkLabOptions): Promise<TwoNetworkLab> {
+  const lab = await createMulticlusterLab(TWO_NETWORK_LAB, options);
+  const [c1, c2] = lab.clusters;
+  return { ...lab, clusters: [c1!, c2!] };
 }

@@ -5,7 +5,7 @@ import { CASE_IDS, type CaseId } from './report/types.js';
 export interface BenchOptions {
   quick: boolean;
   cases: CaseId[];
-  /** --cases was given: in --quick, the two-network cases run only when named. */
+  /** --cases was given: in --quick, the cases with a lab of their own (two-network, mixed) run only when named. */
   casesNamed: boolean;
   paths: PathName[];
   /** Markdown report. */
@@ -24,10 +24,11 @@ export const USAGE = `usage: npm run bench -- [options]
 Measures ambit against no mesh (direct) and native mTLS tunnels (stunnel, HAProxy) on the lab,
 in one run, and writes docs/benchmarks.md and a JSON report.
 
-  --quick             short runs (CI smoke test, about 2 minutes); crossnet and controlplane only
-                      when named in --cases (they need a two-network lab of their own)
+  --quick             short runs (CI smoke test, about 2 minutes); crossnet, controlplane and mixed
+                      only when named in --cases (they need a lab of their own)
   --cases <list>      comma-separated, from: ${CASE_IDS.join(', ')} (default: all;
-                      crossnet and controlplane run last, on topologies/two-networks.yaml)
+                      crossnet and controlplane run next, on topologies/two-networks.yaml, and
+                      mixed last, on bench/topologies/mixed-latency.yaml)
   --paths <list>      comma-separated, from: ${PATH_NAMES.join(', ')} (default: all; without ambit with --skip-lab)
   --out <file>        markdown report (default: docs/benchmarks.md; relative paths are from the repository root)
   --json <file>       JSON report (default: bench/results/<date>.json and bench/results/latest.json)

@@ -4,13 +4,14 @@
  */
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CASES, TWO_NETWORK_CASES } from './cases/index.js';
+import { CASES, MIXED_NETWORK_CASES, TWO_NETWORK_CASES } from './cases/index.js';
 import { errorMessage, type CaseContext } from './cases/case.js';
-import { NEEDS_THE_LAB, NOT_IN_QUICK, notMeasured } from './cases/not-measured.js';
+import { MIXED_NEEDS_THE_LAB, MIXED_NOT_IN_QUICK, NEEDS_THE_LAB, NOT_IN_QUICK, notMeasured } from './cases/not-measured.js';
 import { generateTunnelCerts, type TunnelCerts } from './certs.js';
 import { runCommand, stopAllSpawned, type Spawned } from './exec.js';
 import { createLabTopology } from './lab-topology.js';
 import { probeHttp } from './load/generators.js';
+import { createMixedNetworkLab, type MixedNetworkLab } from './mixed/lab.js';
 import { createTwoNetworkLab, type TwoNetworkLab } from './multicluster-lab.js';
 import { createNetnsTopology } from './netns-topology.js';
 import { OptionsError, parseOptions, USAGE, type BenchOptions } from './options.js';
@@ -19,7 +20,7 @@ import type { OpenPath } from './paths/path.js';
 import { withComparisons } from './report/compare.js';
 import { loadAverage, machineFacts } from './report/machine.js';
 import { checkTargets } from './report/targets.js';
-import { isTwoNetworkCase, type BenchReport, type CaseId, type CaseResult, type OneClusterCaseId, type TwoNetworkCaseId } from './report/types.js';
+import { isMixedNetworkCase, isOneClusterCase, isTwoNetworkCase, type BenchReport, type CaseId, type CaseResult, type MixedNetworkCaseId, type OneClusterCaseId, type TwoNetworkCaseId } from './report/types.js';
 import { writeReport } from './report/write.js';
 import { HTTP_BODY, HTTP_PORT, IPERF_PORT, startNginx } from './servers.js';
 import { shellQuote } from './shell.js';
@@ -46,6 +47,7 @@ interface Session {
   paths: OpenPath[];
   servers: Spawned[];
   twoNetworkLab?: TwoNetworkLab;
+  mixedNetworkLab?: MixedNetworkLab;
 }
 
 async function openPaths(options: BenchOptions, topology: BenchTopology, report: BenchReport, session: Session): Promise<void> {
@@ -80,9 +82,10 @@ async function cleanUp(session: Session, keepWorkDir: boolean): Promise<void> {
   for (const path of session.paths.splice(0)) await path.close().catch((err: unknown) => log(`closing ${path.name}: ${errorMessage(err)}`));
   await Promise.all(session.servers.splice(0).map((s) => s.stop()));
   await stopAllSpawned();
-  const done = [session.topology, session.twoNetworkLab];
+  const done = [session.topology, session.twoNetworkLab, session.mixedNetworkLab];
   session.topology = undefined;
   session.twoNetworkLab = undefined;
+  session.mixedNetworkLab = undefined;
   for (const setup of done) {
     if (!setup) continue;
     await setup.teardown().catch((err: unknown) => log(`teardown: ${errorMessage(err)}`));
@@ -130,19 +133,19 @@ async function runOneClusterCases(options: BenchOptions, ids: OneClusterCaseId[]
   return failed;
 }
 
-/** Why the two-network cases do not run in this run, if they do not. */
-function twoNetworkSkipReason(options: BenchOptions): string | undefined {
-  if (options.skipLab) return NEEDS_THE_LAB;
-  if (options.quick && !options.casesNamed) return NOT_IN_QUICK;
+/** Why the cases of a lab of their own (two-network, mixed-network) do not run in this run, if they do not. */
+function ownLabSkipReason(options: BenchOptions, reasons: { needsTheLab: string; notInQuick: string }): string | undefined {
+  if (options.skipLab) return reasons.needsTheLab;
+  if (options.quick && !options.casesNamed) return reasons.notInQuick;
   return undefined;
 }
 
 /** The two-network lab and the cases on it. Returns whether something failed. */
-async function runTwoNetworkCases(options: BenchOptions, ids: TwoNetworkCaseId[], report: BenchReport, session: Session, stopped: Stopped): Promise<boolean> {
+async function runTwoNetworkCases(options: BenchOptions, ids: TwoNetworkCaseId[], keepLab: boolean, report: BenchReport, session: Session, stopped: Stopped): Promise<boolean> {
   log('bringing up the two-network lab');
   let lab: TwoNetworkLab;
   try {
-    lab = await createTwoNetworkLab({ keepLab: options.keepLab, log });
+    lab = await createTwoNetworkLab({ keepLab, log });
   } catch (err) {
     for (const id of ids) report.cases.push(notMeasured(id, TWO_NETWORK_CASES[id].title, `failed: the two-network lab: ${errorMessage(err)}`));
     log(`two-network lab: ${errorMessage(err)}`);
@@ -154,6 +157,30 @@ async function runTwoNetworkCases(options: BenchOptions, ids: TwoNetworkCaseId[]
   for (const id of ids) {
     if (stopped()) break;
     const benchCase = TWO_NETWORK_CASES[id];
+    const result = await runCase(id, benchCase.title, () => benchCase.run({ quick: options.quick, lab, workDir: lab.workDir, log, stopped }));
+    failed ||= caseFailed(result);
+    report.cases.push(withComparisons(result));
+  }
+  return failed;
+}
+
+/** The mixed-network lab (three clusters, two on one network) and the cases on it. Returns whether something failed. */
+async function runMixedNetworkCases(options: BenchOptions, ids: MixedNetworkCaseId[], report: BenchReport, session: Session, stopped: Stopped): Promise<boolean> {
+  log('bringing up the mixed-network lab');
+  let lab: MixedNetworkLab;
+  try {
+    lab = await createMixedNetworkLab({ keepLab: options.keepLab, log });
+  } catch (err) {
+    for (const id of ids) report.cases.push(notMeasured(id, MIXED_NETWORK_CASES[id].title, `failed: the mixed-network lab: ${errorMessage(err)}`));
+    log(`mixed-network lab: ${errorMessage(err)}`);
+    return true;
+  }
+  session.mixedNetworkLab = lab;
+  report.topology.description = [report.topology.description, `mixed-network case: ${lab.description}`].filter(Boolean).join('; ');
+  let failed = false;
+  for (const id of ids) {
+    if (stopped()) break;
+    const benchCase = MIXED_NETWORK_CASES[id];
     const result = await runCase(id, benchCase.title, () => benchCase.run({ quick: options.quick, lab, workDir: lab.workDir, log, stopped }));
     failed ||= caseFailed(result);
     report.cases.push(withComparisons(result));
@@ -204,15 +231,18 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
 
   const stopped = () => interrupted !== undefined;
-  const oneClusterIds = options.cases.filter((id): id is OneClusterCaseId => !isTwoNetworkCase(id));
+  const oneClusterIds = options.cases.filter(isOneClusterCase);
   const twoNetworkIds = options.cases.filter(isTwoNetworkCase);
-  const twoNetworkSkipped = twoNetworkIds.length ? twoNetworkSkipReason(options) : undefined;
+  const twoNetworkSkipped = twoNetworkIds.length ? ownLabSkipReason(options, { needsTheLab: NEEDS_THE_LAB, notInQuick: NOT_IN_QUICK }) : undefined;
   const runsTwoNetwork = twoNetworkIds.length > 0 && twoNetworkSkipped === undefined;
+  const mixedIds = options.cases.filter(isMixedNetworkCase);
+  const mixedSkipped = mixedIds.length ? ownLabSkipReason(options, { needsTheLab: MIXED_NEEDS_THE_LAB, notInQuick: MIXED_NOT_IN_QUICK }) : undefined;
+  const runsMixed = mixedIds.length > 0 && mixedSkipped === undefined;
   try {
     if (oneClusterIds.length) {
       try {
-        // The two-network lab replaces the one-cluster lab: --keep-lab keeps only the last one.
-        failed = (await runOneClusterCases(options, oneClusterIds, options.keepLab && !runsTwoNetwork, report, session, stopped)) || failed;
+        // Each later lab replaces the one before: --keep-lab keeps only the last one.
+        failed = (await runOneClusterCases(options, oneClusterIds, options.keepLab && !runsTwoNetwork && !runsMixed, report, session, stopped)) || failed;
       } catch (err) {
         failed = true;
         report.notes.push(`the one-cluster cases stopped early: ${errorMessage(err)}`);
@@ -227,7 +257,19 @@ async function main(argv: string[]): Promise<number> {
       for (const id of twoNetworkIds) report.cases.push(notMeasured(id, TWO_NETWORK_CASES[id].title, twoNetworkSkipped));
       log(`${twoNetworkIds.join(', ')}: not measured: ${twoNetworkSkipped}`);
     } else if (runsTwoNetwork && !interrupted) {
-      failed = (await runTwoNetworkCases(options, twoNetworkIds, report, session, stopped)) || failed;
+      failed = (await runTwoNetworkCases(options, twoNetworkIds, options.keepLab && !runsMixed, report, session, stopped)) || failed;
+      if (runsMixed) {
+        // Down before the mixed-network lab comes up (one lab per machine).
+        cleaningUp = true;
+        await cleanUp(session, failed && !interrupted);
+        cleaningUp = false;
+      }
+    }
+    if (mixedSkipped !== undefined) {
+      for (const id of mixedIds) report.cases.push(notMeasured(id, MIXED_NETWORK_CASES[id].title, mixedSkipped));
+      log(`${mixedIds.join(', ')}: not measured: ${mixedSkipped}`);
+    } else if (runsMixed && !interrupted) {
+      failed = (await runMixedNetworkCases(options, mixedIds, report, session, stopped)) || failed;
     }
     if (!report.topology.description) report.topology.description = 'none: no case of this run needed one';
   } catch (err) {
@@ -249,7 +291,7 @@ async function main(argv: string[]): Promise<number> {
   if (report.paths.some((p) => p.error)) failed = true;
   const written = writeReport(report, repoRoot, options.out, options.json);
   log(`done in ${Math.round((Date.now() - started) / 1000)} s; wrote ${[...written.json, written.markdown].join(', ')}`);
-  for (const t of report.targets) log(`target ${t.title} ${t.target}: ${t.met === null ? (t.measured ? `not judged: ${t.measured}` : `not measured (${t.note})`) : `${t.met ? 'met' : 'NOT met'}: ${t.measured}`}`);
+  for (const t of report.targets) log(`target ${t.title} ${t.target}: ${t.met === null ? (t.measured ? `${t.reported ? 'reported' : 'not judged'}: ${t.measured}` : `not measured (${t.note})`) : `${t.met ? 'met' : 'NOT met'}: ${t.measured}`}`);
   return failed ? 1 : 0;
 }
 

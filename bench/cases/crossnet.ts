@@ -21,7 +21,13 @@ async function measure(context: TwoNetworkCaseContext, setup: CrossNetworkSetup,
     await runWrk(setup.client.place, address, { connections: NEW_CONNECTION_CLIENTS, durationSeconds: 1, closeEachConnection: true });
     const innerBefore = await setup.innerSessionsOpened();
     const sampler = new CostSampler([setup.gateway]);
-    const r = await runWrk(setup.client.place, address, { connections: NEW_CONNECTION_CLIENTS, durationSeconds: seconds, closeEachConnection: true });
+    let r: Awaited<ReturnType<typeof runWrk>>;
+    try {
+      r = await runWrk(setup.client.place, address, { connections: NEW_CONNECTION_CLIENTS, durationSeconds: seconds, closeEachConnection: true });
+    } catch (err) {
+      sampler.stop();
+      throw err;
+    }
     const [gateway] = sampler.stop();
     const innerSessions = (await setup.innerSessionsOpened()) - innerBefore;
     const crossing = target === 'cross network';

@@ -1,10 +1,11 @@
-import type { OneClusterCaseId, TwoNetworkCaseId } from '../report/types.js';
+import type { MixedNetworkCaseId, OneClusterCaseId, TwoNetworkCaseId } from '../report/types.js';
 import type { BenchCase } from './case.js';
 import { controlPlaneCase } from './controlplane.js';
 import { costCase } from './cost.js';
 import { crossNetworkCase } from './crossnet.js';
 import { keepAliveCase } from './keepalive.js';
 import { latencyCase } from './latency.js';
+import { mixedNetworkCase, type MixedNetworkCase } from './mixed.js';
 import { newConnectionsCase } from './newconns.js';
 import { throughputCase } from './throughput.js';
 import type { TwoNetworkCase } from './two-network-case.js';
@@ -22,4 +23,9 @@ export const CASES: Record<OneClusterCaseId, BenchCase> = {
 export const TWO_NETWORK_CASES: Record<TwoNetworkCaseId, TwoNetworkCase> = {
   crossnet: crossNetworkCase,
   controlplane: controlPlaneCase,
+};
+
+/** Cases on three clusters, two of them on one network; they run last, on their own lab. */
+export const MIXED_NETWORK_CASES: Record<MixedNetworkCaseId, MixedNetworkCase> = {
+  mixed: mixedNetworkCase,
 };

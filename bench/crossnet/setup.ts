@@ -71,14 +71,14 @@ export interface CrossNetworkSetup {
   close(): Promise<void>;
 }
 
-async function metricsOf(place: Place, url: string): Promise<string> {
+export async function metricsOf(place: Place, url: string): Promise<string> {
   const r = await place.run(['curl', '-sS', '--max-time', '5', url], { timeoutMs: 10_000 });
   if (r.code !== 0) throw new BenchCommandError(`${url} from ${place.label}: ${r.stderr.trim()}`);
   return r.stdout;
 }
 
 /** The address ztunnel's DNS proxy answers for a remote-only global service (a VIP it allocated). */
-async function resolveInPod(client: RunningPod, hostname: string): Promise<string> {
+export async function resolveInPod(client: RunningPod, hostname: string): Promise<string> {
   let address = '';
   await waitUntil(`${hostname} to resolve in the client pod`, async () => {
     const r = await client.place.run(['dig', '+short', '+time=2', '+tries=1', hostname], { timeoutMs: 10_000 });
@@ -148,7 +148,7 @@ export async function openCrossNetwork(lab: TwoNetworkLab, workDir: string, log:
 }
 
 /** The gateway pod's namespaces, to read its metrics on 127.0.0.1. */
-async function gatewayPodPlace(cluster: LabCluster, selector: string): Promise<Place> {
+export async function gatewayPodPlace(cluster: LabCluster, selector: string): Promise<Place> {
   const name = (await kubectl(cluster.context, ['get', 'pods', '-n', SYSTEM_NAMESPACE, '-l', selector, '-o', 'jsonpath={.items[0].metadata.name}'])).trim();
   if (!name) throw new BenchCommandError(`no east-west gateway pod in ${cluster.name}`);
   return (await waitForRunningPod(cluster.name, SYSTEM_NAMESPACE, name, GATEWAY_CONTAINER)).place;

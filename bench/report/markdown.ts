@@ -40,7 +40,7 @@ function caseTable(result: CaseResult): string {
   return table(header, rows);
 }
 
-const status = (t: TargetCheck) => (t.met === null ? (t.measured ? 'not judged' : 'not measured') : t.met ? '**met**' : '**not met**');
+const status = (t: TargetCheck) => (t.met === null ? (t.measured ? (t.reported ? 'reported' : 'not judged') : 'not measured') : t.met ? '**met**' : '**not met**');
 
 /** `json.path` is shown; `json.link` is the link to it from where the markdown is written. */
 export function renderMarkdown(report: BenchReport, json: { path: string; link: string }): string {
@@ -91,6 +91,8 @@ export function renderMarkdown(report: BenchReport, json: { path: string; link: 
     const params = Object.entries(result.params).map(([k, v]) => `${k} ${v}`).join(', ');
     if (params) lines.push(`Parameters: ${params}.`, '');
     lines.push(caseTable(result), '');
+    for (const note of result.notes ?? []) lines.push(`- ${note}`);
+    if (result.notes?.length) lines.push('');
   }
 
   if (report.notes.length) {

@@ -1,5 +1,6 @@
 import { BOTH_ENDS } from '../cases/cost.js';
 import { CONTROL_PLANE_ROW_PREFIX, crossNetworkVariant, READY_TO_REMOTE_ZTUNNEL } from '../cases/two-network-variants.js';
+import { gatewayCostSummary, SAME_NETWORK_P50_LIMIT, sameNetworkLatencyVerdict } from '../mixed/compare.js';
 import type { CaseId, CaseResult, CaseRow, TargetCheck } from './types.js';
 
 /**
@@ -134,6 +135,23 @@ function controlPlaneTargets(cases: CaseResult[]): TargetCheck[] {
   return [latency, memory];
 }
 
+/** The mixed-network case: same-network latency against in-cluster (a goal), and the gateway path's extra cost (no goal). */
+function mixedNetworkTargets(cases: CaseResult[]): TargetCheck[] {
+  const rows = find(cases, 'mixed')?.rows ?? [];
+  const latencyTitle = 'same-network p50 latency at 1,000 req/s (a service only in another cluster on the same network)';
+  const latencyTarget = `≤ ${SAME_NETWORK_P50_LIMIT.toFixed(1)}× in-cluster`;
+  const verdict = sameNetworkLatencyVerdict(rows);
+  const latency: TargetCheck = verdict
+    ? { id: 'mixed-same-network', title: latencyTitle, target: latencyTarget, value: verdict.value, measured: verdict.measured, met: verdict.met }
+    : notMeasured('mixed-same-network', latencyTitle, latencyTarget, whyCaseMissing(cases, 'mixed', 'in-cluster and same-network'));
+  const costTitle = 'gateway path\'s extra cost (a service only on another network, through its east-west gateway)';
+  const cost = gatewayCostSummary(rows);
+  const gateway: TargetCheck = cost
+    ? { id: 'mixed-gateway-cost', title: costTitle, target: 'reported', value: cost.value, measured: cost.measured, met: null, reported: true }
+    : { ...notMeasured('mixed-gateway-cost', costTitle, 'reported', whyCaseMissing(cases, 'mixed', 'same-network and gateway')), reported: true };
+  return [latency, gateway];
+}
+
 export function checkTargets(cases: CaseResult[]): TargetCheck[] {
   return [
     ratioTarget(cases, 'throughput', 'throughput', 'L4 throughput', 1.0, 'gbps', 'Gbit/s', single),
@@ -144,5 +162,6 @@ export function checkTargets(cases: CaseResult[]): TargetCheck[] {
     crossNetworkTarget(cases),
     ...ztunnelTargets(cases),
     ...controlPlaneTargets(cases),
+    ...mixedNetworkTargets(cases),
   ];
 }

@@ -4,12 +4,17 @@ import type { PathName } from '../paths/path.js';
 export const ONE_CLUSTER_CASE_IDS = ['throughput', 'keepalive', 'newconns', 'latency', 'cost'] as const;
 /** Cases that need two clusters on two networks (topologies/two-networks.yaml); they run after the others. */
 export const TWO_NETWORK_CASE_IDS = ['crossnet', 'controlplane'] as const;
-export const CASE_IDS = [...ONE_CLUSTER_CASE_IDS, ...TWO_NETWORK_CASE_IDS] as const;
+/** Cases that need three clusters, two of them on one network (bench/topologies/mixed-latency.yaml); they run last. */
+export const MIXED_NETWORK_CASE_IDS = ['mixed'] as const;
+export const CASE_IDS = [...ONE_CLUSTER_CASE_IDS, ...TWO_NETWORK_CASE_IDS, ...MIXED_NETWORK_CASE_IDS] as const;
 export type OneClusterCaseId = (typeof ONE_CLUSTER_CASE_IDS)[number];
 export type TwoNetworkCaseId = (typeof TWO_NETWORK_CASE_IDS)[number];
+export type MixedNetworkCaseId = (typeof MIXED_NETWORK_CASE_IDS)[number];
 export type CaseId = (typeof CASE_IDS)[number];
 
 export const isTwoNetworkCase = (id: CaseId): id is TwoNetworkCaseId => (TWO_NETWORK_CASE_IDS as readonly string[]).includes(id);
+export const isMixedNetworkCase = (id: CaseId): id is MixedNetworkCaseId => (MIXED_NETWORK_CASE_IDS as readonly string[]).includes(id);
+export const isOneClusterCase = (id: CaseId): id is OneClusterCaseId => (ONE_CLUSTER_CASE_IDS as readonly string[]).includes(id);
 
 export interface MetricSpec {
   key: string;
@@ -43,6 +48,8 @@ export interface CaseResult {
   /** Metrics whose difference to direct the report computes (added latency). */
   addedOver?: string[];
   rows: CaseRow[];
+  /** Sentences under the case's table (e.g. comparisons between its rows). */
+  notes?: string[];
   /** Set when the case did not run at all, with the reason. */
   skipped?: string;
 }
@@ -68,6 +75,8 @@ export interface TargetCheck {
   /** null: not measured in this run, or measured below the scale the target is set at (not judged); the reason in `note`. */
   met: boolean | null;
   note?: string;
+  /** A cost reported without a goal: never met or not met. */
+  reported?: true;
 }
 
 export interface BenchReport {
