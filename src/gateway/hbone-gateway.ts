@@ -10,6 +10,7 @@ import { peerFactsOf, type HandshakeFailureReason, type PeerFacts, type TcpConne
 import { workloadIdentity } from '../ztunnel/proxy/context.js';
 import { parseBaggage, parseEndpointSlot, X_ENDPOINT_SLOT, X_FORWARDED_NETWORK } from '../ztunnel/proxy/hbone-headers.js';
 import { HANDSHAKE_ERROR_REASONS, HANDSHAKE_TIMEOUT_MS, labelSafe, respondRejected, SESSION_IDLE_TIMEOUT_MS, singleHeader } from '../ztunnel/proxy/hbone-stream.js';
+import { IdleMemoryRelease } from '../ztunnel/proxy/memory.js';
 import { spiffeIdentities } from '../ztunnel/proxy/peer-identity.js';
 import { splice } from '../ztunnel/proxy/splice.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, dialTcp, peerOf, type DialTarget } from '../ztunnel/proxy/tcp.js';
@@ -79,13 +80,17 @@ export class HboneGateway {
   /** Releases a start() still waiting for its first certificate when the gateway stops. */
   private abandonStart?: () => void;
   private draining = false;
+  private readonly idleMemory: IdleMemoryRelease;
 
   constructor(private readonly options: HboneGatewayOptions) {
     parseSpiffeUri(options.identity);
     this.endpointPort = options.endpointPort ?? HBONE_PORT;
     this.dialAddress = options.dialAddress ?? ((ip, port) => ({ host: ip, port }));
     this.random = options.random ?? Math.random;
+    this.idleMemory = new IdleMemoryRelease(options.log);
     this.server = createTlsServer({
+      // No Nagle delay on small writes (a request or an answer in one TLS record), as on ztunnel's listeners.
+      noDelay: true,
       requestCert: true,
       // Verified in onSecureConnection instead, so that a refusal is logged and counted with its reason.
       rejectUnauthorized: false,
@@ -136,6 +141,7 @@ export class HboneGateway {
     }).catch((error: unknown) => {
       throw new Error(`gateway cannot listen on ${host}:${port} (HBONE): ${error instanceof Error ? error.message : String(error)}`);
     });
+    this.idleMemory.start();
     log.info({ port: this.port(), identity, notAfter: this.certificate?.notAfter.toISOString() }, 'gateway HBONE listener ready');
   }
 
@@ -164,6 +170,7 @@ export class HboneGateway {
    */
   async stop(options: HboneGatewayStopOptions = {}): Promise<void> {
     this.draining = true;
+    this.idleMemory.stop();
     this.unsubscribe?.();
     this.abandonStart?.();
     if (this.server.listening) this.server.close();

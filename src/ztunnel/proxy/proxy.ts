@@ -11,6 +11,7 @@ import { HboneServer } from './hbone-server.js';
 import { HbonePool } from './hbone-pool.js';
 import { InboundPlaintextProxy } from './inbound-plaintext.js';
 import { InnerHbonePool } from './inner-pool.js';
+import { IdleMemoryRelease } from './memory.js';
 import { getOriginalDestination, type SocketAddress } from './original-dst.js';
 import { OutboundProxy } from './outbound.js';
 import type { DialTarget } from './tcp.js';
@@ -83,6 +84,7 @@ export class Proxy {
   private readonly servers: { outbound: Server; inbound: Server; inboundPlaintext: Server };
   /** Accepted plaintext-side connections (15001, 15006), for draining. */
   private readonly connections = new Set<Socket>();
+  private readonly idleMemory: IdleMemoryRelease;
   private started = false;
 
   constructor(private readonly options: ProxyOptions) {
@@ -114,6 +116,7 @@ export class Proxy {
       pooling: options.innerPooling,
     });
     this.hbone = new HboneServer(this.context);
+    this.idleMemory = new IdleMemoryRelease(options.log);
     this.outbound = new OutboundProxy(this.context, this.pool, this.innerPool);
     this.inboundPlaintext = new InboundPlaintextProxy(this.context, () => this.ports().inboundPlaintext);
     this.servers = {
@@ -144,6 +147,7 @@ export class Proxy {
     // Inbound plaintext is diverted with tproxy after service DNAT (see capture/ruleset.ts).
     const transparentError = makeTransparent(this.servers.inboundPlaintext);
     if (transparentError) this.context.log.warn({ reason: transparentError }, 'inbound plaintext listener is not transparent; only DNAT-captured connections reach it');
+    this.idleMemory.start();
     this.context.log.info({ ports: this.ports() }, 'proxy listening');
   }
 
@@ -163,6 +167,7 @@ export class Proxy {
    * finish for up to `drainTimeoutMs`, then cuts what is left.
    */
   async stop(options: ProxyStopOptions = {}): Promise<void> {
+    this.idleMemory.stop();
     for (const server of Object.values(this.servers)) if (server.listening) server.close();
     this.hbone.close();
     this.innerPool.close();

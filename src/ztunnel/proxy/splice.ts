@@ -17,14 +17,16 @@ function isHttp2Stream(stream: Duplex): stream is Duplex & Http2Stream {
 
 /**
  * Tears one side down abruptly so the peer sees a failure rather than a clean end:
- * RST for TCP, RST_STREAM(CANCEL) for an HTTP/2 stream.
+ * RST for TCP, RST_STREAM(CANCEL) for an HTTP/2 stream. A TCP socket whose end of data was already
+ * sent is destroyed instead: libuv refuses to reset a socket it has shut down (EINVAL), and Node
+ * then never closes the handle (the socket and the splice leaked).
  */
 export function abort(stream: Duplex): void {
   if (stream.destroyed) return;
   try {
     if (isHttp2Stream(stream)) {
       stream.close(http2Constants.NGHTTP2_CANCEL);
-    } else if (stream instanceof Socket && !stream.connecting) {
+    } else if (stream instanceof Socket && !stream.connecting && !stream.writableEnded) {
       stream.resetAndDestroy();
     } else {
       stream.destroy();
@@ -34,14 +36,57 @@ export function abort(stream: Duplex): void {
   }
 }
 
-/** Copies `from` into `to` with backpressure and propagates the end of data as a half-close. */
+/**
+ * How much a splice lets queue in front of a side that does not keep up before it stops reading
+ * the other side. Above an HTTP/2 stream's 16 KiB high-water mark on purpose: pausing at every
+ * 64 KiB socket read costs a read-stop/read-start and an event-loop turn per read, and caps one
+ * tunnel at one read per write completion.
+ */
+export const SPLICE_BUFFER_BYTES = 256 * 1024;
+
+/**
+ * Copies `from` into `to` with backpressure and propagates the end of data as a half-close.
+ *
+ * Data out of an HTTP/2 stream arrives in pieces of at most a TLS record, often split further where
+ * frames and records do not line up (16 KiB records, 16 KiB + 9 byte frames): written one by one,
+ * that was five write(2)s per 64 KiB, half of them a few bytes long. The first piece of a turn of
+ * the event loop is written at once (a request or an answer goes out without delay); further pieces
+ * of the same turn are gathered (cork) and go out together in the check phase, as one writev(2).
+ */
 function forward(from: Duplex, to: Duplex, count: (bytes: number) => void): void {
+  const gather = isHttp2Stream(from);
+  // 0: nothing written this turn of the event loop; 1: one chunk written; 2: corked until the check phase.
+  let turn = 0;
+  let paused = false;
+  const endTurn = () => {
+    if (turn === 2) to.uncork();
+    turn = 0;
+  };
   from.on('data', (chunk: Buffer) => {
     count(chunk.length);
-    if (!to.write(chunk)) from.pause();
+    if (gather) {
+      if (turn === 0) {
+        turn = 1;
+        setImmediate(endTurn);
+      } else if (turn === 1) {
+        turn = 2;
+        to.cork();
+      }
+    }
+    if (!to.write(chunk) && !paused && to.writableLength >= SPLICE_BUFFER_BYTES) {
+      paused = true;
+      from.pause();
+    }
   });
-  to.on('drain', () => from.resume());
-  from.on('end', () => to.end());
+  to.on('drain', () => {
+    if (!paused) return;
+    paused = false;
+    from.resume();
+  });
+  // The end of data may have come before the splice did (a client that connects and half-closes
+  // at once, while the tunnel is still being set up): 'end' has fired already.
+  if (from.readableEnded) to.end();
+  else from.on('end', () => to.end());
 }
 
 /** True when a stream finished both directions normally (as opposed to being reset or destroyed early). */
@@ -49,12 +94,17 @@ function endedCleanly(stream: Duplex): boolean {
   return stream.readableEnded && stream.writableFinished;
 }
 
+/** Splices of this process: started ever, and open now (for the idle memory release). */
+export const spliceActivity = { started: 0, open: 0 };
+
 /**
  * Joins two duplex streams until both directions are done. Each end of data is passed on as a
  * half-close; an error or an abrupt close on one side aborts the other. Resolves (never rejects)
  * once both sides are closed, with the first error seen.
  */
 export function splice(downstream: Duplex, upstream: Duplex, counters: SpliceCounters): Promise<Error | undefined> {
+  spliceActivity.started++;
+  spliceActivity.open++;
   return new Promise((resolve) => {
     let firstError: Error | undefined;
     let open = 2;
@@ -68,7 +118,10 @@ export function splice(downstream: Duplex, upstream: Duplex, counters: SpliceCou
         if (done) return;
         done = true;
         if (!endedCleanly(side)) abort(other);
-        if (--open === 0) resolve(firstError);
+        if (--open === 0) {
+          spliceActivity.open--;
+          resolve(firstError);
+        }
       };
       side.on('close', closed);
       if (side.destroyed) closed();
