@@ -9,6 +9,25 @@ export const fixedRateOptions = (quick: boolean): FixedRateOptions => ({ rate: F
 
 const ms = (us: number) => (Number.isFinite(us) ? us / 1000 : null);
 
+type FixedRateResult = Awaited<ReturnType<typeof runFixedRateLoad>>;
+
+/** One line for the log: `p50 … ms, p99 … ms, p99.9 … ms, N errors`. */
+export function fixedRateSummary(r: FixedRateResult): string {
+  return `p50 ${(r.latencyUs.p50 / 1000).toFixed(3)} ms, p99 ${(r.latencyUs.p99 / 1000).toFixed(3)} ms, p99.9 ${(r.latencyUs.p999 / 1000).toFixed(3)} ms, ${r.errors} errors`;
+}
+
+/** The latency columns of a fixed-rate run, in ms (errors are named by each case). */
+export function fixedRateValues(r: FixedRateResult): Record<string, number | null> {
+  return {
+    p50: ms(r.latencyUs.p50),
+    p99: ms(r.latencyUs.p99),
+    p999: ms(r.latencyUs.p999),
+    max: ms(r.latencyUs.max),
+    achievedRate: r.achievedRate,
+    lagP99: ms(r.scheduleLagUs.p99),
+  };
+}
+
 export const latencyCase: BenchCase = {
   id: 'latency',
   title: `Latency at a fixed ${FIXED_RATE.toLocaleString('en')} req/s (keep-alive, open loop), added over direct`,
@@ -19,15 +38,10 @@ export const latencyCase: BenchCase = {
       rows.push(
         await measurePath(context, path, undefined, async () => {
           const r = await runFixedRateLoad(path.endpoints.clientPod, path.dial(HTTP_PORT), options);
-          context.log(`  ${path.name}: p50 ${(r.latencyUs.p50 / 1000).toFixed(3)} ms, p99 ${(r.latencyUs.p99 / 1000).toFixed(3)} ms, p99.9 ${(r.latencyUs.p999 / 1000).toFixed(3)} ms, ${r.errors} errors`);
+          context.log(`  ${path.name}: ${fixedRateSummary(r)}`);
           return {
-            p50: ms(r.latencyUs.p50),
-            p99: ms(r.latencyUs.p99),
-            p999: ms(r.latencyUs.p999),
-            max: ms(r.latencyUs.max),
-            achievedRate: r.achievedRate,
+            ...fixedRateValues(r),
             errors: r.errors,
-            lagP99: ms(r.scheduleLagUs.p99),
             // In the JSON only: the same requests timed from their ideal slots (timer lag included).
             p50FromSchedule: ms(r.latencyFromScheduleUs.p50),
             p99FromSchedule: ms(r.latencyFromScheduleUs.p99),

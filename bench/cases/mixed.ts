@@ -8,7 +8,7 @@ import type { CaseResult, CaseRow, MixedNetworkCaseId } from '../report/types.js
 import { HTTP_PORT } from '../servers.js';
 import { shellQuote } from '../shell.js';
 import { errorMessage } from './case.js';
-import { FIXED_RATE, fixedRateOptions } from './latency.js';
+import { FIXED_RATE, fixedRateOptions, fixedRateSummary, fixedRateValues } from './latency.js';
 import { NEW_CONNECTION_CLIENTS } from './newconns.js';
 
 export interface MixedNetworkCaseContext {
@@ -30,7 +30,6 @@ export interface MixedNetworkCase {
 /** Keep-alive connections at saturation: where the one-cluster keep-alive case is compared. */
 export const MIXED_KEEPALIVE_CONNECTIONS = 32;
 
-const ms = (us: number) => (Number.isFinite(us) ? us / 1000 : null);
 
 /** One target's values as they are measured, and what failed. */
 interface Measured {
@@ -68,16 +67,8 @@ export async function measureMixedNetwork(context: MixedNetworkCaseContext, setu
   // Each measurement over the three targets in turn, so that they run under the same conditions.
   await measureEach(context, setup, measured, `latency at ${FIXED_RATE} req/s`, async (target) => {
     const r = await runFixedRateLoad(setup.client.place, target.address, rate);
-    context.log(`  ${target.variant}: p50 ${(r.latencyUs.p50 / 1000).toFixed(3)} ms, p99 ${(r.latencyUs.p99 / 1000).toFixed(3)} ms, p99.9 ${(r.latencyUs.p999 / 1000).toFixed(3)} ms, ${r.errors} errors`);
-    return {
-      p50: ms(r.latencyUs.p50),
-      p99: ms(r.latencyUs.p99),
-      p999: ms(r.latencyUs.p999),
-      max: ms(r.latencyUs.max),
-      achievedRate: r.achievedRate,
-      rateErrors: r.errors,
-      lagP99: ms(r.scheduleLagUs.p99),
-    };
+    context.log(`  ${target.variant}: ${fixedRateSummary(r)}`);
+    return { ...fixedRateValues(r), rateErrors: r.errors };
   });
   await measureEach(context, setup, measured, `keep-alive c=${MIXED_KEEPALIVE_CONNECTIONS}`, async (target) => {
     const sampler = target.variant === GATEWAY ? new CostSampler([setup.gateway]) : undefined;
