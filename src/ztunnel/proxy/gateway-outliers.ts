@@ -1,3 +1,5 @@
+import { gatewayKey } from '../state/load-balancer.js';
+
 /**
  * East-west gateways that failed recently (connection refused, timeout, TLS failure on the outer
  * tunnel). Endpoint selection avoids them while another gateway of the network is left, and tries
@@ -13,7 +15,7 @@ export class GatewayOutliers {
 
   /** Key of a gateway: `<address>:<port>`. */
   static key(gateway: { address: string; port: number }): string {
-    return `${gateway.address}:${gateway.port}`;
+    return gatewayKey(gateway);
   }
 
   eject(gateway: { address: string; port: number }): void {
