@@ -15,7 +15,7 @@ import { buildGatewayWorkload, buildNetworkGatewayService, buildSyntheticWorkloa
 import { createRootCa, type CertificateAuthority } from '../src/util/pki.js';
 import type { CertificateSource, WorkloadCertificate } from '../src/ztunnel/identity/types.js';
 import { createProxyMetrics, type ProxyMetrics } from '../src/ztunnel/metrics.js';
-import { spiffeIdentities } from '../src/ztunnel/proxy/peer-identity.js';
+import { spiffeIdentities } from '../src/hbone/peer-identity.js';
 import { Proxy } from '../src/ztunnel/proxy/proxy.js';
 import { ZtunnelState } from '../src/ztunnel/state/store.js';
 import { captureLog, FakeCertificates, metricValue, readExactly, readToEnd, unusedPort, waitFor, within, type CapturedLog } from './helpers/proxy-fakes.js';

@@ -13,7 +13,7 @@ import { HboneGateway, type HboneGatewayOptions } from '../src/gateway/hbone-gat
 import { gatewayIdentity, serviceAccountOfToken } from '../src/gateway/identity.js';
 import { GatewayMetrics } from '../src/gateway/metrics.js';
 import { findServiceTarget, parseServiceAuthority, pickEndpoint, type GatewayStateView, type ServiceTarget } from '../src/gateway/routing.js';
-import { parseEndpointSlot } from '../src/ztunnel/proxy/hbone-headers.js';
+import { parseEndpointSlot } from '../src/hbone/headers.js';
 import { gatewaySettingsFromEnv } from '../src/gateway/settings.js';
 import {
   GatewayAddressSchema,

@@ -11,8 +11,8 @@ import { ServiceSchema, TunnelProtocol, WorkloadSchema, WorkloadType, type Workl
 import { ipToBytes, bytesToIp, normalizeIp } from '../src/api/ip.js';
 import { createRootCa, issueLeaf, type CertificateAuthority, type KeyPairPem } from '../src/util/pki.js';
 import { createProxyMetrics, type ProxyMetrics } from '../src/ztunnel/metrics.js';
-import { baggageFor, forwardedFor, parseAuthority, parseBaggage, parseForwardedFor, parseHboneTarget } from '../src/ztunnel/proxy/hbone-headers.js';
-import { spiffeIdentities, subjectAltNames } from '../src/ztunnel/proxy/peer-identity.js';
+import { baggageFor, forwardedFor, parseAuthority, parseBaggage, parseForwardedFor, parseHboneTarget } from '../src/hbone/headers.js';
+import { spiffeIdentities, subjectAltNames } from '../src/hbone/peer-identity.js';
 import { Proxy } from '../src/ztunnel/proxy/proxy.js';
 import { serviceTargetOf } from '../src/ztunnel/state/service-target.js';
 import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, ServiceTarget } from '../src/ztunnel/state/types.js';

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 
 import { createProxyMetrics } from '../src/ztunnel/metrics.js';
-import { SessionPool } from '../src/ztunnel/proxy/session-pool.js';
+import { SessionPool } from '../src/hbone/session-pool.js';
 
 /** A plain HTTP/2 server answering every CONNECT with 200: the pool's logic, not TLS, is under test. */
 describe('HBONE session pool: session age', () => {

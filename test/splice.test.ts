@@ -5,8 +5,8 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import type { Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 
-import { IdleMemoryRelease, memoryReleaseAvailable } from '../src/ztunnel/proxy/memory.js';
-import { abort, splice, spliceActivity, SPLICE_BUFFER_BYTES } from '../src/ztunnel/proxy/splice.js';
+import { IdleMemoryRelease, memoryReleaseAvailable } from '../src/hbone/memory.js';
+import { abort, splice, spliceActivity, SPLICE_BUFFER_BYTES } from '../src/hbone/io.js';
 import { captureLog, readToEnd, waitFor, within } from './helpers/proxy-fakes.js';
 
 const noCount = { upstreamBytes: () => undefined, downstreamBytes: () => undefined };

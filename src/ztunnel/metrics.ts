@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 
 import type { Service, Workload } from '../gen/istio/workload/workload_pb.js';
+import type { HandshakeFailureReason, HboneMetrics, HboneTunnel, PeerLimit, TcpConnectionMetrics } from '../hbone/metrics.js';
 
 /** Istio's standard TCP metric labels (as ztunnel reports them). */
 export const TCP_LABEL_NAMES = [
@@ -37,7 +38,7 @@ export const UNKNOWN = 'unknown';
 /** ztunnel's response flags: `-` for none. */
 export type ResponseFlags = '-' | 'DENY' | 'CONNECT';
 
-/** Workload facts for one side of a connection, from the mesh state or, failing that, the HBONE baggage. */
+/** Workload facts for one side of a connection, from the mesh state (never from client headers: DESIGN §11). */
 export interface PeerFacts {
   workload?: string;
   canonicalService?: string;
@@ -77,7 +78,19 @@ export function peerFactsOf(workload: Workload | undefined, principal?: string, 
   };
 }
 
-const orUnknown = (value: string | undefined): string => (value ? value : UNKNOWN);
+/**
+ * Longest label value kept (a Kubernetes name is at most 253 characters, a SPIFFE identity of one
+ * namespace and service account about 330); longer values are cut so no single series grows without bound.
+ */
+export const MAX_LABEL_LENGTH = 256;
+
+/** A label value: `unknown` when empty, cut at MAX_LABEL_LENGTH. */
+export function labelValue(value: string | undefined): string {
+  if (!value) return UNKNOWN;
+  return value.length > MAX_LABEL_LENGTH ? value.slice(0, MAX_LABEL_LENGTH) : value;
+}
+
+const orUnknown = labelValue;
 
 export function tcpLabels(description: TcpConnectionDescription): TcpLabels {
   const { source, destination, service } = description;
@@ -108,36 +121,7 @@ export function tcpLabels(description: TcpConnectionDescription): TcpLabels {
   };
 }
 
-/**
- * Byte accounting for one open connection. Counting is a plain addition per chunk; the totals reach
- * the Prometheus counters every flush interval and at close.
- */
-export interface TcpConnectionMetrics {
-  /** Bytes from the client towards the server (`istio_tcp_received_bytes_total`). */
-  addReceived(bytes: number): void;
-  /** Bytes from the server back to the client (`istio_tcp_sent_bytes_total`). */
-  addSent(bytes: number): void;
-  close(): void;
-}
-
-export type HandshakeFailureReason =
-  | 'untrusted_peer_certificate'
-  /** The peer refused our certificate (TLS alert: unknown CA, bad or expired certificate). */
-  | 'certificate_rejected_by_peer'
-  /** The peer closed the connection mid-handshake (a Node client that distrusts our certificate does just that). */
-  | 'peer_hung_up'
-  | 'missing_peer_certificate'
-  | 'unexpected_peer_identity'
-  | 'not_h2'
-  | 'tls_error'
-  | 'no_certificate';
-
-/**
- * Which TLS layer a handshake belongs to: `hbone` a single HBONE connection (every handshake an HBONE
- * server sees: direct, or the inner tunnel arriving through a gateway); `outer` client to east-west
- * gateway; `inner` client to destination ztunnel through the gateway.
- */
-export type HboneTunnel = 'hbone' | 'outer' | 'inner';
+export type { HandshakeFailureReason, HboneTunnel, TcpConnectionMetrics } from '../hbone/metrics.js';
 
 export type RefusedConnectionReason =
   | 'no_original_destination'
@@ -148,27 +132,15 @@ export type RefusedConnectionReason =
   | 'upstream_unreachable'
   | 'hbone_refused';
 
-export interface ProxyMetrics {
+export interface ProxyMetrics extends HboneMetrics {
   /** Serves `/metrics`: `await registry.metrics()`. */
   readonly registry: Registry;
   /** Counts a connection as opened; the caller reports bytes and its close on the returned handle. */
   openTcpConnection(description: TcpConnectionDescription): TcpConnectionMetrics;
   /** A connection that was refused before any byte flowed: opened and closed at once, with its flag. */
   recordRefusedTcpConnection(description: TcpConnectionDescription): void;
-  /** An HBONE TLS/HTTP2 connection that was refused during or right after its handshake. */
-  hboneHandshakeFailed(direction: 'inbound' | 'outbound', reason: HandshakeFailureReason, tunnel?: HboneTunnel): void;
-  /** An HBONE CONNECT stream answered with an error status (or refused by the server, on the client). */
-  hboneStreamRejected(direction: 'inbound' | 'outbound', code: number, reason: string): void;
-  /** An HBONE HTTP/2 session established (outbound: dialled by the pool; inbound: accepted). */
-  hboneSessionOpened(direction: 'inbound' | 'outbound'): void;
   /** A captured connection closed without being proxied. */
   connectionRefused(listener: 'outbound' | 'inbound' | 'inbound_plaintext', reason: RefusedConnectionReason): void;
-  /** Number of pooled outbound HBONE sessions (direct and outer tunnels). */
-  setPooledSessions(count: number): void;
-  /** An inner HBONE session (double HBONE, end to end through a gateway) established. */
-  innerSessionOpened(): void;
-  /** Number of pooled inner HBONE sessions. */
-  setPooledInnerSessions(count: number): void;
   /** A cross-network connection moved to another east-west gateway after its first one was unreachable. */
   gatewayFailover(): void;
   /** Pushes the pending byte counts of open connections to the counters (also done on a timer). */
@@ -225,6 +197,7 @@ class PrometheusProxyMetrics implements ProxyMetrics {
   private readonly rejectedStreams: Counter<'direction' | 'code' | 'reason'>;
   private readonly refusedConnections: Counter<'listener' | 'reason'>;
   private readonly sessionsOpened: Counter<'direction'>;
+  private readonly peerLimited: Counter<'limit'>;
   private readonly pooledSessions: Gauge;
   private readonly innerSessionsOpened: Counter;
   private readonly gatewayFailovers: Counter;
@@ -261,6 +234,12 @@ class PrometheusProxyMetrics implements ProxyMetrics {
       name: 'ambit_hbone_sessions_opened_total',
       help: 'HBONE HTTP/2 sessions established',
       labelNames: ['direction'],
+      registers,
+    });
+    this.peerLimited = new Counter({
+      name: 'ambit_hbone_peer_limit_rejections_total',
+      help: 'HBONE connections closed because their TCP peer had too many handshakes in flight or sessions open',
+      labelNames: ['limit'],
       registers,
     });
     this.pooledSessions = new Gauge({ name: 'ambit_hbone_pooled_sessions', help: 'Outbound HBONE HTTP/2 sessions in the pool', registers });
@@ -308,6 +287,10 @@ class PrometheusProxyMetrics implements ProxyMetrics {
 
   hboneSessionOpened(direction: 'inbound' | 'outbound'): void {
     this.sessionsOpened.inc({ direction });
+  }
+
+  hbonePeerLimited(limit: PeerLimit): void {
+    this.peerLimited.inc({ limit });
   }
 
   connectionRefused(listener: 'outbound' | 'inbound' | 'inbound_plaintext', reason: RefusedConnectionReason): void {

@@ -8,7 +8,7 @@ import type { CertificateSource } from '../identity/types.js';
 import type { ProxyMetrics } from '../metrics.js';
 import type { ProxyState } from '../state/types.js';
 import type { SocketAddress } from './original-dst.js';
-import type { DialTarget } from './tcp.js';
+import type { DialTarget } from '../../hbone/index.js';
 
 /** What every listener of the proxy shares. */
 export interface ProxyContext {

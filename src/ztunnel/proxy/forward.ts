@@ -1,25 +1,14 @@
+// Plain TCP to the upstream for captured connections that need no tunnel (outbound passthrough, inbound plaintext).
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
+import { abort, dialTcp, peerOf, spliceCounted, type DialTarget } from '../../hbone/index.js';
 import type { TcpConnectionDescription } from '../metrics.js';
 import type { ProxyContext } from './context.js';
-import { abort, splice } from './splice.js';
-import { dialTcp, peerOf, type DialTarget } from './tcp.js';
 
 /** Splices an accepted connection with its upstream and keeps the TCP metrics for it. */
 export function spliceTracked(context: ProxyContext, downstream: Socket, upstream: Duplex, description: TcpConnectionDescription): void {
-  const tracked = context.metrics.openTcpConnection(description);
-  const peer = peerOf(downstream);
-  splice(downstream, upstream, {
-    upstreamBytes: (bytes) => tracked.addReceived(bytes),
-    downstreamBytes: (bytes) => tracked.addSent(bytes),
-  }).then(
-    (error) => {
-      tracked.close();
-      if (error) context.log.debug({ peer, err: error.message }, 'proxied connection ended with an error');
-    },
-    () => tracked.close(),
-  );
+  spliceCounted(downstream, upstream, context.metrics.openTcpConnection(description), context.log, { peer: peerOf(downstream) });
 }
 
 /** Connects to `target` in plain TCP and splices; on failure resets the accepted connection. */

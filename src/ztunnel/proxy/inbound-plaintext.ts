@@ -6,8 +6,7 @@ import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity,
 import { normalizeIp } from '../../api/ip.js';
 import type { SocketAddress } from './original-dst.js';
 import { forwardOverTcp } from './forward.js';
-import { abort } from './splice.js';
-import { peerOf } from './tcp.js';
+import { abort, peerOf } from '../../hbone/index.js';
 
 /** Captured plaintext connections to local workloads (port 15006): authorize without identity, forward. */
 export class InboundPlaintextProxy {

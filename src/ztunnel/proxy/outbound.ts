@@ -6,13 +6,21 @@ import { networkClusterLabel, peerFactsOf, type TcpConnectionDescription } from 
 import type { Resolution, Upstream } from '../state/types.js';
 import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
 import { forwardOverTcp, spliceTracked } from './forward.js';
-import { baggageFor, formatAuthority, forwardedFor, newTraceparent, X_FORWARDED_NETWORK } from './hbone-headers.js';
-import { HboneConnectError, type HbonePool } from './hbone-pool.js';
+import {
+  abort,
+  baggageFor,
+  formatAuthority,
+  forwardedFor,
+  GatewayUnreachableError,
+  HboneConnectError,
+  newTraceparent,
+  peerOf,
+  X_FORWARDED_NETWORK,
+  type HbonePool,
+  type InnerHbonePool,
+} from '../../hbone/index.js';
 import { GatewayOutliers } from './gateway-outliers.js';
-import { GatewayUnreachableError, type InnerHbonePool } from './inner-pool.js';
 import type { SocketAddress } from './original-dst.js';
-import { abort } from './splice.js';
-import { peerOf } from './tcp.js';
 
 type GatewayResolution = Extract<Resolution, { kind: 'gateway' }>;
 
@@ -154,7 +162,7 @@ export class OutboundProxy {
         hostname: target.upstream.service.hostname,
         authority: target.authority,
         headers: { ...hop(), forwarded: forwardedFor(sourceIp) },
-        outerHeaders: hop(),
+        outerHeaders: { ...hop(), forwarded: forwardedFor(sourceIp) },
       });
     await this.tunnel(socket, original, authority, description, async () => {
       let attempt = resolution;

@@ -5,16 +5,14 @@ import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_CAPTURE_PORT } from '../..
 import type { Logger } from '../../util/log.js';
 import type { CertificateSource } from '../identity/types.js';
 import type { ProxyMetrics } from '../metrics.js';
-import type { ProxyState } from '../state/types.js';
-import type { ProxyContext } from './context.js';
-import { HboneServer } from './hbone-server.js';
-import { HbonePool } from './hbone-pool.js';
+import type { ProxyState, StateUpdates } from '../state/types.js';
+import { HbonePool, IdleMemoryRelease, InnerHbonePool, type DialTarget, type HbonePeerLimits } from '../../hbone/index.js';
+import { workloadIdentity, type ProxyContext } from './context.js';
+import { InboundHbone } from './inbound.js';
 import { InboundPlaintextProxy } from './inbound-plaintext.js';
-import { InnerHbonePool } from './inner-pool.js';
-import { IdleMemoryRelease } from './memory.js';
 import { getOriginalDestination, type SocketAddress } from './original-dst.js';
 import { OutboundProxy } from './outbound.js';
-import type { DialTarget } from './tcp.js';
+import { networkGatewayRelays, type RelayCheck } from './relays.js';
 
 export interface ProxyListenOptions {
   /** Outbound capture port (default 15001). */
@@ -47,6 +45,10 @@ export interface ProxyOptions {
    * session per cross-network connection, as Istio's ztunnel does; kept for benchmarks.
    */
   innerPooling?: boolean;
+  /** Workloads that relay for clients (may name another source in `forwarded`); default: east-west gateways known to the state. */
+  isRelay?: RelayCheck;
+  /** Per TCP peer limits of the HBONE server. */
+  peerLimits?: Partial<HbonePeerLimits>;
 }
 
 export interface ProxyPorts {
@@ -78,7 +80,7 @@ export class Proxy {
   private readonly context: ProxyContext;
   private readonly pool: HbonePool;
   private readonly innerPool: InnerHbonePool;
-  private readonly hbone: HboneServer;
+  private readonly hbone: InboundHbone;
   private readonly outbound: OutboundProxy;
   private readonly inboundPlaintext: InboundPlaintextProxy;
   private readonly servers: { outbound: Server; inbound: Server; inboundPlaintext: Server };
@@ -115,7 +117,7 @@ export class Proxy {
       idleTimeoutMs: options.pool?.idleTimeoutMs,
       pooling: options.innerPooling,
     });
-    this.hbone = new HboneServer(this.context);
+    this.hbone = new InboundHbone(this.context, options.isRelay ?? networkGatewayRelays(options.state), options.peerLimits);
     this.idleMemory = new IdleMemoryRelease(options.log);
     this.outbound = new OutboundProxy(this.context, this.pool, this.innerPool);
     this.inboundPlaintext = new InboundPlaintextProxy(this.context, () => this.ports().inboundPlaintext);
@@ -148,7 +150,27 @@ export class Proxy {
     const transparentError = makeTransparent(this.servers.inboundPlaintext);
     if (transparentError) this.context.log.warn({ reason: transparentError }, 'inbound plaintext listener is not transparent; only DNAT-captured connections reach it');
     this.idleMemory.start();
+    // Workloads leave the node: their identities' TLS state goes with them (a ZtunnelState tells of changes).
+    (this.options.state as ProxyState & Partial<StateUpdates>).onChange?.(() => {
+      if (this.started) this.pruneIdentities();
+    });
     this.context.log.info({ ports: this.ports() }, 'proxy listening');
+  }
+
+  /**
+   * Forgets the TLS servers and client contexts of identities no local workload has any more
+   * (called on every state change; also callable by hand). Established connections keep theirs.
+   */
+  pruneIdentities(): void {
+    const local = new Set(this.options.state.localEnrolledWorkloads().map((workload) => workloadIdentity(workload)));
+    this.hbone.retainIdentities(local);
+    this.pool.retainIdentities(local);
+    this.innerPool.retainIdentities(local);
+  }
+
+  /** Identities with TLS state held: the HBONE server's per-identity TLS servers and the pools' contexts. */
+  heldIdentities(): { server: string[]; clientContexts: number } {
+    return { server: this.hbone.identities, clientContexts: this.pool.secureContextCount };
   }
 
   /** Pooled outbound sessions: direct and outer HBONE, and inner sessions of double HBONE. */

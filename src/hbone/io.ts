@@ -1,6 +1,10 @@
+// Moving bytes: TCP dials, the splice of two duplexes (backpressure, half-close, abort) and its byte counts.
 import { constants as http2Constants, type Http2Stream } from 'node:http2';
-import { Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+
+import type { Logger } from '../util/log.js';
+import type { TcpConnectionMetrics } from './metrics.js';
 
 /** Byte counters for the two directions of a spliced connection. */
 export interface SpliceCounters {
@@ -131,4 +135,51 @@ export function splice(downstream: Duplex, upstream: Duplex, counters: SpliceCou
     forward(downstream, upstream, counters.upstreamBytes);
     forward(upstream, downstream, counters.downstreamBytes);
   });
+}
+
+/** Splices two sides and reports their bytes and close to `tracked`; errors are logged at debug. */
+export function spliceCounted(downstream: Duplex, upstream: Duplex, tracked: TcpConnectionMetrics, log: Logger, fields: Record<string, unknown>): void {
+  splice(downstream, upstream, {
+    upstreamBytes: (bytes) => tracked.addReceived(bytes),
+    downstreamBytes: (bytes) => tracked.addSent(bytes),
+  }).then(
+    (error) => {
+      tracked.close();
+      if (error) log.debug({ ...fields, err: error.message }, 'proxied connection ended with an error');
+    },
+    () => tracked.close(),
+  );
+}
+
+export interface DialTarget {
+  host: string;
+  port: number;
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/** Opens a TCP connection; rejects on error or when it is not established within the timeout. */
+export function dialTcp(target: DialTarget, log: Logger, timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+    const fail = (error: Error) => {
+      socket.destroy();
+      reject(error);
+    };
+    socket.setTimeout(timeoutMs, () => fail(new Error(`connect to ${target.host}:${target.port} timed out after ${timeoutMs} ms`)));
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      socket.setTimeout(0);
+      socket.off('error', fail);
+      // Errors after this point are handled by whoever splices the socket; this one only keeps
+      // a late error from becoming an uncaught exception.
+      socket.on('error', (error) => log.debug({ err: error.message, upstream: `${target.host}:${target.port}` }, 'upstream socket error'));
+      resolve(socket);
+    });
+  });
+}
+
+/** `a.b.c.d:port` of the remote end of an accepted socket, for logs. */
+export function peerOf(socket: Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
 }

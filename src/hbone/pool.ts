@@ -1,15 +1,14 @@
+// Outbound HBONE sessions over mTLS, pooled per (source identity, expected identities, destination): direct and outer tunnels.
 import type { ClientHttp2Stream } from 'node:http2';
 
-import type { Logger } from '../../util/log.js';
-import type { CertificateSource, WorkloadCertificate } from '../identity/types.js';
-import type { ProxyMetrics } from '../metrics.js';
-import { dialHboneSession, HboneConnectError } from './hbone-connect.js';
-import { formatAuthority } from './hbone-headers.js';
+import type { Logger } from '../util/log.js';
+import type { CertificateSource, WorkloadCertificate } from '../ztunnel/identity/types.js';
+import type { HboneMetrics } from './metrics.js';
+import { dialHboneSession, HboneConnectError } from './client.js';
+import { formatAuthority } from './headers.js';
 import { SessionPool, type SessionHandle } from './session-pool.js';
-import type { DialTarget } from './tcp.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, type DialTarget } from './io.js';
 import { MAX_STREAMS_PER_SESSION, SecureContextCache } from './transport.js';
-
-export { HboneConnectError } from './hbone-connect.js';
 
 export interface HboneConnectRequest {
   /** SPIFFE identity the client presents (the source workload's). */
@@ -31,7 +30,7 @@ export interface HboneConnectRequest {
 export interface HbonePoolOptions {
   certificates: CertificateSource;
   log: Logger;
-  metrics: ProxyMetrics;
+  metrics: HboneMetrics;
   /** Port dialled on the destination address unless the request names one. */
   hbonePort: number;
   dialAddress(ip: string, port: number): DialTarget;
@@ -43,7 +42,6 @@ export interface HbonePoolOptions {
 }
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60_000;
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * Outbound HBONE: HTTP/2 sessions over mTLS pooled per (source identity, expected identities,
@@ -78,6 +76,16 @@ export class HbonePool {
       headers: { ...request.headers, ':authority': request.authority },
       describe: `${request.authority} via ${request.destination}`,
     });
+  }
+
+  /** Forgets the TLS contexts of source identities not in `identities`. */
+  retainIdentities(identities: ReadonlySet<string>): void {
+    this.contexts.retain(identities);
+  }
+
+  /** TLS contexts held (one per source identity used). */
+  get secureContextCount(): number {
+    return this.contexts.size;
   }
 
   /** Live sessions (all keys). */

@@ -1,8 +1,9 @@
+// HTTP/2 sessions pooled by key with per-session stream limits, idle release and draining; the dialer makes the sessions.
 import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 
-import type { Logger } from '../../util/log.js';
-import type { ProxyMetrics } from '../metrics.js';
-import { awaitConnectResponse, errorText, HboneConnectError } from './hbone-connect.js';
+import type { Logger } from '../util/log.js';
+import type { HboneMetrics } from './metrics.js';
+import { awaitConnectResponse, errorText, HboneConnectError } from './client.js';
 
 /** A session being established (or established) by a pool's dialer. */
 export interface SessionHandle {
@@ -14,7 +15,7 @@ export interface SessionHandle {
 
 export interface SessionPoolOptions {
   log: Logger;
-  metrics: ProxyMetrics;
+  metrics: HboneMetrics;
   maxStreamsPerSession: number;
   /** A session with no stream for this long is closed. */
   idleTimeoutMs: number;

@@ -1,14 +1,14 @@
+// The inner tunnel of double HBONE: TLS + HTTP/2 run inside an outer CONNECT stream to an east-west gateway, pooled per slot.
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 
-import type { Logger } from '../../util/log.js';
-import type { CertificateSource, WorkloadCertificate } from '../identity/types.js';
-import type { ProxyMetrics } from '../metrics.js';
-import type { NetworkGatewayTarget } from '../state/types.js';
-import { dialHboneSession, HboneConnectError } from './hbone-connect.js';
-import { formatAuthority, X_ENDPOINT_SLOT } from './hbone-headers.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, type HbonePool } from './hbone-pool.js';
+import type { Logger } from '../util/log.js';
+import type { CertificateSource, WorkloadCertificate } from '../ztunnel/identity/types.js';
+import type { HboneMetrics } from './metrics.js';
+import { dialHboneSession, HboneConnectError } from './client.js';
+import { formatAuthority, X_ENDPOINT_SLOT } from './headers.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, type HbonePool } from './pool.js';
 import { SessionPool, type SessionHandle } from './session-pool.js';
-import { abort } from './splice.js';
+import { abort, DEFAULT_CONNECT_TIMEOUT_MS } from './io.js';
 import { MAX_STREAMS_PER_SESSION, SecureContextCache } from './transport.js';
 
 export interface InnerConnectRequest {
@@ -16,7 +16,7 @@ export interface InnerConnectRequest {
   sourceIdentity: string;
   /** Identities the destination ztunnel, at the far end of the inner tunnel, must present. */
   expectedIdentities: string[];
-  gateway: NetworkGatewayTarget;
+  gateway: GatewayHop;
   /** Service hostname: inner sessions are shared per hostname behind a gateway. */
   hostname: string;
   /** `<service hostname>:<service port>`, the CONNECT target of both tunnels. */
@@ -29,6 +29,14 @@ export interface InnerConnectRequest {
   endpointSlot?: { slot: number; slots: number };
 }
 
+/** The east-west gateway an inner tunnel goes through. */
+export interface GatewayHop {
+  address: string;
+  port: number;
+  /** SPIFFE identities the gateway must present on the outer tunnel. */
+  identities: string[];
+}
+
 /** How long an inner session takes new streams. */
 const DEFAULT_INNER_SESSION_MAX_AGE_MS = 30_000;
 
@@ -37,7 +45,7 @@ export interface InnerHbonePoolOptions {
   outer: HbonePool;
   certificates: CertificateSource;
   log: Logger;
-  metrics: ProxyMetrics;
+  metrics: HboneMetrics;
   maxStreamsPerSession?: number;
   /** An inner session older than this takes no new stream. Default 30 s. */
   maxSessionAgeMs?: number;
@@ -116,6 +124,11 @@ export class InnerHbonePool {
       headers: { ...request.headers, ':authority': request.authority },
       describe: `${request.authority} through gateway ${gateway}`,
     });
+  }
+
+  /** Forgets the TLS contexts of source identities not in `identities`. */
+  retainIdentities(identities: ReadonlySet<string>): void {
+    this.contexts.retain(identities);
   }
 
   /** Live inner sessions. */

@@ -1,7 +1,8 @@
+// HBONE's TLS and HTTP/2 parameters (windows, frame size, stream limit) and the client's TLS contexts per identity.
 import type { Settings } from 'node:http2';
 import { createSecureContext, type SecureContext } from 'node:tls';
 
-import type { WorkloadCertificate } from '../identity/types.js';
+import type { WorkloadCertificate } from '../ztunnel/identity/types.js';
 
 export const HBONE_ALPN = ['h2'];
 export const HBONE_TLS_MIN_VERSION = 'TLSv1.3' as const;
@@ -42,5 +43,14 @@ export class SecureContextCache {
     });
     this.entries.set(certificate.identity, { certChainPem: certificate.certChainPem, rootsPem, context });
     return context;
+  }
+
+  /** Drops the contexts of identities not in `identities` (workloads that left this node). */
+  retain(identities: ReadonlySet<string>): void {
+    for (const identity of this.entries.keys()) if (!identities.has(identity)) this.entries.delete(identity);
+  }
+
+  get size(): number {
+    return this.entries.size;
   }
 }

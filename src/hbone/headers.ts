@@ -1,9 +1,31 @@
+// HBONE request headers: authority parsing, baggage, forwarded, traceparent, the double-HBONE and endpoint-slot extensions.
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 
-import { WorkloadType, type Workload } from '../../gen/istio/workload/workload_pb.js';
-import { normalizeIp } from '../../api/ip.js';
-import type { PeerFacts } from '../metrics.js';
+import { WorkloadType, type Workload } from '../gen/istio/workload/workload_pb.js';
+import { normalizeIp } from '../api/ip.js';
+
+/** Source workload facts a client describes itself with in `baggage`: claims, never used for decisions or metric labels. */
+export interface BaggageFacts {
+  workload?: string;
+  canonicalService?: string;
+  canonicalRevision?: string;
+  namespace?: string;
+  cluster?: string;
+}
+
+/** The first value of a request header. */
+export function singleHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Header values that may become log fields: short, label-safe names. */
+const LABEL_SAFE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** The value when it is short, label-safe text (nothing a client could flood logs with), else nothing. */
+export function labelSafe(value: string | undefined): string | undefined {
+  return value !== undefined && LABEL_SAFE.test(value) ? value : undefined;
+}
 
 /** `ip:port`, with IPv6 addresses in brackets. */
 export function formatAuthority(ip: string, port: number): string {
@@ -91,8 +113,8 @@ export function baggageFor(source: Workload, clusterId: string): string {
 }
 
 /** Source workload facts from a baggage header; unknown keys and malformed members are ignored. */
-export function parseBaggage(baggage: string | undefined): PeerFacts {
-  const facts: PeerFacts = {};
+export function parseBaggage(baggage: string | undefined): BaggageFacts {
+  const facts: BaggageFacts = {};
   if (!baggage) return facts;
   for (const member of baggage.split(',')) {
     const [pair = ''] = member.split(';');

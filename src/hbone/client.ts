@@ -1,9 +1,10 @@
+// The client side of one HBONE connection: TLS 1.3 with SAN check, ALPN h2, the HTTP/2 session, and the CONNECT answer.
 import { connect as http2Connect, constants as http2Constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 
-import type { Logger } from '../../util/log.js';
-import type { HandshakeFailureReason, HboneTunnel, ProxyMetrics } from '../metrics.js';
+import type { Logger } from '../util/log.js';
+import type { HandshakeFailureReason, HboneMetrics, HboneTunnel } from './metrics.js';
 import { expectIdentities, UnexpectedPeerIdentityError } from './peer-identity.js';
 import { CONNECTION_WINDOW_BYTES, HBONE_ALPN, HBONE_HTTP2_SETTINGS, HBONE_TLS_MIN_VERSION, MAX_SESSION_MEMORY_MIB } from './transport.js';
 
@@ -78,7 +79,7 @@ export interface HboneSessionDial {
   tunnel: HboneTunnel;
   connectTimeoutMs: number;
   log: Logger;
-  metrics: ProxyMetrics;
+  metrics: HboneMetrics;
 }
 
 export interface DialedSession {
@@ -156,7 +157,7 @@ export function dialHboneSession(dial: HboneSessionDial): DialedSession {
 }
 
 /** Waits for the answer to a CONNECT: resolves on 200, rejects with the status (or the stream failure) otherwise. */
-export function awaitConnectResponse(stream: ClientHttp2Stream, what: string, metrics: ProxyMetrics): Promise<void> {
+export function awaitConnectResponse(stream: ClientHttp2Stream, what: string, metrics: HboneMetrics): Promise<void> {
   return new Promise((resolve, reject) => {
     const settle = (error?: HboneConnectError) => {
       stream.off('response', onResponse);

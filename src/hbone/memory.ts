@@ -1,7 +1,8 @@
+// Returns malloc's free memory to the OS once a proxy has gone quiet after a burst of traffic.
 import koffi from 'koffi';
 
-import type { Logger } from '../../util/log.js';
-import { spliceActivity } from './splice.js';
+import type { Logger } from '../util/log.js';
+import { spliceActivity } from './io.js';
 
 /** How often the proxy looks whether it has gone quiet. */
 export const IDLE_CHECK_INTERVAL_MS = 15_000;

@@ -1,6 +1,7 @@
+// SPIFFE identities in peer certificates: reading URI SANs, and the client's check of the server's identity.
 import type { PeerCertificate } from 'node:tls';
 
-import { parseSpiffeUri } from '../../api/identity.js';
+import { parseSpiffeUri } from '../api/identity.js';
 
 /**
  * Values of one kind of subject alternative name, from Node's `subjectaltname` string
