@@ -33,7 +33,8 @@ export function ztunnelDaemonSet(values: InstallValues): V1DaemonSet {
         },
         spec: {
           serviceAccountName: ZTUNNEL_NAME,
-          automountServiceAccountToken: false,
+          // The API token reads only ztunnel's own DaemonSet (see ZTUNNEL_RULES); xDS and the CA get the projected istio-ca token.
+          automountServiceAccountToken: true,
           hostNetwork: true,
           // hostNetwork pods resolve with the node's resolver unless told otherwise; ztunnel needs cluster DNS to find the control plane.
           dnsPolicy: 'ClusterFirstWithHostNet',

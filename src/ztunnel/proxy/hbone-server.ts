@@ -5,14 +5,15 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import type { Service, Workload } from '../../gen/istio/workload/workload_pb.js';
 import type { WorkloadCertificate } from '../identity/types.js';
 import { networkClusterLabel, peerFactsOf, type HandshakeFailureReason, type PeerFacts, type TcpConnectionDescription } from '../metrics.js';
-import type { AuthorizationDecision, ServiceTarget } from '../state/types.js';
+import type { ServiceTarget } from '../state/types.js';
 import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
 import { handshakeFailureReason } from './hbone-connect.js';
 import { parseBaggage, parseForwardedFor, parseHboneTarget, X_FORWARDED_NETWORK } from './hbone-headers.js';
 import { HANDSHAKE_ERROR_REASONS as TLS_ERROR_REASONS, HANDSHAKE_TIMEOUT_MS, labelSafe, respondRejected, SESSION_IDLE_TIMEOUT_MS, singleHeader } from './hbone-stream.js';
 import type { SocketAddress } from './original-dst.js';
 import { spiffeIdentities } from './peer-identity.js';
-import { splice } from './splice.js';
+import { authorizeSafely, currentDestination, OpenInboundConnections } from './policy-watch.js';
+import { abort, splice } from './splice.js';
 import { dialTcp, peerOf } from './tcp.js';
 import {
   CONNECTION_WINDOW_BYTES,
@@ -44,7 +45,7 @@ interface InboundConnection {
   peer: string;
   peerIp: string;
   original: SocketAddress;
-  destination: Workload;
+  /** The identity the destination had at accept time: the certificate this connection presents. */
   destinationIdentity: string;
 }
 
@@ -80,7 +81,10 @@ export class HboneServer {
   private readonly sessions = new Set<ServerHttp2Session>();
   private closing = false;
 
-  constructor(private readonly context: ProxyContext) {}
+  constructor(
+    private readonly context: ProxyContext,
+    private readonly openConnections: OpenInboundConnections = new OpenInboundConnections(context.state, context.log, context.metrics),
+  ) {}
 
   /** Takes an accepted TCP connection of the HBONE listener. Never throws. */
   accept(socket: Socket): void {
@@ -143,7 +147,7 @@ export class HboneServer {
       return;
     }
     const key = connectionKey(socket);
-    const connection: InboundConnection = { socket, peer, peerIp: remoteIp(socket), original, destination, destinationIdentity };
+    const connection: InboundConnection = { socket, peer, peerIp: remoteIp(socket), original, destinationIdentity };
     this.handshaking.set(key, connection);
     // The raw socket closes with the TLS socket wrapping it, even when a failed handshake leaves
     // the TLS socket without addresses to look the entry up by.
@@ -280,6 +284,12 @@ export class HboneServer {
       this.rejectStream(connection, stream, 400, 'method_not_connect', `HBONE accepts only CONNECT requests, got ${method ?? 'no method'}`);
       return;
     }
+    // Looked up per stream: the session may be minutes old, and policies name the workload as it is now.
+    const destination = currentDestination(this.context.state, connection.original.ip, connection.destinationIdentity);
+    if (!destination) {
+      this.rejectStream(connection, stream, 503, 'destination_gone', 'the destination workload is no longer served here');
+      return;
+    }
     const target = parseHboneTarget(singleHeader(headers[':authority']));
     if (!target.ok) {
       this.rejectStream(connection, stream, 400, 'bad_authority', target.reason);
@@ -294,7 +304,7 @@ export class HboneServer {
       }
       port = target.port;
     } else {
-      const found = this.serviceTarget(connection, target.hostname, target.port);
+      const found = this.serviceTarget(destination, target.hostname, target.port);
       if (found.kind === 'refused') {
         this.rejectStream(connection, stream, 400, 'unknown_service', `:authority ${target.hostname}:${target.port}: ${found.reason}`);
         return;
@@ -307,7 +317,7 @@ export class HboneServer {
     const description: TcpConnectionDescription = {
       reporter: 'destination',
       source: this.sourceFacts(sourceIp, connection.peerIdentity, singleHeader(headers.baggage), sourceNetwork),
-      destination: peerFactsOf(connection.destination, connection.destinationIdentity, this.context.clusterId),
+      destination: peerFactsOf(destination, connection.destinationIdentity, this.context.clusterId),
       service,
       mutualTls: true,
     };
@@ -325,7 +335,8 @@ export class HboneServer {
         'inbound HBONE connection through an east-west gateway',
       );
     }
-    const decision = this.authorize(connection, sourceIp, port);
+    const facts = { sourceIdentity: connection.peerIdentity, sourceIp, destinationIp: connection.original.ip, destinationPort: port };
+    const decision = authorizeSafely(this.context.state, { ...facts, destination }, log);
     if (!decision.allowed) {
       metrics.recordRefusedTcpConnection({ ...description, responseFlags: 'DENY' });
       this.rejectStream(connection, stream, 401, 'policy_denied', `denied by authorization policy${decision.policy ? ` ${decision.policy}` : ''}: ${decision.reason}`);
@@ -339,6 +350,8 @@ export class HboneServer {
         }
         stream.respond({ ':status': 200 });
         const tracked = metrics.openTcpConnection(description);
+        const untrack = this.openConnections.track({ listener: 'inbound', facts, destinationIdentity: connection.destinationIdentity, abort: () => abort(stream) });
+        stream.once('close', untrack);
         splice(stream, upstream, {
           upstreamBytes: (bytes) => tracked.addReceived(bytes),
           downstreamBytes: (bytes) => tracked.addSent(bytes),
@@ -354,24 +367,9 @@ export class HboneServer {
     );
   }
 
-  private authorize(connection: AcceptedConnection, sourceIp: string, destinationPort: number): AuthorizationDecision {
+  private serviceTarget(destination: Workload, hostname: string, servicePort: number): ServiceTarget {
     try {
-      return this.context.state.authorize({
-        sourceIdentity: connection.peerIdentity,
-        sourceIp,
-        destinationIp: connection.original.ip,
-        destinationPort,
-        destination: connection.destination,
-      });
-    } catch (error) {
-      this.context.log.error({ err: String(error) }, 'authorization failed; denying');
-      return { allowed: false, reason: `authorization failed: ${String(error)}` };
-    }
-  }
-
-  private serviceTarget(connection: AcceptedConnection, hostname: string, servicePort: number): ServiceTarget {
-    try {
-      return this.context.state.serviceTarget(connection.destination, hostname, servicePort);
+      return this.context.state.serviceTarget(destination, hostname, servicePort);
     } catch (error) {
       this.context.log.error({ err: String(error) }, 'looking up the service of a hostname authority failed');
       return { kind: 'refused', reason: `service lookup failed: ${String(error)}` };

@@ -14,6 +14,7 @@ import { InnerHbonePool } from './inner-pool.js';
 import { IdleMemoryRelease } from './memory.js';
 import { getOriginalDestination, type SocketAddress } from './original-dst.js';
 import { OutboundProxy } from './outbound.js';
+import { OpenInboundConnections } from './policy-watch.js';
 import type { DialTarget } from './tcp.js';
 
 export interface ProxyListenOptions {
@@ -81,6 +82,7 @@ export class Proxy {
   private readonly hbone: HboneServer;
   private readonly outbound: OutboundProxy;
   private readonly inboundPlaintext: InboundPlaintextProxy;
+  private readonly openInbound: OpenInboundConnections;
   private readonly servers: { outbound: Server; inbound: Server; inboundPlaintext: Server };
   /** Accepted plaintext-side connections (15001, 15006), for draining. */
   private readonly connections = new Set<Socket>();
@@ -115,10 +117,11 @@ export class Proxy {
       idleTimeoutMs: options.pool?.idleTimeoutMs,
       pooling: options.innerPooling,
     });
-    this.hbone = new HboneServer(this.context);
+    this.openInbound = new OpenInboundConnections(options.state, options.log, options.metrics);
+    this.hbone = new HboneServer(this.context, this.openInbound);
     this.idleMemory = new IdleMemoryRelease(options.log);
     this.outbound = new OutboundProxy(this.context, this.pool, this.innerPool);
-    this.inboundPlaintext = new InboundPlaintextProxy(this.context, () => this.ports().inboundPlaintext);
+    this.inboundPlaintext = new InboundPlaintextProxy(this.context, () => this.ports().inboundPlaintext, this.openInbound);
     this.servers = {
       outbound: this.plaintextServer('outbound', (socket) => this.outbound.accept(socket)),
       inbound: this.server('inbound', (socket) => this.hbone.accept(socket), false),
@@ -149,6 +152,19 @@ export class Proxy {
     if (transparentError) this.context.log.warn({ reason: transparentError }, 'inbound plaintext listener is not transparent; only DNAT-captured connections reach it');
     this.idleMemory.start();
     this.context.log.info({ ports: this.ports() }, 'proxy listening');
+  }
+
+  /**
+   * Re-authorizes open inbound connections against the current state and cuts those now denied.
+   * Call after policies or local workloads changed; returns how many were cut.
+   */
+  reassessPolicies(): number {
+    return this.openInbound.reassess();
+  }
+
+  /** Open inbound connections (HBONE streams and plaintext) watched by policy. */
+  get openInboundConnections(): number {
+    return this.openInbound.size;
   }
 
   /** Pooled outbound sessions: direct and outer HBONE, and inner sessions of double HBONE. */
