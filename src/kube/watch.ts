@@ -88,6 +88,8 @@ export class TimedWatch extends Watch {
         return;
       }
       const lines = createInterface({ input: response, crlfDelay: Infinity });
+      // readline re-emits the response's errors; the response's own listener below handles them.
+      lines.on('error', () => undefined);
       lines.on('line', (line) => {
         if (finished || line === '') return;
         let event: { type?: unknown; object?: unknown };

@@ -95,6 +95,9 @@ export async function fakeApiServer(objects: Record<string, Json[]>, tokens: Set
   const failures = new Map<string, number>();
   const sockets = new Set<Socket>();
   const server = createServer({ cert: tls.certPem, key: tls.keyPem }, (req: IncomingMessage, res: ServerResponse) => {
+    // Clients that go away mid-watch are normal.
+    req.on('error', () => undefined);
+    res.on('error', () => undefined);
     const url = new URL(req.url ?? '/', 'https://localhost');
     const json = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
