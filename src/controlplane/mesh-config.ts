@@ -3,7 +3,8 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 
 import { apiClient, startInformer } from '../kube/index.js';
 import type { Logger } from '../util/log.js';
-import { MESH_CONFIG_KEY, MESH_CONFIG_MAP, MeshConfigError, parseMeshConfig, type ServiceScopeConfig, type ServiceScopePolicy } from './multicluster/service-scope.js';
+import { MESH_CONFIG_KEY, MESH_CONFIG_MAP, MeshConfigError, parseMeshConfig, type ServiceScopeConfig } from '../api/mesh-config.js';
+import type { ServiceScopePolicy } from './multicluster/service-scope.js';
 
 export interface MeshConfigWatcherOptions {
   systemNamespace: string;

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { kubectl, KubectlError } from '../kubectl.js';
-import { ZTUNNEL_ADMIN_PORT, ZTUNNEL_CONFIG_DUMP_PATH, ZTUNNEL_NAME } from '../names.js';
+import { ZTUNNEL_ADMIN_PORT, ZTUNNEL_CONFIG_DUMP_PATH, ZTUNNEL_NAME } from '../../api/names.js';
 
 export class ProxyConfigError extends Error {}
 
