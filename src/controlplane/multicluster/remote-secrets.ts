@@ -7,7 +7,7 @@ import { apiClient, startInformer } from '../../kube/index.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { objectRef, refKey } from '../registry/kube-objects.js';
 import { KubeClusterView } from './cluster-view.js';
-import { parseRemoteKubeconfig } from './kubeconfig.js';
+import { parseRemoteKubeconfig, RemoteKubeconfigError } from './kubeconfig.js';
 import { watchClusterView, type ApiHealth } from './kube-watch.js';
 import { RemoteClusterMetrics, type RemoteClusterState, type RemoteErrorReason } from './metrics.js';
 import type { ServiceScopePolicy } from './service-scope.js';
@@ -241,7 +241,7 @@ export class RemoteClusters {
     } catch (err) {
       // A cluster already being read keeps its previous connection: nothing working is lost.
       entry.configProblem = (err as Error).message;
-      return this.fail(entry, 'kubeconfig', entry.configProblem);
+      return this.fail(entry, err instanceof RemoteKubeconfigError ? err.reason : 'kubeconfig', entry.configProblem);
     }
     const log = this.log.child({ remoteCluster: clusterId });
     let connection: ClusterConnection | undefined;
