@@ -51,6 +51,7 @@ export function watchCluster(config: KubeConfig, sink: ObjectSink, log: Logger):
       list: source.list,
       what: source.what,
       log,
+      logFields: { kind: source.kind },
       optional: source.optional,
       onAdd: (object) => sink.upsert(source.kind, object),
       onUpdate: (object) => sink.upsert(source.kind, object),

@@ -26,6 +26,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   /** Names the collection in log lines, e.g. `pods` or `remote secrets`. */
   what: string;
   log: Logger;
+  /** Added to every log line of this informer (e.g. `{ kind: 'Pod' }`). */
+  logFields?: Record<string, unknown>;
   /** A CRD-backed resource whose absence is expected: failures are logged at info, 404 as "not installed". */
   optional?: boolean;
   backoff?: BackoffOptions;
@@ -56,7 +58,8 @@ export function startInformer<T extends KubernetesObject>(options: InformerOptio
 
 /** An informer that runs once `start()` is called. */
 export function createInformer<T extends KubernetesObject>(options: InformerOptions<T>): Informer<T> {
-  const { log, what } = options;
+  const { what } = options;
+  const log = options.logFields ? options.log.child(options.logFields) : options.log;
   const backoff = new Backoff(options.backoff ?? DEFAULT_INFORMER_BACKOFF);
   let stopped = true;
   let timer: NodeJS.Timeout | undefined;
@@ -95,7 +98,7 @@ export function createInformer<T extends KubernetesObject>(options: InformerOpti
     const delayMs = backoff.next();
     const attempt = backoff.attempts;
     const missing = options.optional === true && isNotFound(err);
-    const problem = missing ? 'not installed' : errorMessage(err);
+    const problem = errorMessage(err);
     // Once per change of problem, and every 10th failure of the same one.
     if (problem !== lastProblem || attempt % 10 === 0) {
       const fields = { resource: what, reason: problem, attempt, retryInMs: delayMs };

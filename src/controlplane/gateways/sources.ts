@@ -73,6 +73,7 @@ export function informerSources(config: KubeConfig, log: Logger): GatewaySources
         labelSelector: source.labelSelector,
         what: source.what,
         log,
+        logFields: { kind: source.kind },
         optional: source.optional,
         backoff: RETRY,
         onListed: () => events?.listed(source.kind),
