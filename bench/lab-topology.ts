@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ZTUNNEL_CONTAINER, ZTUNNEL_METRICS_PORT, ZTUNNEL_NAME } from '../src/install/names.js';
+import { ZTUNNEL_CONTAINER, ZTUNNEL_METRICS_PORT, ZTUNNEL_NAME } from '../src/api/names.js';
 import { readState } from '../src/lab/state.js';
 import { BenchCommandError, netnsPlace, processNamespacesPlace, runCommand, waitUntil, type Place, type RunResult } from './exec.js';
 import { containerPid } from './lab-pods.js';

@@ -13,7 +13,7 @@ import { installMesh, isManagedByAmbit, selectSharedCrds } from '../src/install/
 import { checkReachable, cleanOutput, resolveContext } from '../src/install/kubectl.js';
 import { renderManifests, renderYaml, toYaml } from '../src/install/manifests.js';
 import { gatewayApiCrds } from '../src/install/objects/crds.js';
-import { ENV, ROOT_CERT_CONFIGMAP, TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE, ROOT_CERT_DIR } from '../src/install/names.js';
+import { ENV, ROOT_CERT_CONFIGMAP, TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE, ROOT_CERT_DIR } from '../src/api/names.js';
 import { parseConfigDump } from '../src/install/proxy-config/config-dump.js';
 import { certsTable, parseView, renderView, servicesTable, viewJson, workloadsTable } from '../src/install/proxy-config/tables.js';
 import { AMBIT_VERSION, loadValues, parseValuesText, resolveValues, setLayers, ValuesError, type InstallValues } from '../src/install/values.js';

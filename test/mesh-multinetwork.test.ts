@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { READER_SERVICE_ACCOUNT } from '../src/install/names.js';
+import { READER_SERVICE_ACCOUNT } from '../src/api/names.js';
 import { readState } from '../src/lab/state.js';
 import { tokenSecretName } from '../src/multicluster-cli/remote-secret.js';
 import { ambit, kubectl, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';

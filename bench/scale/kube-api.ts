@@ -5,9 +5,9 @@
  */
 import { Agent } from 'node:https';
 import { CoreV1Api, createConfiguration, KubeConfig, ServerConfiguration, type SecurityAuthentication } from '@kubernetes/client-node';
-import { errorMessage, statusCode } from '../../src/lab/agent/kube.js';
+import { errorMessage, statusCode } from '../../src/kube/index.js';
 
-export { errorMessage, mergePatch, statusCode } from '../../src/lab/agent/kube.js';
+export { errorMessage, mergePatch, statusCode } from '../../src/kube/index.js';
 
 /**
  * CoreV1Api of a kubeconfig context (the lab merges `lab-<cluster>` into the default kubeconfig).

@@ -6,6 +6,7 @@ import { aggregatedDiscoveryService, AUTHORIZATION_HEADER, CLUSTER_ID_HEADER, is
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from '../api/resources.js';
 import { AddressSchema } from '../gen/istio/workload/workload_pb.js';
 import { AuthorizationSchema } from '../gen/istio/security/authorization_pb.js';
+import { apiClient } from '../kube/index.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { json, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
 import { loadOrCreateAuthority, publishAuthorityRoots } from './ca/authority.js';
@@ -65,7 +66,7 @@ function metadataValue(metadata: Metadata, key: string): string | undefined {
  */
 export async function runControlPlane(settings: ControlPlaneSettings, log: Logger = createLogger('controlplane', { cluster: settings.clusterId })): Promise<void> {
   const kubeConfig = loadKubeConfig(settings);
-  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const core = apiClient(kubeConfig, CoreV1Api);
   const metricsRegistry = new Registry();
   collectDefaultMetrics({ register: metricsRegistry });
 

@@ -7,7 +7,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { checkReachable, kubectl, KubectlError, resolveContext, streamKubectl } from './kubectl.js';
 import { renderManifests, toYaml } from './manifests.js';
-import { AUTHORIZATION_POLICY_CRD, CONTROL_PLANE_NAME, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PART_OF_LABEL, PART_OF_VALUE, ROOT_CERT_CONFIGMAP, ZTUNNEL_NAME } from './names.js';
+import { AUTHORIZATION_POLICY_CRD, CONTROL_PLANE_NAME, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PART_OF_LABEL, PART_OF_VALUE, ROOT_CERT_CONFIGMAP, ZTUNNEL_NAME } from '../api/names.js';
 import { gatewayApiCrds, type CrdObject } from './objects/crds.js';
 import type { InstallValues } from './values-schema.js';
 

@@ -1,4 +1,5 @@
 import { AuthenticationV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { apiClient } from '../../kube/index.js';
 import { InvalidIdentityError, parseSpiffeUri, spiffeUri, type Identity } from '../../api/identity.js';
 import { DEFAULT_SERVICE_ACCOUNT } from '../../api/resources.js';
 import { CaRequestError } from './errors.js';
@@ -24,7 +25,7 @@ const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** TokenReview through the API server, with audience `istio-ca` by default. */
 export function kubeTokenReviewer(kubeConfig: KubeConfig): TokenReviewer {
-  const api = kubeConfig.makeApiClient(AuthenticationV1Api);
+  const api = apiClient(kubeConfig, AuthenticationV1Api);
   return {
     async review(token, audiences) {
       const review = await api.createTokenReview({

@@ -5,7 +5,8 @@
  */
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../../lab/agent/kube.js';
+import { errorMessage } from '../../kube/index.js';
+import { backoffDelay } from '../../util/backoff.js';
 import type { Logger } from '../../util/log.js';
 import { EAST_WEST_GATEWAY_CLASS, GATEWAY_API_GROUP, GATEWAY_NAME_LABEL } from './constants.js';
 import { gatewayKey } from './gateway.js';
@@ -164,7 +165,7 @@ export class EastWestGatewayController {
       })
       .catch((err: unknown) => {
         this.classFailures++;
-        const delay = Math.min(this.retry.baseDelayMs * 2 ** Math.min(this.classFailures - 1, 16), this.retry.maxDelayMs);
+        const delay = backoffDelay(this.classFailures, { initialMs: this.retry.baseDelayMs, maxMs: this.retry.maxDelayMs });
         if (this.classFailures === 1 || this.classFailures % 10 === 0) {
           this.log.info({ gatewayClass: EAST_WEST_GATEWAY_CLASS, reason: errorMessage(err), retryInMs: delay }, 'cannot ensure GatewayClass yet (Gateway API CRDs not installed?)');
         }

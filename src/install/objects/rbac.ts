@@ -1,5 +1,5 @@
 import type { V1ClusterRole, V1ClusterRoleBinding, V1PolicyRule, V1Role, V1RoleBinding, V1ServiceAccount } from '@kubernetes/client-node';
-import { CONTROL_PLANE_NAME, READER_CLUSTER_ROLE, READER_SERVICE_ACCOUNT, ZTUNNEL_NAME } from '../names.js';
+import { CONTROL_PLANE_NAME, READER_CLUSTER_ROLE, READER_SERVICE_ACCOUNT, ZTUNNEL_NAME } from '../../api/names.js';
 import { meta } from './common.js';
 
 const READ = ['get', 'list', 'watch'];
