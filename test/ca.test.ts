@@ -652,6 +652,25 @@ describe('authorization rules', () => {
     const grant = await custom.authorize(caller, { csrIdentity: spiffe('shop', 'pay') });
     assert.deepEqual([grant.impersonated, grant.node], [true, 'n2']);
   });
+
+  it('before the pod directory is synced, requests wait, then get UNAVAILABLE saying why', async () => {
+    const authority = await loadOrCreateAuthority({ core: new FakeCore() }, { systemNamespace: SYSTEM_NS, trustDomain: TRUST_DOMAIN, log: pino({ level: 'silent' }) });
+    let authenticated = 0;
+    const service = createCertificateService({
+      authority,
+      authorizer: { authenticate: async () => (authenticated++, Promise.reject(new CaRequestError('unauthenticated', 'x'))), authorize: async () => Promise.reject(new Error('unreachable')) },
+      log: pino({ level: 'silent' }),
+      ready: new Promise<void>(() => undefined),
+      readyTimeoutMs: 50,
+    });
+    const metadata = new Metadata();
+    const result = await new Promise<{ code?: number; details?: string }>((resolve) =>
+      service.createCertificate({ request: create(IstioCertificateRequestSchema, { csr: '' }), metadata, getPeer: () => 'test' } as never, (err) => resolve(err as { code?: number; details?: string })),
+    );
+    assert.equal(result.code, status.UNAVAILABLE);
+    assert.match(result.details ?? '', /still syncing with the API server/);
+    assert.equal(authenticated, 0, 'no TokenReview before the sync');
+  });
 });
 
 describe('signing throughput (printed, not asserted)', () => {
