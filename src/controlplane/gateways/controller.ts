@@ -9,7 +9,7 @@ import { errorMessage } from '../../kube/index.js';
 import { backoffDelay } from '../../util/backoff.js';
 import type { Logger } from '../../util/log.js';
 import { EAST_WEST_GATEWAY_CLASS, GATEWAY_API_GROUP, GATEWAY_NAME_LABEL } from './constants.js';
-import { gatewayKey } from './gateway.js';
+import { gatewayKey, isEastWestGateway } from './gateway.js';
 import { ensureGatewayClass } from './gateway-class.js';
 import { kubeGatewayApi, type GatewayApi } from './kube-api.js';
 import { createGatewayControllerMetrics, type GatewayControllerMetrics } from './metrics.js';
@@ -137,6 +137,19 @@ export class EastWestGatewayController {
       await this.classCheck;
       await this.queue.idle();
     }
+  }
+
+  /**
+   * Whether `<namespace>/<name>` is the ServiceAccount this controller made for an east-west Gateway it
+   * runs (the gateway pods' identity): the Gateway exists with class istio-east-west, the class is ours,
+   * and the ServiceAccount is owned by that Gateway. The control plane's xDS lets these subscribe.
+   */
+  isGatewayServiceAccount(namespace: string, name: string): boolean {
+    if (this.classState !== 'ours') return false;
+    const gateway = this.sources.gateways.get(name, namespace);
+    if (!gateway || !isEastWestGateway(gateway)) return false;
+    const account = this.sources.owned.ServiceAccount.get(name, namespace);
+    return account !== undefined && ownerKey(account) === gatewayKey(namespace, name);
   }
 
   private changed(kind: WatchedKind, object: KubernetesObject): void {
