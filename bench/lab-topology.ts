@@ -22,11 +22,11 @@ import type { BenchTopology, Endpoints, MeshEndpoints } from './topology.js';
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 export const LAB_TOPOLOGY_FILE = 'topologies/one-cluster.yaml';
 export const CLUSTER = 'cluster1';
-const CONTEXT = `lab-${CLUSTER}`;
+export const CONTEXT = `lab-${CLUSTER}`;
 const SYSTEM_NAMESPACE = 'istio-system';
 export const PLAIN_NAMESPACE = 'bench-direct';
 export const MESH_NAMESPACE = 'bench-mesh';
-const POD_CONTAINER = 'main';
+export const POD_CONTAINER = 'main';
 
 type Log = (line: string) => void;
 
