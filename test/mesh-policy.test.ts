@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 
 import { readState } from '../src/lab/state.js';
 import { ambit, kubectl, labExec, rolloutStatus, samples, waitFor } from './helpers/lab.js';
-import { pods } from './helpers/mesh.js';
+import { inNode, pods } from './helpers/mesh.js';
 import { labDownChecked } from './helpers/multicluster.js';
 
 const CTX = 'lab-cluster1';
@@ -202,5 +202,15 @@ describe('mesh: policies on running pods, every order; fail closed while ztunnel
     assert.deepEqual(answered, [], 'no connection got through while ztunnels restarted');
     await kubectl(CTX, ['delete', '-n', 'sample', 'authorizationpolicy', 'allow-nothing']);
     await until('the mesh to answer again after the restart', 'answered', 30_000);
+  });
+
+  it('ambit uninstall: every ztunnel removes its capture (unlike a restart), and enrolled pods talk plain text again', async () => {
+    const uninstall = await ambit(['uninstall', '--context', CTX], { timeoutMs: 300_000 });
+    assert.equal(uninstall.code, 0, `${uninstall.stdout}\n${uninstall.stderr}`);
+    for (const node of ['cluster1-node1', 'cluster1-node2']) {
+      const table = await inNode(CLUSTER, node, ['nft', 'list', 'table', 'inet', 'ambit']);
+      assert.notEqual(table.code, 0, `table inet ambit is gone on ${node}`);
+    }
+    assert.deepEqual(await fromBothNodes(3), { ok: 6, refused: 0 }, 'the namespace is still labelled ambient, but nothing captures it any more');
   });
 });

@@ -4,7 +4,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { identityOf, spiffeUri } from '../api/identity.js';
 import { bytesToIp } from '../api/ip.js';
 import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
-import { ZTUNNEL_NAME } from '../install/names.js';
+import { ZTUNNEL_NAME } from '../api/names.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { buildConfigDump } from './admin/config-dump.js';
 import { buildRawResources, RESOURCES_PATH } from './admin/resources.js';

@@ -1,6 +1,7 @@
 /** Whether a stopping ztunnel leaves its capture rules in place (a restart) or removes them (an uninstall). */
 import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
 
+import { apiClient, statusCode } from '../../kube/index.js';
 import type { Logger } from '../../util/log.js';
 
 export type CaptureOnExit = { keep: true; reason: string } | { keep: false; reason: string };
@@ -45,16 +46,14 @@ export function inClusterDaemonSetProbe(namespace: string, name: string, env: No
     const config = new KubeConfig();
     config.loadFromCluster();
     try {
-      const daemonSet = await config.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ namespace, name });
+      const daemonSet = await apiClient(config, AppsV1Api, { timeoutMs: PROBE_TIMEOUT_MS }).readNamespacedDaemonSet({ namespace, name });
       return daemonSet.metadata?.deletionTimestamp ? 'gone' : 'present';
     } catch (error) {
-      if (statusOf(error) === 404) return 'gone';
+      const status = statusCode(error);
+      // 404: the DaemonSet is deleted. 401/403: our service account or its Role is gone, which
+      // happens only when the installation is being removed (a restart keeps both).
+      if (status === 404 || status === 401 || status === 403) return 'gone';
       throw error;
     }
   };
-}
-
-function statusOf(error: unknown): number | undefined {
-  const code = (error as { code?: unknown; statusCode?: unknown } | undefined)?.code ?? (error as { statusCode?: unknown } | undefined)?.statusCode;
-  return typeof code === 'number' ? code : undefined;
 }
