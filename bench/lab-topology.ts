@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ZTUNNEL_CONTAINER, ZTUNNEL_METRICS_PORT, ZTUNNEL_NAME } from '../src/install/names.js';
+import { ZTUNNEL_CONTAINER, ZTUNNEL_METRICS_PORT, ZTUNNEL_NAME } from '../src/api/names.js';
 import { readState } from '../src/lab/state.js';
 import { BenchCommandError, netnsPlace, processNamespacesPlace, runCommand, waitUntil, type Place, type RunResult } from './exec.js';
 import { containerPid } from './lab-pods.js';
@@ -22,11 +22,11 @@ import type { BenchTopology, Endpoints, MeshEndpoints } from './topology.js';
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 export const LAB_TOPOLOGY_FILE = 'topologies/one-cluster.yaml';
 export const CLUSTER = 'cluster1';
-const CONTEXT = `lab-${CLUSTER}`;
+export const CONTEXT = `lab-${CLUSTER}`;
 const SYSTEM_NAMESPACE = 'istio-system';
 export const PLAIN_NAMESPACE = 'bench-direct';
 export const MESH_NAMESPACE = 'bench-mesh';
-const POD_CONTAINER = 'main';
+export const POD_CONTAINER = 'main';
 
 type Log = (line: string) => void;
 

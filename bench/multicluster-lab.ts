@@ -12,7 +12,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CONTROL_PLANE_NAME } from '../src/install/names.js';
+import { CONTROL_PLANE_NAME } from '../src/api/names.js';
 import type { ClusterPlan, NodePlan } from '../src/lab/plan.js';
 import { readState, type LabState } from '../src/lab/state.js';
 import { BenchCommandError, waitUntil } from './exec.js';

@@ -27,6 +27,7 @@ import {
   type TokenReviewer,
 } from '../src/controlplane/ca/authorize.js';
 import { CaRequestError } from '../src/controlplane/ca/errors.js';
+import { unverifiedJwtPayload } from '../src/controlplane/ca/token-review.js';
 import { createCertificateService } from '../src/controlplane/ca/server.js';
 import type { CaKubeApi } from '../src/controlplane/ca/store.js';
 import { IstioCertificateRequestSchema } from '../src/gen/istio/ca/ca_pb.js';
@@ -108,17 +109,26 @@ function sampleCacerts(overrides: Record<string, string> = {}): V1Secret {
 interface ReviewedToken {
   username: string;
   extra?: Record<string, string[]>;
+  /** `status.audiences`; default: the audiences asked for. */
+  audiences?: string[];
 }
 
-/** TokenReview stand-in: known tokens authenticate, anything else is rejected with the API server's wording. */
+/** A JWT-shaped token named `name` (its `sub`), with extra claims; the signature is not checked by anyone here. */
+function fakeJwt(name: string, claims: Record<string, unknown> = {}): string {
+  const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${encode({ alg: 'RS256' })}.${encode({ sub: name, ...claims })}.c2lnbmF0dXJl`;
+}
+
+/** TokenReview stand-in: known tokens (by the name fakeJwt gave them) authenticate, anything else is rejected with the API server's wording. */
 class FakeTokenReviewer implements TokenReviewer {
   readonly audiencesSeen: string[][] = [];
   constructor(private readonly tokens: Record<string, ReviewedToken>) {}
   async review(token: string, audiences: string[]) {
     this.audiencesSeen.push(audiences);
-    const known = this.tokens[token];
+    const name = unverifiedJwtPayload(token)?.sub;
+    const known = typeof name === 'string' ? this.tokens[name] : undefined;
     if (!known) return { authenticated: false, error: '[invalid bearer token, token lookup failed]' };
-    return { authenticated: true, username: known.username, extra: known.extra };
+    return { authenticated: true, username: known.username, extra: known.extra, audiences: known.audiences ?? audiences };
   }
 }
 
@@ -300,7 +310,7 @@ describe('mesh CA over gRPC with the ztunnel certificate manager', () => {
   });
 
   it('issues a workload its own identity: critical URI SAN, empty subject, 24 h, leaf then root', async () => {
-    const { manager } = managerFor(ca, 'tok-cart');
+    const { manager } = managerFor(ca, fakeJwt('tok-cart'));
     const identity = spiffe('shop', 'cart');
     const before = Date.now();
     const [first, second] = await Promise.all([manager.certificateFor(identity), manager.certificateFor(identity)]);
@@ -339,7 +349,7 @@ describe('mesh CA over gRPC with the ztunnel certificate manager', () => {
   });
 
   it('lets ztunnel obtain identities of pods on its own node', async () => {
-    const { manager } = managerFor(ca, 'tok-z1');
+    const { manager } = managerFor(ca, fakeJwt('tok-z1'));
     const cart = await manager.certificateFor(spiffe('shop', 'cart'));
     assert.deepEqual(uriSansOf(new x509.X509Certificate(leafOf(cart).raw)), [spiffe('shop', 'cart')]);
     // A pod without serviceAccountName runs as "default".
@@ -351,7 +361,7 @@ describe('mesh CA over gRPC with the ztunnel certificate manager', () => {
   });
 
   it('refuses ztunnel an identity with no live pod on its node', async () => {
-    const { manager } = managerFor(ca, 'tok-z1');
+    const { manager } = managerFor(ca, fakeJwt('tok-z1'));
     await assert.rejects(
       manager.certificateFor(spiffe('shop', 'pay')),
       /PERMISSION_DENIED.*ztunnel on node n1 may not obtain spiffe:\/\/cluster\.local\/ns\/shop\/sa\/pay: no pod with that identity runs on n1/,
@@ -361,21 +371,21 @@ describe('mesh CA over gRPC with the ztunnel certificate manager', () => {
     assert.equal(payView?.state, 'error');
     assert.match(payView?.error ?? '', /no pod with that identity runs on n1/);
     // The ztunnel of the pod's node gets it.
-    const { manager: onN2 } = managerFor(ca, 'tok-z2');
+    const { manager: onN2 } = managerFor(ca, fakeJwt('tok-z2'));
     await onN2.certificateFor(spiffe('shop', 'pay'));
     assert.ok((await counterValue(ca.registry, 'ambit_ca_requests_refused_total', { reason: 'permission_denied' })) >= 2);
   });
 
   it('refuses impersonation by other service accounts and by unbound or stale ztunnel tokens', async () => {
-    await assert.rejects(managerFor(ca, 'tok-cart').manager.certificateFor(spiffe('shop', 'pay')), /service account shop\/cart may only obtain its own identity/);
-    await assert.rejects(managerFor(ca, 'tok-z-unbound').manager.certificateFor(spiffe('shop', 'cart')), /not bound to a pod.*projected service account token/);
-    await assert.rejects(managerFor(ca, 'tok-z-stale').manager.certificateFor(spiffe('shop', 'cart')), /bound to pod istio-system\/ztunnel-n1 uid uid-of-a-deleted-pod, which no longer exists/);
-    await assert.rejects(managerFor(ca, 'tok-admin').manager.certificateFor(spiffe('shop', 'cart')), /"kubernetes-admin" is not a service account/);
-    await assert.rejects(managerFor(ca, 'tok-cart').manager.certificateFor('spiffe://other.domain/ns/shop/sa/cart'), /outside this mesh's trust domain cluster\.local/);
+    await assert.rejects(managerFor(ca, fakeJwt('tok-cart')).manager.certificateFor(spiffe('shop', 'pay')), /service account shop\/cart may only obtain its own identity/);
+    await assert.rejects(managerFor(ca, fakeJwt('tok-z-unbound')).manager.certificateFor(spiffe('shop', 'cart')), /not bound to a pod.*projected service account token/);
+    await assert.rejects(managerFor(ca, fakeJwt('tok-z-stale')).manager.certificateFor(spiffe('shop', 'cart')), /bound to pod istio-system\/ztunnel-n1 uid uid-of-a-deleted-pod, which no longer exists/);
+    await assert.rejects(managerFor(ca, fakeJwt('tok-admin')).manager.certificateFor(spiffe('shop', 'cart')), /"kubernetes-admin" is not a service account/);
+    await assert.rejects(managerFor(ca, fakeJwt('tok-cart')).manager.certificateFor('spiffe://other.domain/ns/shop/sa/cart'), /outside this mesh's trust domain cluster\.local/);
   });
 
   it('refuses a caller from another cluster, naming both clusters', async () => {
-    const { manager } = managerFor(ca, 'tok-cart', { clusterId: 'cluster2' });
+    const { manager } = managerFor(ca, fakeJwt('tok-cart'), { clusterId: 'cluster2' });
     await assert.rejects(manager.certificateFor(spiffe('shop', 'cart')), /PERMISSION_DENIED.*"cluster2".*"cluster1"/);
     assert.equal(await counterValue(ca.registry, 'ambit_ca_requests_refused_total', { reason: 'cluster_mismatch' }), 1);
   });
@@ -384,16 +394,17 @@ describe('mesh CA over gRPC with the ztunnel certificate manager', () => {
     const csr = await csrFor(spiffe('shop', 'cart'));
     await rejectsWith(rawCall(ca, { csr }, {}), status.UNAUTHENTICATED, /no bearer token/);
     await rejectsWith(rawCall(ca, { csr }, { authorization: 'Basic dXNlcjpwYXNz' }), status.UNAUTHENTICATED, /no bearer token/);
-    await rejectsWith(rawCall(ca, { csr }, { authorization: 'Bearer nope' }), status.UNAUTHENTICATED, /token rejected by the API server: \[invalid bearer token/);
-    const { manager } = managerFor(ca, 'nope');
+    await rejectsWith(rawCall(ca, { csr }, { authorization: `Bearer ${fakeJwt('nope')}` }), status.UNAUTHENTICATED, /token rejected by the API server: \[invalid bearer token/);
+    const { manager } = managerFor(ca, fakeJwt('nope'));
     await assert.rejects(manager.certificateFor(spiffe('shop', 'cart')), /UNAUTHENTICATED/);
     // The token never reaches the logs.
     assert.ok(ca.logs.length > 0);
-    for (const line of ca.logs) assert.ok(!/tok-|nope|dXNlcjpwYXNz|PRIVATE KEY/.test(line), `log line leaks a secret: ${line}`);
+    const secrets = [fakeJwt('nope'), fakeJwt('tok-cart')].map((token) => token.split('.')[1]!);
+    for (const line of ca.logs) assert.ok(!/tok-|nope|dXNlcjpwYXNz|PRIVATE KEY/.test(line) && !secrets.some((secret) => line.includes(secret)), `log line leaks a secret: ${line}`);
   });
 
   it('rejects bad CSRs with INVALID_ARGUMENT', async () => {
-    const auth = { authorization: 'Bearer tok-cart', clusterid: CLUSTER };
+    const auth = { authorization: `Bearer ${fakeJwt('tok-cart')}`, clusterid: CLUSTER };
     await rejectsWith(rawCall(ca, { csr: 'garbage' }, auth), status.INVALID_ARGUMENT, /CSR is not PEM/);
     await rejectsWith(
       rawCall(ca, { csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n' }, auth),
@@ -423,7 +434,7 @@ describe('mesh CA over gRPC with the ztunnel certificate manager', () => {
   });
 
   it('caps the lifetime at the maximum and honours shorter requests', async () => {
-    const auth = { authorization: 'Bearer tok-cart', clusterid: CLUSTER };
+    const auth = { authorization: `Bearer ${fakeJwt('tok-cart')}`, clusterid: CLUSTER };
     const lifetimeOf = (response: IstioCertificateResponse) => {
       const leaf = new NodeX509(response.certChain[0]!);
       return Date.parse(leaf.validTo) - Date.now();
@@ -451,13 +462,13 @@ describe('mesh CA over gRPC with the ztunnel certificate manager', () => {
       socket.on('close', () => resolve());
       socket.resume();
     });
-    const { manager } = managerFor(ca, 'tok-cart');
+    const { manager } = managerFor(ca, fakeJwt('tok-cart'));
     const cert = await manager.certificateFor(spiffe('shop', 'cart'));
     assert.ok(cert.notAfter.getTime() > Date.now());
   });
 
   it('renews at half-life, keeping a valid certificate throughout', async () => {
-    const { manager } = managerFor(ca, 'tok-cart', { ttlSeconds: 4 });
+    const { manager } = managerFor(ca, fakeJwt('tok-cart'), { ttlSeconds: 4 });
     const identity = spiffe('shop', 'cart');
     const first = await manager.certificateFor(identity);
     const firstSerial = leafOf(first).serialNumber;
@@ -481,7 +492,7 @@ describe('mesh CA over gRPC with the ztunnel certificate manager', () => {
     // Until the retry, callers get the failure without a new request.
     await assert.rejects(manager.certificateFor(identity), /ENOENT/);
     const recovered = waitForRenewal(manager, identity, () => true);
-    writeFileSync(tokenPath, 'tok-cart');
+    writeFileSync(tokenPath, fakeJwt('tok-cart'));
     const cert = await recovered;
     assert.equal(cert.identity, identity);
     assert.equal(manager.view()[0]?.state, 'valid');
@@ -507,7 +518,7 @@ describe('plug-in CA (cacerts)', () => {
     assert.match(leaf!.issuer, /CN=Istio CA/);
 
     const ca = await startCa(authority);
-    const { manager } = managerFor(ca, 'tok-cart');
+    const { manager } = managerFor(ca, fakeJwt('tok-cart'));
     try {
       const cert = await manager.certificateFor(spiffe('shop', 'cart'));
       assert.equal(pemCertificates(cert.certChainPem).length, 2, 'presented chain: leaf and intermediate');
@@ -627,7 +638,7 @@ describe('authorization rules', () => {
       tokenReviewer: { review: () => Promise.reject(new ApiException(503, 'Service Unavailable', JSON.stringify({ message: 'etcd is down' }), {})) },
       pods: cachedPodDirectory(() => PODS),
     });
-    await assert.rejects(failing.authenticate({ authorization: 'Bearer x' }), (err: CaRequestError) => err.code === status.UNAVAILABLE && /HTTP 503: etcd is down/.test(err.message));
+    await assert.rejects(failing.authenticate({ authorization: `Bearer ${fakeJwt('x')}` }), (err: CaRequestError) => err.code === status.UNAVAILABLE && /HTTP 503: etcd is down/.test(err.message));
 
     const custom = new CertificateAuthorizer({
       trustDomain: TRUST_DOMAIN,
@@ -637,9 +648,28 @@ describe('authorization rules', () => {
       pods: cachedPodDirectory(() => PODS),
       nodeAgentServiceAccounts: ['istio-system/node-agent'],
     });
-    const caller = await custom.authenticate({ authorization: 'Bearer t', clusterId: CLUSTER });
+    const caller = await custom.authenticate({ authorization: `Bearer ${fakeJwt('t')}`, clusterId: CLUSTER });
     const grant = await custom.authorize(caller, { csrIdentity: spiffe('shop', 'pay') });
     assert.deepEqual([grant.impersonated, grant.node], [true, 'n2']);
+  });
+
+  it('before the pod directory is synced, requests wait, then get UNAVAILABLE saying why', async () => {
+    const authority = await loadOrCreateAuthority({ core: new FakeCore() }, { systemNamespace: SYSTEM_NS, trustDomain: TRUST_DOMAIN, log: pino({ level: 'silent' }) });
+    let authenticated = 0;
+    const service = createCertificateService({
+      authority,
+      authorizer: { authenticate: async () => (authenticated++, Promise.reject(new CaRequestError('unauthenticated', 'x'))), authorize: async () => Promise.reject(new Error('unreachable')) },
+      log: pino({ level: 'silent' }),
+      ready: new Promise<void>(() => undefined),
+      readyTimeoutMs: 50,
+    });
+    const metadata = new Metadata();
+    const result = await new Promise<{ code?: number; details?: string }>((resolve) =>
+      service.createCertificate({ request: create(IstioCertificateRequestSchema, { csr: '' }), metadata, getPeer: () => 'test' } as never, (err) => resolve(err as { code?: number; details?: string })),
+    );
+    assert.equal(result.code, status.UNAVAILABLE);
+    assert.match(result.details ?? '', /still syncing with the API server/);
+    assert.equal(authenticated, 0, 'no TokenReview before the sync');
   });
 });
 

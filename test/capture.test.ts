@@ -1,3 +1,4 @@
+// ambit:lab-test (makes network namespaces and nftables rules; needs root)
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';

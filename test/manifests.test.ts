@@ -13,7 +13,7 @@ import { installMesh, isManagedByAmbit, selectSharedCrds } from '../src/install/
 import { checkReachable, cleanOutput, resolveContext } from '../src/install/kubectl.js';
 import { renderManifests, renderYaml, toYaml } from '../src/install/manifests.js';
 import { gatewayApiCrds } from '../src/install/objects/crds.js';
-import { ENV, ROOT_CERT_CONFIGMAP, TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE, ROOT_CERT_DIR } from '../src/install/names.js';
+import { ENV, ROOT_CERT_CONFIGMAP, TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE, ROOT_CERT_DIR } from '../src/api/names.js';
 import { parseConfigDump } from '../src/install/proxy-config/config-dump.js';
 import { certsTable, parseView, renderView, servicesTable, viewJson, workloadsTable } from '../src/install/proxy-config/tables.js';
 import { AMBIT_VERSION, loadValues, parseValuesText, resolveValues, setLayers, ValuesError, type InstallValues } from '../src/install/values.js';
@@ -212,6 +212,8 @@ describe('manifests', () => {
         'ClusterRoleBinding/ambit-reader',
         'Role/ambit-controlplane',
         'RoleBinding/ambit-controlplane',
+        'Role/ztunnel',
+        'RoleBinding/ztunnel',
         'ConfigMap/istio',
         'Service/ambit-controlplane',
         'Deployment/ambit-controlplane',
@@ -339,7 +341,11 @@ describe('manifests', () => {
     const role = find<V1Role>('Role', 'ambit-controlplane');
     assert.ok(role.rules!.some((r) => r.resources?.includes('secrets') && r.verbs.includes('create') && r.verbs.includes('update')));
     const subjects = objects.filter((o) => o.kind?.endsWith('Binding')).flatMap((o) => (o as { subjects?: Array<{ name: string }> }).subjects ?? []);
-    assert.ok(!subjects.some((s) => s.name === 'ztunnel'), 'ztunnel is bound to no role');
+    const ztunnelBindings = objects.filter((o) => o.kind?.endsWith('Binding') && ((o as { subjects?: Array<{ name: string }> }).subjects ?? []).some((s) => s.name === 'ztunnel'));
+    assert.deepEqual(ztunnelBindings.map((o) => `${o.kind}/${o.metadata?.name}`), ['RoleBinding/ztunnel'], 'ztunnel is bound to its one Role only');
+    const ztunnelRole = find<V1Role>('Role', 'ztunnel');
+    assert.deepEqual(ztunnelRole.rules, [{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: ['ztunnel'], verbs: ['get'] }], 'it may read its own DaemonSet, nothing else');
+    assert.ok(subjects.length > 0);
     assert.equal((find('ServiceAccount', 'ztunnel') as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, false);
     const reader = find<V1ClusterRole>('ClusterRole', 'ambit-reader').rules!;
     assert.ok(!reader.some((r) => r.resources?.includes('secrets')), 'remote readers cannot read secrets');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { READER_SERVICE_ACCOUNT } from '../src/install/names.js';
+import { READER_SERVICE_ACCOUNT } from '../src/api/names.js';
 import { readState } from '../src/lab/state.js';
 import { tokenSecretName } from '../src/multicluster-cli/remote-secret.js';
 import { ambit, kubectl, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
@@ -71,6 +71,32 @@ describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
     numbers.push(`curl request from cluster1, median: same cluster (v1) ${median(times.get('v1') ?? []).toFixed(2)} ms, other network via gateway (v2) ${median(times.get('v2') ?? []).toFixed(2)} ms`);
+  });
+
+  it('a DENY applied in cluster2 while pooled cross-network sessions run: no request from cluster1 reaches v2 any more', async () => {
+    const [c1, c2] = CLUSTERS;
+    await versions(c1.name, 10);
+    const applied = Date.now();
+    await kubectl(c2.ctx, ['apply', '-f', '-'], [
+      'apiVersion: security.istio.io/v1',
+      'kind: AuthorizationPolicy',
+      'metadata: { name: deny-curl, namespace: sample }',
+      'spec:',
+      '  selector: { matchLabels: { app: helloworld } }',
+      '  action: DENY',
+      '  rules: [ { from: [ { source: { principals: ["cluster.local/ns/sample/sa/curl"] } } ] } ]',
+      '',
+    ].join('\n'));
+    try {
+      await waitFor('cluster2 to refuse curl from cluster1', async () => !(await versions(c1.name, 6)).seen.has('v2'), 30_000, 200);
+      numbers.push(`DENY in cluster2 → enforced for cluster1's requests through the gateway: ${((Date.now() - applied) / 1000).toFixed(2)} s (includes kubectl and exec)`);
+      const { seen, failures } = await versions(c1.name, 40);
+      assert.equal(seen.get('v2') ?? 0, 0, `v2 answered ${seen.get('v2') ?? 0} of 40 requests after the DENY`);
+      assert.ok((seen.get('v1') ?? 0) > 0 && failures > 0, 'v1 still answers; the requests sent to cluster2 are refused');
+    } finally {
+      await kubectl(c2.ctx, ['delete', '-n', 'sample', 'authorizationpolicy', 'deny-curl']);
+      await onlyVersions(c1.name, ['v1', 'v2'], 'both versions again after the DENY is removed', 30_000);
+    }
   });
 
   it('between networks only gateway addresses on 15008 cross, and no clear text', async () => {

@@ -1,7 +1,5 @@
 import { allocatedVip } from '../src/controlplane/multicluster/mesh-resources.js';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 
 import { equals } from '@bufbuild/protobuf';
@@ -10,6 +8,7 @@ import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 
 import { bytesToIp } from '../src/api/ip.js';
+import { fakeApiServer } from './helpers/fake-api-server.js';
 import {
   KubeClusterView,
   MeshView,
@@ -512,8 +511,7 @@ function kubeconfig(name: string, token: string, server = 'https://198.18.0.2:64
     `- name: ${name}`,
     '  cluster:',
     `    server: ${server}`,
-    // client-node refuses plain HTTP unless TLS verification is explicitly off.
-    server.startsWith('http:') ? '    insecure-skip-tls-verify: true' : '    certificate-authority-data: ZmFrZQ==',
+    '    certificate-authority-data: ZmFrZQ==',
     'contexts:',
     `- name: ${name}`,
     '  context:',
@@ -677,6 +675,29 @@ describe('RemoteClusters', () => {
     assert.equal(await metric('ambit_remote_clusters', { cluster: 'cluster2', state: 'error' }), 0);
   });
 
+  test('a kubeconfig with insecure-skip-tls-verify is refused, never used, and says why (status, log, metric)', async () => {
+    const { connections, remotes, lines, metric } = remoteSetup({ cluster2: () => cluster2() });
+    const insecure = kubeconfig('cluster2', 'token-a').replace('    certificate-authority-data: ZmFrZQ==\n', '    insecure-skip-tls-verify: true\n');
+    remotes.upsertSecret(remoteSecret('secret-2', { cluster2: insecure }));
+    await settle();
+    assert.equal(connections.length, 0, 'no connection is made with TLS verification off');
+    const [status] = remotes.status();
+    assert.equal(status?.state, 'error');
+    assert.match(status?.problem ?? '', /^insecure_kubeconfig: secret istio-system\/secret-2 key "cluster2": clusters\[0\]\.cluster\.insecure-skip-tls-verify: TLS verification of remote API servers cannot be turned off/);
+    assert.equal(await metric('ambit_remote_cluster_errors_total', { cluster: 'cluster2', reason: 'insecure_kubeconfig' }), 1);
+    assert.ok(lines.some((line) => line['msg'] === 'remote cluster unavailable' && /insecure-skip-tls-verify/.test(String(line['problem']))));
+
+    // Next to a CA, and as the string "true", it is refused all the same; a working connection stays.
+    remotes.upsertSecret(remoteSecret('secret-2', { cluster2: kubeconfig('cluster2', 'token-a') }));
+    await settle();
+    assert.equal(connections.length, 1);
+    remotes.upsertSecret(remoteSecret('secret-2', { cluster2: kubeconfig('cluster2', 'token-b').replace('    server:', '    insecure-skip-tls-verify: "true"\n    server:') }));
+    await settle();
+    assert.equal(connections.length, 1);
+    assert.equal(connections[0]!.stopped, false);
+    assert.match(remotes.status()[0]?.problem ?? '', /insecure-skip-tls-verify/);
+  });
+
   test('a key with our own cluster name is ignored with a warning', async () => {
     const { view, connections, remotes, lines } = remoteSetup({ cluster2: () => cluster2() });
     remotes.upsertSecret(remoteSecret('mixed', { cluster1: kubeconfig('cluster1', 'x'), cluster2: kubeconfig('cluster2', 'y') }));
@@ -721,7 +742,9 @@ describe('parseRemoteKubeconfig', () => {
     assert.match(problem(kubeconfig('a', 'tok').replace(/ {4}server: .*\n/, '')), /: clusters\[0\]\.cluster\.server: is missing$/);
     assert.match(problem(kubeconfig('a', 'tok', 'not a url')), /clusters\[0\]\.cluster\.server: is not a URL/);
     const plainHttp = kubeconfig('a', 'tok').replace('https://', 'http://');
-    assert.match(problem(plainHttp), /clusters\[0\]\.cluster\.server: an http:\/\/ server needs insecure-skip-tls-verify: true/);
+    assert.match(problem(plainHttp), /clusters\[0\]\.cluster\.server: must be an https:\/\/ URL/);
+    const skipVerify = kubeconfig('a', 'tok').replace('    server:', '    insecure-skip-tls-verify: true\n    server:');
+    assert.match(problem(skipVerify), /clusters\[0\]\.cluster\.insecure-skip-tls-verify: TLS verification of remote API servers cannot be turned off/);
     assert.match(problem(kubeconfig('a', 'tok').replace('users:\n', 'usrs:\n')), /: users: is missing/);
     assert.match(problem(''), /\(kubeconfig\): is empty/);
     const secretish = problem('clusters: [ {name: a, cluster: {server: "https://x"}} ]\nusers: [ {name: u, user: {token: sekrit}} ] ]');
@@ -740,55 +763,6 @@ describe('parseRemoteKubeconfig', () => {
 // The real connection path, against a minimal API server on 127.0.0.1
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Answers list, get and watch requests for fixed objects; requests without an accepted bearer
- * token get 401 as from kube-apiserver. Watches stay open; `emit` sends events on them.
- */
-async function fakeApiServer(objects: Record<string, Json[]>, tokens: Set<string>) {
-  const watches = new Map<string, Set<ServerResponse>>();
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const json = (status: number, body: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
-    };
-    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
-    if (!token || !tokens.has(token)) return json(401, { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
-    const items = objects[url.pathname];
-    if (url.searchParams.get('watch') === 'true' && items) {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.flushHeaders();
-      let open = watches.get(url.pathname);
-      if (!open) watches.set(url.pathname, (open = new Set()));
-      open.add(res);
-      res.on('close', () => open.delete(res));
-      return;
-    }
-    if (items) return json(200, { kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items });
-    const parent = url.pathname.slice(0, url.pathname.lastIndexOf('/'));
-    const name = url.pathname.slice(url.pathname.lastIndexOf('/') + 1);
-    const found = objects[parent]?.find((object) => (object['metadata'] as Json)['name'] === name);
-    if (found) return json(200, found);
-    json(404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'not found', reason: 'NotFound', code: 404 });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  let version = 1;
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    objects,
-    watching: (path: string) => (watches.get(path)?.size ?? 0) > 0,
-    emit(path: string, type: 'ADDED' | 'MODIFIED' | 'DELETED', object: Json) {
-      const withVersion = { ...object, metadata: { ...(object['metadata'] as Json), resourceVersion: String(++version) } };
-      for (const res of watches.get(path) ?? []) res.write(`${JSON.stringify({ type, object: withVersion })}\n`);
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 /** Waits for a condition driven by real I/O; fails with `what` if it never holds. */
 async function eventually(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
   for (let i = 0; i < 500; i++) {
@@ -802,7 +776,7 @@ describe('RemoteClusters against an API server', () => {
   test('secret watch, unauthorized token, rotation to a good token, deletion', async () => {
     const secretsPath = '/api/v1/namespaces/istio-system/secrets';
     const remoteGateway = gateway('istio-eastwestgateway', { network: 'network2', address: '198.18.2.100' });
-    const secret = (token: string) => remoteSecret('istio-remote-secret-cluster2', { cluster2: kubeconfig('cluster2', token, api.url) });
+    const secret = (token: string) => remoteSecret('istio-remote-secret-cluster2', { cluster2: api.kubeconfig('cluster2', token) });
     const api = await fakeApiServer(
       {
         [secretsPath]: [],
@@ -823,7 +797,7 @@ describe('RemoteClusters against an API server', () => {
       ((await metrics.getSingleMetric(name)?.get())?.values ?? []).find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))?.value;
     try {
       const localConfig = new KubeConfig();
-      localConfig.loadFromString(kubeconfig('local', 'local-token', api.url));
+      localConfig.loadFromString(api.kubeconfig('local', 'local-token'));
 
       api.objects[secretsPath]!.push(secret('wrong-token')); // listed, not watched
       remotes.watch(localConfig);

@@ -1,3 +1,4 @@
+// ambit:lab-test (makes network namespaces and nftables rules; needs root)
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';

@@ -1,3 +1,4 @@
+// ambit:lab-test (makes network namespaces and nftables rules; needs root)
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';

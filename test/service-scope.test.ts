@@ -10,15 +10,8 @@ import { Registry } from 'prom-client';
 import { MeshConfigWatcher } from '../src/controlplane/mesh-config.js';
 import { KubeClusterView, type ClusterViewChange } from '../src/controlplane/multicluster/index.js';
 import { GlobalServiceIndex } from '../src/controlplane/multicluster/global-services.js';
-import {
-  isGlobalService,
-  labelSelectorMatches,
-  MeshConfigError,
-  parseMeshConfig,
-  serviceScope,
-  ServiceScopePolicy,
-  type ServiceScopeConfig,
-} from '../src/controlplane/multicluster/service-scope.js';
+import { MeshConfigError, parseMeshConfig, type ServiceScopeConfig } from '../src/api/mesh-config.js';
+import { isGlobalService, labelSelectorMatches, serviceScope, ServiceScopePolicy } from '../src/controlplane/multicluster/service-scope.js';
 import { renderManifests } from '../src/install/manifests.js';
 import { parseValuesText, resolveValues, setLayers, ValuesError } from '../src/install/values.js';
 

@@ -149,6 +149,19 @@ describe('ztunnel state: indexing', () => {
     assert.equal(state.workloads().length, 3);
   });
 
+  it('a pod of another cluster on a node named like ours is not on this node (kind names nodes alike in every cluster)', () => {
+    const state = newState();
+    const mine = pod('mine', { ips: ['10.0.0.2'] });
+    // Same network (multi-primary), same node name, another cluster.
+    const twin = pod('twin', { uid: 'cluster2//Pod/default/twin', clusterId: 'cluster2', ips: ['10.1.0.2'] });
+    const otherNetwork = pod('far', { uid: 'cluster3//Pod/default/far', clusterId: 'cluster3', network: 'network2', ips: ['10.0.0.2'] });
+    addWorkloads(state, mine, twin, otherNetwork);
+    assert.deepEqual(state.localWorkloads().map((w) => w.name), ['mine']);
+    assert.deepEqual(state.localEnrolledWorkloads().map((w) => w.name), ['mine']);
+    // Still known by address, as any remote workload is.
+    assert.equal(state.workloadByIp('10.1.0.2')?.name, 'twin');
+  });
+
   it('treats an empty workload network as the local network', () => {
     const state = newState();
     addWorkloads(state, pod('local', { ips: ['10.0.0.2'] }), pod('remote', { ips: ['10.0.0.2'], network: 'network2' }));
@@ -404,6 +417,16 @@ describe('ztunnel state: resolve', () => {
       unavailableReason(state.resolve(client, HELLO_VIP, 5000)),
       /service default\/helloworld\.default\.svc\.cluster\.local: none of 1 usable endpoint for port 5000 matches every routing preference \[NODE\] \(STRICT\)/,
     );
+  });
+
+  it('keeps node-local traffic in the cluster: a same-named node of another cluster is not the client\'s node', () => {
+    const nodeLocal = { routingPreference: [LoadBalancing_Scope.NODE], mode: LoadBalancing_Mode.STRICT };
+    const here = pod('here', { ips: ['10.0.1.1'], services: backs(5000, 5000) });
+    const twin = pod('twin', { uid: 'cluster2//Pod/default/twin', clusterId: 'cluster2', ips: ['10.1.1.1'], services: backs(5000, 5000) });
+    const state = helloState({ loadBalancing: nodeLocal }, here, twin);
+    assert.deepEqual([...pickCounts(state, client, HELLO_VIP, 5000, 100).keys()], ['here']);
+    state.applyAddresses([], [here.uid]);
+    assert.match(unavailableReason(state.resolve(client, HELLO_VIP, 5000)), /matches every routing preference \[NODE\] \(STRICT\)/);
   });
 
   it('spreads picks by capacity and never picks capacity 0', () => {

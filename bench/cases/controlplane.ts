@@ -1,6 +1,6 @@
 import { podWorkloadUid, serviceHostname, serviceResourceName } from '../../src/api/resources.js';
 import { syntheticWorkloadUid } from '../../src/controlplane/multicluster/mesh-resources.js';
-import { CONTROL_PLANE_CONTAINER, CONTROL_PLANE_NAME } from '../../src/install/names.js';
+import { CONTROL_PLANE_CONTAINER, CONTROL_PLANE_NAME } from '../../src/api/names.js';
 import { podProcesses } from '../lab-processes.js';
 import { SYSTEM_NAMESPACE, type LabCluster } from '../multicluster-lab.js';
 import { CostSampler, snapshot, withDescendants, type GroupCost, type ProcessGroup } from '../process-cost.js';

@@ -7,6 +7,7 @@ import { keepAliveCase } from './keepalive.js';
 import { latencyCase } from './latency.js';
 import { mixedNetworkCase, type MixedNetworkCase } from './mixed.js';
 import { newConnectionsCase } from './newconns.js';
+import { policyCase } from './policy.js';
 import { throughputCase } from './throughput.js';
 import type { TwoNetworkCase } from './two-network-case.js';
 
@@ -17,6 +18,7 @@ export const CASES: Record<OneClusterCaseId, BenchCase> = {
   newconns: newConnectionsCase,
   latency: latencyCase,
   cost: costCase,
+  policy: policyCase,
 };
 
 /** Cases on two clusters on two networks; they run after the others, on their own lab. */

@@ -3,7 +3,7 @@
  * environment (INNER_HBONE_POOLING, read by src/ztunnel/settings.ts; unset means on), followed by
  * the rollout that restarts them.
  */
-import { ZTUNNEL_CONTAINER, ZTUNNEL_NAME } from '../../src/install/names.js';
+import { ZTUNNEL_CONTAINER, ZTUNNEL_NAME } from '../../src/api/names.js';
 import { INNER_HBONE_POOLING_ENV } from '../../src/ztunnel/settings.js';
 import { kubectl, kubectlJson } from '../lab-kube.js';
 import { SYSTEM_NAMESPACE, type LabCluster } from '../multicluster-lab.js';

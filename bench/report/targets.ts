@@ -1,5 +1,6 @@
 import { BOTH_ENDS } from '../cases/cost.js';
 import { CONTROL_PLANE_ROW_PREFIX, crossNetworkVariant, READY_TO_REMOTE_ZTUNNEL } from '../cases/two-network-variants.js';
+import { policyMeasureOf, type PolicyMeasure } from '../policy/rows.js';
 import { gatewayCostSummary, SAME_NETWORK_P50_LIMIT, sameNetworkLatencyVerdict } from '../mixed/compare.js';
 import type { CaseId, CaseResult, CaseRow, TargetCheck } from './types.js';
 
@@ -152,6 +153,18 @@ function mixedNetworkTargets(cases: CaseResult[]): TargetCheck[] {
   return [latency, gateway];
 }
 
+/** p99 of each policy row of `measures`; a p99 that landed on a missed change (null) is worse than any number. */
+function policyTarget(cases: CaseResult[], id: string, title: string, measures: PolicyMeasure[]): TargetCheck {
+  const target = 'p99 < 1 s';
+  const rows = find(cases, 'policy')?.rows.filter((r) => ok(r) && measures.includes(policyMeasureOf(r.variant)!) && (r.values.samples ?? 0) > 0) ?? [];
+  if (!rows.length) return notMeasured(id, title, target, whyCaseMissing(cases, 'policy', measures.join(' and ')));
+  const p99 = (r: CaseRow) => r.values.p99 ?? Infinity;
+  const worst = rows.reduce((a, b) => (p99(b) > p99(a) ? b : a));
+  const each = rows.map((r) => `${r.variant} ${r.values.p99 == null ? 'missed' : `${Math.round(r.values.p99)} ms`}${r.values.missed ? ` (${r.values.missed} of ${r.values.samples} missed)` : ''}`).join('; ');
+  const value = p99(worst);
+  return { id, title, target, value: Number.isFinite(value) ? value : null, measured: `worst p99 ${Number.isFinite(value) ? `${Math.round(value)} ms` : 'missed'} (${each})`, met: value < 1000 };
+}
+
 export function checkTargets(cases: CaseResult[]): TargetCheck[] {
   return [
     ratioTarget(cases, 'throughput', 'throughput', 'L4 throughput', 1.0, 'gbps', 'Gbit/s', single),
@@ -163,5 +176,7 @@ export function checkTargets(cases: CaseResult[]): TargetCheck[] {
     ...ztunnelTargets(cases),
     ...controlPlaneTargets(cases),
     ...mixedNetworkTargets(cases),
+    policyTarget(cases, 'policy-enforced', 'policy change → enforced on new connections (DENY applied and removed, cross and same node)', ['refused', 'answered']),
+    policyTarget(cases, 'policy-open-cut', 'DENY applied → open connection cut (cross and same node)', ['cut']),
   ];
 }

@@ -4,18 +4,19 @@
  * concurrency and retries of transient failures.
  */
 import { Agent } from 'node:https';
-import { CoreV1Api, createConfiguration, KubeConfig, ServerConfiguration, type SecurityAuthentication } from '@kubernetes/client-node';
-import { errorMessage, statusCode } from '../../src/lab/agent/kube.js';
+import { CoreV1Api, createConfiguration, KubeConfig, ServerConfiguration, type Configuration, type SecurityAuthentication } from '@kubernetes/client-node';
+import { errorMessage, statusCode } from '../../src/kube/index.js';
 
-export { errorMessage, mergePatch, statusCode } from '../../src/lab/agent/kube.js';
+export { errorMessage, mergePatch, statusCode } from '../../src/kube/index.js';
 
 /**
- * CoreV1Api of a kubeconfig context (the lab merges `lab-<cluster>` into the default kubeconfig).
+ * An API group's client (CoreV1Api, CustomObjectsApi, …) of a kubeconfig context (the lab merges
+ * `lab-<cluster>` into the default kubeconfig).
  * The client makes a new TLS agent, so a new connection, for every request; here requests share
  * one keep-alive agent with the same TLS settings, as a kubelet's would: thousands of handshakes
  * would load the API server, and each would add to the readiness latency being measured.
  */
-export function coreApiFor(context: string, kubeconfigFile?: string): CoreV1Api {
+export function kubeApiFor<T>(Api: new (configuration: Configuration) => T, context: string, kubeconfigFile?: string): T {
   const kubeConfig = new KubeConfig();
   if (kubeconfigFile) kubeConfig.loadFromFile(kubeconfigFile);
   else kubeConfig.loadFromDefault();
@@ -33,8 +34,10 @@ export function coreApiFor(context: string, kubeconfigFile?: string): CoreV1Api 
       request.setAgent(shared);
     },
   };
-  return new CoreV1Api(createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}), authMethods: { default: keepAlive } }));
+  return new Api(createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}), authMethods: { default: keepAlive } }));
 }
+
+export const coreApiFor = (context: string, kubeconfigFile?: string): CoreV1Api => kubeApiFor(CoreV1Api, context, kubeconfigFile);
 
 /** Runs `task` for every item, at most `limit` at a time; resolves when all are done, rejects with the first failure. */
 export async function forEachLimited<T>(items: readonly T[], limit: number, task: (item: T, index: number) => Promise<void>): Promise<void> {

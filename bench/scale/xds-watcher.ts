@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { serverNameOf } from '../../src/api/addresses.js';
-import { CONTROL_PLANE_NAME, TOKEN_AUDIENCE, XDS_PORT, ZTUNNEL_NAME } from '../../src/install/names.js';
+import { CONTROL_PLANE_NAME, TOKEN_AUDIENCE, XDS_PORT, ZTUNNEL_NAME } from '../../src/api/names.js';
 import { BenchCommandError, GiveUpWaiting, netnsPlace, tail, waitUntil, type Place, type Spawned } from '../exec.js';
 import { kubectl } from '../lab-kube.js';
 import { SYSTEM_NAMESPACE, type LabCluster } from '../multicluster-lab.js';

@@ -23,7 +23,8 @@ export function registerExplainCommand(program: Command): void {
     .addHelpText('after', EXAMPLES)
     .action(async (options: { from: string; to: string; context?: string; output: string; namespace: string; clusterDomain: string }) => {
       const { runExplain } = await import('../explain/run.js');
-      const report = await runExplain({ ...options, ztunnelNamespace: options.namespace });
+      const { adminFetcher } = await import('./lab-commands.js');
+      const report = await runExplain({ ...options, ztunnelNamespace: options.namespace, fetchAdmin: adminFetcher });
       process.stdout.write(`${report}\n`);
     });
 }

@@ -9,6 +9,7 @@ import { resolveContext } from '../install/kubectl.js';
 import { renderYaml } from '../install/manifests.js';
 import { parseConfigDump } from '../install/proxy-config/config-dump.js';
 import { fetchConfigDump, locateZtunnel } from '../install/proxy-config/fetch.js';
+import { adminFetcher } from './lab-commands.js';
 import { parseView, renderView, viewJson, VIEWS } from '../install/proxy-config/tables.js';
 import { loadValues, type ResolvedValues } from '../install/values.js';
 import { DEFAULT_SYSTEM_NAMESPACE } from '../api/resources.js';
@@ -131,7 +132,7 @@ function registerProxyConfig(program: Command): void {
       if (options.output !== 'table' && options.output !== 'json') throw new Error(`--output: expected table or json, got "${options.output}"`);
       const context = await resolveContext(options.context);
       const pod = await locateZtunnel(context, options.namespace, target);
-      const dump = parseConfigDump(await fetchConfigDump(context, pod), `ztunnel ${pod.name} on node ${pod.node}`);
+      const dump = parseConfigDump(await fetchConfigDump(context, pod, adminFetcher), `ztunnel ${pod.name} on node ${pod.node}`);
       const text = options.output === 'json' ? JSON.stringify(viewJson(dump, view), null, 2) : renderView(dump, view, pod.name);
       process.stdout.write(`${text}\n`);
     });

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { DEFAULT_SYSTEM_NAMESPACE } from '../api/resources.js';
-import { READER_SERVICE_ACCOUNT } from '../install/names.js';
+import { READER_SERVICE_ACCOUNT } from '../api/names.js';
 import { DEFAULT_TOKEN_TIMEOUT_MS } from '../multicluster-cli/reader-token.js';
 import { parseTimeout } from './mesh-commands.js';
 

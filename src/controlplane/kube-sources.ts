@@ -1,11 +1,5 @@
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  makeInformer,
-  type KubeConfig,
-  type KubernetesObject,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import { apiClient, createInformer, type Informer, type ListResult } from '../kube/index.js';
 import type { Logger } from '../util/log.js';
 
 export type SourceKind = 'Namespace' | 'Node' | 'Pod' | 'Service' | 'AuthorizationPolicy';
@@ -26,76 +20,52 @@ export interface ClusterSources {
 interface Source {
   kind: SourceKind;
   path: string;
-  list: () => Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }>;
+  what: string;
+  list: () => Promise<ListResult<KubernetesObject>>;
   /** CRD-backed: missing until the CRD is installed, which must not block anything. */
   optional?: boolean;
 }
 
 /** Informers for everything the registry reads, each re-listing and re-watching forever. */
 export function watchCluster(config: KubeConfig, sink: ObjectSink, log: Logger): ClusterSources {
-  const core = config.makeApiClient(CoreV1Api);
-  const custom = config.makeApiClient(CustomObjectsApi);
+  const core = apiClient(config, CoreV1Api);
+  const custom = apiClient(config, CustomObjectsApi);
   const sources: Source[] = [
-    { kind: 'Namespace', path: '/api/v1/namespaces', list: () => core.listNamespace() },
-    { kind: 'Node', path: '/api/v1/nodes', list: () => core.listNode() },
-    { kind: 'Service', path: '/api/v1/services', list: () => core.listServiceForAllNamespaces() },
-    { kind: 'Pod', path: '/api/v1/pods', list: () => core.listPodForAllNamespaces() },
+    { kind: 'Namespace', path: '/api/v1/namespaces', what: 'namespaces', list: () => core.listNamespace() },
+    { kind: 'Node', path: '/api/v1/nodes', what: 'nodes', list: () => core.listNode() },
+    { kind: 'Service', path: '/api/v1/services', what: 'services', list: () => core.listServiceForAllNamespaces() },
+    { kind: 'Pod', path: '/api/v1/pods', what: 'pods', list: () => core.listPodForAllNamespaces() },
     {
       kind: 'AuthorizationPolicy',
       path: '/apis/security.istio.io/v1/authorizationpolicies',
-      list: () => custom.listClusterCustomObject({ group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies' }) as never,
+      what: 'AuthorizationPolicies',
+      list: () => custom.listClusterCustomObject({ group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies' }) as Promise<ListResult<KubernetesObject>>,
       optional: true,
     },
   ];
-  let stopped = false;
-  const informers: Array<{ stop: () => Promise<void> | void }> = [];
-  let podCache: { list: () => V1Pod[] } | undefined;
-
-  const started = sources.map((source) => {
-    let markListed!: () => void;
-    const listed = new Promise<void>((resolve) => (markListed = resolve));
-    // The informer reports list failures only as 'error' events, so sync is observed here.
-    let failures = 0;
-    const list = async () => {
-      const result = await source.list();
-      failures = 0;
-      markListed();
-      return result;
-    };
-    const informer = makeInformer<KubernetesObject>(config, source.path, list as never);
-    informers.push(informer);
-    if (source.kind === 'Pod') podCache = informer as unknown as { list: () => V1Pod[] };
-    const guard = (what: string, fn: () => void) => {
-      try {
-        fn();
-      } catch (err) {
-        log.error({ kind: source.kind, what, err: (err as Error).message }, 'registry rejected an event');
-      }
-    };
-    informer.on('add', (obj) => guard('add', () => sink.upsert(source.kind, obj)));
-    informer.on('update', (obj) => guard('update', () => sink.upsert(source.kind, obj)));
-    informer.on('delete', (obj) => guard('delete', () => sink.remove(source.kind, obj)));
-    informer.on('error', (err: unknown) => {
-      if (stopped) return;
-      failures++;
-      const delay = Math.min(1000 * 2 ** Math.min(failures - 1, 4), 15_000);
-      const reason = (err as Error)?.message ?? String(err);
-      if (failures === 1 || failures % 10 === 0) {
-        if (source.optional) log.info({ kind: source.kind, reason, retryInMs: delay }, 'optional resource not readable yet (CRD not installed?)');
-        else log.warn({ kind: source.kind, reason, retryInMs: delay }, 'list/watch failed; retrying');
-      }
-      setTimeout(() => void informer.start(), delay);
+  const informers = new Map<SourceKind, Informer<KubernetesObject>>();
+  for (const source of sources) {
+    const informer = createInformer<KubernetesObject>({
+      config,
+      path: source.path,
+      list: source.list,
+      what: source.what,
+      log,
+      logFields: { kind: source.kind },
+      optional: source.optional,
+      onAdd: (object) => sink.upsert(source.kind, object),
+      onUpdate: (object) => sink.upsert(source.kind, object),
+      onDelete: (object) => sink.remove(source.kind, object),
     });
-    void informer.start();
-    return source.optional ? Promise.resolve() : listed;
-  });
-
+    informers.set(source.kind, informer);
+    informer.start();
+  }
+  const required = sources.filter((source) => !source.optional).map((source) => informers.get(source.kind)!.synced);
   return {
-    synced: Promise.all(started).then(() => undefined),
-    pods: () => podCache?.list() ?? [],
+    synced: Promise.all(required).then(() => undefined),
+    pods: () => (informers.get('Pod')?.list() ?? []) as V1Pod[],
     stop: () => {
-      stopped = true;
-      for (const informer of informers) void informer.stop();
+      for (const informer of informers.values()) void informer.stop();
     },
   };
 }

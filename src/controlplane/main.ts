@@ -1,27 +1,30 @@
 import { toBinary } from '@bufbuild/protobuf';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { Server as GrpcServer, ServerCredentials, status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
+import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { aggregatedDiscoveryService, AUTHORIZATION_HEADER, CLUSTER_ID_HEADER, istioCertificateService } from '../api/grpc.js';
+import { aggregatedDiscoveryService, istioCertificateService } from '../api/grpc.js';
 import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from '../api/resources.js';
 import { AddressSchema } from '../gen/istio/workload/workload_pb.js';
 import { AuthorizationSchema } from '../gen/istio/security/authorization_pb.js';
+import { apiClient } from '../kube/index.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { json, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
-import { loadOrCreateAuthority, publishAuthorityRoots } from './ca/authority.js';
+import { loadOrCreateAuthority, publishAuthorityRoots, type MeshAuthority } from './ca/authority.js';
 import { cachedPodDirectory, CertificateAuthorizer, kubeTokenReviewer } from './ca/authorize.js';
-import { CaRequestError } from './ca/errors.js';
 import { createCertificateService } from './ca/server.js';
 import { KubeClusterView, MeshView, RemoteClusters, ServiceScopePolicy, watchClusterView } from './multicluster/index.js';
 import { MeshConfigWatcher } from './mesh-config.js';
 import { EastWestGatewayController, ownImage } from './gateways/index.js';
 import type { RegistryChange } from './registry/index.js';
 import type { ControlPlaneSettings } from './settings.js';
+import { XdsAccessPolicy, xdsAuthenticator } from './xds/access.js';
 import { ResourceCache } from './xds/resource-cache.js';
 import { createXdsMetrics } from './xds/metrics.js';
-import { DeltaXdsServer, XdsAuthError, type XdsPeer } from './xds/server.js';
+import { DeltaXdsServer } from './xds/server.js';
 
 const SERVING_CERT_TTL_SECONDS = 30 * 24 * 3600;
+/** How long after the gateway controller starts an unknown xDS caller may still turn out to be one of its gateways. */
+const GATEWAY_CONTROLLER_WARMUP_MS = 15_000;
 
 function loadKubeConfig(settings: ControlPlaneSettings): KubeConfig {
   const config = new KubeConfig();
@@ -54,10 +57,6 @@ function mirrorRegistry(registry: ResourceSource, cache: ResourceCache): void {
   registry.onChange(copy);
 }
 
-function metadataValue(metadata: Metadata, key: string): string | undefined {
-  const value = metadata.get(key)[0];
-  return typeof value === 'string' ? value : value?.toString();
-}
 
 /**
  * The control plane: watches the cluster, builds the mesh registry, serves it over delta
@@ -65,20 +64,43 @@ function metadataValue(metadata: Metadata, key: string): string | undefined {
  */
 export async function runControlPlane(settings: ControlPlaneSettings, log: Logger = createLogger('controlplane', { cluster: settings.clusterId })): Promise<void> {
   const kubeConfig = loadKubeConfig(settings);
-  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const core = apiClient(kubeConfig, CoreV1Api);
   const metricsRegistry = new Registry();
   collectDefaultMetrics({ register: metricsRegistry });
 
-  const authority = await loadOrCreateAuthority({ core }, { systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, maxLeafTtlSeconds: settings.maxWorkloadCertTtlSeconds, log });
+  // Readiness answers from the start and says what the control plane is waiting for.
+  let notReady: string | undefined = 'loading the mesh CA';
+  let mesh: MeshView | undefined = undefined;
+  let remotes: RemoteClusters | undefined = undefined;
+  let gateways: EastWestGatewayController | undefined = undefined;
+  let authority: MeshAuthority | undefined = undefined;
+  const serviceScope = new ServiceScopePolicy();
+  const localView = new KubeClusterView({ clusterId: settings.clusterId, network: settings.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, serviceScope, log: log.child({ part: 'registry' }) });
+  await startHttpEndpoint(settings.bindHost, settings.ports.readiness, { '/ready': () => (notReady === undefined ? text('ready\n') : text(`not ready: ${notReady}\n`, 503)) }, log);
+  await startHttpEndpoint(settings.bindHost, settings.ports.monitoring, {
+    '/metrics': async () => ({ status: 200, type: metricsRegistry.contentType, body: await metricsRegistry.metrics() }),
+    '/debug/registry': () =>
+      json({
+        ready: notReady === undefined ? true : notReady,
+        local: { stats: localView.registry.stats(), problems: localView.registry.problems() },
+        mesh: mesh ? { stats: mesh.stats(), clusters: mesh.clusters(), addresses: mesh.addresses().size, authorizations: mesh.authorizations().size } : 'syncing',
+        remotes: remotes?.status(),
+        ca: authority?.describe() ?? 'loading',
+        meshConfig: { serviceScopeConfigs: serviceScope.configs() },
+      }),
+  }, log);
+
+  authority = await loadOrCreateAuthority({ core }, { systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, maxLeafTtlSeconds: settings.maxWorkloadCertTtlSeconds, log });
   await publishAuthorityRoots({ core }, authority, { systemNamespace: settings.systemNamespace, log });
 
   // The local mesh config's serviceScopeConfigs decide which services are global, in every cluster.
-  const serviceScope = new ServiceScopePolicy();
+  notReady = 'waiting for the first full list of namespaces, nodes, pods, services and policies, and the mesh config, from the API server';
   const meshConfig = new MeshConfigWatcher({ systemNamespace: settings.systemNamespace, policy: serviceScope, metrics: metricsRegistry, log: log.child({ part: 'mesh-config' }) }).watch(kubeConfig);
-  const localView = new KubeClusterView({ clusterId: settings.clusterId, network: settings.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, serviceScope, log: log.child({ part: 'registry' }) });
   const cache = new ResourceCache();
   const localWatch = watchClusterView(kubeConfig, localView, { log: log.child({ part: 'informers' }), systemNamespace: settings.systemNamespace });
   const sources = localWatch.sources;
+  let markSynced!: () => void;
+  const synced = new Promise<void>((resolve) => (markSynced = resolve));
 
   const authorizer = new CertificateAuthorizer({
     trustDomain: settings.trustDomain,
@@ -87,20 +109,19 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
     tokenReviewer: kubeTokenReviewer(kubeConfig),
     pods: cachedPodDirectory(() => sources.pods()),
   });
-  const authenticateXds = async (metadata: Metadata): Promise<XdsPeer> => {
-    try {
-      const caller = await authorizer.authenticate({ authorization: metadataValue(metadata, AUTHORIZATION_HEADER), clusterId: metadataValue(metadata, CLUSTER_ID_HEADER) });
-      return { name: caller.podName ? `${caller.identity.namespace}/${caller.podName}` : caller.username };
-    } catch (err) {
-      if (err instanceof CaRequestError) throw new XdsAuthError(err.code, err.message);
-      throw new XdsAuthError(GrpcStatus.UNAUTHENTICATED, (err as Error).message);
-    }
-  };
+  const gatewayController: { startedAt?: number } = {};
+  const gatewaysWarmBy = () => (gatewayController.startedAt ?? Date.now()) + GATEWAY_CONTROLLER_WARMUP_MS;
+  const xdsAccess = new XdsAccessPolicy({
+    systemNamespace: settings.systemNamespace,
+    isGatewayServiceAccount: (namespace, name) => gateways?.isGatewayServiceAccount(namespace, name) ?? false,
+  });
+  const authenticateXds = xdsAuthenticator({ authenticate: (metadata) => authorizer.authenticate(metadata), access: xdsAccess, recheckUntil: gatewaysWarmBy });
 
   const serviceName = `ambit-controlplane.${settings.systemNamespace}.svc`;
   const serving = await authority.issueServerCertificate({ dnsNames: [serviceName, `${serviceName}.cluster.local`, 'localhost'], ipAddresses: ['127.0.0.1'], ttlSeconds: SERVING_CERT_TTL_SECONDS });
   const grpc = new GrpcServer({ 'grpc.max_concurrent_streams': 10_000, 'grpc.keepalive_time_ms': 30_000 });
-  const xds = new DeltaXdsServer({ cache, log: log.child({ part: 'xds' }), metrics: createXdsMetrics(metricsRegistry), authenticate: authenticateXds });
+  // Streams wait for the first full sync: a proxy must never be told an empty mesh is the whole mesh.
+  const xds = new DeltaXdsServer({ cache, log: log.child({ part: 'xds' }), metrics: createXdsMetrics(metricsRegistry), authenticate: authenticateXds, ready: synced });
   grpc.addService(aggregatedDiscoveryService, xds.handlers());
   grpc.addService(
     istioCertificateService,
@@ -111,37 +132,26 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
       defaultTtlSeconds: settings.workloadCertTtlSeconds,
       maxTtlSeconds: settings.maxWorkloadCertTtlSeconds,
       registry: metricsRegistry,
+      ready: synced,
     }),
   );
-
-  let ready = false;
-  let mesh: MeshView | undefined = undefined;
-  let remotes: RemoteClusters | undefined = undefined;
-  await startHttpEndpoint(settings.bindHost, settings.ports.readiness, { '/ready': () => (ready ? text('ready\n') : text('syncing with the API server\n', 503)) }, log);
-  await startHttpEndpoint(settings.bindHost, settings.ports.monitoring, {
-    '/metrics': async () => ({ status: 200, type: metricsRegistry.contentType, body: await metricsRegistry.metrics() }),
-    '/debug/registry': () =>
-      json({
-        local: { stats: localView.registry.stats(), problems: localView.registry.problems() },
-        mesh: mesh ? { stats: mesh.stats(), clusters: mesh.clusters(), addresses: mesh.addresses().size, authorizations: mesh.authorizations().size } : 'syncing',
-        remotes: remotes?.status(),
-        ca: authority.describe(),
-        meshConfig: { serviceScopeConfigs: serviceScope.configs() },
-      }),
-  }, log);
+  // Bound before the first sync, so a proxy connecting early waits on an open port instead of backing off.
+  const credentials = ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }], false);
+  await new Promise<void>((resolve, reject) =>
+    grpc.bindAsync(`${settings.bindHost}:${settings.ports.xds}`, credentials, (err) => (err ? reject(new Error(`cannot listen on :${settings.ports.xds}: ${err.message}`)) : resolve())),
+  );
 
   await Promise.all([localWatch.synced, meshConfig.synced]);
   mesh = new MeshView({ local: localView, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, log: log.child({ part: 'mesh' }) });
   mirrorRegistry(mesh, cache);
   cache.flush();
+  markSynced();
   remotes = new RemoteClusters({ localClusterId: settings.clusterId, systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, serviceScope, clusters: mesh, metrics: metricsRegistry, log: log.child({ part: 'remote-clusters' }) });
   remotes.watch(kubeConfig);
-  const gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
-  const credentials = ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }], false);
-  await new Promise<void>((resolve, reject) =>
-    grpc.bindAsync(`${settings.bindHost}:${settings.ports.xds}`, credentials, (err) => (err ? reject(new Error(`cannot listen on :${settings.ports.xds}: ${err.message}`)) : resolve())),
-  );
-  ready = true;
+  notReady = 'starting the east-west gateway controller';
+  gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
+  gatewayController.startedAt = Date.now();
+  notReady = undefined;
   log.info({ addresses: mesh.addresses().size, authorizations: mesh.authorizations().size, ca: authority.describe().source }, 'control plane ready');
 
   const shutdown = (signal: string) => {

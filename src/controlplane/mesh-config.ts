@@ -1,8 +1,10 @@
-import { CoreV1Api, ListWatch, Watch, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { Counter, Gauge, type Registry } from 'prom-client';
 
+import { apiClient, startInformer } from '../kube/index.js';
 import type { Logger } from '../util/log.js';
-import { MESH_CONFIG_KEY, MESH_CONFIG_MAP, MeshConfigError, parseMeshConfig, type ServiceScopeConfig, type ServiceScopePolicy } from './multicluster/service-scope.js';
+import { MESH_CONFIG_KEY, MESH_CONFIG_MAP, MeshConfigError, parseMeshConfig, type ServiceScopeConfig } from '../api/mesh-config.js';
+import type { ServiceScopePolicy } from './multicluster/service-scope.js';
 
 export interface MeshConfigWatcherOptions {
   systemNamespace: string;
@@ -66,44 +68,22 @@ export class MeshConfigWatcher {
   watch(kubeConfig: KubeConfig): { synced: Promise<void>; stop(): void } {
     const namespace = this.options.systemNamespace;
     const fieldSelector = `metadata.name=${MESH_CONFIG_MAP}`;
-    const core = kubeConfig.makeApiClient(CoreV1Api);
-    let markSynced!: () => void;
-    const synced = new Promise<void>((resolve) => (markSynced = resolve));
-    let failures = 0;
-    let stopped = false;
-    let timer: NodeJS.Timeout | undefined;
-    const list = async () => {
-      const result = await core.listNamespacedConfigMap({ namespace, fieldSelector });
-      failures = 0;
+    const core = apiClient(kubeConfig, CoreV1Api);
+    const informer = startInformer<V1ConfigMap>({
+      config: kubeConfig,
+      path: `/api/v1/namespaces/${namespace}/configmaps`,
+      fieldSelector,
+      list: () => core.listNamespacedConfigMap({ namespace, fieldSelector }),
+      what: `the mesh config (ConfigMap ${namespace}/${MESH_CONFIG_MAP})`,
+      log: this.options.log,
       // An absent ConfigMap produces no event: the defaults apply.
-      if (result.items.length === 0) this.apply(undefined);
-      // The informer delivers the listed objects right after this returns.
-      setImmediate(markSynced);
-      return result;
-    };
-    const informer = new ListWatch<V1ConfigMap>(`/api/v1/namespaces/${namespace}/configmaps`, new Watch(kubeConfig), list, false, undefined, fieldSelector);
-    informer.on('add', (configMap) => this.apply(configMap));
-    informer.on('update', (configMap) => this.apply(configMap));
-    informer.on('delete', () => this.apply(undefined));
-    const start = () => void informer.start().catch(onError);
-    const onError = (err: unknown) => {
-      if (stopped) return;
-      failures++;
-      const delay = Math.min(1000 * 2 ** Math.min(failures - 1, 4), 15_000);
-      if (failures === 1 || failures % 10 === 0) {
-        this.options.log.warn({ configMap: `${namespace}/${MESH_CONFIG_MAP}`, reason: (err as Error)?.message ?? String(err), retryInMs: delay }, 'cannot watch the mesh config; retrying');
-      }
-      timer = setTimeout(start, delay);
-    };
-    informer.on('error', onError);
-    start();
-    return {
-      synced,
-      stop: () => {
-        stopped = true;
-        clearTimeout(timer);
-        void informer.stop().catch(() => undefined);
+      onListed: (result) => {
+        if (result.items.length === 0) this.apply(undefined);
       },
-    };
+      onAdd: (configMap) => this.apply(configMap),
+      onUpdate: (configMap) => this.apply(configMap),
+      onDelete: () => this.apply(undefined),
+    });
+    return { synced: informer.synced, stop: () => void informer.stop() };
   }
 }

@@ -7,6 +7,7 @@ import { NetworkMode, TunnelProtocol, WorkloadSchema, type Workload } from '../g
 import { identityOf, spiffeUri } from '../api/identity.js';
 import { podWorkloadUid, serviceResourceName } from '../api/resources.js';
 import type { DestinationAnalysis, ZtunnelState } from '../ztunnel/state/store.js';
+import { isOnNode } from '../ztunnel/state/workload-index.js';
 import { endpointFacts, loadBalancingFacts, workloadFacts } from './facts.js';
 import { resolveHost, type HostResolution } from './host.js';
 import { passthroughPath, pathOf, uncapturedPath, type PathContext } from './paths.js';
@@ -46,7 +47,10 @@ function captureOf(state: ZtunnelState, workload: Workload | undefined): { captu
     return { captured: false, why: 'not enrolled: tunnel protocol NONE; enrol it with label istio.io/dataplane-mode=ambient' };
   }
   if (workload.networkMode === NetworkMode.HOST_NETWORK) return { captured: false, why: 'host network: ztunnel does not capture host-network pods' };
-  if (workload.node !== state.nodeName) return { captured: false, why: `the mesh places it on node ${workload.node || '(none)'}, not on ${state.nodeName}, whose ztunnel was asked` };
+  if (!isOnNode(workload, state.clusterId, state.nodeName)) {
+    const where = `node ${workload.node || '(none)'}${workload.clusterId !== state.clusterId ? ` of cluster ${workload.clusterId || '(none)'}` : ''}`;
+    return { captured: false, why: `the mesh places it on ${where}, not on ${state.nodeName} of cluster ${state.clusterId}, whose ztunnel was asked` };
+  }
   return { captured: true, why: 'HBONE, not host network: its outbound connections go to ztunnel' };
 }
 

@@ -3,7 +3,7 @@
  * ztunnel's resources from its admin endpoint, and explains the connection from them.
  */
 import { kubectl, KubectlError, resolveContext } from '../install/kubectl.js';
-import { fetchAdminPath, locateZtunnel } from '../install/proxy-config/fetch.js';
+import { fetchAdminPath, locateZtunnel, type AdminFetcher } from '../install/proxy-config/fetch.js';
 import { RESOURCES_PATH } from '../ztunnel/admin/resources.js';
 import { explainConnection, type SourcePod } from './explain.js';
 import { renderExplanation } from './render.js';
@@ -18,6 +18,8 @@ export interface ExplainOptions {
   /** Namespace of the ztunnel pods. */
   ztunnelNamespace: string;
   clusterDomain: string;
+  /** How the ztunnel's admin endpoint is reached (default `kubectl port-forward`). */
+  fetchAdmin?: AdminFetcher;
 }
 
 interface PodObject {
@@ -50,7 +52,7 @@ export async function runExplain(options: ExplainOptions): Promise<string> {
   const source = await readSourcePod(context, from);
   const ztunnel = await locateZtunnel(context, options.ztunnelNamespace, source.node);
   const where = `ztunnel ${ztunnel.name} on node ${ztunnel.node}`;
-  const { state, refused } = stateFromResources(await fetchAdminPath(context, ztunnel, RESOURCES_PATH), where);
+  const { state, refused } = stateFromResources(await fetchAdminPath(context, ztunnel, RESOURCES_PATH, options.fetchAdmin), where);
   const explanation = explainConnection({ state, source, target, clusterDomain: options.clusterDomain });
   explanation.notes.push(`worked out from the state of ${where} (cluster ${state.clusterId || '(none)'}, network ${state.network || '(none)'})`);
   for (const problem of refused) explanation.notes.push(`ztunnel refuses some of its resources, as it would: ${problem}`);

@@ -1,5 +1,5 @@
 // Moving bytes: TCP dials, the splice of two duplexes (backpressure, half-close, abort) and its byte counts.
-import { constants as http2Constants, type Http2Stream } from 'node:http2';
+import { type Http2Stream } from 'node:http2';
 import { connect, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -14,6 +14,8 @@ export interface SpliceCounters {
   downstreamBytes(bytes: number): void;
 }
 
+const ignore = (): void => undefined;
+
 /** node:http2 does not export its stream class; its streams are the duplexes with an RST code. */
 function isHttp2Stream(stream: Duplex): stream is Duplex & Http2Stream {
   return 'rstCode' in stream && typeof (stream as Partial<Http2Stream>).close === 'function';
@@ -21,7 +23,10 @@ function isHttp2Stream(stream: Duplex): stream is Duplex & Http2Stream {
 
 /**
  * Tears one side down abruptly so the peer sees a failure rather than a clean end:
- * RST for TCP, RST_STREAM(CANCEL) for an HTTP/2 stream. A TCP socket whose end of data was already
+ * RST for TCP, RST_STREAM for an HTTP/2 stream. The stream is destroyed rather than closed with a
+ * code: `close(code)` first ends our side (an empty DATA frame with END_STREAM) and only then resets,
+ * so the peer's stream emits 'end' and the far side would see a clean FIN where the connection was
+ * cut (a policy revoked, an upstream reset). A TCP socket whose end of data was already
  * sent is destroyed instead: libuv refuses to reset a socket it has shut down (EINVAL), and Node
  * then never closes the handle (the socket and the splice leaked).
  */
@@ -29,7 +34,8 @@ export function abort(stream: Duplex): void {
   if (stream.destroyed) return;
   try {
     if (isHttp2Stream(stream)) {
-      stream.close(http2Constants.NGHTTP2_CANCEL);
+      stream.on('error', ignore);
+      stream.destroy(new Error('connection aborted'));
     } else if (stream instanceof Socket && !stream.connecting && !stream.writableEnded) {
       stream.resetAndDestroy();
     } else {

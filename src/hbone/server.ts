@@ -9,7 +9,7 @@ import { normalizeIp } from '../api/ip.js';
 import type { Logger } from '../util/log.js';
 import type { WorkloadCertificate } from '../ztunnel/identity/types.js';
 import { handshakeFailureReason } from './client.js';
-import { peerOf, spliceCounted } from './io.js';
+import { abort, peerOf, spliceCounted } from './io.js';
 import type { HandshakeFailureReason, HboneMetrics, TcpConnectionMetrics } from './metrics.js';
 import { spiffeIdentities } from './peer-identity.js';
 import { RateLimitedLog } from './rate-limited-log.js';
@@ -78,7 +78,14 @@ export interface ConnectRequest<Context> {
  */
 export type ConnectReply =
   | { kind: 'reject'; status: number; reason: string; message: string; logFields?: Record<string, unknown> }
-  | { kind: 'splice'; upstream: Duplex; open: () => TcpConnectionMetrics; logFields?: Record<string, unknown> };
+  | {
+      kind: 'splice';
+      upstream: Duplex;
+      open: () => TcpConnectionMetrics;
+      /** Told how to cut the tunnel (RST_STREAM) once it is open; the returned function runs when it closes. */
+      watch?: (abort: () => void) => () => void;
+      logFields?: Record<string, unknown>;
+    };
 
 export type ConnectHandler<Context> = (request: ConnectRequest<Context>) => ConnectReply | Promise<ConnectReply>;
 
@@ -411,6 +418,7 @@ export class HboneServer<Context> {
       return;
     }
     stream.respond({ ':status': 200 });
+    if (reply.watch) stream.once('close', reply.watch(() => abort(stream)));
     spliceCounted(stream, reply.upstream, reply.open(), this.options.log, { peer: connection.peer, ...reply.logFields });
   }
 

@@ -7,7 +7,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { checkReachable, kubectl, KubectlError, resolveContext, streamKubectl } from './kubectl.js';
 import { renderManifests, toYaml } from './manifests.js';
-import { AUTHORIZATION_POLICY_CRD, CONTROL_PLANE_NAME, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PART_OF_LABEL, PART_OF_VALUE, ROOT_CERT_CONFIGMAP, ZTUNNEL_NAME } from './names.js';
+import { AUTHORIZATION_POLICY_CRD, CONTROL_PLANE_NAME, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PART_OF_LABEL, PART_OF_VALUE, ROOT_CERT_CONFIGMAP, ZTUNNEL_NAME } from '../api/names.js';
 import { gatewayApiCrds, type CrdObject } from './objects/crds.js';
 import type { InstallValues } from './values-schema.js';
 
@@ -244,6 +244,14 @@ export async function uninstallMesh(options: UninstallOptions): Promise<void> {
   const objects = renderManifests(options.values)
     .filter((o) => options.purge || !isFoundation(o))
     .reverse();
+  // ztunnels first, and in the foreground: while their DaemonSet is marked for deletion (and their
+  // service account and Role still exist) each ztunnel can tell this uninstall from a restart and
+  // removes its capture rules; afterwards it would keep them and enrolled pods would stay cut off.
+  const { stdout: ztunnels } = await kubectl(
+    ['--context', context, 'delete', 'daemonset', ZTUNNEL_NAME, '-n', options.values.systemNamespace, '--ignore-not-found', '--cascade=foreground', '--wait=true', `--timeout=${deadline.seconds()}s`],
+    { timeoutMs: deadline.seconds() * 1000 + 10_000 },
+  );
+  for (const line of ztunnels.split('\n')) if (line.trim()) progress(line);
   const { stdout } = await kubectl(['--context', context, 'delete', '--ignore-not-found', '--wait=true', `--timeout=${deadline.seconds()}s`, '-f', '-'], {
     input: toYaml(objects),
     timeoutMs: deadline.seconds() * 1000 + 10_000,

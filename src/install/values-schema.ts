@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DEFAULT_SYSTEM_NAMESPACE, DEFAULT_TRUST_DOMAIN } from '../api/resources.js';
-import { serviceScopeConfigsSchema, type ServiceScopeConfig } from '../controlplane/multicluster/service-scope.js';
+import { serviceScopeConfigsSchema, type ServiceScopeConfig } from '../api/mesh-config.js';
 import { parseDuration } from './duration.js';
 
 function packageVersion(): string {

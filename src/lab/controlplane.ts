@@ -130,7 +130,8 @@ function components(cluster: ClusterPlan, files: ClusterFiles): Component[] {
         `--service-account-key-file=${pki('sa.pub')}`,
         `--service-account-signing-key-file=${pki('sa.key')}`,
         `--service-account-issuer=https://kubernetes.default.svc.${CLUSTER_DOMAIN}`,
-        `--api-audiences=https://kubernetes.default.svc.${CLUSTER_DOMAIN},istio-ca`,
+        // Only the API server itself: a token without an audience (legacy, Secret-based) must not be valid for istio-ca.
+        `--api-audiences=https://kubernetes.default.svc.${CLUSTER_DOMAIN}`,
         `--service-cluster-ip-range=${cluster.serviceCidr}`,
         '--service-node-port-range=30000-32767',
         '--authorization-mode=RBAC',

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { apiClient } from '../kube/index.js';
 import { runInteractive } from '../util/exec.js';
 import { clusterFiles } from './controlplane.js';
 import { clusterOf } from './plan.js';
@@ -18,7 +19,7 @@ export function requireState(): LabState {
 function clients(cluster: string) {
   const config = new KubeConfig();
   config.loadFromFile(clusterFiles(cluster).adminKubeconfig);
-  return { core: config.makeApiClient(CoreV1Api), apps: config.makeApiClient(AppsV1Api) };
+  return { core: apiClient(config, CoreV1Api), apps: apiClient(config, AppsV1Api) };
 }
 
 /** Resolves `pod`, `pod/<name>` or `deploy/<name>` (also deployment/, deployments/) to a running pod. */

@@ -3,6 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { apiClient } from '../kube/index.js';
 import { buildFabric } from './fabric.js';
 import { clusterFiles, ensureClusterPki, startControlPlane } from './controlplane.js';
 import { mergeContext } from './kubeconfig.js';
@@ -83,7 +84,7 @@ function mergeProcesses(current: LabProcess[], fresh: LabProcess[]): LabProcess[
 function adminClient(cluster: ClusterPlan): CoreV1Api {
   const config = new KubeConfig();
   config.loadFromFile(clusterFiles(cluster.name).adminKubeconfig);
-  return config.makeApiClient(CoreV1Api);
+  return apiClient(config, CoreV1Api);
 }
 
 function deadProcess(cluster: ClusterPlan, state: LabState): LabProcess | undefined {

@@ -2,7 +2,7 @@
  * Which mesh cluster name a kubeconfig context stands for: the name the user gives, else the
  * `CLUSTER_ID` the installed control plane runs with (set by `ambit install --cluster-name`).
  */
-import { CONTROL_PLANE_CONTAINER, CONTROL_PLANE_NAME, ENV } from '../install/names.js';
+import { CONTROL_PLANE_CONTAINER, CONTROL_PLANE_NAME, ENV } from '../api/names.js';
 import { MulticlusterError, type ContextClient } from './kube-access.js';
 import { validateClusterName } from './remote-secret.js';
 

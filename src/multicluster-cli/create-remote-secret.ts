@@ -4,7 +4,7 @@
  * control plane needs to read it. The token only ever leaves in the rendered Secret.
  */
 import { DEFAULT_SYSTEM_NAMESPACE } from '../api/resources.js';
-import { READER_SERVICE_ACCOUNT } from '../install/names.js';
+import { READER_SERVICE_ACCOUNT } from '../api/names.js';
 import { resolveClusterName } from './cluster-name.js';
 import { serverFor, warnIfLoopback } from './api-server.js';
 import { ContextClient, defaultDeps, readKubeconfig, resolveContextName, serverOfContext, type MulticlusterDeps } from './kube-access.js';

@@ -5,7 +5,7 @@
  * makes re-running update the secrets in place.
  */
 import { DEFAULT_SYSTEM_NAMESPACE } from '../api/resources.js';
-import { READER_SERVICE_ACCOUNT } from '../install/names.js';
+import { READER_SERVICE_ACCOUNT } from '../api/names.js';
 import { resolveClusterName } from './cluster-name.js';
 import { serverFor, warnIfLoopback } from './api-server.js';
 import { ContextClient, defaultDeps, MulticlusterError, readKubeconfig, resolveContextName, serverOfContext, type MulticlusterDeps } from './kube-access.js';

@@ -4,11 +4,13 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { identityOf, spiffeUri } from '../api/identity.js';
 import { bytesToIp } from '../api/ip.js';
 import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
+import { ZTUNNEL_NAME } from '../api/names.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { buildConfigDump } from './admin/config-dump.js';
 import { buildRawResources, RESOURCES_PATH } from './admin/resources.js';
 import { json, startHttpEndpoint, text } from './admin/server.js';
 import { NodeCapture } from './capture/node-capture.js';
+import { decideCaptureOnExit, inClusterDaemonSetProbe } from './capture/on-exit.js';
 import { certificateManagerFor, proxyNodeId, xdsClientFor } from './control-plane-client.js';
 import { meshAddressesOf } from './dns/mesh-names.js';
 import { DnsProxy, upstreamsFromResolvConf } from './dns/proxy.js';
@@ -34,11 +36,14 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
 
   const captured = new Set<string>();
   const localIdentities = new Set<string>();
+  const localUids = new Set<string>();
   const syncLocalWorkloads = () => {
     const enrolled = state.localEnrolledWorkloads();
     const ips = enrolled.flatMap((w) => w.addresses.map((a) => bytesToIp(a)));
     captured.clear();
     for (const ip of ips) captured.add(ip);
+    localUids.clear();
+    for (const workload of state.localWorkloads()) localUids.add(workload.uid);
     const identities = new Set(enrolled.map((w) => spiffeUri(identityOf(w))));
     for (const identity of identities) {
       if (localIdentities.has(identity)) continue;
@@ -53,22 +58,40 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
     }
     void capture.update(ips);
   };
-  state.onChange(() => syncLocalWorkloads());
+  // Nothing is captured, and no connection accepted, before the first full config of both types:
+  // workloads without their policies would be served as if no policy applied. Until then the rules a
+  // previous ztunnel left in place send captured traffic to ports nobody listens on: it fails closed.
+  let synced = false;
+  state.onChange((changed) => {
+    if (!synced) return;
+    const touchesLocal = changed.addresses.some((name) => localUids.has(name));
+    syncLocalWorkloads();
+    const nowLocal = changed.addresses.some((name) => localUids.has(name));
+    if (changed.authorizations.length > 0 || touchesLocal || nowLocal) {
+      const cut = proxy.reassessPolicies();
+      if (cut > 0) log.info({ cut }, 'closed open connections that the current policies deny');
+    }
+  });
 
-  await proxy.start();
   const dns = new DnsProxy({
     resolve: (name) => meshAddressesOf(state, name, settings.network),
     upstreams: readUpstreams(log),
     log: log.child({ part: 'dns' }),
     registry: proxyMetrics.registry,
   });
-  await dns.start();
   xds.start();
   let ready = false;
-  void xds.synced.then(() => {
+  const started = xds.synced.then(async () => {
+    await proxy.start();
+    await dns.start();
+    synced = true;
     syncLocalWorkloads();
     ready = true;
-    log.info({ workloads: state.workloads().length, services: state.services().length }, 'initial config received; ready');
+    log.info({ workloads: state.workloads().length, services: state.services().length, authorizations: state.authorizations().length }, 'initial config received; capturing and ready');
+  });
+  started.catch((error: unknown) => {
+    log.fatal({ err: error instanceof Error ? error.message : String(error) }, 'ztunnel cannot start its listeners');
+    process.exit(1);
   });
 
   const servers: Server[] = [];
@@ -92,14 +115,20 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
   );
   const metricsRoute = async () => ({ status: 200, type: proxyMetrics.registry.contentType, body: (await proxyMetrics.registry.metrics()) + (await processMetrics.metrics()) });
   servers.push(await startHttpEndpoint('0.0.0.0', METRICS_PORT, { '/metrics': metricsRoute, '/stats/prometheus': metricsRoute }, log));
-  servers.push(await startHttpEndpoint('0.0.0.0', READINESS_PORT, { '/healthz/ready': () => (ready ? text('ready\n') : text('waiting for the first config from the control plane\n', 503)) }, log));
+  servers.push(
+    await startHttpEndpoint('0.0.0.0', READINESS_PORT, {
+      '/healthz/ready': () => (ready ? text('ready\n') : text(`waiting for the first full config (workloads and policies) from the control plane at ${settings.xdsAddress}\n`, 503)),
+    }, log),
+  );
 
   let stopping = false;
+  const daemonSetProbe = inClusterDaemonSetProbe(settings.podNamespace, ZTUNNEL_NAME);
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down: removing capture rules, draining');
-    await capture.remove();
+    const onExit = await decideCaptureOnExit(daemonSetProbe, log);
+    log.info({ signal, keepCapture: onExit.keep, reason: onExit.reason }, onExit.keep ? 'shutting down: capture stays in place, draining' : 'shutting down: removing capture rules, draining');
+    if (!onExit.keep) await capture.remove();
     xds.stop();
     certificates.stop();
     await proxy.stop();

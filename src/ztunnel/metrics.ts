@@ -129,6 +129,8 @@ export type RefusedConnectionReason =
   | 'unknown_destination_workload'
   | 'service_unavailable'
   | 'policy_denied'
+  /** An open connection cut because a policy applied later denies it. */
+  | 'policy_revoked'
   | 'upstream_unreachable'
   | 'hbone_refused';
 

@@ -1,6 +1,12 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
+// Lab tests make network namespaces and nftables rules: without root, refuse at once (loudly) rather
+// than wait for a lab that cannot come up. `npm test` skips lab tests when not root (scripts/test.sh).
+if (process.getuid?.() !== 0) {
+  throw new Error('this is a lab test and needs root (network namespaces, nftables); run it as root, or run `npm test`, which skips lab tests when not root');
+}
+
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const samples = process.env.AMBIT_SAMPLES_DIR ?? fileURLToPath(new URL('../../../shared/samples/istio/', import.meta.url));
 

@@ -1,13 +1,14 @@
-import { AuthenticationV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { AuthenticationV1Api, type KubeConfig, type RequestContext, type ResponseContext, type V1Pod } from '@kubernetes/client-node';
+// The client's own Observable stub: request middleware (here: the abort signal) is written with it.
+import { of } from '@kubernetes/client-node/dist/gen/rxjsStub.js';
+import { apiClient } from '../../kube/index.js';
 import { InvalidIdentityError, parseSpiffeUri, spiffeUri, type Identity } from '../../api/identity.js';
 import { DEFAULT_SERVICE_ACCOUNT } from '../../api/resources.js';
 import { CaRequestError } from './errors.js';
 import { describeError } from './store.js';
+import { BoundedTokenReviewer, LEGACY_SECRET_NAME_CLAIM, unverifiedJwtPayload, type BoundedReviewerOptions, type TokenReviewer, type TokenReviewResult } from './token-review.js';
 
-/** Verifies a bearer token with the API server (TokenReview). */
-export interface TokenReviewer {
-  review(token: string, audiences: string[]): Promise<{ authenticated: boolean; username?: string; extra?: Record<string, string[]>; error?: string }>;
-}
+export type { TokenReviewer, TokenReviewResult } from './token-review.js';
 
 /** Read access to the pods the control plane knows (an informer cache). */
 export interface PodDirectory {
@@ -22,19 +23,27 @@ export const POD_UID_EXTRA = 'authentication.kubernetes.io/pod-uid';
 const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
-/** TokenReview through the API server, with audience `istio-ca` by default. */
+/** TokenReview through the API server; `signal` aborts the HTTP request (the caller's timeout). */
 export function kubeTokenReviewer(kubeConfig: KubeConfig): TokenReviewer {
-  const api = kubeConfig.makeApiClient(AuthenticationV1Api);
+  const api = apiClient(kubeConfig, AuthenticationV1Api);
   return {
-    async review(token, audiences) {
-      const review = await api.createTokenReview({
-        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } },
-      });
+    async review(token, audiences, signal) {
+      const withSignal = signal
+        ? {
+            middleware: [{ pre: (context: RequestContext) => (context.setSignal(signal), of(context)), post: (context: ResponseContext) => of(context) }],
+            middlewareMergeStrategy: 'append' as const,
+          }
+        : undefined;
+      const review = await api.createTokenReview(
+        { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } } },
+        withSignal,
+      );
       const status = review.status;
       return {
         authenticated: status?.authenticated === true,
         username: status?.user?.username,
         extra: status?.user?.extra,
+        audiences: status?.audiences,
         error: status?.error,
       };
     },
@@ -75,30 +84,45 @@ export interface AuthorizerOptions {
   /** Service accounts (`<namespace>/<name>`) allowed to obtain identities of pods on their node; default `<systemNamespace>/ztunnel`. */
   nodeAgentServiceAccounts?: string[];
   audiences?: string[];
+  /** Cache, concurrency and timeout of TokenReviews (every review goes through them). */
+  tokenReview?: BoundedReviewerOptions;
 }
 
 /** Decides who may obtain which workload identity (DESIGN §3 CA). */
 export class CertificateAuthorizer {
   private readonly nodeAgents: Set<string>;
   private readonly audiences: string[];
+  /** Every TokenReview of the CA and of xDS goes through this one: cached, bounded, timed out. */
+  readonly tokenReviewer: BoundedTokenReviewer;
 
   constructor(private readonly options: AuthorizerOptions) {
     this.nodeAgents = new Set(options.nodeAgentServiceAccounts ?? [`${options.systemNamespace}/ztunnel`]);
     this.audiences = options.audiences ?? [CA_TOKEN_AUDIENCE];
+    this.tokenReviewer = new BoundedTokenReviewer(options.tokenReviewer, options.tokenReview);
   }
 
   /** Authenticates the caller from its call metadata (`authorization: Bearer …`, `clusterid`). */
   async authenticate(metadata: { authorization?: string; clusterId?: string }): Promise<CaCaller> {
     const token = bearerToken(metadata.authorization);
     checkClusterId(metadata.clusterId, { ourCluster: this.options.clusterName });
-    let review: Awaited<ReturnType<TokenReviewer['review']>>;
+    refuseNonMeshToken(token);
+    let review: TokenReviewResult;
     try {
-      review = await this.options.tokenReviewer.review(token, this.audiences);
+      review = await this.tokenReviewer.review(token, this.audiences);
     } catch (err) {
+      if (err instanceof CaRequestError) throw err;
       throw new CaRequestError('token_review_failed', `cannot review the caller's token with the API server: ${describeError(err)}`);
     }
     if (!review.authenticated) {
       throw new CaRequestError('unauthenticated', `token rejected by the API server: ${review.error || 'not authenticated'}`);
+    }
+    // The API server answers with the requested audiences the token is valid for; none of ours means it
+    // was issued for someone else (e.g. the API server itself).
+    if (!this.audiences.some((audience) => review.audiences?.includes(audience))) {
+      throw new CaRequestError(
+        'unauthenticated',
+        `token is not valid for audience ${this.audiences.join(' or ')} (the API server reports ${JSON.stringify(review.audiences ?? [])}): use a projected service account token with audience ${CA_TOKEN_AUDIENCE}`,
+      );
     }
     const username = review.username ?? '';
     const match = SERVICE_ACCOUNT_USER.exec(username);
@@ -170,6 +194,27 @@ export function bearerToken(header: string | undefined): string {
   const token = header ? BEARER.exec(header)?.[1] : undefined;
   if (!token) throw new CaRequestError('unauthenticated', "no bearer token (want metadata 'authorization: Bearer <service account token>')");
   return token;
+}
+
+/**
+ * Refuses, before any TokenReview, what can never be a mesh credential:
+ * - anything that is not a JWT (every service account token is one), so garbage costs no API call;
+ * - legacy Secret-based service account tokens (they carry the Secret's name and no audience or pod
+ *   binding), such as the reader token of a remote secret that other clusters hold. With the API
+ *   server's default --api-audiences the audience check already refuses them (a token without `aud`
+ *   is only valid for the API server's own audiences), but a cluster whose --api-audiences lists
+ *   istio-ca would accept them for it; this check does not depend on that flag.
+ * The payload is read without verification: it can only make us refuse, never accept.
+ */
+function refuseNonMeshToken(token: string): void {
+  const payload = unverifiedJwtPayload(token);
+  if (!payload) throw new CaRequestError('unauthenticated', 'bearer token is not a JWT (want a projected service account token with audience istio-ca)');
+  if (LEGACY_SECRET_NAME_CLAIM in payload) {
+    throw new CaRequestError(
+      'unauthenticated',
+      `token is a legacy Secret-based service account token (claim ${LEGACY_SECRET_NAME_CLAIM}), which is never a mesh credential: use a projected token with audience ${CA_TOKEN_AUDIENCE}`,
+    );
+  }
 }
 
 /** Refuses callers that say they belong to another cluster. */

@@ -5,6 +5,8 @@ export type RefusalReason =
   | 'invalid_request'
   | 'unauthenticated'
   | 'token_review_failed'
+  | 'overloaded'
+  | 'not_ready'
   | 'cluster_mismatch'
   | 'permission_denied'
   | 'signing_failed';
@@ -13,6 +15,8 @@ const STATUS_OF: Record<RefusalReason, status> = {
   invalid_request: status.INVALID_ARGUMENT,
   unauthenticated: status.UNAUTHENTICATED,
   token_review_failed: status.UNAVAILABLE,
+  overloaded: status.RESOURCE_EXHAUSTED,
+  not_ready: status.UNAVAILABLE,
   cluster_mismatch: status.PERMISSION_DENIED,
   permission_denied: status.PERMISSION_DENIED,
   signing_failed: status.INTERNAL,

@@ -21,6 +21,9 @@ export interface CertificateServiceOptions {
   maxTtlSeconds?: number;
   /** Where `ambit_ca_certificates_issued_total` and `ambit_ca_requests_refused_total` live. */
   registry?: Registry;
+  /** Resolves once the pod directory is synced; until then requests wait up to `readyTimeoutMs`, then get UNAVAILABLE. */
+  ready?: Promise<void>;
+  readyTimeoutMs?: number;
 }
 
 // A type alias (not an interface) so it is assignable to grpc-js's UntypedServiceImplementation.
@@ -35,7 +38,21 @@ export function createCertificateService(options: CertificateServiceOptions): Ce
   const defaultTtl = Math.min(options.defaultTtlSeconds ?? DEFAULT_CERT_TTL_SECONDS, maxTtl);
   const metrics = caMetrics(options.registry);
 
+  let isReady = options.ready === undefined;
+  void options.ready?.then(() => (isReady = true));
+  const readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
+
+  async function waitUntilReady(): Promise<void> {
+    if (isReady) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), readyTimeoutMs)));
+    const outcome = await Promise.race([options.ready!.then(() => 'ready' as const), timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') throw new CaRequestError('not_ready', 'the control plane is still syncing with the API server; retry later');
+  }
+
   async function handle(request: IstioCertificateRequest, metadata: Metadata, decision: Decision): Promise<IstioCertificateResponse> {
+    await waitUntilReady();
     const caller = await authorizer.authenticate({
       authorization: firstString(metadata, AUTHORIZATION_HEADER),
       clusterId: firstString(metadata, CLUSTER_ID_HEADER),

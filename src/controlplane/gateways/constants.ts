@@ -1,5 +1,5 @@
 /** Names of the east-west gateway controller, as Istio spells them where Istio has them. */
-import { GATEWAY_API_GROUP, MANAGED_BY_LABEL } from '../../install/names.js';
+import { GATEWAY_API_GROUP, MANAGED_BY_LABEL } from '../../api/names.js';
 
 export { GATEWAY_API_GROUP, MANAGED_BY_LABEL };
 export const GATEWAY_API_VERSION = 'v1';

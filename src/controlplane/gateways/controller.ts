@@ -5,10 +5,11 @@
  */
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../../lab/agent/kube.js';
+import { errorMessage } from '../../kube/index.js';
+import { backoffDelay } from '../../util/backoff.js';
 import type { Logger } from '../../util/log.js';
 import { EAST_WEST_GATEWAY_CLASS, GATEWAY_API_GROUP, GATEWAY_NAME_LABEL } from './constants.js';
-import { gatewayKey } from './gateway.js';
+import { gatewayKey, isEastWestGateway } from './gateway.js';
 import { ensureGatewayClass } from './gateway-class.js';
 import { kubeGatewayApi, type GatewayApi } from './kube-api.js';
 import { createGatewayControllerMetrics, type GatewayControllerMetrics } from './metrics.js';
@@ -138,6 +139,19 @@ export class EastWestGatewayController {
     }
   }
 
+  /**
+   * Whether `<namespace>/<name>` is the ServiceAccount this controller made for an east-west Gateway it
+   * runs (the gateway pods' identity): the Gateway exists with class istio-east-west, the class is ours,
+   * and the ServiceAccount is owned by that Gateway. The control plane's xDS lets these subscribe.
+   */
+  isGatewayServiceAccount(namespace: string, name: string): boolean {
+    if (this.classState !== 'ours') return false;
+    const gateway = this.sources.gateways.get(name, namespace);
+    if (!gateway || !isEastWestGateway(gateway)) return false;
+    const account = this.sources.owned.ServiceAccount.get(name, namespace);
+    return account !== undefined && ownerKey(account) === gatewayKey(namespace, name);
+  }
+
   private changed(kind: WatchedKind, object: KubernetesObject): void {
     if (this.classState !== 'ours') return;
     const key = kind === 'Gateway' ? gatewayKey(object.metadata?.namespace ?? '', object.metadata?.name ?? '') : ownerKey(object);
@@ -164,7 +178,7 @@ export class EastWestGatewayController {
       })
       .catch((err: unknown) => {
         this.classFailures++;
-        const delay = Math.min(this.retry.baseDelayMs * 2 ** Math.min(this.classFailures - 1, 16), this.retry.maxDelayMs);
+        const delay = backoffDelay(this.classFailures, { initialMs: this.retry.baseDelayMs, maxMs: this.retry.maxDelayMs });
         if (this.classFailures === 1 || this.classFailures % 10 === 0) {
           this.log.info({ gatewayClass: EAST_WEST_GATEWAY_CLASS, reason: errorMessage(err), retryInMs: delay }, 'cannot ensure GatewayClass yet (Gateway API CRDs not installed?)');
         }

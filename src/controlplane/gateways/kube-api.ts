@@ -6,15 +6,13 @@ import {
   AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
   type KubeConfig,
   type KubernetesObject,
   type V1Deployment,
   type V1Service,
   type V1ServiceAccount,
 } from '@kubernetes/client-node';
-import { mergePatch, statusCode } from '../../lab/agent/kube.js';
+import { apiClient, isConflict, isNotFound, mergePatch, serverSideApply, statusPatch } from '../../kube/index.js';
 import { FIELD_MANAGER, GATEWAY_API_GROUP, GATEWAY_API_VERSION } from './constants.js';
 import type { GatewayStatus } from './status.js';
 
@@ -42,21 +40,19 @@ export interface GatewayApi {
   patchGatewayClassStatus(name: string, status: { conditions: unknown[] }): Promise<void>;
 }
 
-const serverSideApply = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
-
 async function orUndefined<T>(request: Promise<T>): Promise<T | undefined> {
   try {
     return await request;
   } catch (err) {
-    if (statusCode(err) === 404) return undefined;
+    if (isNotFound(err)) return undefined;
     throw err;
   }
 }
 
 export function kubeGatewayApi(config: KubeConfig): GatewayApi {
-  const core = config.makeApiClient(CoreV1Api);
-  const apps = config.makeApiClient(AppsV1Api);
-  const custom = config.makeApiClient(CustomObjectsApi);
+  const core = apiClient(config, CoreV1Api);
+  const apps = apiClient(config, AppsV1Api);
+  const custom = apiClient(config, CustomObjectsApi);
   const gatewayApi = { group: GATEWAY_API_GROUP, version: GATEWAY_API_VERSION };
   const apply = { fieldManager: FIELD_MANAGER, force: true };
   return {
@@ -80,11 +76,11 @@ export function kubeGatewayApi(config: KubeConfig): GatewayApi {
         else await core.deleteNamespacedService(request);
       } catch (err) {
         // 404: already gone; 409: the uid precondition failed, the name now holds another object.
-        if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err;
+        if (!isNotFound(err) && !isConflict(err)) throw err;
       }
     },
     async patchGatewayStatus(namespace, name, status) {
-      await custom.patchNamespacedCustomObjectStatus({ ...gatewayApi, plural: 'gateways', namespace, name, body: { status } }, mergePatch);
+      await custom.patchNamespacedCustomObjectStatus({ ...gatewayApi, plural: 'gateways', namespace, name, body: statusPatch(status) }, mergePatch);
     },
     readGatewayClass(name) {
       return orUndefined(custom.getClusterCustomObject({ ...gatewayApi, plural: 'gatewayclasses', name }) as Promise<GatewayClassObject>);
@@ -93,12 +89,12 @@ export function kubeGatewayApi(config: KubeConfig): GatewayApi {
       try {
         return (await custom.createClusterCustomObject({ ...gatewayApi, plural: 'gatewayclasses', body: object, fieldManager: FIELD_MANAGER })) as GatewayClassObject;
       } catch (err) {
-        if (statusCode(err) === 409) return undefined;
+        if (isConflict(err)) return undefined;
         throw err;
       }
     },
     async patchGatewayClassStatus(name, status) {
-      await custom.patchClusterCustomObjectStatus({ ...gatewayApi, plural: 'gatewayclasses', name, body: { status } }, mergePatch);
+      await custom.patchClusterCustomObjectStatus({ ...gatewayApi, plural: 'gatewayclasses', name, body: statusPatch(status) }, mergePatch);
     },
   };
 }

@@ -1,6 +1,6 @@
 import type { CoreV1Api } from '@kubernetes/client-node';
-import { CONTROL_PLANE_CONTAINER } from '../../install/names.js';
-import { errorMessage } from '../../lab/agent/kube.js';
+import { CONTROL_PLANE_CONTAINER } from '../../api/names.js';
+import { errorMessage } from '../../kube/index.js';
 
 export interface OwnImage {
   image: string;

@@ -12,7 +12,7 @@ import {
   ZTUNNEL_METRICS_PORT,
   ZTUNNEL_READY_PATH,
   ZTUNNEL_READY_PORT,
-} from '../../install/names.js';
+} from '../../api/names.js';
 import {
   controlPlaneClientEnv,
   controlPlaneCredentialVolumes,
@@ -21,7 +21,7 @@ import {
   readinessProbe,
   scrapeAnnotations,
   unprivilegedSecurityContext,
-} from '../../install/objects/common.js';
+} from '../../api/pod-template.js';
 import {
   DESIRED_HASH_ANNOTATION,
   EAST_WEST_CONTROLLER_NAME,

@@ -3,6 +3,8 @@
  * worked on runs again afterwards, and a failed key is retried with exponential backoff (or at
  * once, when an event adds it again).
  */
+import { backoffDelay } from '../../util/backoff.js';
+
 export interface WorkQueueOptions {
   /** Told of each failure, before the retry after `delayMs`. */
   onError(key: string, err: unknown, attempt: number, delayMs: number): void;
@@ -77,8 +79,7 @@ export class WorkQueue {
   private scheduleRetry(key: string, err: unknown): void {
     const attempt = (this.failures.get(key) ?? 0) + 1;
     this.failures.set(key, attempt);
-    const base = this.options.baseDelayMs ?? 500;
-    const delayMs = Math.min(base * 2 ** Math.min(attempt - 1, 16), this.options.maxDelayMs ?? 60_000);
+    const delayMs = backoffDelay(attempt, { initialMs: this.options.baseDelayMs ?? 500, maxMs: this.options.maxDelayMs ?? 60_000 });
     this.options.onError(key, err, attempt, delayMs);
     if (this.stopped || this.pending.has(key)) return;
     const timer = setTimeout(() => {

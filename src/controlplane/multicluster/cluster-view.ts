@@ -5,7 +5,8 @@ import { MeshRegistry, type RegistryChange } from '../registry/index.js';
 import { objectRef, refKey } from '../registry/kube-objects.js';
 import { GatewayIndex } from './gateways.js';
 import { GlobalServiceIndex } from './global-services.js';
-import type { ServiceScopeConfig, ServiceScopePolicy } from './service-scope.js';
+import type { ServiceScopeConfig } from '../../api/mesh-config.js';
+import type { ServiceScopePolicy } from './service-scope.js';
 import type { ClusterView, ClusterViewChange, GatewayInfo } from './types.js';
 
 export interface KubeClusterViewOptions {

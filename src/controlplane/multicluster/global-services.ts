@@ -1,6 +1,7 @@
 import { serviceHostname, serviceResourceName } from '../../api/resources.js';
 import { objectRef, refKey } from '../registry/kube-objects.js';
-import { isGlobalService, type Labels, type ServiceScopeConfig } from './service-scope.js';
+import type { ServiceScopeConfig } from '../../api/mesh-config.js';
+import { isGlobalService, type Labels } from './service-scope.js';
 
 export { GLOBAL_SERVICE_LABEL } from './service-scope.js';
 

@@ -15,6 +15,7 @@ export { watchClusterView, type ApiHealth, type ClusterWatch, type ClusterWatchO
 export { parseRemoteKubeconfig, RemoteKubeconfigError } from './kubeconfig.js';
 export { EAST_WEST_GATEWAY_CLASS } from './gateways.js';
 export { GLOBAL_SERVICE_LABEL } from './global-services.js';
-export { ServiceScopePolicy, type ServiceScopeConfig } from './service-scope.js';
+export { ServiceScopePolicy } from './service-scope.js';
+export type { ServiceScopeConfig } from '../../api/mesh-config.js';
 export { gatewayWorkloadUid, syntheticWorkloadUid } from './mesh-resources.js';
 export { REMOTE_CLUSTER_STATES, type RemoteClusterState, type RemoteErrorReason } from './metrics.js';

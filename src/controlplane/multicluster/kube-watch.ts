@@ -1,12 +1,6 @@
-import {
-  ApiException,
-  CoreV1Api,
-  CustomObjectsApi,
-  makeInformer,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-} from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+
+import { apiClient, errorMessage, isNotFound, startInformer, statusCode, type ListResult } from '../../kube/index.js';
 
 import type { Logger } from '../../util/log.js';
 import { watchCluster, type ClusterSources } from '../kube-sources.js';
@@ -78,40 +72,22 @@ function watchGateways(
   view: KubeClusterView,
   context: { log: Logger; report: (health: ApiHealth) => void; later: (ms: number, fn: () => void) => void },
 ) {
-  const custom = config.makeApiClient(CustomObjectsApi);
-  let failures = 0;
-  let lastProblem: string | undefined;
-  const list = async () => {
-    const result = (await custom.listClusterCustomObject({
-      group: 'gateway.networking.k8s.io',
-      version: 'v1',
-      plural: 'gateways',
-    })) as KubernetesListObject<KubernetesObject>;
-    if (lastProblem) context.log.info('Gateways readable again');
-    lastProblem = undefined;
-    failures = 0;
-    return result;
-  };
-  const informer = makeInformer<KubernetesObject>(config, GATEWAY_PATH, list);
-  informer.on('add', (object) => view.upsertGateway(object));
-  informer.on('update', (object) => view.upsertGateway(object));
-  informer.on('delete', (object) => view.removeGateway(object));
-  const start = () => void informer.start().catch((err: unknown) => onError(err));
-  const onError = (err: unknown) => {
-    failures++;
-    const missing = statusOf(err) === 404;
-    const problem = missing ? 'Gateway API CRDs not installed' : describeApiError(err).message;
-    if (problem !== lastProblem) {
-      if (missing) context.log.info('Gateway API CRDs not installed: no east-west gateways from this cluster until they are');
-      else context.log.warn({ reason: problem }, 'cannot watch Gateways; retrying');
-      lastProblem = problem;
-    }
-    if (!missing) context.report(describeApiError(err));
-    context.later(missing ? 30_000 : Math.min(1000 * 2 ** Math.min(failures - 1, 4), 15_000), start);
-  };
-  informer.on('error', onError);
-  start();
-  return informer;
+  const custom = apiClient(config, CustomObjectsApi);
+  return startInformer<KubernetesObject>({
+    config,
+    path: GATEWAY_PATH,
+    list: () => custom.listClusterCustomObject({ group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways' }) as Promise<ListResult<KubernetesObject>>,
+    what: 'Gateways',
+    log: context.log,
+    // Missing Gateway API CRDs are normal: no east-west gateways from this cluster until they are installed.
+    optional: true,
+    onAdd: (object) => view.upsertGateway(object),
+    onUpdate: (object) => view.upsertGateway(object),
+    onDelete: (object) => view.removeGateway(object),
+    onError: (err) => {
+      if (!isNotFound(err)) context.report(describeApiError(err));
+    },
+  });
 }
 
 function probeLoop(
@@ -121,20 +97,14 @@ function probeLoop(
   intervals: { healthy: number; failing: number },
   later: (ms: number, fn: () => void) => void,
 ): void {
-  const core = config.makeApiClient(CoreV1Api);
+  const core = apiClient(config, CoreV1Api, { timeoutMs: PROBE_TIMEOUT_MS });
   const probe = async (): Promise<ApiHealth> => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${PROBE_TIMEOUT_MS / 1000}s`)), PROBE_TIMEOUT_MS);
-    });
     try {
-      await Promise.race([core.readNamespace({ name: systemNamespace }), timeout]);
+      await core.readNamespace({ name: systemNamespace });
       return { ok: true };
     } catch (err) {
       // Not found still proves the server answers and accepts the credentials.
-      return statusOf(err) === 404 ? { ok: true } : describeApiError(err);
-    } finally {
-      clearTimeout(timer);
+      return isNotFound(err) ? { ok: true } : describeApiError(err);
     }
   };
   const run = () =>
@@ -145,33 +115,12 @@ function probeLoop(
   run();
 }
 
-export function statusOf(err: unknown): number | undefined {
-  if (err instanceof ApiException) return err.code;
-  const candidate = err as { statusCode?: unknown; code?: unknown } | null;
-  const code = candidate?.statusCode ?? candidate?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-/** A short, secret-free description of an API failure. */
+/** A short, secret-free description of an API failure, with the reason counted in metrics. */
 export function describeApiError(err: unknown): { ok: false; reason: RemoteErrorReason; message: string } {
-  const status = statusOf(err);
-  if (status === undefined) {
-    const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, reason: 'unreachable', message };
-  }
-  const body = err instanceof ApiException ? (err.body as unknown) : undefined;
-  const detail = typeof body === 'string' ? safeStatusMessage(body) : (body as { message?: unknown } | undefined)?.message;
-  const message = `HTTP ${status}${typeof detail === 'string' && detail ? `: ${detail}` : ''}`;
+  const status = statusCode(err);
+  const message = errorMessage(err);
+  if (status === undefined) return { ok: false, reason: 'unreachable', message };
   if (status === 401) return { ok: false, reason: 'unauthorized', message };
   if (status === 403) return { ok: false, reason: 'forbidden', message };
   return { ok: false, reason: 'api_error', message };
-}
-
-function safeStatusMessage(body: string): string | undefined {
-  try {
-    const message = (JSON.parse(body) as { message?: unknown }).message;
-    return typeof message === 'string' ? message : undefined;
-  } catch {
-    return undefined;
-  }
 }

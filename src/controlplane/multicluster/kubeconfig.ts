@@ -13,6 +13,8 @@ export class RemoteKubeconfigError extends Error {
     readonly source: KubeconfigSource,
     readonly field: string,
     problem: string,
+    /** `insecure_kubeconfig` when the kubeconfig would turn TLS verification off, `kubeconfig` otherwise. */
+    readonly reason: 'kubeconfig' | 'insecure_kubeconfig' = 'kubeconfig',
   ) {
     super(`secret ${source.secret} key ${JSON.stringify(source.key)}: ${field}: ${problem}`);
     this.name = 'RemoteKubeconfigError';
@@ -33,6 +35,7 @@ const FORBIDDEN_USER_FIELDS: Readonly<Record<string, string>> = {
 const FORBIDDEN_CLUSTER_FIELDS: Readonly<Record<string, string>> = {
   'certificate-authority': 'file references are not allowed in remote secrets; use "certificate-authority-data"',
 };
+const INSECURE_SKIP_TLS_VERIFY = 'insecure-skip-tls-verify';
 
 /**
  * Parses and validates the kubeconfig of a remote cluster: exactly one cluster with a server URL,
@@ -40,8 +43,8 @@ const FORBIDDEN_CLUSTER_FIELDS: Readonly<Record<string, string>> = {
  * context is that cluster and user. Error messages name the secret, key and field, never values.
  */
 export function parseRemoteKubeconfig(text: string, source: KubeconfigSource): KubeConfig {
-  const fail = (field: string, problem: string): never => {
-    throw new RemoteKubeconfigError(source, field, problem);
+  const fail = (field: string, problem: string, reason?: RemoteKubeconfigError['reason']): never => {
+    throw new RemoteKubeconfigError(source, field, problem, reason);
   };
   if (text.trim() === '') fail('(kubeconfig)', 'is empty');
 
@@ -63,6 +66,16 @@ export function parseRemoteKubeconfig(text: string, source: KubeconfigSource): K
   for (const [field, problem] of Object.entries(FORBIDDEN_CLUSTER_FIELDS)) {
     if ((cluster as Record<string, unknown>)[field] !== undefined) fail(`clusters[0].cluster.${field}`, problem);
   }
+  // Whoever can write a remote secret must not be able to make the control plane trust any server
+  // with a mesh-wide view (and its credentials): any value but false/absent is refused, "true" too.
+  const skipVerify = (cluster as Record<string, unknown>)[INSECURE_SKIP_TLS_VERIFY];
+  if (skipVerify !== undefined && skipVerify !== null && skipVerify !== false) {
+    fail(
+      `clusters[0].cluster.${INSECURE_SKIP_TLS_VERIFY}`,
+      'TLS verification of remote API servers cannot be turned off; remove it and give the server\'s CA as "certificate-authority-data" (ambit create-remote-secret does)',
+      'insecure_kubeconfig',
+    );
+  }
   const server = (cluster as Record<string, unknown>)['server'];
   if (typeof server !== 'string' || server === '') fail('clusters[0].cluster.server', 'is missing');
   let url: URL | undefined;
@@ -71,11 +84,8 @@ export function parseRemoteKubeconfig(text: string, source: KubeconfigSource): K
   } catch {
     fail('clusters[0].cluster.server', 'is not a URL');
   }
-  if (url && url.protocol !== 'https:' && url.protocol !== 'http:') fail('clusters[0].cluster.server', 'must be an https:// URL');
-  // client-node refuses plain HTTP otherwise, on every request: say so once, here.
-  if (url?.protocol === 'http:' && (cluster as Record<string, unknown>)['insecure-skip-tls-verify'] !== true) {
-    fail('clusters[0].cluster.server', 'an http:// server needs insecure-skip-tls-verify: true (prefer https://)');
-  }
+  // Plain HTTP would carry the token in clear text (and client-node needs TLS verification off for it).
+  if (url && url.protocol !== 'https:') fail('clusters[0].cluster.server', 'must be an https:// URL');
   const user = users[0]?.['user'];
   if (user !== undefined && user !== null && !isRecord(user)) fail('users[0].user', 'is not a mapping');
   for (const [field, problem] of Object.entries(FORBIDDEN_USER_FIELDS)) {

@@ -4,7 +4,7 @@ export const REMOTE_CLUSTER_STATES = ['syncing', 'synced', 'error'] as const;
 export type RemoteClusterState = (typeof REMOTE_CLUSTER_STATES)[number];
 
 /** Why a remote cluster is not being read. */
-export type RemoteErrorReason = 'kubeconfig' | 'unauthorized' | 'forbidden' | 'unreachable' | 'api_error' | 'connect';
+export type RemoteErrorReason = 'kubeconfig' | 'insecure_kubeconfig' | 'unauthorized' | 'forbidden' | 'unreachable' | 'api_error' | 'connect';
 
 /** `ambit_remote_clusters{cluster,state}` (1 for the current state) and `ambit_remote_cluster_errors_total{cluster,reason}`. */
 export class RemoteClusterMetrics {

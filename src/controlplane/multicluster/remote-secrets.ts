@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 
-import { CoreV1Api, makeInformer, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 
+import { apiClient, startInformer } from '../../kube/index.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { objectRef, refKey } from '../registry/kube-objects.js';
 import { KubeClusterView } from './cluster-view.js';
-import { parseRemoteKubeconfig } from './kubeconfig.js';
-import { describeApiError, watchClusterView, type ApiHealth } from './kube-watch.js';
+import { parseRemoteKubeconfig, RemoteKubeconfigError } from './kubeconfig.js';
+import { watchClusterView, type ApiHealth } from './kube-watch.js';
 import { RemoteClusterMetrics, type RemoteClusterState, type RemoteErrorReason } from './metrics.js';
 import type { ServiceScopePolicy } from './service-scope.js';
 import type { ClusterView, RemoteClusterSink } from './types.js';
@@ -131,38 +132,20 @@ export class RemoteClusters {
   /** Watches the remote secrets of the local cluster. */
   watch(localConfig: KubeConfig): void {
     const namespace = this.options.systemNamespace;
-    const selector = `${REMOTE_SECRET_LABEL}=true`;
-    const core = localConfig.makeApiClient(CoreV1Api);
-    let stopped = false;
-    let failures = 0;
-    const list = async () => {
-      const secrets = await core.listNamespacedSecret({ namespace, labelSelector: selector });
-      if (failures > 0) this.log.info({ namespace }, 'remote secrets readable again');
-      failures = 0;
-      return secrets;
-    };
-    const informer = makeInformer<V1Secret>(localConfig, `/api/v1/namespaces/${namespace}/secrets`, list, selector);
-    let timer: NodeJS.Timeout | undefined;
-    const start = () => void informer.start().catch(onError);
-    const onError = (err: unknown) => {
-      if (stopped) return;
-      failures++;
-      const delay = Math.min(1000 * 2 ** Math.min(failures - 1, 4), 15_000);
-      if (failures === 1 || failures % 10 === 0) {
-        this.log.warn({ namespace, reason: describeApiError(err).message, retryInMs: delay }, 'cannot watch remote secrets; retrying');
-      }
-      timer = setTimeout(start, delay);
-    };
-    informer.on('add', (secret) => this.upsertSecret(secret));
-    informer.on('update', (secret) => this.upsertSecret(secret));
-    informer.on('delete', (secret) => this.removeSecret(secret));
-    informer.on('error', onError);
-    start();
-    this.stopInformer = () => {
-      stopped = true;
-      clearTimeout(timer);
-      void informer.stop().catch(() => undefined);
-    };
+    const labelSelector = `${REMOTE_SECRET_LABEL}=true`;
+    const core = apiClient(localConfig, CoreV1Api);
+    const informer = startInformer<V1Secret>({
+      config: localConfig,
+      path: `/api/v1/namespaces/${namespace}/secrets`,
+      labelSelector,
+      list: () => core.listNamespacedSecret({ namespace, labelSelector }),
+      what: `remote secrets (namespace ${namespace})`,
+      log: this.log,
+      onAdd: (secret) => this.upsertSecret(secret),
+      onUpdate: (secret) => this.upsertSecret(secret),
+      onDelete: (secret) => this.removeSecret(secret),
+    });
+    this.stopInformer = () => void informer.stop();
   }
 
   /** A remote secret was added or changed (as the informer, or `kubectl get -o json`, gives it). */
@@ -258,7 +241,7 @@ export class RemoteClusters {
     } catch (err) {
       // A cluster already being read keeps its previous connection: nothing working is lost.
       entry.configProblem = (err as Error).message;
-      return this.fail(entry, 'kubeconfig', entry.configProblem);
+      return this.fail(entry, err instanceof RemoteKubeconfigError ? err.reason : 'kubeconfig', entry.configProblem);
     }
     const log = this.log.child({ remoteCluster: clusterId });
     let connection: ClusterConnection | undefined;

@@ -104,7 +104,7 @@ type RuleSpec = z.output<typeof ruleSchema>;
 export type PolicyConversion =
   /** Rejected as an admission webhook would: the last valid version stays in force. */
   | { outcome: 'invalid'; ref: ObjectRef | undefined; problems: FieldProblem[] }
-  /** Valid, but nothing for ztunnel to enforce (waypoint policy, unsupported action, DENY without rules). */
+  /** Valid, but nothing for ztunnel to enforce (waypoint policy, unsupported action). */
   | { outcome: 'ignored'; ref: ObjectRef; problems: FieldProblem[] }
   | {
       outcome: 'converted';
@@ -141,8 +141,10 @@ export function convertAuthorizationPolicy(object: unknown, rootNamespace: strin
   }
 
   const ruleSpecs = spec.rules ?? [];
-  // A DENY policy without rules matches nothing: nothing to enforce.
-  if (action === Action.DENY && ruleSpecs.length === 0) return { outcome: 'ignored', ref, problems: [] };
+  // Refused by Istio's validation: a DENY policy without rules would never match (`rules: [{}]` denies everything).
+  if (action === Action.DENY && ruleSpecs.length === 0) {
+    return { outcome: 'invalid', ref, problems: [{ field: 'spec.rules', message: 'a DENY policy without rules never matches; add an empty rule {} to deny every connection' }] };
+  }
 
   const translator = new RuleTranslator(action, metadata.namespace);
   const rules = ruleSpecs.flatMap((rule, i) => translator.rule(rule, `spec.rules[${i}]`) ?? []);
@@ -169,13 +171,55 @@ function ignored(ref: ObjectRef, field: string, message: string): PolicyConversi
   return { outcome: 'ignored', ref, problems: [{ field, message }] };
 }
 
-/** `when` keys ztunnel can evaluate; any other key is an HTTP attribute. */
+/** `when` keys ztunnel can evaluate (istiod's ambient list); any other known key is an HTTP attribute. */
 const L4_CONDITION_KEYS = new Set(['source.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port']);
+/** Exact `when` keys Istio's validation accepts besides the L4 ones. */
+const HTTP_CONDITION_KEYS = new Set(['remote.ip', 'source.serviceAccount', 'request.auth.principal', 'request.auth.audiences', 'request.auth.presenter', 'connection.sni']);
+/** `when` key prefixes taking a `[name]` suffix, e.g. `request.headers[x-user]`. */
+const MAP_CONDITION_KEYS = ['request.headers', 'request.experimental.inline.headers', 'request.auth.claims'];
+/** Keys Istio's validation refuses with a reason. */
+const REFUSED_CONDITION_KEYS: Record<string, string> = {
+  'destination.namespace': 'replaced by the policy namespace (metadata.namespace)',
+  'destination.name': 'only supported in security.istio.io/v1alpha1',
+  'destination.user': 'only supported in security.istio.io/v1alpha1',
+};
 
+const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
 const HTTP_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
+const SOURCE_FIELDS = [
+  'principals',
+  'notPrincipals',
+  'requestPrincipals',
+  'notRequestPrincipals',
+  'namespaces',
+  'notNamespaces',
+  'ipBlocks',
+  'notIpBlocks',
+  'remoteIpBlocks',
+  'notRemoteIpBlocks',
+  'serviceAccounts',
+  'notServiceAccounts',
+] as const;
 // The remote IP is the original client from X-Forwarded-For, which only an HTTP proxy sees (as istiod).
 const HTTP_SOURCE_FIELDS = ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const;
+/** Istio's validation bounds service account lists (16 entries, 320 characters each). */
+const MAX_SERVICE_ACCOUNTS = 16;
+const MAX_SERVICE_ACCOUNT_LENGTH = 320;
 
+/**
+ * One rule → the clauses ztunnel evaluates (rules OR, clauses AND, a clause's matches OR). ztunnel skips a
+ * Match with every field empty, so a clause whose only matches are empty never matches, and a clause
+ * with no matches, or a rule with no clauses, always matches (src/rbac.rs). HTTP attributes are
+ * therefore never left as empty Matches:
+ * - ALLOW: a rule using any HTTP attribute is dropped (it cannot match at L4; more restrictive).
+ * - DENY: the HTTP attributes are removed and the rest kept, so the rule denies more. A `to`/`from`
+ *   entry with only HTTP fields then matches any operation/source, which makes its whole clause match
+ *   everything, so the clause is left out; an HTTP `when` condition is left out too. A DENY rule with
+ *   only HTTP attributes thus denies every connection in the policy's scope, as Istio's validation
+ *   warns for sidecars ("will deny all traffic to TCP ports under its scope"). istiod's ambient
+ *   translation emits `Match{}` instead, which ztunnel skips, so such a DENY denies nothing there
+ *   (istio/istio#61126); we keep the documented meaning, which fails closed.
+ */
 class RuleTranslator {
   readonly problems: FieldProblem[] = [];
   readonly httpAttributes = new Set<string>();
@@ -190,28 +234,97 @@ class RuleTranslator {
     let usesHttp = false;
     const clauses: Clause[] = [];
     // Clause order as istiod: to, from, when (the order does not change the meaning).
-    if (rule.to?.length) {
-      const matches = rule.to.map((to, j) => {
-        const operation: OperationSpec = to.operation ?? {};
+    if (rule.to) {
+      if (rule.to.length === 0) this.problem(`${path}.to`, 'must not be empty (leave it out to match any operation)');
+      const matches: Match[] = [];
+      let matchesAnything = false;
+      for (const [j, to] of rule.to.entries()) {
+        const at = `${path}.to[${j}].operation`;
+        if (!to.operation) {
+          this.problem(at, 'must be set');
+          continue;
+        }
+        const operation = to.operation;
+        this.checkNotEmpty(operation, OPERATION_FIELDS, at);
+        for (const field of OPERATION_FIELDS) this.checkValues(operation[field], `${at}.${field}`);
         usesHttp = this.noteHttp(HTTP_OPERATION_FIELDS.filter((field) => operation[field]?.length)) || usesHttp;
-        return this.operationMatch(operation, `${path}.to[${j}].operation`);
-      });
-      clauses.push(create(ClauseSchema, { matches }));
+        const match = this.operationMatch(operation, at);
+        if (isEmptyMatch(match)) matchesAnything = true;
+        else matches.push(match);
+      }
+      if (!matchesAnything) clauses.push(create(ClauseSchema, { matches }));
     }
-    if (rule.from?.length) {
-      const matches = rule.from.map((from, j) => {
-        const source: SourceSpec = from.source ?? {};
+    if (rule.from) {
+      if (rule.from.length === 0) this.problem(`${path}.from`, 'must not be empty (leave it out to match any source)');
+      const matches: Match[] = [];
+      let matchesAnything = false;
+      for (const [j, from] of rule.from.entries()) {
+        const at = `${path}.from[${j}].source`;
+        if (!from.source) {
+          this.problem(at, 'must be set');
+          continue;
+        }
+        const source = from.source;
+        this.checkNotEmpty(source, SOURCE_FIELDS, at);
+        for (const field of SOURCE_FIELDS) this.checkValues(source[field], `${at}.${field}`);
+        if ((source.serviceAccounts?.length || source.notServiceAccounts?.length) && (source.principals?.length || source.notPrincipals?.length || source.namespaces?.length || source.notNamespaces?.length)) {
+          this.problem(at, 'cannot set serviceAccounts or notServiceAccounts together with namespaces or principals');
+        }
+        for (const field of ['remoteIpBlocks', 'notRemoteIpBlocks'] as const) this.addresses(source[field], `${at}.${field}`);
         usesHttp = this.noteHttp(HTTP_SOURCE_FIELDS.filter((field) => source[field]?.length)) || usesHttp;
-        return this.sourceMatch(source, `${path}.from[${j}].source`);
-      });
-      clauses.push(create(ClauseSchema, { matches }));
+        const match = this.sourceMatch(source, at);
+        if (isEmptyMatch(match)) matchesAnything = true;
+        else matches.push(match);
+      }
+      if (!matchesAnything) clauses.push(create(ClauseSchema, { matches }));
     }
     for (const [j, condition] of (rule.when ?? []).entries()) {
-      if (!L4_CONDITION_KEYS.has(condition.key)) usesHttp = this.noteHttp([condition.key]) || usesHttp;
-      clauses.push(create(ClauseSchema, { matches: [this.conditionMatch(condition, `${path}.when[${j}]`)] }));
+      const at = `${path}.when[${j}]`;
+      const http = this.checkCondition(condition, at);
+      if (http) {
+        usesHttp = this.noteHttp([condition.key]) || usesHttp;
+        continue; // Left out: in a DENY rule it would match any connection; an ALLOW rule using it is dropped.
+      }
+      clauses.push(create(ClauseSchema, { matches: [this.conditionMatch(condition, at)] }));
     }
     if (usesHttp && this.action === Action.ALLOW) return undefined;
     return create(RuleSchema, { clauses });
+  }
+
+  private problem(field: string, message: string): void {
+    this.problems.push({ field, message });
+  }
+
+  private checkNotEmpty<T extends Record<string, unknown>>(object: T, fields: readonly (keyof T & string)[], path: string): void {
+    if (fields.some((field) => (object[field] as unknown[] | null | undefined)?.length)) return;
+    this.problem(path, `must not be empty: set at least one of ${fields.join(', ')}`);
+  }
+
+  private checkValues(values: ReadonlyArray<string | number> | null | undefined, path: string): void {
+    for (const [i, value] of (values ?? []).entries()) if (value === '') this.problem(`${path}[${i}]`, 'empty value not allowed');
+  }
+
+  /** Validates a condition as Istio does; true when its key is an HTTP attribute. */
+  private checkCondition(condition: ConditionSpec, path: string): boolean {
+    const { key } = condition;
+    if (!condition.values?.length && !condition.notValues?.length) this.problem(path, `at least one of values or notValues must be set for key ${key}`);
+    this.checkValues(condition.values, `${path}.values`);
+    this.checkValues(condition.notValues, `${path}.notValues`);
+    if (L4_CONDITION_KEYS.has(key)) return false;
+    const mapKey = MAP_CONDITION_KEYS.find((prefix) => key.startsWith(prefix));
+    if (mapKey !== undefined || key.startsWith('experimental.envoy.filters.')) {
+      if (!/^[^[\]]+\[[^[\]]+\]$/.test(key)) this.problem(`${path}.key`, `${JSON.stringify(key)} should have the form name[entry]`);
+      return true;
+    }
+    if (key === 'remote.ip') {
+      this.addresses(condition.values?.map(String), `${path}.values`);
+      this.addresses(condition.notValues?.map(String), `${path}.notValues`);
+    }
+    if (HTTP_CONDITION_KEYS.has(key)) return true;
+    if (key.startsWith('destination.labels')) this.problem(`${path}.key`, `${key} is replaced by the workload selector (spec.selector)`);
+    else if (REFUSED_CONDITION_KEYS[key]) this.problem(`${path}.key`, `${key} is ${REFUSED_CONDITION_KEYS[key]}`);
+    else this.problem(`${path}.key`, `unknown attribute ${JSON.stringify(key)}`);
+    return true;
   }
 
   private noteHttp(attributes: readonly string[]): boolean {
@@ -239,7 +352,7 @@ class RuleTranslator {
     });
   }
 
-  /** One match carrying the condition's values (positive fields) and notValues (negated fields). */
+  /** One match carrying an L4 condition's values (positive fields) and notValues (negated fields). */
   private conditionMatch(condition: ConditionSpec, path: string): Match {
     const values = (condition.values ?? []).map(String);
     const notValues = (condition.notValues ?? []).map(String);
@@ -261,11 +374,8 @@ class RuleTranslator {
         });
       case 'source.namespace':
         return create(MatchSchema, { namespaces: stringMatches(values), notNamespaces: stringMatches(notValues) });
-      case 'source.principal':
+      default: // source.principal
         return create(MatchSchema, { principals: stringMatches(values), notPrincipals: stringMatches(notValues) });
-      default:
-        // An HTTP attribute: matches everything at L4 (only reachable in DENY rules, which then deny more).
-        return create(MatchSchema, {});
     }
   }
 
@@ -275,7 +385,7 @@ class RuleTranslator {
       const text = String(value);
       const port = /^\d+$/.test(text) ? Number(text) : NaN;
       if (Number.isInteger(port) && port >= 1 && port <= 65535) out.push(port);
-      else this.problems.push({ field: `${path}[${i}]`, message: `${JSON.stringify(value)} is not a port number (1-65535)` });
+      else if (value !== '') this.problem(`${path}[${i}]`, `${JSON.stringify(value)} is not a port number (1-65535)`);
     }
     return out;
   }
@@ -285,7 +395,7 @@ class RuleTranslator {
     for (const [i, value] of (values ?? []).entries()) {
       const block = parseIpBlock(value);
       if (block) out.push(block);
-      else this.problems.push({ field: `${path}[${i}]`, message: `${JSON.stringify(value)} is not an IP address or CIDR block` });
+      else if (value !== '') this.problem(`${path}[${i}]`, `${JSON.stringify(value)} is not an IP address or CIDR block`);
     }
     return out;
   }
@@ -293,17 +403,36 @@ class RuleTranslator {
   /** `ns/sa`, or a bare `sa` in the policy's own namespace. */
   private serviceAccounts(values: readonly string[] | null | undefined, path: string): ServiceAccountMatch[] {
     const out: ServiceAccountMatch[] = [];
+    if ((values?.length ?? 0) > MAX_SERVICE_ACCOUNTS) this.problem(path, `may not have more than ${MAX_SERVICE_ACCOUNTS} values`);
     for (const [i, value] of (values ?? []).entries()) {
+      if (value === '') continue; // reported by checkValues
       const parts = value.split('/');
       const [namespace, serviceAccount] = parts.length === 1 ? [this.policyNamespace, parts[0]!] : [parts[0]!, parts[1] ?? ''];
-      if (parts.length > 2 || !namespace || !serviceAccount) {
-        this.problems.push({ field: `${path}[${i}]`, message: `${JSON.stringify(value)} is not a service account (want <sa> or <namespace>/<sa>)` });
+      if (parts.length > 2 || !namespace || !serviceAccount || value.includes('*') || value.length > MAX_SERVICE_ACCOUNT_LENGTH) {
+        this.problem(`${path}[${i}]`, `${JSON.stringify(value)} is not a service account (want <sa> or <namespace>/<sa>, no wildcards, at most ${MAX_SERVICE_ACCOUNT_LENGTH} characters)`);
         continue;
       }
       out.push(create(ServiceAccountMatchSchema, { namespace, serviceAccount }));
     }
     return out;
   }
+}
+
+function isEmptyMatch(match: Match): boolean {
+  return (
+    !match.namespaces.length &&
+    !match.notNamespaces.length &&
+    !match.principals.length &&
+    !match.notPrincipals.length &&
+    !match.sourceIps.length &&
+    !match.notSourceIps.length &&
+    !match.destinationIps.length &&
+    !match.notDestinationIps.length &&
+    !match.destinationPorts.length &&
+    !match.notDestinationPorts.length &&
+    !match.serviceAccounts.length &&
+    !match.notServiceAccounts.length
+  );
 }
 
 /** Istio's string patterns: `*` any value present, `x*` prefix, `*x` suffix, otherwise exact. */

@@ -7,6 +7,7 @@ export interface XdsMetrics {
   acks: Counter<'type'>;
   nacks: Counter<'type'>;
   refused: Counter<'reason'>;
+  ignored: Counter<'reason'>;
 }
 
 export function createXdsMetrics(registry: Registry): XdsMetrics {
@@ -17,6 +18,7 @@ export function createXdsMetrics(registry: Registry): XdsMetrics {
     pushedResources: new Counter({ name: 'ambit_xds_pushed_resources_total', help: 'Resources (upserts plus removals) sent', labelNames: ['type'], registers }),
     acks: new Counter({ name: 'ambit_xds_acks_total', help: 'Responses acknowledged by clients', labelNames: ['type'], registers }),
     nacks: new Counter({ name: 'ambit_xds_nacks_total', help: 'Responses rejected by clients', labelNames: ['type'], registers }),
-    refused: new Counter({ name: 'ambit_xds_refused_streams_total', help: 'Streams refused at authentication', labelNames: ['reason'], registers }),
+    refused: new Counter({ name: 'ambit_xds_refused_streams_total', help: 'Streams refused at authentication, authorization or for a per-peer limit', labelNames: ['reason'], registers }),
+    ignored: new Counter({ name: 'ambit_xds_ignored_requests_total', help: 'Requests ignored (e.g. for a type URL the server does not serve)', labelNames: ['reason'], registers }),
   };
 }

@@ -8,6 +8,8 @@ export interface VersionedResource {
   value: Uint8Array;
 }
 
+const NONE: ReadonlyMap<string, VersionedResource> = new Map();
+
 export type ChangeListener = (typeUrl: string, names: ReadonlySet<string>) => void;
 
 export interface ResourceCacheOptions {
@@ -45,15 +47,16 @@ export class ResourceCache {
   }
 
   delete(typeUrl: string, name: string): void {
-    if (this.ofType(typeUrl).delete(name)) this.markChanged(typeUrl, name);
+    if (this.resources.get(typeUrl)?.delete(name)) this.markChanged(typeUrl, name);
   }
 
   get(typeUrl: string, name: string): VersionedResource | undefined {
     return this.resources.get(typeUrl)?.get(name);
   }
 
+  /** Every resource of a type; asking about a type never seen creates nothing. */
   all(typeUrl: string): ReadonlyMap<string, VersionedResource> {
-    return this.ofType(typeUrl);
+    return this.resources.get(typeUrl) ?? NONE;
   }
 
   onChange(listener: ChangeListener): () => void {

@@ -1,18 +1,6 @@
-import type { V1EnvVar, V1ObjectMeta, V1Probe, V1ResourceRequirements, V1SecurityContext, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import {
-  controlPlaneAddress,
-  ENV,
-  PART_OF_LABEL,
-  PART_OF_VALUE,
-  ROOT_CERT_CONFIGMAP,
-  ROOT_CERT_DIR,
-  ROOT_CERT_VOLUME,
-  TOKEN_AUDIENCE,
-  TOKEN_DIR,
-  TOKEN_EXPIRATION_SECONDS,
-  TOKEN_FILE,
-  TOKEN_VOLUME,
-} from '../names.js';
+/** Pieces of the installed objects that only the installer uses: metadata and resource requirements. */
+import type { V1ObjectMeta, V1ResourceRequirements } from '@kubernetes/client-node';
+import { PART_OF_LABEL, PART_OF_VALUE } from '../../api/names.js';
 import type { ResourceRequirements } from '../values-schema.js';
 
 /** Metadata every installed object carries; `app` is also the pod selector of the workloads. */
@@ -24,73 +12,10 @@ export function meta(name: string, namespace?: string, app?: string): V1ObjectMe
   };
 }
 
-export const envValue = (name: string, value: string): V1EnvVar => ({ name, value });
-export const envField = (name: string, fieldPath: string): V1EnvVar => ({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
-
 /** Copies so that rendered objects never alias the values they came from. */
 export function resourcesOf(resources: ResourceRequirements): V1ResourceRequirements {
   return {
     ...(resources.requests && Object.keys(resources.requests).length ? { requests: { ...resources.requests } } : {}),
     ...(resources.limits && Object.keys(resources.limits).length ? { limits: { ...resources.limits } } : {}),
-  };
-}
-
-/** Prometheus scrape annotations, as Istio puts them on istiod and ztunnel pods. */
-export function scrapeAnnotations(port: number, path: string): Record<string, string> {
-  return { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port), 'prometheus.io/path': path };
-}
-
-/** The pod's own identity from the downward API: node, pod name and namespace, pod IP. */
-export function podIdentityEnv(): V1EnvVar[] {
-  return [
-    envField(ENV.nodeName, 'spec.nodeName'),
-    envField(ENV.podName, 'metadata.name'),
-    envField(ENV.podNamespace, 'metadata.namespace'),
-    envField(ENV.instanceIp, 'status.podIP'),
-  ];
-}
-
-/** Where a data-plane process (ztunnel, an east-west gateway) is, and where it finds the control plane for xDS and certificates. */
-export function controlPlaneClientEnv(mesh: { clusterId: string; network: string; trustDomain: string; systemNamespace: string }): V1EnvVar[] {
-  const address = controlPlaneAddress(mesh.systemNamespace);
-  return [
-    envValue(ENV.clusterId, mesh.clusterId),
-    envValue(ENV.network, mesh.network),
-    envValue(ENV.trustDomain, mesh.trustDomain),
-    envValue(ENV.systemNamespace, mesh.systemNamespace),
-    envValue(ENV.xdsAddress, address),
-    envValue(ENV.caAddress, address),
-  ];
-}
-
-/** The control-plane credentials of a data-plane pod: a projected token (audience istio-ca) and the mesh root. */
-export function controlPlaneCredentialVolumes(): { volumes: V1Volume[]; volumeMounts: V1VolumeMount[] } {
-  return {
-    volumes: [
-      { name: TOKEN_VOLUME, projected: { sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: TOKEN_EXPIRATION_SECONDS, path: TOKEN_FILE } }] } },
-      // Published by the control plane; until it exists the kubelet retries the mount, so the pod starts after the CA is up.
-      { name: ROOT_CERT_VOLUME, configMap: { name: ROOT_CERT_CONFIGMAP } },
-    ],
-    volumeMounts: [
-      { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
-      { name: ROOT_CERT_VOLUME, mountPath: ROOT_CERT_DIR, readOnly: true },
-    ],
-  };
-}
-
-/** The readiness probe of every ambit container: an HTTP GET, checked every 3 s. */
-export function readinessProbe(path: string, port: number): V1Probe {
-  return { httpGet: { path, port }, initialDelaySeconds: 1, periodSeconds: 3, timeoutSeconds: 5 };
-}
-
-/** A container that needs no privilege at all (the control plane, east-west gateways). */
-export function unprivilegedSecurityContext(): V1SecurityContext {
-  return {
-    allowPrivilegeEscalation: false,
-    privileged: false,
-    runAsNonRoot: true,
-    runAsUser: 1337,
-    runAsGroup: 1337,
-    capabilities: { drop: ['ALL'] },
   };
 }

@@ -1,6 +1,6 @@
 import type { V1ConfigMap, V1Deployment, V1Service } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { MESH_CONFIG_KEY, MESH_CONFIG_MAP } from '../../controlplane/multicluster/service-scope.js';
+import { MESH_CONFIG_KEY, MESH_CONFIG_MAP } from '../../api/mesh-config.js';
 import {
   CONTROL_PLANE_CONTAINER,
   CONTROL_PLANE_METRICS_PATH,
@@ -11,10 +11,11 @@ import {
   ENV,
   PORT_NAMES,
   XDS_PORT,
-} from '../names.js';
+} from '../../api/names.js';
 import type { InstallValues } from '../values-schema.js';
 import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE } from '../../api/resources.js';
-import { envField, envValue, meta, readinessProbe, resourcesOf, scrapeAnnotations, unprivilegedSecurityContext } from './common.js';
+import { envField, envValue, readinessProbe, scrapeAnnotations, unprivilegedSecurityContext } from '../../api/pod-template.js';
+import { meta, resourcesOf } from './common.js';
 
 export function controlPlaneDeployment(values: InstallValues): V1Deployment {
   const namespace = values.systemNamespace;

@@ -10,7 +10,7 @@ import {
   MANAGED_BY_VALUE,
   PART_OF_LABEL,
   PART_OF_VALUE,
-} from '../names.js';
+} from '../../api/names.js';
 
 /** Typed as a plain object: client-node's CRD model renames `x-kubernetes-*` fields. */
 export type CrdObject = KubernetesObject & { spec: unknown };

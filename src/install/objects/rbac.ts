@@ -1,5 +1,5 @@
 import type { V1ClusterRole, V1ClusterRoleBinding, V1PolicyRule, V1Role, V1RoleBinding, V1ServiceAccount } from '@kubernetes/client-node';
-import { CONTROL_PLANE_NAME, READER_CLUSTER_ROLE, READER_SERVICE_ACCOUNT, ZTUNNEL_NAME } from '../names.js';
+import { CONTROL_PLANE_NAME, READER_CLUSTER_ROLE, READER_SERVICE_ACCOUNT, ZTUNNEL_NAME } from '../../api/names.js';
 import { meta } from './common.js';
 
 const READ = ['get', 'list', 'watch'];
@@ -15,7 +15,8 @@ export function serviceAccounts(namespace: string): V1ServiceAccount[] {
   });
   return [
     account(CONTROL_PLANE_NAME),
-    // ztunnel only shows its token to the control plane (projected, audience istio-ca); it never calls the API server.
+    // ztunnel shows its projected token (audience istio-ca) only to the control plane; its API token
+    // (mounted by the DaemonSet) can only read ztunnel's own DaemonSet, see ZTUNNEL_RULES.
     account(ZTUNNEL_NAME, false),
     account(READER_SERVICE_ACCOUNT),
   ];
@@ -58,7 +59,13 @@ export const READER_RULES: V1PolicyRule[] = [
   rule(['authentication.k8s.io'], ['tokenreviews'], ['create']),
 ];
 
-// ztunnel has no (Cluster)Role on purpose: it learns everything from the control plane over xDS.
+/**
+ * ztunnel learns the mesh from the control plane over xDS; from the API server it reads only its own
+ * DaemonSet, on shutdown, to tell a restart (capture stays, traffic fails closed until the next
+ * ztunnel) from an uninstall (capture is removed).
+ */
+export const ZTUNNEL_RULES: V1PolicyRule[] = [{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: [ZTUNNEL_NAME], verbs: ['get'] }];
+
 export function rbacObjects(namespace: string): Array<V1ClusterRole | V1ClusterRoleBinding | V1Role | V1RoleBinding> {
   const subject = (name: string) => [{ kind: 'ServiceAccount', name, namespace }];
   return [
@@ -85,6 +92,14 @@ export function rbacObjects(namespace: string): Array<V1ClusterRole | V1ClusterR
       metadata: meta(CONTROL_PLANE_NAME, namespace),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: CONTROL_PLANE_NAME },
       subjects: subject(CONTROL_PLANE_NAME),
+    },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: meta(ZTUNNEL_NAME, namespace), rules: ZTUNNEL_RULES },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: meta(ZTUNNEL_NAME, namespace),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: ZTUNNEL_NAME },
+      subjects: subject(ZTUNNEL_NAME),
     },
   ];
 }

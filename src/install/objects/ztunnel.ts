@@ -8,9 +8,10 @@ import {
   ZTUNNEL_NAME,
   ZTUNNEL_READY_PATH,
   ZTUNNEL_READY_PORT,
-} from '../names.js';
+} from '../../api/names.js';
 import type { InstallValues } from '../values-schema.js';
-import { controlPlaneClientEnv, controlPlaneCredentialVolumes, envValue, meta, podIdentityEnv, readinessProbe, resourcesOf, scrapeAnnotations } from './common.js';
+import { controlPlaneClientEnv, controlPlaneCredentialVolumes, envValue, podIdentityEnv, readinessProbe, scrapeAnnotations } from '../../api/pod-template.js';
+import { meta, resourcesOf } from './common.js';
 
 /**
  * One ztunnel per node, in the node's network namespace (hostNetwork), where it programs
@@ -33,7 +34,8 @@ export function ztunnelDaemonSet(values: InstallValues): V1DaemonSet {
         },
         spec: {
           serviceAccountName: ZTUNNEL_NAME,
-          automountServiceAccountToken: false,
+          // The API token reads only ztunnel's own DaemonSet (see ZTUNNEL_RULES); xDS and the CA get the projected istio-ca token.
+          automountServiceAccountToken: true,
           hostNetwork: true,
           // hostNetwork pods resolve with the node's resolver unless told otherwise; ztunnel needs cluster DNS to find the control plane.
           dnsPolicy: 'ClusterFirstWithHostNet',

@@ -1,13 +1,12 @@
 /**
- * Finds the ztunnel serving a node and fetches its config dump (or another admin path) from the admin endpoint, which
- * listens on 127.0.0.1 inside the pod's network namespace: through `ambit lab exec` for lab
- * clusters (the lab has no kubelet to port-forward), through `kubectl port-forward` elsewhere.
+ * Finds the ztunnel serving a node and fetches its config dump (or another admin path) from the
+ * admin endpoint, which listens on 127.0.0.1 inside the pod's network namespace: through
+ * `kubectl port-forward` by default, or through whatever the caller passes (the CLI passes the
+ * lab's way in for lab clusters, which have no kubelet to port-forward).
  */
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { readState } from '../../lab/state.js';
 import { kubectl, KubectlError } from '../kubectl.js';
-import { ZTUNNEL_ADMIN_PORT, ZTUNNEL_CONFIG_DUMP_PATH, ZTUNNEL_NAME } from '../names.js';
+import { ZTUNNEL_ADMIN_PORT, ZTUNNEL_CONFIG_DUMP_PATH, ZTUNNEL_NAME } from '../../api/names.js';
 
 export class ProxyConfigError extends Error {}
 
@@ -24,8 +23,12 @@ interface PodItem {
   status?: { phase?: string };
 }
 
-const adminUrl = (path: string) => `http://127.0.0.1:${ZTUNNEL_ADMIN_PORT}${path}`;
-const FETCH_TIMEOUT_MS = 10_000;
+/** Reads one admin path of a ztunnel pod, resolving to the body or rejecting with a ProxyConfigError. */
+export type AdminFetcher = (context: string, pod: ZtunnelPod, path: string) => Promise<string>;
+
+/** The admin URL inside the pod's network namespace. */
+export const adminUrl = (path: string) => `http://127.0.0.1:${ZTUNNEL_ADMIN_PORT}${path}`;
+export const FETCH_TIMEOUT_MS = 10_000;
 
 /** Resolves `target` (a ztunnel pod name, or a node name) to the ztunnel pod to ask. */
 export async function locateZtunnel(context: string, namespace: string, target: string): Promise<ZtunnelPod> {
@@ -55,45 +58,6 @@ export async function locateZtunnel(context: string, namespace: string, target: 
   );
   if (nodeExists) throw new ProxyConfigError(`no ztunnel runs on node ${target} (ztunnel pods: ${listing})`);
   throw new ProxyConfigError(`"${target}" is neither a node nor a ztunnel pod in namespace ${namespace}; ztunnel pods: ${listing}`);
-}
-
-/** The lab cluster behind a `lab-<cluster>` context, when that lab is up on this host. */
-export function labClusterOf(context: string): string | undefined {
-  const match = /^lab-(.+)$/.exec(context);
-  if (!match) return undefined;
-  const state = readState();
-  return state?.plan.clusters.some((c) => c.name === match[1]) ? match[1] : undefined;
-}
-
-function capture(file: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 124 : 1), stdout, stderr });
-    });
-  });
-}
-
-const ambitBin = fileURLToPath(new URL('../../../bin/ambit.js', import.meta.url));
-
-async function fetchThroughLab(cluster: string, pod: ZtunnelPod, path: string): Promise<string> {
-  const args = [ambitBin, 'lab', 'exec', '--cluster', cluster, '-n', pod.namespace, pod.name, '--', 'curl', '-sS', '--max-time', String(FETCH_TIMEOUT_MS / 1000), adminUrl(path)];
-  const result = await capture(process.execPath, args, FETCH_TIMEOUT_MS + 15_000);
-  if (result.code !== 0) {
-    const why = result.stderr.trim().replace(/^ambit: /, '') || `exit code ${result.code}`;
-    throw new ProxyConfigError(`cannot reach the admin endpoint of ztunnel ${pod.name} on node ${pod.node} (${adminUrl(path)} in the pod): ${why}`);
-  }
-  return result.stdout;
 }
 
 /** Starts `kubectl port-forward` to the admin port on a free local port; resolves once it forwards. */
@@ -143,22 +107,22 @@ async function fetchThroughPortForward(context: string, pod: ZtunnelPod, path: s
   }
 }
 
+/** Through `kubectl port-forward` to the admin port (any cluster whose nodes run a kubelet). */
+export const portForwardFetcher: AdminFetcher = async (context, pod, path) => {
+  try {
+    return await fetchThroughPortForward(context, pod, path);
+  } catch (err) {
+    if (err instanceof KubectlError) throw new ProxyConfigError(err.message);
+    throw err;
+  }
+};
+
 /** The raw config_dump body of `pod`. */
-export function fetchConfigDump(context: string, pod: ZtunnelPod): Promise<string> {
-  return fetchAdminPath(context, pod, ZTUNNEL_CONFIG_DUMP_PATH);
+export function fetchConfigDump(context: string, pod: ZtunnelPod, via: AdminFetcher = portForwardFetcher): Promise<string> {
+  return via(context, pod, ZTUNNEL_CONFIG_DUMP_PATH);
 }
 
 /** The raw body of an admin endpoint path (`/config_dump`, `/debug/resources`) of `pod`. */
-export async function fetchAdminPath(context: string, pod: ZtunnelPod, path: string): Promise<string> {
-  const cluster = labClusterOf(context);
-  try {
-    return cluster ? await fetchThroughLab(cluster, pod, path) : await fetchThroughPortForward(context, pod, path);
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    if (!cluster && context.startsWith('lab-')) {
-      throw new ProxyConfigError(`${message} (no lab on this host has a cluster named "${context.slice(4)}"; lab clusters are read through the lab state of the user who ran \`ambit lab up\`)`);
-    }
-    if (err instanceof KubectlError) throw new ProxyConfigError(message);
-    throw err;
-  }
+export function fetchAdminPath(context: string, pod: ZtunnelPod, path: string, via: AdminFetcher = portForwardFetcher): Promise<string> {
+  return via(context, pod, path);
 }

@@ -5,7 +5,8 @@ import { clusterOf, networkOf } from '../plan.js';
 import { labDir, podsDir, readState } from '../state.js';
 import { ClusterDnsRecords } from './dns-records.js';
 import { ClusterDnsServer } from './dns-server.js';
-import { connect, errorMessage, startInformer } from './kube.js';
+import { errorMessage, startInformer } from '../../kube/index.js';
+import { connect } from './kube.js';
 import { NodeRegistrar } from './node-registrar.js';
 import { PodRuntime } from './pod-runtime.js';
 import { ServiceController } from './services.js';
@@ -35,34 +36,50 @@ export async function runAgent(clusterName: string): Promise<void> {
   const runtime = new PodRuntime(kube, cluster, podsDir(cluster.name), labDir(), log);
   await runtime.recoverLeftovers();
 
-  const onError = (what: string) => (err: unknown) => log.warn({ err: errorMessage(err) }, `${what} watch failed; re-listing`);
-  await startInformer<V1Service>(kube, '/api/v1/services', () => kube.core.listServiceForAllNamespaces(), {
-    upsert: (svc) => {
-      records.upsertService(svc);
-      services.upsertService(svc);
-    },
-    remove: (svc) => {
+  const upsertService = (svc: V1Service) => {
+    records.upsertService(svc);
+    services.upsertService(svc);
+  };
+  await startInformer<V1Service>({
+    config: kube.config,
+    path: '/api/v1/services',
+    list: () => kube.core.listServiceForAllNamespaces(),
+    what: 'services',
+    log,
+    onAdd: (svc) => upsertService(svc),
+    onUpdate: (svc) => upsertService(svc),
+    onDelete: (svc) => {
       records.deleteService(svc.metadata!.namespace!, svc.metadata!.name!);
       services.deleteService(svc);
     },
-    onError: onError('service'),
-  });
-  await startInformer<V1Endpoints>(kube, '/api/v1/endpoints', () => kube.core.listEndpointsForAllNamespaces(), {
-    upsert: (ep) => {
-      records.upsertEndpoints(ep);
-      services.upsertEndpoints(ep);
-    },
-    remove: (ep) => {
+  }).synced;
+  const upsertEndpoints = (ep: V1Endpoints) => {
+    records.upsertEndpoints(ep);
+    services.upsertEndpoints(ep);
+  };
+  await startInformer<V1Endpoints>({
+    config: kube.config,
+    path: '/api/v1/endpoints',
+    list: () => kube.core.listEndpointsForAllNamespaces(),
+    what: 'endpoints',
+    log,
+    onAdd: upsertEndpoints,
+    onUpdate: upsertEndpoints,
+    onDelete: (ep) => {
       records.deleteEndpoints(ep.metadata!.namespace!, ep.metadata!.name!);
       services.deleteEndpoints(ep);
     },
-    onError: onError('endpoints'),
-  });
-  await startInformer<V1Pod>(kube, '/api/v1/pods', () => kube.core.listPodForAllNamespaces(), {
-    upsert: (pod) => runtime.upsert(pod),
-    remove: (pod) => runtime.remove(pod),
-    onError: onError('pod'),
-  });
+  }).synced;
+  await startInformer<V1Pod>({
+    config: kube.config,
+    path: '/api/v1/pods',
+    list: () => kube.core.listPodForAllNamespaces(),
+    what: 'pods',
+    log,
+    onAdd: (pod) => runtime.upsert(pod),
+    onUpdate: (pod) => runtime.upsert(pod),
+    onDelete: (pod) => runtime.remove(pod),
+  }).synced;
   log.info({ nodes: cluster.nodes.map((n) => n.name), dns: `${cluster.cpIp}:53` }, 'lab agent ready');
 
   const shutdown = async (signal: string) => {

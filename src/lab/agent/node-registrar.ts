@@ -1,7 +1,8 @@
 import type { V1Node } from '@kubernetes/client-node';
 import type { Logger } from '../../util/log.js';
 import type { NodePlan } from '../plan.js';
-import { errorMessage, mergePatch, statusCode, type Kube } from './kube.js';
+import { errorMessage, mergePatch, statusCode } from '../../kube/index.js';
+import type { Kube } from './kube.js';
 
 const HEARTBEAT_MS = 10_000;
 

@@ -8,7 +8,9 @@ import { isAlive, terminate } from '../processes.js';
 import { writeFileAtomic } from '../state.js';
 import { containerEnv, expandVariables } from './env.js';
 import { resolveImage, UnknownImageError } from './images.js';
-import { errorMessage, mergePatch, statusCode, type Kube } from './kube.js';
+import { errorMessage, mergePatch, statusCode } from '../../kube/index.js';
+import type { Kube } from './kube.js';
+import { backoffDelay } from '../../util/backoff.js';
 import { buildLaunchCommand, type Mount } from './pod-launch.js';
 import { runInNetns, setUpPodNetwork, tearDownPodNetwork } from './pod-network.js';
 import { prepareVolume, type PreparedVolume } from './volumes.js';
@@ -413,7 +415,8 @@ export class PodRuntime {
 
   private scheduleRestart(record: PodRecord, c: ContainerRecord, ranForMs = 0): void {
     if (record.stopping) return;
-    const backoff = ranForMs > 10 * 60_000 ? 10_000 : Math.min(MAX_BACKOFF_MS, 10_000 * 2 ** Math.min(c.restartCount, 5));
+    // As the kubelet: 10 s doubling per restart up to 5 min, back to 10 s after 10 min of running; no jitter (the message shows it).
+    const backoff = ranForMs > 10 * 60_000 ? 10_000 : backoffDelay(c.restartCount + 1, { initialMs: 10_000, maxMs: MAX_BACKOFF_MS, jitter: 0 });
     const delay = c.restartCount === 0 ? 1000 : backoff;
     if (c.state.kind === 'terminated') c.lastState = c.state;
     c.state = { kind: 'waiting', reason: 'CrashLoopBackOff', message: `back-off ${Math.round(delay / 1000)}s restarting failed container=${c.spec.name} pod=${record.name}` };

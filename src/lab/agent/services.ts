@@ -1,7 +1,8 @@
 import type { V1Endpoints, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../../util/log.js';
 import type { ClusterPlan, NetworkPlan } from '../plan.js';
-import { errorMessage, mergePatch, statusCode, type Kube } from './kube.js';
+import { errorMessage, mergePatch, statusCode } from '../../kube/index.js';
+import type { Kube } from './kube.js';
 import { applyRules, buildServiceViews, deleteTable, renderLoadBalancerRules, renderNodeServiceRules } from './service-rules.js';
 
 const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.metadata?.namespace}/${o.metadata?.name}`;

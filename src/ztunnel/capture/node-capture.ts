@@ -8,8 +8,8 @@ export interface NodeCaptureOptions {
   ports?: CapturePorts;
   /** Applies an nft script; default runs `nft -f -`. */
   applyScript?: (script: string) => Promise<void>;
-  /** Runs `ip` with arguments; default runs the real command. */
-  ip?: (args: string[]) => Promise<void>;
+  /** Runs `ip` with arguments and returns its output; default runs the real command. */
+  ip?: (args: string[]) => Promise<string | void>;
 }
 
 const MARK = `0x${DIVERT_MARK.toString(16)}/0x${DIVERT_MARK.toString(16)}`;
@@ -19,19 +19,26 @@ export class NodeCapture {
   private applied?: string;
   private queue: Promise<void> = Promise.resolve();
   private readonly applyScript: (script: string) => Promise<void>;
-  private readonly ip: (args: string[]) => Promise<void>;
+  private readonly ip: (args: string[]) => Promise<string | void>;
   private routingReady = false;
 
   constructor(private readonly options: NodeCaptureOptions) {
     this.applyScript = options.applyScript ?? (async (script) => void (await run('nft', ['-f', '-'], { input: script })));
-    this.ip = options.ip ?? (async (args) => void (await run('ip', args)));
+    this.ip = options.ip ?? (async (args) => (await run('ip', args)).stdout);
   }
 
   /** Policy routing that delivers diverted (marked) packets to local sockets, as tproxy needs. */
   private async ensureDivertRouting(): Promise<void> {
     if (this.routingReady) return;
-    await this.removeDivertRouting();
-    await this.ip(['rule', 'add', 'fwmark', MARK, 'lookup', String(DIVERT_ROUTE_TABLE), 'priority', String(DIVERT_ROUTE_TABLE)]);
+    // A previous ztunnel of this node may have left exactly this routing in place (a restart keeps
+    // capture): it stays untouched, since removing it even briefly would let diverted packets go
+    // straight to the pod, around the plaintext inbound listener.
+    const existing = String((await this.ip(['rule', 'show', 'priority', String(DIVERT_ROUTE_TABLE)]).catch(() => '')) ?? '');
+    const rules = existing.split('\n').filter((line) => line.includes(`lookup ${DIVERT_ROUTE_TABLE}`));
+    if (rules.length !== 1) {
+      await this.removeDivertRouting();
+      await this.ip(['rule', 'add', 'fwmark', MARK, 'lookup', String(DIVERT_ROUTE_TABLE), 'priority', String(DIVERT_ROUTE_TABLE)]);
+    }
     await this.ip(['route', 'replace', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', String(DIVERT_ROUTE_TABLE)]);
     this.routingReady = true;
   }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { X509Certificate as NodeX509, webcrypto } from 'node:crypto';
 import { parseSpiffeUri } from '../../api/identity.js';
 import { createUriCsr, pemCertificates } from '../../util/csr.js';
+import { backoffDelay } from '../../util/backoff.js';
 import type { Logger } from '../../util/log.js';
 import { exportKeyPem, generateKeys } from '../../util/pki.js';
 import type { CertificateView } from '../admin/types.js';
@@ -193,7 +194,7 @@ export class CertificateManager implements CertificateSource {
   private recordFailure(entry: Entry, message: string): void {
     entry.failures += 1;
     entry.lastError = message;
-    const delay = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (entry.failures - 1));
+    const delay = backoffDelay(entry.failures, { initialMs: FIRST_RETRY_MS, maxMs: MAX_RETRY_MS });
     this.schedule(entry, delay);
     const keeping = entry.current && this.isValid(entry.current);
     this.options.log.warn(

@@ -1,12 +1,12 @@
 import type { Socket } from 'node:net';
 
-import type { AuthorizationDecision } from '../state/types.js';
 import { peerFactsOf, type TcpConnectionDescription } from '../metrics.js';
 import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity, type ProxyContext } from './context.js';
 import { normalizeIp } from '../../api/ip.js';
 import type { SocketAddress } from './original-dst.js';
 import { forwardOverTcp } from './forward.js';
 import { abort, peerOf } from '../../hbone/index.js';
+import { authorizeSafely, type OpenInboundConnections } from './policy-watch.js';
 
 /** Captured plaintext connections to local workloads (port 15006): authorize without identity, forward. */
 export class InboundPlaintextProxy {
@@ -14,6 +14,7 @@ export class InboundPlaintextProxy {
   constructor(
     private readonly context: ProxyContext,
     private readonly listenerPort: () => number,
+    private readonly openConnections: OpenInboundConnections,
   ) {}
 
   /** Takes an accepted connection of the inbound plaintext listener. Never throws. */
@@ -49,12 +50,8 @@ export class InboundPlaintextProxy {
       destination: peerFactsOf(destination, workloadIdentity(destination), this.context.clusterId),
       mutualTls: false,
     };
-    let decision: AuthorizationDecision;
-    try {
-      decision = state.authorize({ sourceIp, destinationIp: original.ip, destinationPort: original.port, destination });
-    } catch (error) {
-      decision = { allowed: false, reason: `authorization failed: ${String(error)}` };
-    }
+    const facts = { sourceIp, destinationIp: original.ip, destinationPort: original.port };
+    const decision = authorizeSafely(state, { ...facts, destination }, log);
     if (!decision.allowed) {
       log.info({ peer, destination: `${original.ip}:${original.port}`, policy: decision.policy, reason: decision.reason }, 'plaintext connection denied by authorization policy; resetting');
       metrics.recordRefusedTcpConnection({ ...description, responseFlags: 'DENY' });
@@ -62,6 +59,8 @@ export class InboundPlaintextProxy {
       abort(socket);
       return;
     }
+    const untrack = this.openConnections.track({ listener: 'inbound_plaintext', facts, destinationIdentity: workloadIdentity(destination), abort: () => abort(socket) });
+    socket.once('close', untrack);
     await forwardOverTcp(this.context, 'inbound_plaintext', socket, this.context.dialAddress(original.ip, original.port), description);
   }
 }

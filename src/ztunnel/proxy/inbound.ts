@@ -10,6 +10,7 @@ import { labelValue, networkClusterLabel, peerFactsOf, type PeerFacts, type TcpC
 import type { AuthorizationDecision, ProxyState, ServiceTarget } from '../state/types.js';
 import { capturedDestination, localEnrolledWorkload, workloadIdentity, type ProxyContext } from './context.js';
 import type { SocketAddress } from './original-dst.js';
+import { currentDestination, type OpenInboundConnections } from './policy-watch.js';
 import type { RelayCheck } from './relays.js';
 
 /** ztunnel's own ports: a CONNECT to one of them on a pod address would loop back into ztunnel. */
@@ -189,7 +190,7 @@ export function buildInboundRequest(facts: InboundConnectionFacts, headers: Inco
 /** An inbound connection as the HBONE server carries it: where it was sent, and to which local workload. */
 interface InboundContext {
   original: SocketAddress;
-  destination: Workload;
+  /** The identity the destination had at accept time: the certificate this connection presents. */
   destinationIdentity: string;
 }
 
@@ -204,6 +205,7 @@ export class InboundHbone {
   constructor(
     private readonly context: ProxyContext,
     private readonly isRelay: RelayCheck,
+    private readonly openConnections: OpenInboundConnections,
     limits?: Partial<HbonePeerLimits>,
   ) {
     this.server = new HboneServer<InboundContext>({
@@ -274,12 +276,17 @@ export class InboundHbone {
       socket.destroy();
       return;
     }
-    this.server.accept(socket, certificate, this.context.certificates.roots(), { original, destination, destinationIdentity });
+    this.server.accept(socket, certificate, this.context.certificates.roots(), { original, destinationIdentity });
   }
 
   private async onConnect({ connection, headers }: ConnectRequest<InboundContext>): Promise<ConnectReply> {
     const { log, metrics, state, clusterId } = this.context;
-    const { original, destination, destinationIdentity } = connection.context;
+    const { original, destinationIdentity } = connection.context;
+    // Looked up per stream: the session may be minutes old, and policies name the workload as it is now.
+    const destination = currentDestination(state, original.ip, destinationIdentity);
+    if (!destination) {
+      return { kind: 'reject', status: 503, reason: 'destination_gone', message: 'the destination workload is no longer served here', logFields: { destination: original.ip } };
+    }
     const facts: InboundConnectionFacts = { peerIp: connection.peerIp, peerIdentity: connection.peerIdentity, original, destination, destinationIdentity };
     const request = buildInboundRequest(facts, headers, {
       network: state.network,
@@ -301,7 +308,14 @@ export class InboundHbone {
     }
     try {
       const upstream = await dialTcp(this.context.dialAddress(request.upstream.ip, request.upstream.port), log);
-      return { kind: 'splice', upstream, open: () => metrics.openTcpConnection(request.description), logFields: { authority: request.logFields.authority } };
+      const watched = { sourceIdentity: facts.peerIdentity, sourceIp: request.sourceIp, destinationIp: original.ip, destinationPort: request.upstream.port };
+      return {
+        kind: 'splice',
+        upstream,
+        open: () => metrics.openTcpConnection(request.description),
+        watch: (abort) => this.openConnections.track({ listener: 'inbound', facts: watched, destinationIdentity, abort }),
+        logFields: { authority: request.logFields.authority },
+      };
     } catch (error) {
       metrics.recordRefusedTcpConnection({ ...request.description, responseFlags: 'CONNECT' });
       return {

@@ -12,6 +12,7 @@ import { InboundHbone } from './inbound.js';
 import { InboundPlaintextProxy } from './inbound-plaintext.js';
 import { getOriginalDestination, type SocketAddress } from './original-dst.js';
 import { OutboundProxy } from './outbound.js';
+import { OpenInboundConnections } from './policy-watch.js';
 import { networkGatewayRelays, type RelayCheck } from './relays.js';
 
 export interface ProxyListenOptions {
@@ -83,6 +84,7 @@ export class Proxy {
   private readonly hbone: InboundHbone;
   private readonly outbound: OutboundProxy;
   private readonly inboundPlaintext: InboundPlaintextProxy;
+  private readonly openInbound: OpenInboundConnections;
   private readonly servers: { outbound: Server; inbound: Server; inboundPlaintext: Server };
   /** Accepted plaintext-side connections (15001, 15006), for draining. */
   private readonly connections = new Set<Socket>();
@@ -117,10 +119,11 @@ export class Proxy {
       idleTimeoutMs: options.pool?.idleTimeoutMs,
       pooling: options.innerPooling,
     });
-    this.hbone = new InboundHbone(this.context, options.isRelay ?? networkGatewayRelays(options.state), options.peerLimits);
+    this.openInbound = new OpenInboundConnections(options.state, options.log, options.metrics);
+    this.hbone = new InboundHbone(this.context, options.isRelay ?? networkGatewayRelays(options.state), this.openInbound, options.peerLimits);
     this.idleMemory = new IdleMemoryRelease(options.log);
     this.outbound = new OutboundProxy(this.context, this.pool, this.innerPool);
-    this.inboundPlaintext = new InboundPlaintextProxy(this.context, () => this.ports().inboundPlaintext);
+    this.inboundPlaintext = new InboundPlaintextProxy(this.context, () => this.ports().inboundPlaintext, this.openInbound);
     this.servers = {
       outbound: this.plaintextServer('outbound', (socket) => this.outbound.accept(socket)),
       inbound: this.server('inbound', (socket) => this.hbone.accept(socket), false),
@@ -171,6 +174,19 @@ export class Proxy {
   /** Identities with TLS state held: the HBONE server's per-identity TLS servers and the pools' contexts. */
   heldIdentities(): { server: string[]; clientContexts: number } {
     return { server: this.hbone.identities, clientContexts: this.pool.secureContextCount };
+  }
+
+  /**
+   * Re-authorizes open inbound connections against the current state and cuts those now denied.
+   * Call after policies or local workloads changed; returns how many were cut.
+   */
+  reassessPolicies(): number {
+    return this.openInbound.reassess();
+  }
+
+  /** Open inbound connections (HBONE streams and plaintext) watched by policy. */
+  get openInboundConnections(): number {
+    return this.openInbound.size;
   }
 
   /** Pooled outbound sessions: direct and outer HBONE, and inner sessions of double HBONE. */

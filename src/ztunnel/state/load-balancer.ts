@@ -117,7 +117,8 @@ function matchesScope(scope: LoadBalancing_Scope, source: Workload, sourceNetwor
     case LoadBalancing_Scope.SUBZONE:
       return sameZone && (here?.subzone ?? '') === (there?.subzone ?? '');
     case LoadBalancing_Scope.NODE:
-      return source.node === endpoint.workload.node;
+      // Node names repeat across clusters: the same node is the same name in the same cluster.
+      return source.node === endpoint.workload.node && source.clusterId === endpoint.workload.clusterId;
     case LoadBalancing_Scope.CLUSTER:
       return source.clusterId === endpoint.workload.clusterId;
     case LoadBalancing_Scope.NETWORK:

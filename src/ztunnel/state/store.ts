@@ -78,7 +78,7 @@ export class ZtunnelState implements ProxyState, StateUpdates {
     this.systemNamespace = options.systemNamespace;
     this.random = options.random ?? Math.random;
     this.logger = options.logger ?? createLogger('ztunnel.state');
-    this.workloadIndex = new WorkloadIndex(this.network, this.nodeName);
+    this.workloadIndex = new WorkloadIndex(this.network, this.nodeName, this.clusterId);
     this.serviceIndex = new ServiceIndex(this.network);
     this.endpointIndex = new EndpointIndex(this.workloadIndex, this.network);
     this.policies = new AuthorizationStore(this.systemNamespace);

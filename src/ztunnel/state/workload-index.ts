@@ -6,6 +6,11 @@ export function networkOf(workload: Workload, localNetwork: string): string {
   return workload.network || localNetwork;
 }
 
+/** Whether a workload runs on node `nodeName` of cluster `clusterId`. */
+export function isOnNode(workload: Workload, clusterId: string, nodeName: string): boolean {
+  return workload.node !== '' && workload.node === nodeName && workload.clusterId === clusterId;
+}
+
 /**
  * When several workloads claim one address, prefer pods (hard to spoof, most likely what is really
  * there), then mesh workloads, as ztunnel does.
@@ -16,7 +21,11 @@ function addressOwnerRank(workload: Workload): number {
   return isPod + isMesh;
 }
 
-/** Workloads by resource name, by `<network>/<ip>`, and the ones on this node. */
+/**
+ * Workloads by resource name, by `<network>/<ip>`, and the ones on this node. "This node" is a node
+ * name in this ztunnel's own cluster: node names repeat across clusters (kind names them
+ * `kind-worker` in every cluster), so a name alone never makes another cluster's pod local.
+ */
 export class WorkloadIndex {
   private readonly byName = new Map<string, Workload>();
   private readonly byAddress = new Map<string, string[]>();
@@ -27,6 +36,7 @@ export class WorkloadIndex {
   constructor(
     private readonly localNetwork: string,
     private readonly nodeName: string,
+    private readonly clusterId: string,
   ) {}
 
   get(name: string): Workload | undefined {
@@ -79,7 +89,7 @@ export class WorkloadIndex {
       if (names) names.push(name);
       else this.byAddress.set(key, [name]);
     }
-    if (workload.node === this.nodeName) this.onThisNode.add(name);
+    if (isOnNode(workload, this.clusterId, this.nodeName)) this.onThisNode.add(name);
   }
 
   remove(name: string): Workload | undefined {

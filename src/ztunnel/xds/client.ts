@@ -12,6 +12,7 @@ import {
 import { StatusSchema } from '../../gen/google/rpc/status_pb.js';
 import { AuthorizationSchema, type Authorization } from '../../gen/istio/security/authorization_pb.js';
 import { AddressSchema, type Service, type Workload } from '../../gen/istio/workload/workload_pb.js';
+import { Backoff } from '../../util/backoff.js';
 import type { Logger } from '../../util/log.js';
 import type { StateUpdates } from '../state/types.js';
 import { StateUpdateError } from '../state/validation.js';
@@ -57,14 +58,14 @@ export class XdsClient {
   private stream?: Stream;
   private stopped = false;
   private retryTimer?: NodeJS.Timeout;
-  private delayMs: number;
+  private readonly backoff: Backoff;
   private readonly current: XdsStatus;
   private resolveSynced!: () => void;
   /** Resolves once the first response for every type has been applied. */
   readonly synced = new Promise<void>((resolve) => (this.resolveSynced = resolve));
 
   constructor(private readonly options: XdsClientOptions) {
-    this.delayMs = options.backoff?.initialMs ?? 1000;
+    this.backoff = new Backoff({ initialMs: options.backoff?.initialMs ?? 1000, maxMs: options.backoff?.maxMs ?? 30_000 });
     this.current = { connected: false, address: options.address };
   }
 
@@ -111,7 +112,7 @@ export class XdsClient {
     stream.on('data', (response: DeltaDiscoveryResponse) => {
       if (!gotResponse) {
         gotResponse = true;
-        this.delayMs = this.options.backoff?.initialMs ?? 1000;
+        this.backoff.reset();
         this.current.connected = true;
         this.current.lastError = undefined;
         log.info({ address }, 'connected to control plane');
@@ -141,9 +142,8 @@ export class XdsClient {
     this.current.connected = false;
     this.current.lastError = reason;
     if (this.stopped) return;
-    const delay = Math.round(this.delayMs * (0.8 + Math.random() * 0.4));
+    const delay = this.backoff.next();
     this.options.log.warn({ address: this.options.address, reason, retryInMs: delay }, 'control plane unreachable; keeping last config');
-    this.delayMs = Math.min(this.delayMs * 2, this.options.backoff?.maxMs ?? 30_000);
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }

@@ -3,7 +3,7 @@
  * ztunnel read their settings from these environment variables and files, and find each other
  * through these Service names and ports.
  */
-import { ADMIN_PORT, CONTROL_PLANE_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
+import { ADMIN_PORT, CONTROL_PLANE_PORT, METRICS_PORT, READINESS_PORT } from './resources.js';
 
 /** Deployment, Service, ServiceAccount and pod label `app` of the control plane. */
 export const CONTROL_PLANE_NAME = 'ambit-controlplane';
