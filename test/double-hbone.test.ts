@@ -467,8 +467,10 @@ describe('double HBONE across networks', { timeout: 120_000 }, () => {
     const destinationLabels = {
       reporter: 'destination',
       source_principal: spiffe('default', 'curl'),
-      source_workload: 'curl',
-      source_cluster: CLUSTER1,
+      // The destination knows neither the client pod nor network1: only what the certificate says.
+      source_workload_namespace: 'default',
+      source_workload: 'unknown',
+      source_cluster: 'unknown',
       destination_principal: spiffe('default', 'helloworld'),
       destination_workload: 'helloworld',
       destination_cluster: CLUSTER2,
@@ -481,7 +483,7 @@ describe('double HBONE across networks', { timeout: 120_000 }, () => {
     const arrival = hello.log.lines.find((line) => line.msg === 'inbound HBONE connection through an east-west gateway');
     assert.ok(arrival, 'the destination logs the cross-network arrival');
     assert.equal(arrival.sourceNetwork, NETWORK1);
-    assert.equal(arrival.sourceCluster, CLUSTER1);
+    assert.equal(arrival.claimedSourceCluster, CLUSTER1, 'the log shows what the client claims (its baggage); labels use only what is known');
     assert.equal(arrival.peerIdentity, spiffe('default', 'curl'));
     assert.equal(arrival.sourceIp, CURL_IP);
     assert.equal(arrival.destination, `${HELLO_POD_IP}:${TARGET_PORT}`);
@@ -584,7 +586,8 @@ describe('double HBONE across networks', { timeout: 120_000 }, () => {
     assert.equal(await metricValue(hello.metrics, 'ambit_hbone_rejected_streams_total', { direction: 'inbound', code: '400', reason: 'unknown_service' }), 1);
     assert.ok(client.log.lines.some((entry) => entry.msg === 'outbound HBONE connection failed; resetting' && entry.status === 400 && entry.authority === `${OTHER}:${SERVICE_PORT}`));
     const rejection = hello.log.lines.find((entry) => entry.msg === 'HBONE CONNECT rejected' && entry.status === 400);
-    assert.match(String(rejection?.reason), /does not back a service with hostname other\.default\.svc\.cluster\.local/);
+    assert.match(String(rejection?.why), /does not back a service with hostname other\.default\.svc\.cluster\.local/, 'the log says why');
+    assert.equal(String(rejection?.reason), ':authority other.default.svc.cluster.local:5000 is not a service of this destination', 'the client is told less');
   });
 
   // ---- several east-west gateways per network ---------------------------------------------------
@@ -620,8 +623,8 @@ describe('double HBONE across networks', { timeout: 120_000 }, () => {
   }
 
   const failovers = (metrics: ProxyMetrics) => metricValue(metrics, 'ambit_gateway_failovers_total');
-  const helloArrivals = (sourceWorkload: string) =>
-    metricValue(hello.metrics, 'istio_tcp_connections_closed_total', { reporter: 'destination', source_workload: sourceWorkload, destination_workload: 'helloworld', response_flags: '-' });
+  const helloArrivals = (sourceServiceAccount: string) =>
+    metricValue(hello.metrics, 'istio_tcp_connections_closed_total', { reporter: 'destination', source_principal: spiffe('default', sourceServiceAccount), destination_workload: 'helloworld', response_flags: '-' });
 
   test('a gateway hostname resolves to a healthy gateway with its own identity; both gateways of network2 are candidates', async () => {
     const choice = { value: 0 };

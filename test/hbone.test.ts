@@ -7,7 +7,7 @@ import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket 
 
 import { create } from '@bufbuild/protobuf';
 
-import { ServiceSchema, TunnelProtocol, WorkloadSchema, WorkloadType, type Workload } from '../src/gen/istio/workload/workload_pb.js';
+import { NetworkMode, ServiceSchema, TunnelProtocol, WorkloadSchema, WorkloadType, type Workload } from '../src/gen/istio/workload/workload_pb.js';
 import { ipToBytes, bytesToIp, normalizeIp } from '../src/api/ip.js';
 import { createRootCa, issueLeaf, type CertificateAuthority, type KeyPairPem } from '../src/util/pki.js';
 import { createProxyMetrics, type ProxyMetrics } from '../src/ztunnel/metrics.js';
@@ -34,6 +34,7 @@ const ECHO_PORT = 8080;
 const CLOSED_PORT = 8081;
 const SINK_PORT = 9000;
 
+const NODE_A_IP = '127.0.0.1'; // node-a's address: its ztunnel dials from here
 const CURL_IP = '127.0.10.1'; // node-a, the client
 const STRANGER_IP = '127.0.10.99'; // not a mesh workload
 const ECHO_IP = '127.0.20.1'; // node-b
@@ -57,7 +58,7 @@ const APP_PORT = new Map<string, number>([
   [SINK_IP, SINK_PORT],
 ]);
 
-function workload(name: string, ip: string, node: string, options: { serviceAccount?: string; tunnel?: TunnelProtocol } = {}): Workload {
+function workload(name: string, ip: string, node: string, options: { serviceAccount?: string; tunnel?: TunnelProtocol; hostNetwork?: boolean } = {}): Workload {
   return create(WorkloadSchema, {
     uid: `${CLUSTER}//Pod/default/${name}`,
     name,
@@ -71,6 +72,7 @@ function workload(name: string, ip: string, node: string, options: { serviceAcco
     workloadName: name,
     workloadType: WorkloadType.DEPLOYMENT,
     tunnelProtocol: options.tunnel ?? TunnelProtocol.HBONE,
+    networkMode: options.hostNetwork ? NetworkMode.HOST_NETWORK : NetworkMode.STANDARD,
     clusterId: CLUSTER,
   });
 }
@@ -89,6 +91,9 @@ const WORKLOADS: Workload[] = [
   workload('busy', BUSY_IP, 'node-b', { serviceAccount: 'echo' }),
   workload('idle', IDLE_IP, 'node-b', { serviceAccount: 'echo' }),
   workload('plain', PLAIN_IP, 'node-b', { tunnel: TunnelProtocol.NONE }),
+  // node-a's ztunnel pod (host network): HBONE connections come from its node address, and it may
+  // name its own pods as the source in `forwarded`.
+  workload('ztunnel-node-a', NODE_A_IP, 'node-a', { serviceAccount: 'ztunnel', tunnel: TunnelProtocol.NONE, hostNetwork: true }),
 ];
 
 const GHOST_SERVICE = create(ServiceSchema, { name: 'ghost', namespace: 'default', hostname: 'ghost.default.svc.cluster.local' });
@@ -100,7 +105,15 @@ class FakeState implements ProxyState {
   constructor(readonly nodeName: string) {}
 
   workloadByIp(ip: string): Workload | undefined {
-    return WORKLOADS.find((candidate) => candidate.addresses.some((address) => bytesToIp(address) === ip));
+    return WORKLOADS.find((candidate) => candidate.networkMode !== NetworkMode.HOST_NETWORK && candidate.addresses.some((address) => bytesToIp(address) === ip));
+  }
+
+  hostNetworkWorkloadsAt(ip: string): Workload[] {
+    return WORKLOADS.filter((candidate) => candidate.networkMode === NetworkMode.HOST_NETWORK && candidate.addresses.some((address) => bytesToIp(address) === ip));
+  }
+
+  knowsNetwork(network: string): boolean {
+    return network === this.network;
   }
 
   resolve(_source: Workload, destinationIp: string, destinationPort: number): Resolution {
@@ -458,7 +471,8 @@ describe('HBONE data path', () => {
       assert.match(malformed.body, /neither ip:port nor hostname:port/);
       const unbacked = await request(session, { ':method': 'CONNECT', ':authority': `echo.default.svc.cluster.local:${ECHO_PORT}` });
       assert.equal(unbacked.status, 400, 'a hostname authority for a service this workload does not back');
-      assert.match(unbacked.body, /does not back a service with hostname echo\.default\.svc\.cluster\.local/);
+      assert.match(unbacked.body, /echo\.default\.svc\.cluster\.local:8080 is not a service of this destination/);
+      assert.doesNotMatch(unbacked.body, /127\.0\.|echo2?\b(?!\.default)/, 'no internal address or workload name in the answer');
       const allowed = await request(session, { ':method': 'CONNECT', ':authority': `${ECHO_IP}:${ECHO_PORT}` });
       assert.equal(allowed.status, 200, 'the same session still serves a valid CONNECT');
     } finally {

@@ -5,7 +5,6 @@ import { createSecureContext } from 'node:tls';
 
 import { identityOf, parseSpiffeUri, spiffeUri } from '../api/identity.js';
 import { HBONE_PORT } from '../api/resources.js';
-import type { Workload } from '../gen/istio/workload/workload_pb.js';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   dialTcp,
@@ -26,7 +25,8 @@ import {
 } from '../hbone/index.js';
 import type { Logger } from '../util/log.js';
 import type { WorkloadCertificate } from '../ztunnel/identity/types.js';
-import { labelValue, networkClusterLabel, peerFactsOf, UNKNOWN, type PeerFacts, type TcpConnectionDescription } from '../ztunnel/metrics.js';
+import type { ProxyState } from '../ztunnel/state/types.js';
+import { identityFacts, labelValue, networkClusterLabel, peerFactsOf, UNKNOWN, type PeerFacts, type TcpConnectionDescription } from '../ztunnel/metrics.js';
 import type { GatewayMetrics } from './metrics.js';
 import { findServiceTarget, parseServiceAuthority, pickEndpoint, type GatewayStateView } from './routing.js';
 
@@ -42,7 +42,7 @@ export interface HboneGatewayOptions {
   identity: string;
   certificates: GatewayCertificateSource;
   /** The gateway's xDS view; `workloadByIp` (when present) labels metrics from the registry. */
-  state: GatewayStateView & { workloadByIp?(ip: string, network?: string): Workload | undefined };
+  state: GatewayStateView & Pick<ProxyState, 'workloadByIp' | 'knowsNetwork'>;
   metrics: GatewayMetrics;
   log: Logger;
   /** Port dialled on the chosen endpoint, captured there as HBONE (default 15008). */
@@ -222,12 +222,14 @@ export class HboneGateway {
   private outerSource(peerIdentity: string, headers: IncomingHttpHeaders): OuterSource {
     const network = labelSafe(singleHeader(headers[X_FORWARDED_NETWORK]));
     const claimed = parseForwardedFor(singleHeader(headers.forwarded));
-    const known = network !== undefined && claimed !== undefined ? this.options.state.workloadByIp?.(claimed, network) : undefined;
+    const known = network !== undefined && claimed !== undefined ? this.options.state.workloadByIp(claimed, network) : undefined;
     if (known && network !== undefined && spiffeUri(identityOf(known)) === peerIdentity) {
       const facts = peerFactsOf(known, peerIdentity, networkClusterLabel(network));
       return { facts, network, cluster: labelValue(known.clusterId) };
     }
-    return { facts: { principal: labelValue(peerIdentity) }, network: UNKNOWN, cluster: UNKNOWN };
+    // A network name is kept only when the mesh knows that network: the header cannot mint label values.
+    const knownNetwork = network !== undefined && network !== this.options.state.network && this.options.state.knowsNetwork(network) ? network : undefined;
+    return { facts: identityFacts(peerIdentity, knownNetwork && networkClusterLabel(knownNetwork)), network: knownNetwork ?? UNKNOWN, cluster: UNKNOWN };
   }
 
   private async onConnect({ connection, headers }: ConnectRequest<undefined>): Promise<ConnectReply> {

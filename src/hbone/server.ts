@@ -97,6 +97,8 @@ export interface HboneServerOptions<Context> {
   onConnect: ConnectHandler<Context>;
   /** Told of every accepted connection (after the certificate checks). */
   onAccepted?: (connection: AuthenticatedConnection<Context>, serial: string) => void;
+  /** Log fields describing a connection's context (e.g. its destination), on every line about it. */
+  describe?: (context: Context) => Record<string, unknown>;
   /** When set, clients must have an identity in this trust domain. */
   requiredTrustDomain?: string;
   limits?: Partial<HbonePeerLimits>;
@@ -297,13 +299,13 @@ export class HboneServer<Context> {
     const pending = this.takeHandshaking(tlsSocket);
     const reason = HANDSHAKE_ERROR_REASONS[error.code ?? ''] ?? handshakeFailureReason(error);
     const message = HANDSHAKE_ERROR_MESSAGES[reason] ?? `${this.options.name} TLS handshake failed`;
-    this.refusals.info(`handshake:${reason}`, { peer: pending?.peer, reason, code: error.code, err: error.message.trim() }, message);
+    this.refusals.info(`handshake:${reason}`, { peer: pending?.peer, ...(pending && this.options.describe?.(pending.context)), reason, code: error.code, err: error.message.trim() }, message);
     this.options.metrics.hboneHandshakeFailed('inbound', reason);
     tlsSocket.destroy();
   }
 
   private refusePeer(tlsSocket: TLSSocket, pending: PendingConnection<Context>, reason: HandshakeFailureReason, detail: string): void {
-    this.refusals.warn(`peer:${reason}`, { peer: pending.peer, reason: detail }, reason === 'not_h2' ? 'HBONE client did not negotiate h2' : 'untrusted peer certificate');
+    this.refusals.warn(`peer:${reason}`, { peer: pending.peer, ...this.options.describe?.(pending.context), reason: detail }, reason === 'not_h2' ? 'HBONE client did not negotiate h2' : 'untrusted peer certificate');
     this.options.metrics.hboneHandshakeFailed('inbound', reason);
     tlsSocket.destroy();
   }

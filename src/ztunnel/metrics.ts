@@ -1,5 +1,6 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 
+import { parseSpiffeUri } from '../api/identity.js';
 import type { Service, Workload } from '../gen/istio/workload/workload_pb.js';
 import type { HandshakeFailureReason, HboneMetrics, HboneTunnel, PeerLimit, TcpConnectionMetrics } from '../hbone/metrics.js';
 
@@ -76,6 +77,20 @@ export function peerFactsOf(workload: Workload | undefined, principal?: string, 
     principal,
     cluster: workload.clusterId || clusterFallback,
   };
+}
+
+/**
+ * What the peer certificate alone tells of a source the registry does not know: its identity and
+ * the namespace in it (both authenticated), nothing a client merely claims.
+ */
+export function identityFacts(principal: string, cluster?: string): PeerFacts {
+  let namespace: string | undefined;
+  try {
+    namespace = parseSpiffeUri(principal).namespace;
+  } catch {
+    namespace = undefined;
+  }
+  return { principal: labelValue(principal), namespace: namespace === undefined ? undefined : labelValue(namespace), cluster };
 }
 
 /**

@@ -2,11 +2,11 @@
 import type { IncomingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
 
-import { NetworkMode, type Service, type Workload } from '../../gen/istio/workload/workload_pb.js';
+import type { Service, Workload } from '../../gen/istio/workload/workload_pb.js';
 import { ADMIN_PORT, DNS_PROXY_PORT, HBONE_PORT, INBOUND_PLAINTEXT_PORT, METRICS_PORT, OUTBOUND_CAPTURE_PORT, READINESS_PORT } from '../../api/resources.js';
-import { dialTcp, HboneServer, labelSafe, parseForwardedFor, parseHboneTarget, peerOf, singleHeader, X_FORWARDED_NETWORK, type ConnectReply, type ConnectRequest, type HbonePeerLimits } from '../../hbone/index.js';
+import { dialTcp, HboneServer, labelSafe, parseBaggage, parseForwardedFor, parseHboneTarget, peerOf, singleHeader, X_FORWARDED_NETWORK, type ConnectReply, type ConnectRequest, type HbonePeerLimits } from '../../hbone/index.js';
 import type { WorkloadCertificate } from '../identity/types.js';
-import { labelValue, networkClusterLabel, peerFactsOf, type PeerFacts, type TcpConnectionDescription } from '../metrics.js';
+import { identityFacts, networkClusterLabel, peerFactsOf, type PeerFacts, type TcpConnectionDescription } from '../metrics.js';
 import type { AuthorizationDecision, ProxyState, ServiceTarget } from '../state/types.js';
 import { capturedDestination, localEnrolledWorkload, workloadIdentity, type ProxyContext } from './context.js';
 import type { SocketAddress } from './original-dst.js';
@@ -29,7 +29,7 @@ export interface InboundConnectionFacts {
 }
 
 /** What the inbound decision reads of ztunnel's state. */
-export type InboundState = Pick<ProxyState, 'network' | 'workloadByIp' | 'serviceTarget' | 'authorize'> & { isRelay: RelayCheck; clusterId: string };
+export type InboundState = Pick<ProxyState, 'network' | 'workloadByIp' | 'hostNetworkWorkloadsAt' | 'knowsNetwork' | 'serviceTarget' | 'authorize'> & { isRelay: RelayCheck; clusterId: string };
 
 export type InboundRequest =
   | {
@@ -70,31 +70,33 @@ function quoted(value: string | undefined): string {
  * The source address authorization sees (DESIGN §11: decisions use what is authenticated).
  *
  * The TCP peer, unless `forwarded: for=` names another address and the peer may speak for it:
- * - the peer is a node (a host-network workload) and the named workload runs on that node with the
- *   peer certificate's identity: ambit's ztunnels dial from their node's address, not the pod's, so
- *   the node's ztunnel tells which of its pods a connection is from (and may only name pods whose
- *   certificate it presents);
  * - the peer is a relay (`isRelay`: east-west gateways now, waypoints later) whose own identity is
- *   the peer certificate's, relaying for a client.
+ *   the peer certificate's, relaying for a client;
+ * - the peer is a node address (host-network workloads such as its ztunnel are there) and the named
+ *   workload runs on that node, in the same cluster, with the peer certificate's identity: ambit's
+ *   ztunnels dial from their node's address, not the pod's, and a node's ztunnel presents the
+ *   certificate of the pod it speaks for.
  * A pod that obtained a certificate of its own and dials from its pod address is neither: whatever
  * it claims, authorization sees its own address.
  *
- * Through an east-west gateway (double HBONE) the inner TLS peer is the client, but the TCP peer is
- * the gateway's pod: the client's address is on another network (pod CIDRs of networks may
- * overlap), so it is not looked up here and authorization sees the gateway pod's address, as
- * Istio's ztunnel does (its inbound takes the connection's source, and trusts `forwarded` only from
- * its own waypoint). Policies for clients of other networks are written with identities.
+ * Through an east-west gateway (double HBONE) the inner TLS peer is the client but the TCP peer is
+ * the gateway's pod, which is neither: the client's address is on another network (pod CIDRs of
+ * networks may overlap), so authorization sees the gateway pod's address, as Istio's ztunnel does.
+ * Policies for clients of other networks are written with identities.
  */
-export function authorizedSourceIp(facts: Pick<InboundConnectionFacts, 'peerIp' | 'peerIdentity'>, forwarded: string | undefined, state: Pick<InboundState, 'workloadByIp' | 'isRelay'>): string {
+export function authorizedSourceIp(
+  facts: Pick<InboundConnectionFacts, 'peerIp' | 'peerIdentity'>,
+  forwarded: string | undefined,
+  state: Pick<InboundState, 'workloadByIp' | 'hostNetworkWorkloadsAt' | 'isRelay'>,
+): string {
   const claimed = parseForwardedFor(forwarded);
   if (claimed === undefined || claimed === facts.peerIp) return facts.peerIp;
-  const speaker = state.workloadByIp(facts.peerIp);
-  if (!speaker) return facts.peerIp;
-  if (state.isRelay(speaker) && workloadIdentity(speaker) === facts.peerIdentity) return claimed;
-  if (speaker.networkMode !== NetworkMode.HOST_NETWORK || speaker.node === '') return facts.peerIp;
+  const relay = state.workloadByIp(facts.peerIp);
+  if (relay && state.isRelay(relay) && workloadIdentity(relay) === facts.peerIdentity) return claimed;
   const named = state.workloadByIp(claimed);
-  const speaksFor = named !== undefined && named.node === speaker.node && named.clusterId === speaker.clusterId && workloadIdentity(named) === facts.peerIdentity;
-  return speaksFor ? claimed : facts.peerIp;
+  if (!named || named.node === '' || workloadIdentity(named) !== facts.peerIdentity) return facts.peerIp;
+  const fromItsNode = state.hostNetworkWorkloadsAt(facts.peerIp).some((onNode) => onNode.node === named.node && onNode.clusterId === named.clusterId);
+  return fromItsNode ? claimed : facts.peerIp;
 }
 
 /**
@@ -111,7 +113,7 @@ function sourceFacts(sourceIp: string, peerIdentity: string, forwarded: string |
     const remote = state.workloadByIp(claimed, sourceNetwork);
     if (remote && workloadIdentity(remote) === peerIdentity) return peerFactsOf(remote, peerIdentity, networkClusterLabel(sourceNetwork));
   }
-  return { principal: labelValue(peerIdentity) };
+  return identityFacts(peerIdentity, sourceNetwork !== undefined && state.knowsNetwork(sourceNetwork) ? networkClusterLabel(sourceNetwork) : undefined);
 }
 
 function authorize(state: InboundState, facts: InboundConnectionFacts, sourceIp: string, destinationPort: number): AuthorizationDecision {
@@ -214,6 +216,7 @@ export class InboundHbone {
       metrics: context.metrics,
       limits,
       onConnect: (request) => this.onConnect(request),
+      describe: (connection) => ({ destination: connection.original.ip }),
       onAccepted: (connection, serial) =>
         context.log.debug({ peer: connection.peer, peerIdentity: connection.peerIdentity, serial, destination: connection.context.original.ip }, 'inbound HBONE connection accepted'),
     });
@@ -291,6 +294,8 @@ export class InboundHbone {
     const request = buildInboundRequest(facts, headers, {
       network: state.network,
       workloadByIp: (ip, network) => state.workloadByIp(ip, network),
+      hostNetworkWorkloadsAt: (ip) => state.hostNetworkWorkloadsAt(ip),
+      knowsNetwork: (network) => state.knowsNetwork(network),
       serviceTarget: (workload, hostname, port) => state.serviceTarget(workload, hostname, port),
       authorize: (connectionFacts) => state.authorize(connectionFacts),
       isRelay: this.isRelay,
@@ -302,7 +307,7 @@ export class InboundHbone {
     }
     if (request.sourceNetwork !== undefined) {
       log.info(
-        { peer: connection.peer, ...request.logFields, sourceNetwork: request.sourceNetwork, sourceCluster: request.description.source.cluster, sourceIp: parseForwardedFor(singleHeader(headers.forwarded)) ?? request.sourceIp, authorizedSourceIp: request.sourceIp },
+        { peer: connection.peer, ...request.logFields, sourceNetwork: request.sourceNetwork, sourceCluster: request.description.source.cluster, claimedSourceCluster: labelSafe(parseBaggage(singleHeader(headers.baggage)).cluster), sourceIp: parseForwardedFor(singleHeader(headers.forwarded)) ?? request.sourceIp, authorizedSourceIp: request.sourceIp },
         'inbound HBONE connection through an east-west gateway',
       );
     }

@@ -247,6 +247,15 @@ export class ZtunnelState implements ProxyState, StateUpdates {
     return canonical === undefined ? undefined : this.workloadIndex.byIp(canonical, network || this.network);
   }
 
+  hostNetworkWorkloadsAt(ip: string): Workload[] {
+    const canonical = canonicalIp(ip);
+    return canonical === undefined ? [] : this.workloadIndex.hostNetworkAt(canonical, this.network);
+  }
+
+  knowsNetwork(network: string): boolean {
+    return this.workloadIndex.hasNetwork(network);
+  }
+
   /** Workloads scheduled on this node. */
   localWorkloads(): Workload[] {
     return this.workloadIndex.local();

@@ -91,6 +91,10 @@ export interface ProxyState {
   readonly nodeName: string;
   /** The workload that owns an IP on a network (default: the local network). */
   workloadByIp(ip: string, network?: string): Workload | undefined;
+  /** Host-network workloads of the node that has `ip` (on the local network): who speaks from a node address. */
+  hostNetworkWorkloadsAt(ip: string): Workload[];
+  /** Whether the mesh knows a network of that name (some workload is on it). */
+  knowsNetwork(network: string): boolean;
   /** Resolves a captured connection's original destination for a source workload. */
   resolve(source: Workload, destinationIp: string, destinationPort: number, options?: ResolveOptions): Resolution;
   /**

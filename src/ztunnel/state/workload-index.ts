@@ -32,6 +32,10 @@ export class WorkloadIndex {
   private readonly onThisNode = new Set<string>();
   /** Pods' own DNS names (`Workload.hostname`) → resource names. */
   private readonly byHostname = new Map<string, Set<string>>();
+  /** Host-network workloads by `<network>/<node ip>`: the node a connection comes from. */
+  private readonly byNodeAddress = new Map<string, Set<string>>();
+  /** How many workloads each network has: the networks the mesh knows. */
+  private readonly perNetwork = new Map<string, number>();
 
   constructor(
     private readonly localNetwork: string,
@@ -75,15 +79,23 @@ export class WorkloadIndex {
     return [...names].flatMap((name) => this.byName.get(name) ?? []);
   }
 
+  /** Host-network workloads (a node's ztunnel, agents…) on the node that has a canonical IP on a network. */
+  hostNetworkAt(ip: string, network: string): Workload[] {
+    return [...(this.byNodeAddress.get(networkAddressKey(network, ip)) ?? [])].flatMap((name) => this.byName.get(name) ?? []);
+  }
+
+  /** Whether some workload is on `network` (the local network always is). */
+  hasNetwork(network: string): boolean {
+    return network === this.localNetwork || this.perNetwork.has(network);
+  }
+
   upsert(name: string, workload: Workload): void {
     this.remove(name);
     this.byName.set(name, workload);
-    if (workload.hostname) {
-      const hostname = workload.hostname.toLowerCase();
-      const names = this.byHostname.get(hostname);
-      if (names) names.add(name);
-      else this.byHostname.set(hostname, new Set([name]));
-    }
+    if (workload.hostname) addTo(this.byHostname, workload.hostname.toLowerCase(), name);
+    for (const key of this.nodeAddressKeys(workload)) addTo(this.byNodeAddress, key, name);
+    const network = networkOf(workload, this.localNetwork);
+    this.perNetwork.set(network, (this.perNetwork.get(network) ?? 0) + 1);
     for (const key of this.addressKeys(workload)) {
       const names = this.byAddress.get(key);
       if (names) names.push(name);
@@ -96,12 +108,12 @@ export class WorkloadIndex {
     const previous = this.byName.get(name);
     if (!previous) return undefined;
     this.byName.delete(name);
-    if (previous.hostname) {
-      const hostname = previous.hostname.toLowerCase();
-      const names = this.byHostname.get(hostname);
-      names?.delete(name);
-      if (names?.size === 0) this.byHostname.delete(hostname);
-    }
+    if (previous.hostname) deleteFrom(this.byHostname, previous.hostname.toLowerCase(), name);
+    for (const key of this.nodeAddressKeys(previous)) deleteFrom(this.byNodeAddress, key, name);
+    const network = networkOf(previous, this.localNetwork);
+    const left = (this.perNetwork.get(network) ?? 1) - 1;
+    if (left > 0) this.perNetwork.set(network, left);
+    else this.perNetwork.delete(network);
     for (const key of this.addressKeys(previous)) {
       const remaining = (this.byAddress.get(key) ?? []).filter((other) => other !== name);
       if (remaining.length > 0) this.byAddress.set(key, remaining);
@@ -113,8 +125,27 @@ export class WorkloadIndex {
 
   /** Host-network workloads share their node's IP, so they are not found by address (as in ztunnel). */
   private addressKeys(workload: Workload): string[] {
-    if (workload.networkMode === NetworkMode.HOST_NETWORK) return [];
+    return workload.networkMode === NetworkMode.HOST_NETWORK ? [] : this.allAddressKeys(workload);
+  }
+
+  private nodeAddressKeys(workload: Workload): string[] {
+    return workload.networkMode === NetworkMode.HOST_NETWORK ? this.allAddressKeys(workload) : [];
+  }
+
+  private allAddressKeys(workload: Workload): string[] {
     const network = networkOf(workload, this.localNetwork);
     return [...new Set(decodeAddresses(workload.addresses))].map((ip) => networkAddressKey(network, ip));
   }
+}
+
+function addTo(index: Map<string, Set<string>>, key: string, name: string): void {
+  const names = index.get(key);
+  if (names) names.add(name);
+  else index.set(key, new Set([name]));
+}
+
+function deleteFrom(index: Map<string, Set<string>>, key: string, name: string): void {
+  const names = index.get(key);
+  names?.delete(name);
+  if (names?.size === 0) index.delete(key);
 }
