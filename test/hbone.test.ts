@@ -42,6 +42,7 @@ const ECHO2_IP = '127.0.20.2'; // node-b, same identity
 const POOL_IP = '127.0.20.3'; // node-b, only used by the pooling test
 const RENEW_IP = '127.0.20.4'; // node-b, only used by the renewal test
 const LOCKED_IP = '127.0.20.5'; // node-b, denied by policy
+const FLOODED_IP = '127.0.20.12'; // node-b, denied by policy, only used by the cardinality test
 const DOWN_IP = '127.0.20.6'; // node-b, nothing listens on its port
 const SINK_IP = '127.0.20.7'; // node-b, counts bytes
 const IMPOSTOR_IP = '127.0.20.8'; // node-b, the client expects another identity for it
@@ -84,6 +85,7 @@ const WORKLOADS: Workload[] = [
   workload('pooled', POOL_IP, 'node-b', { serviceAccount: 'echo' }),
   workload('renewed', RENEW_IP, 'node-b', { serviceAccount: 'echo' }),
   workload('locked', LOCKED_IP, 'node-b', { serviceAccount: 'echo' }),
+  workload('locked-flooded', FLOODED_IP, 'node-b', { serviceAccount: 'echo' }),
   workload('down', DOWN_IP, 'node-b', { serviceAccount: 'echo' }),
   workload('sink', SINK_IP, 'node-b', { serviceAccount: 'echo' }),
   workload('impostor', IMPOSTOR_IP, 'node-b', { serviceAccount: 'echo' }),
@@ -131,7 +133,7 @@ class FakeState implements ProxyState {
 
   authorize(facts: ConnectionFacts): AuthorizationDecision {
     this.authorizations.push(facts);
-    if (facts.destination.name === 'locked') return { allowed: false, policy: 'default/deny-all', reason: 'matched a DENY rule' };
+    if (facts.destination.name.startsWith('locked')) return { allowed: false, policy: 'default/deny-all', reason: 'matched a DENY rule' };
     return { allowed: true, reason: 'no policy' };
   }
 
@@ -261,10 +263,11 @@ describe('HBONE data path', () => {
     return readToEnd(socket);
   }
 
-  async function rawTls(host: string, port: number, options: { pair?: KeyPairPem; alpn?: string[] } = {}): Promise<TLSSocket> {
+  async function rawTls(host: string, port: number, options: { pair?: KeyPairPem; alpn?: string[]; localAddress?: string } = {}): Promise<TLSSocket> {
     const socket = tlsConnect({
       host,
       port,
+      localAddress: options.localAddress,
       ca: ca.certPem,
       cert: options.pair?.certPem,
       key: options.pair?.keyPem,
@@ -281,8 +284,8 @@ describe('HBONE data path', () => {
   }
 
   /** An HBONE client session with a chosen certificate, straight to the server proxy's HBONE port. */
-  async function rawHboneSession(targetIp: string, pair: KeyPairPem): Promise<ClientHttp2Session> {
-    const tls = await rawTls(targetIp, serverProxy.ports().inbound, { pair });
+  async function rawHboneSession(targetIp: string, pair: KeyPairPem, localAddress?: string): Promise<ClientHttp2Session> {
+    const tls = await rawTls(targetIp, serverProxy.ports().inbound, { pair, localAddress });
     const session = http2Connect(`https://${targetIp}`, { createConnection: () => tls });
     session.on('error', () => undefined);
     return session;
@@ -481,6 +484,62 @@ describe('HBONE data path', () => {
     assert.ok(serverLog.lines.some((line) => line.msg === 'HBONE CONNECT rejected' && String(line.reason).includes('not the address')));
   });
 
+  test('a pod that dials from its own address cannot borrow another address with forwarded (issue 11, finding 1)', async () => {
+    // curl holds its own certificate and dials the destination directly from its pod address.
+    const session = await rawHboneSession(ECHO_IP, curlPair, CURL_IP);
+    try {
+      const before = serverState.authorizations.length;
+      const forged = await request(session, { ':method': 'CONNECT', ':authority': `${ECHO_IP}:${ECHO_PORT}`, forwarded: `for="${ECHO2_IP}"` });
+      assert.equal(forged.status, 200);
+      assert.deepEqual(
+        serverState.authorizations.slice(before).map((facts) => facts.sourceIp),
+        [CURL_IP],
+        'authorization sees the TCP peer, not the claimed address',
+      );
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test('denied CONNECTs with random baggage and networks add no metric series (issue 11, finding 3)', async () => {
+    const series = async () => (await serverMetrics.registry.metrics()).split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
+    const random = () => randomBytes(8).toString('hex');
+    const session = await rawHboneSession(FLOODED_IP, curlPair);
+    try {
+      const connectDenied = async (claimNetwork: boolean) => {
+        const headers = {
+          ':method': 'CONNECT',
+          ':authority': `${FLOODED_IP}:${ECHO_PORT}`,
+          baggage: `k8s.cluster.name=${random()},k8s.namespace.name=${random()},k8s.deployment.name=${random()},service.name=${random()},service.version=${random()}`,
+          ...(claimNetwork ? { 'x-forwarded-network': random() } : {}),
+        };
+        const { status } = await request(session, headers);
+        // Claiming another network makes an address target a probe through a gateway (400); else the policy denies (401).
+        assert.equal(status, claimNetwork ? 400 : 401);
+      };
+      await connectDenied(false);
+      await connectDenied(true);
+      const first = await series();
+      for (let i = 0; i < 300; i++) await connectDenied(i % 2 === 0);
+      assert.equal(await series(), first, 'the same series, only their counts grew');
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test("a CONNECT to one of ztunnel's own ports on a pod address is refused with 400 (issue 11, finding 7)", async () => {
+    const session = await rawHboneSession(ECHO_IP, curlPair);
+    try {
+      for (const port of [15000, 15001, 15006, 15008, 15020, 15021, 15053]) {
+        const answer = await request(session, { ':method': 'CONNECT', ':authority': `${ECHO_IP}:${port}` });
+        assert.equal(answer.status, 400, `port ${port}`);
+        assert.match(answer.body, /port of the node proxy/);
+      }
+    } finally {
+      session.destroy();
+    }
+  });
+
   test('a client certificate from another CA is refused and counted as untrusted', async () => {
     const stranger = await issueLeaf(otherCa, { commonName: 'curl', uris: [CURL_IDENTITY], client: true });
     const before = await metricValue(serverMetrics, 'ambit_hbone_handshake_failures_total', { direction: 'inbound', reason: 'untrusted_peer_certificate' });
@@ -634,10 +693,11 @@ describe('HBONE data path', () => {
   });
 
   test('a connection denied by policy gets 401 and the client connection is reset', async () => {
+    const rejectedBefore = await metricValue(serverMetrics, 'ambit_hbone_rejected_streams_total', { direction: 'inbound', code: '401' });
     const { data, reset } = await refusedOutbound(CURL_IP, LOCKED_IP);
     assert.equal(data.length, 0);
     assert.equal(reset, true);
-    assert.equal(await metricValue(serverMetrics, 'ambit_hbone_rejected_streams_total', { direction: 'inbound', code: '401' }), 1);
+    assert.equal(await metricValue(serverMetrics, 'ambit_hbone_rejected_streams_total', { direction: 'inbound', code: '401' }), rejectedBefore + 1);
     assert.equal(await metricValue(clientMetrics, 'ambit_hbone_rejected_streams_total', { direction: 'outbound', code: '401' }), 1);
     assert.equal(await metricValue(serverMetrics, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'locked', response_flags: 'DENY' }), 1);
   });
