@@ -265,9 +265,8 @@ describe('HBONE data path', () => {
 
   async function rawTls(host: string, port: number, options: { pair?: KeyPairPem; alpn?: string[]; localAddress?: string } = {}): Promise<TLSSocket> {
     const socket = tlsConnect({
-      host,
-      port,
-      localAddress: options.localAddress,
+      // A TCP socket of our own when the client must dial from a given address.
+      ...(options.localAddress ? { socket: netConnect({ host, port, localAddress: options.localAddress }) } : { host, port }),
       ca: ca.certPem,
       cert: options.pair?.certPem,
       key: options.pair?.keyPem,
