@@ -289,7 +289,7 @@ export class HboneServer<Context> {
     return pending;
   }
 
-  private refuseOverLimit(socket: Socket, peer: string, limit: 'handshakes' | 'sessions', max: number): void {
+  private refuseOverLimit(socket: { destroy(): void }, peer: string, limit: 'handshakes' | 'sessions', max: number): void {
     this.options.metrics.hbonePeerLimited(limit);
     this.refusals.warn(`limit:${limit}`, { peer, limit, max }, `${this.options.name} peer over its ${limit} limit; closing`);
     socket.destroy();
@@ -343,8 +343,8 @@ export class HboneServer<Context> {
       return;
     }
     if ((this.sessionsPerPeer.get(pending.peerIp) ?? 0) >= this.limits.maxSessionsPerPeer) {
-      this.refuseOverLimit(pending.socket, pending.peer, 'sessions', this.limits.maxSessionsPerPeer);
-      tlsSocket.destroy();
+      // Only the TLS socket: destroying the TCP socket under it from its own callback crashes Node.
+      this.refuseOverLimit(tlsSocket, pending.peer, 'sessions', this.limits.maxSessionsPerPeer);
       return;
     }
     const connection: AuthenticatedConnection<Context> = { peer: pending.peer, peerIp: pending.peerIp, peerIdentity, context: pending.context };
