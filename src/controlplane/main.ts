@@ -8,7 +8,7 @@ import { AddressSchema } from '../gen/istio/workload/workload_pb.js';
 import { AuthorizationSchema } from '../gen/istio/security/authorization_pb.js';
 import { apiClient } from '../kube/index.js';
 import { createLogger, type Logger } from '../util/log.js';
-import { json, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
+import { json, localOnly, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
 import { loadOrCreateAuthority, publishAuthorityRoots, type MeshAuthority } from './ca/authority.js';
 import { cachedPodDirectory, CertificateAuthorizer, kubeTokenReviewer } from './ca/authorize.js';
 import { createCertificateService } from './ca/server.js';
@@ -79,7 +79,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   await startHttpEndpoint(settings.bindHost, settings.ports.readiness, { '/ready': () => (notReady === undefined ? text('ready\n') : text(`not ready: ${notReady}\n`, 503)) }, log);
   await startHttpEndpoint(settings.bindHost, settings.ports.monitoring, {
     '/metrics': async () => ({ status: 200, type: metricsRegistry.contentType, body: await metricsRegistry.metrics() }),
-    '/debug/registry': () =>
+    '/debug/registry': localOnly(() =>
       json({
         ready: notReady === undefined ? true : notReady,
         local: { stats: localView.registry.stats(), problems: localView.registry.problems() },
@@ -88,6 +88,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
         ca: authority?.describe() ?? 'loading',
         meshConfig: { serviceScopeConfigs: serviceScope.configs() },
       }),
+    ),
   }, log);
 
   authority = await loadOrCreateAuthority({ core }, { systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, maxLeafTtlSeconds: settings.maxWorkloadCertTtlSeconds, log });

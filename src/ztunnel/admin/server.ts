@@ -35,5 +35,15 @@ function reply(res: ServerResponse, status: number, type: string, body: string):
   res.end(body);
 }
 
+const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
+
+/**
+ * A route answered only to clients on this host (debug and config dumps show the mesh's layout);
+ * others get 403, whatever address the endpoint listens on.
+ */
+export function localOnly(route: Route): Route {
+  return (req) => (LOOPBACK.test(req.socket.remoteAddress ?? '') ? route(req) : text('this endpoint answers only on localhost\n', 403));
+}
+
 export const json = (value: unknown, status = 200) => ({ status, type: 'application/json', body: `${JSON.stringify(value, null, 2)}\n` });
 export const text = (body: string, status = 200) => ({ status, type: 'text/plain; charset=utf-8', body });
