@@ -241,6 +241,9 @@ describe('policies take effect on running workloads and pooled sessions', () => 
       states().forEach((state) => state.applyAddresses([{ name: `${CLUSTER}//Pod/default/other`, workload: workload('other', SERVER_IP, 'node-b') }], [`${CLUSTER}//Pod/default/server`]));
       assert.equal(await status(), 503, 'the address now belongs to another identity: refused on the old session');
       assert.equal(await answered(CURL_IP), true, 'a new connection reaches the new pod, with its own identity');
+      const held = serverProxy.heldIdentities().server;
+      assert.ok(held.some((identity) => identity.endsWith('/sa/other')), `the new pod's TLS server: ${held.join(', ')}`);
+      assert.ok(!held.some((identity) => identity.endsWith('/sa/server')), `the replaced pod's TLS server is pruned (issue 11, finding 7): ${held.join(', ')}`);
     } finally {
       session.destroy();
       states().forEach((state) => state.applyAddresses([{ name: `${CLUSTER}//Pod/default/server`, workload: workload('server', SERVER_IP, 'node-b') }], [`${CLUSTER}//Pod/default/other`]));
