@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 
 import { readState } from '../src/lab/state.js';
 import { ambit, kubectl, labExec, rolloutStatus, samples, waitFor } from './helpers/lab.js';
-import { inNode, pods } from './helpers/mesh.js';
+import { inNode, pods, ztunnelMetrics } from './helpers/mesh.js';
 import { labDownChecked } from './helpers/multicluster.js';
 
 const CTX = 'lab-cluster1';
@@ -178,6 +178,21 @@ describe('mesh: policies on running pods, every order; fail closed while ztunnel
     assert.deepEqual(await fromBothNodes(5), { ok: 0, refused: 10 });
     await kubectl(CTX, ['delete', '-n', 'sample', 'authorizationpolicy', 'deny-curl']);
     await until('curl to be answered again', 'answered', 30_000);
+  });
+
+  it("ipBlocks see the client pod's own address (its node's ztunnel speaks for it, issue 11 finding 1), and the destination's metrics name the source workload", async () => {
+    const [client1] = await pods(CTX, 'sample', 'app=curl-node1');
+    const hello = await pods(CTX, 'sample', 'app=helloworld');
+    assert.ok(client1 && hello.length > 0);
+    await apply(policy('deny-client1-address', 'sample', `selector:\n  matchLabels: { app: helloworld }\naction: DENY\nrules:\n- from:\n  - source:\n      ipBlocks: ["${client1.ip}/32"]`));
+    await waitFor('the DENY on curl-node1 pod address to be enforced', async () => (await outcomes('sample', 'deploy/curl-node1', [HELLO], 2)).ok === 0, 20_000, 100);
+    assert.deepEqual(await outcomes('sample', 'deploy/curl-node1', [HELLO], 4), { ok: 0, refused: 4 }, 'the pod address is denied');
+    assert.deepEqual(await outcomes('sample', 'deploy/curl-node2', [HELLO], 4), { ok: 4, refused: 0 }, 'the same identity from another address is not');
+    await kubectl(CTX, ['delete', '-n', 'sample', 'authorizationpolicy', 'deny-client1-address']);
+    await until('curl to be answered again', 'answered');
+    // Labels from the registry (the workload at the source address, with the certificate's identity).
+    const metrics = (await Promise.all([...new Set(hello.map((p) => p.node))].map((node) => ztunnelMetrics(CLUSTER, node)))).join('\n');
+    assert.match(metrics, /istio_tcp_connections_opened_total\{[^}]*reporter="destination"[^}]*source_workload="curl-node1"/, 'the destination names the client workload');
   });
 
   it('deny-all stays enforced while every ztunnel restarts: zero connections get through (service VIP and pod IPs)', async () => {
