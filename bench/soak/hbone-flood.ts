@@ -77,6 +77,7 @@ async function flood(req: FloodRequest): Promise<object> {
 
 const request = JSON.parse(process.argv[2] ?? '{}') as FloodRequest;
 flood(request).then(
-  (result) => process.stdout.write(`${JSON.stringify(result)}\n`),
-  (err: Error) => process.stdout.write(`${JSON.stringify({ error: err.message })}\n`),
+  // Exit once the line is out: sessions the server keeps open (rejected streams linger) would hold the process.
+  (result) => process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0)),
+  (err: Error) => process.stdout.write(`${JSON.stringify({ error: err.message })}\n`, () => process.exit(1)),
 );
