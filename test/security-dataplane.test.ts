@@ -102,6 +102,12 @@ describe('data-plane security (issue 11): what an HBONE client claims in headers
   after(() => labDownChecked(labPids, numbers));
 
   it('a pod with its own mesh certificate cannot pass an ipBlocks DENY by forging `forwarded: for=` (finding 1)', async () => {
+    // Positive control: the enrolled client, whose address the attacker claims, is answered through the mesh.
+    for (let i = 0; i < 3; i++) {
+      const r = await curlFrom(CLUSTER, 'sample', 'deploy/curl', 'helloworld.sample:5000/hello', 5);
+      assert.equal(r.code, 0, `the enrolled client is not denied: ${r.stderr}`);
+      assert.match(r.stdout, /Hello version: v1/);
+    }
     const authority = `${target.ip}:5000`;
     const result = await probe([
       { method: 'CONNECT', authority },
@@ -113,12 +119,6 @@ describe('data-plane security (issue 11): what an HBONE client claims in headers
     assert.equal(result.statuses[0], 401, `the attacker's own CONNECT must be denied by the ipBlocks DENY, got ${result.statuses[0]}`);
     assert.equal(result.statuses[1], 401, `a CONNECT claiming \`forwarded: for="${client.ip}"\` (the enrolled client) must still be denied: the source is the TCP peer ${attacker.ip}, got ${result.statuses[1]}`);
     assert.equal(result.statuses[2], 401, `a CONNECT claiming \`forwarded: for=${client.ip}\` must still be denied, got ${result.statuses[2]}`);
-    // Positive control: the enrolled client, whose address the attacker claimed, is still answered through the mesh.
-    for (let i = 0; i < 3; i++) {
-      const r = await curlFrom(CLUSTER, 'sample', 'deploy/curl', 'helloworld.sample:5000/hello', 5);
-      assert.equal(r.code, 0, `the enrolled client is not denied: ${r.stderr}`);
-      assert.match(r.stdout, /Hello version: v1/);
-    }
   });
 
   it('denied CONNECTs with random `baggage` and `x-forwarded-network` do not grow the ztunnel /metrics (finding 3)', async () => {
@@ -138,7 +138,7 @@ describe('data-plane security (issue 11): what an HBONE client claims in headers
     assert.equal(answered, connects, `every CONNECT got an outcome: ${JSON.stringify(flood.statuses)}`);
     assert.equal(flood.statuses?.['200'], undefined, `no CONNECT of the attacker may pass its ipBlocks DENY: ${JSON.stringify(flood.statuses)}`);
     const leaked = after.split('\n').filter((line) => line.includes(RANDOM_PREFIX));
-    assert.ok(grown <= 30, `the series may grow by the labels of one new peer (≤ 30), not per request: +${grown} series after ${connects} CONNECTs; e.g. ${leaked.slice(0, 2).join(' | ')}`);
-    assert.deepEqual(leaked.slice(0, 3), [], `client-chosen header values must not become metric labels (${leaked.length} lines carry them)`);
+    assert.ok(grown <= 30, `the series may grow by the labels of one new peer (≤ 30), not per request: +${grown} series after ${connects} CONNECTs; e.g. ${(leaked[0] ?? '').slice(0, 400)}`);
+    assert.equal(leaked.length, 0, `client-chosen header values must not become metric labels: ${leaked.length} lines carry them, e.g. ${(leaked[0] ?? '').slice(0, 400)}`);
   });
 });
