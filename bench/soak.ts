@@ -9,10 +9,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readState } from '../src/lab/state.js';
-import { issueLeaf, loadCa } from '../src/util/pki.js';
 import { BenchCommandError, runCommand } from './exec.js';
 import { ambitCli, clusterPlan, kubectl, podsWithLabel, prepareHost, repoRoot } from './lab-kube.js';
 import { containerPid } from './lab-pods.js';
+import { mintMeshCertificate } from './soak/mesh-certificate.js';
 
 const CLUSTER = 'cluster1';
 const CTX = `lab-${CLUSTER}`;
@@ -127,10 +127,7 @@ async function main(): Promise<void> {
   try {
     await ensureInstalled();
     const target = await deployTarget();
-    const secret = JSON.parse(await kubectl(CTX, ['get', 'secret', '-n', 'istio-system', 'istio-ca-secret', '-o', 'json'])) as { data: Record<string, string> };
-    const decode = (key: string) => Buffer.from(secret.data[key]!, 'base64').toString();
-    const meshCa = await loadCa(decode('ca-cert.pem'), decode('ca-key.pem'));
-    const client = await issueLeaf(meshCa, { commonName: '', uris: [PROBER], client: true, server: true, lifetimeMs: 3_600_000 });
+    const client = await mintMeshCertificate(CTX, PROBER);
     const rootPem = await kubectl(CTX, ['get', 'configmap', '-n', 'istio-system', 'istio-ca-root-cert', '-o', 'jsonpath={.data.root-cert\\.pem}']);
     const cp = (await podsWithLabel(CTX, 'istio-system', 'app=ambit-controlplane'))[0]!;
 
@@ -141,7 +138,7 @@ async function main(): Promise<void> {
       port: 15008,
       certPem: client.certPem,
       keyPem: client.keyPem,
-      caPem: meshCa.certPem,
+      caPem: client.caPem,
       authority: `${target.ip}:5000`,
       connects,
       sessions: 8,

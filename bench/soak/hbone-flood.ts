@@ -1,5 +1,6 @@
-// Runs inside a lab network namespace: many HBONE CONNECTs, each with a random `baggage`, over a few
-// mTLS HTTP/2 sessions to a ztunnel; prints the response statuses as one JSON line.
+// Runs inside a lab network namespace: many HBONE CONNECTs, each with a random `baggage` (and
+// optionally a random `x-forwarded-network`), over a few mTLS HTTP/2 sessions to a ztunnel; prints
+// the response statuses as one JSON line.
 // Usage: node --import tsx hbone-flood.ts '<json FloodRequest>'
 import { randomBytes } from 'node:crypto';
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
@@ -17,6 +18,10 @@ interface FloodRequest {
   sessions: number;
   /** CONNECTs in flight per session. */
   inFlight: number;
+  /** Also send a random `x-forwarded-network` with every CONNECT. */
+  randomNetwork?: boolean;
+  /** Prefix of every random value, so that a reader can look for them (in /metrics, say). */
+  valuePrefix?: string;
 }
 
 function openSession(req: FloodRequest): Promise<ClientHttp2Session> {
@@ -31,14 +36,17 @@ function openSession(req: FloodRequest): Promise<ClientHttp2Session> {
   });
 }
 
-const random = () => randomBytes(12).toString('hex');
+function randomHeaders(req: FloodRequest): Record<string, string> {
+  const random = () => `${req.valuePrefix ?? ''}${randomBytes(12).toString('hex')}`;
+  const baggage = `k8s.cluster.name=${random()},k8s.namespace.name=${random()},k8s.deployment.name=${random()},service.name=${random()},service.version=${random()}`;
+  return req.randomNetwork ? { baggage, 'x-forwarded-network': random() } : { baggage };
+}
 
-function connectOnce(session: ClientHttp2Session, authority: string): Promise<string> {
+function connectOnce(session: ClientHttp2Session, req: FloodRequest): Promise<string> {
   return new Promise((resolve) => {
-    const baggage = `k8s.cluster.name=${random()},k8s.namespace.name=${random()},k8s.deployment.name=${random()},service.name=${random()},service.version=${random()}`;
     let stream;
     try {
-      stream = session.request({ ':method': 'CONNECT', ':authority': authority, baggage });
+      stream = session.request({ ':method': 'CONNECT', ':authority': req.authority, ...randomHeaders(req) });
     } catch (err) {
       resolve(`error: ${(err as Error).message}`);
       return;
@@ -64,7 +72,7 @@ async function flood(req: FloodRequest): Promise<object> {
       while (next < req.connects) {
         next++;
         if (session.closed || session.destroyed) session = await openSession(req);
-        const status = await connectOnce(session, req.authority);
+        const status = await connectOnce(session, req);
         statuses[status] = (statuses[status] ?? 0) + 1;
       }
     };

@@ -9,7 +9,8 @@ interface ProbeRequest {
   certPem: string;
   keyPem: string;
   caPem: string;
-  requests: Array<{ method: string; authority: string; path?: string }>;
+  /** `headers`: more request headers (`forwarded`, `baggage`, …), sent as given. */
+  requests: Array<{ method: string; authority: string; path?: string; headers?: Record<string, string> }>;
 }
 
 interface ProbeResult {
@@ -37,7 +38,7 @@ async function probe(req: ProbeRequest): Promise<ProbeResult> {
   for (const r of req.requests) {
     statuses.push(
       await new Promise<number | string>((resolve) => {
-        const headers: Record<string, string> = { ':method': r.method, ':authority': r.authority };
+        const headers: Record<string, string> = { ...r.headers, ':method': r.method, ':authority': r.authority };
         if (r.method !== 'CONNECT') Object.assign(headers, { ':path': r.path ?? '/', ':scheme': 'https' });
         let stream;
         try {

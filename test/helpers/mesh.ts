@@ -70,14 +70,29 @@ export interface ProbeResult {
   statuses: Array<number | string>;
 }
 
-export async function hboneProbe(cluster: string, node: string, request: object): Promise<ProbeResult> {
-  const r = await inNode(cluster, node, [process.execPath, '--import', 'tsx', `${repoRoot}test/helpers/hbone-probe.ts`, JSON.stringify(request)]);
+/**
+ * Runs a command in a lab pod's network namespace only (the host's files and programs, the pod's
+ * addresses: connections it opens come from the pod IP).
+ */
+export function inPodNetwork(cluster: string, namespace: string, podName: string, container: string, argv: string[], timeoutMs = 30_000): Promise<Result> {
+  const pid = containerPid(cluster, namespace, podName, container);
+  if (!pid) throw new Error(`no running container ${container} in pod ${namespace}/${podName} of ${cluster}`);
+  return sh('nsenter', ['-t', String(pid), '-n', '--', ...argv], { timeoutMs });
+}
+
+/** Runs a script of the repository (`node --import tsx <script> '<json request>'`) and parses the JSON line it prints last. */
+export async function runJsonScript<T>(run: (argv: string[]) => Promise<Result>, script: string, request: object): Promise<T> {
+  const r = await run([process.execPath, '--import', 'tsx', `${repoRoot}${script}`, JSON.stringify(request)]);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
-    return JSON.parse(line) as ProbeResult;
+    return JSON.parse(line) as T;
   } catch {
-    throw new Error(`probe printed ${JSON.stringify(r.stdout)} ${r.stderr}`);
+    throw new Error(`${script} printed ${JSON.stringify(r.stdout.slice(0, 2000))} ${r.stderr.slice(0, 2000)}`);
   }
+}
+
+export function hboneProbe(cluster: string, node: string, request: object): Promise<ProbeResult> {
+  return runJsonScript<ProbeResult>((argv) => inNode(cluster, node, argv), 'test/helpers/hbone-probe.ts', request);
 }
 
 export async function ztunnelPodOn(context: string, node: string): Promise<string> {
