@@ -468,6 +468,7 @@ describe('HBONE data path', () => {
       const elsewhere = await request(session, { ':method': 'CONNECT', ':authority': `${ECHO2_IP}:${ECHO_PORT}` });
       assert.equal(elsewhere.status, 400);
       assert.match(elsewhere.body, /not the address this connection was sent to/);
+      assert.ok(!elsewhere.body.includes(ECHO_IP), `a wrong guess is not told the real address (issue 11, finding 7): ${elsewhere.body}`);
       const malformed = await request(session, { ':method': 'CONNECT', ':authority': 'echo.default:http' });
       assert.equal(malformed.status, 400);
       assert.match(malformed.body, /neither ip:port nor hostname:port/);
