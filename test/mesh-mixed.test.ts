@@ -129,7 +129,9 @@ describe('mesh: three clusters, two sharing a network (seed 001)', { timeout: 1_
 
   it('cluster1 ↔ cluster2 go pod-node to pod-node on 15008, no gateway; no clear text on the wire', async () => {
     const [c1, c2] = CLUSTERS;
-    const gatewayIps = [...gateways.values()];
+    // The east gateways only: cluster1's pooled HBONE connection to cluster3's gateway (from the
+    // latency test) may still send a PING across this router, and that is not this path.
+    const gatewayIps = [gateways.get('cluster1')!, gateways.get('cluster2')!];
     const { text, flows } = await captureIn(routerNetns('network-east'), async () => {
       await requestsTo(c1, c2, 5);
       await requestsTo(c2, c1, 5);
