@@ -1,6 +1,8 @@
 /** Names and type URLs of the workload API resources (DESIGN §3). */
 export const ADDRESS_TYPE_URL = 'type.googleapis.com/istio.workload.Address';
 export const AUTHORIZATION_TYPE_URL = 'type.googleapis.com/istio.security.Authorization';
+/** ambit's own: one waypoint's served services and L7 policies (proto/ambit/waypoint), named `<ns>/<gateway>`. */
+export const WAYPOINT_TYPE_URL = 'type.googleapis.com/ambit.waypoint.Waypoint';
 
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 export const DEFAULT_SERVICE_ACCOUNT = 'default';
@@ -29,6 +31,11 @@ export function serviceHostname(name: string, namespace: string, domainSuffix = 
   return `${name}.${namespace}.svc.${domainSuffix}`;
 }
 
+/** Resource name of a waypoint's configuration: `<namespace>/<gateway name>`. */
+export function waypointResourceName(namespace: string, gateway: string): string {
+  return `${namespace}/${gateway}`;
+}
+
 /** Resource name of an authorization policy: `<namespace>/<name>`. */
 export function authorizationResourceName(namespace: string, name: string): string {
   return `${namespace}/${name}`;
@@ -42,3 +49,28 @@ export const NETWORK_LABEL = 'topology.istio.io/network';
 export const REGION_LABEL = 'topology.kubernetes.io/region';
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 export const SUBZONE_LABEL = 'topology.istio.io/subzone';
+
+/** Waypoints and enrolment in them (DESIGN §7). */
+export const WAYPOINT_GATEWAY_CLASS = 'istio-waypoint';
+/** Seed 004's older waypoint class: a waypoint for the workloads of one service account. */
+export const MESH_GATEWAY_CLASS = 'istio-mesh';
+export const WAYPOINT_SERVICE_ACCOUNT_ANNOTATION = 'istio.io/service-account';
+export const USE_WAYPOINT_LABEL = 'istio.io/use-waypoint';
+export const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
+export const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
+export const WAYPOINT_FOR = { service: 'service', workload: 'workload', all: 'all', none: 'none' } as const;
+export type WaypointFor = (typeof WAYPOINT_FOR)[keyof typeof WAYPOINT_FOR];
+/** `istio.io/use-waypoint: none` opts a Service or Pod out of its namespace's waypoint. */
+export const USE_WAYPOINT_NONE = 'none';
+/** Label Istio puts on waypoint pods and Services. */
+export const GATEWAY_MANAGED_LABEL = 'gateway.istio.io/managed';
+export const WAYPOINT_MANAGED_VALUE = 'istio.io-mesh-controller';
+/** The waypoint listener (port 15008, protocol HBONE, name mesh). */
+export const WAYPOINT_LISTENER_NAME = 'mesh';
+
+/** The ingress gateway install creates (DESIGN §7). */
+export const INGRESS_GATEWAY_NAME = 'istio-ingressgateway';
+export const INGRESS_SERVICE_ACCOUNT = 'istio-ingressgateway-service-account';
+export const INGRESS_LABELS = { istio: 'ingressgateway', app: 'istio-ingressgateway' } as const;
+/** Gateway API class whose Gateways get an ingress Deployment/Service `<name>-istio`. */
+export const INGRESS_GATEWAY_CLASS = 'istio';

@@ -37,6 +37,14 @@ export type Resolution =
    * both tunnels.
    */
   | { kind: 'gateway'; upstream: Upstream & { service: Service }; gateway: NetworkGatewayTarget; authority: string }
+  /**
+   * Destination is served by a waypoint (the service's `Service.waypoint`, or the destination
+   * workload's `Workload.waypoint`): tunnel to the waypoint, whose CONNECT target is `authority`
+   * (`<service VIP>:<service port>` for a service, `<pod ip>:<port>` for a workload). `upstream` is
+   * the waypoint itself: its pod address, its `hbone_mtls_port`, its identity. The waypoint pod is
+   * not enrolled (it speaks HBONE itself), so it is dialled directly.
+   */
+  | { kind: 'waypoint'; upstream: Upstream; authority: string; service?: Service; destination?: Workload }
   /** Destination is known but not enrolled (tunnel protocol NONE): connect in plain TCP. */
   | { kind: 'plaintext'; upstream: Upstream }
   /** Destination unknown to the mesh: connect to the original address unchanged. */
@@ -81,6 +89,11 @@ export interface ResolveOptions {
    * while another endpoint can be picked.
    */
   avoidGateways?: ReadonlySet<string>;
+  /**
+   * The caller is the waypoint that serves the destination (or another proxy that already applied
+   * L7): resolve to an endpoint, never to a waypoint.
+   */
+  ignoreWaypoints?: boolean;
 }
 
 /** Read side of ztunnel's view of the mesh, used by the data path. */
