@@ -1,26 +1,23 @@
 // The east-west gateway's HBONE front end: a handler on the shared HBONE server that forwards each outer CONNECT to a local endpoint's 15008.
 import type { IncomingHttpHeaders } from 'node:http2';
-import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createSecureContext } from 'node:tls';
 
-import { identityOf, parseSpiffeUri, spiffeUri } from '../api/identity.js';
+import { identityOf, spiffeUri } from '../api/identity.js';
 import { HBONE_PORT } from '../api/resources.js';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   dialTcp,
-  HBONE_TLS_MIN_VERSION,
-  HboneServer,
-  IdleMemoryRelease,
+  HboneEndpoint,
   labelSafe,
   parseEndpointSlot,
   parseForwardedFor,
-  peerOf,
   singleHeader,
   X_ENDPOINT_SLOT,
   X_FORWARDED_NETWORK,
   type ConnectReply,
   type ConnectRequest,
   type DialTarget,
+  type EndpointCertificateSource,
+  type HboneEndpointStopOptions,
   type HbonePeerLimits,
 } from '../hbone/index.js';
 import type { Logger } from '../util/log.js';
@@ -31,11 +28,7 @@ import type { GatewayMetrics } from './metrics.js';
 import { findServiceTarget, parseServiceAuthority, pickEndpoint, type GatewayStateView } from './routing.js';
 
 /** The gateway's own certificate, kept fresh by its source (CertificateManager in production). */
-export interface GatewayCertificateSource {
-  certificateFor(identity: string): Promise<WorkloadCertificate>;
-  /** Called with every new certificate (issuance and renewals); returns an unsubscribe function. */
-  onRenewed(listener: (certificate: WorkloadCertificate) => void): () => void;
-}
+export type GatewayCertificateSource = EndpointCertificateSource;
 
 export interface HboneGatewayOptions {
   /** The gateway's SPIFFE identity: the certificate it presents to outer clients. */
@@ -58,13 +51,7 @@ export interface HboneGatewayOptions {
   peerLimits?: Partial<HbonePeerLimits>;
 }
 
-export interface HboneGatewayStopOptions {
-  /** How long open streams may run to their end after GOAWAY before they are cut. Default 5 s. */
-  drainTimeoutMs?: number;
-}
-
-const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
-const DRAIN_POLL_MS = 50;
+export type { HboneEndpointStopOptions as HboneGatewayStopOptions } from '../hbone/index.js';
 
 /** Who the client of an outer connection is, as the registry knows it (never from baggage: DESIGN §11). */
 interface OuterSource {
@@ -78,140 +65,59 @@ interface OuterSource {
  * from other networks with the gateway's own certificate, and forwards each CONNECT
  * `<service hostname>:<port>` as raw bytes to `<endpoint pod IP>:15008` on this network, where the
  * destination node captures it. The inner tunnel (client ztunnel ↔ destination ztunnel TLS) passes
- * through untouched. TLS, peer checks, HTTP/2 and limits are the shared HBONE server's.
+ * through untouched. Listener, certificate, TLS, peer checks, HTTP/2 and limits are the shared
+ * HBONE endpoint's.
  */
 export class HboneGateway {
-  private readonly listener: Server;
-  private readonly hbone: HboneServer<undefined>;
-  private readonly sockets = new Set<Socket>();
+  private readonly endpoint: HboneEndpoint;
   private readonly endpointPort: number;
   private readonly dialAddress: (ip: string, port: number) => DialTarget;
   private readonly random: () => number;
-  private certificate?: WorkloadCertificate;
-  private unsubscribe?: () => void;
-  /** Releases a start() still waiting for its first certificate when the gateway stops. */
-  private abandonStart?: () => void;
-  private draining = false;
-  private readonly idleMemory: IdleMemoryRelease;
 
   constructor(private readonly options: HboneGatewayOptions) {
-    parseSpiffeUri(options.identity);
     this.endpointPort = options.endpointPort ?? HBONE_PORT;
     this.dialAddress = options.dialAddress ?? ((ip, port) => ({ host: ip, port }));
     this.random = options.random ?? Math.random;
-    this.idleMemory = new IdleMemoryRelease(options.log);
-    this.hbone = new HboneServer<undefined>({
-      name: 'outer HBONE',
+    this.endpoint = new HboneEndpoint({
+      role: 'gateway',
+      serverName: 'outer HBONE',
+      identity: options.identity,
+      certificates: options.certificates,
       log: options.log,
       metrics: options.metrics.proxy,
       requiredTrustDomain: options.requiredTrustDomain,
-      limits: options.peerLimits,
+      peerLimits: options.peerLimits,
       onConnect: (request) => this.onConnect(request),
-      onAccepted: (connection, serial) => options.log.info({ peer: connection.peer, peerIdentity: connection.peerIdentity, serial }, 'outer HBONE connection accepted'),
     });
-    // No Nagle delay on small writes (a request or an answer in one TLS record), as on ztunnel's listeners.
-    this.listener = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
-    this.listener.on('error', (error) => options.log.error({ err: error.message }, 'HBONE listener error'));
   }
 
-  /**
-   * Obtains the gateway's certificate (waiting for the source's retries if the first request fails),
-   * then listens. Renewed certificates are served to new connections; established ones keep theirs.
-   */
-  async start(port: number = HBONE_PORT, host = '0.0.0.0'): Promise<void> {
-    if (this.unsubscribe) throw new Error('gateway already started');
-    const { certificates, identity, log } = this.options;
-    const first = new Promise<void>((resolve) => {
-      this.abandonStart = resolve;
-      this.unsubscribe = certificates.onRenewed((certificate) => {
-        if (certificate.identity !== identity) return;
-        this.install(certificate);
-        resolve();
-      });
-      certificates.certificateFor(identity).then(
-        (certificate) => {
-          this.install(certificate);
-          resolve();
-        },
-        (error: unknown) => log.warn({ identity, err: error instanceof Error ? error.message : String(error) }, 'no certificate for the gateway yet; waiting for the retry'),
-      );
-    });
-    await first;
-    if (this.draining) return;
-    await new Promise<void>((resolve, reject) => {
-      this.listener.once('error', reject);
-      this.listener.listen(port, host, () => {
-        this.listener.off('error', reject);
-        resolve();
-      });
-    }).catch((error: unknown) => {
-      throw new Error(`gateway cannot listen on ${host}:${port} (HBONE): ${error instanceof Error ? error.message : String(error)}`);
-    });
-    this.idleMemory.start();
-    log.info({ port: this.port(), identity, notAfter: this.certificate?.notAfter.toISOString() }, 'gateway HBONE listener ready');
+  /** Obtains the gateway's certificate (waiting for retries if the first request fails), then listens. */
+  start(port: number = HBONE_PORT, host = '0.0.0.0'): Promise<void> {
+    return this.endpoint.start(port, host);
   }
 
   /** The bound port (useful when started with port 0); 0 before start. */
   port(): number {
-    return (this.listener.address() as AddressInfo | null)?.port ?? 0;
+    return this.endpoint.port();
   }
 
   /** Listening with a certificate and not draining. */
   get ready(): boolean {
-    return this.certificate !== undefined && this.listener.listening && !this.draining;
+    return this.endpoint.ready;
   }
 
   get openSessions(): number {
-    return this.hbone.openSessions;
+    return this.endpoint.openSessions;
   }
 
   /** The certificate presented to new connections. */
   currentCertificate(): WorkloadCertificate | undefined {
-    return this.certificate;
+    return this.endpoint.currentCertificate();
   }
 
-  /**
-   * Drains: stops accepting, sends GOAWAY on every session, lets open streams run for up to
-   * `drainTimeoutMs`, then cuts what is left.
-   */
-  async stop(options: HboneGatewayStopOptions = {}): Promise<void> {
-    this.draining = true;
-    this.idleMemory.stop();
-    this.unsubscribe?.();
-    this.abandonStart?.();
-    if (this.listener.listening) this.listener.close();
-    this.hbone.close();
-    const deadline = Date.now() + (options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
-    while (this.hbone.openSessions > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
-    const cut = this.hbone.openSessions;
-    this.hbone.destroy();
-    for (const socket of this.sockets) socket.destroy();
-    this.options.log.info({ cutSessions: cut }, 'gateway HBONE listener stopped');
-  }
-
-  private onConnection(socket: Socket): void {
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    socket.on('error', (error) => this.options.log.debug({ err: error.message, peer: peerOf(socket) }, 'outer HBONE socket error'));
-    const certificate = this.certificate;
-    if (!certificate || this.draining) {
-      socket.destroy();
-      return;
-    }
-    this.hbone.accept(socket, certificate, certificate.rootsPem, undefined);
-  }
-
-  private install(certificate: WorkloadCertificate): void {
-    if (this.certificate?.certChainPem === certificate.certChainPem && this.certificate.rootsPem === certificate.rootsPem) return;
-    try {
-      createSecureContext({ cert: certificate.certChainPem, key: certificate.keyPem, ca: certificate.rootsPem, minVersion: HBONE_TLS_MIN_VERSION });
-    } catch (error) {
-      this.options.log.error({ identity: certificate.identity, err: error instanceof Error ? error.message : String(error) }, 'cannot use the gateway certificate; keeping the previous one');
-      return;
-    }
-    const renewed = this.certificate !== undefined;
-    this.certificate = certificate;
-    this.options.log.info({ identity: certificate.identity, notAfter: certificate.notAfter.toISOString(), renewed }, renewed ? 'serving the renewed gateway certificate' : 'gateway certificate installed');
+  /** Drains: GOAWAY on every session, open streams run up to `drainTimeoutMs`, then the rest is cut. */
+  stop(options: HboneEndpointStopOptions = {}): Promise<void> {
+    return this.endpoint.stop(options);
   }
 
   /**

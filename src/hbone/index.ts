@@ -28,3 +28,4 @@ export { expectIdentities, spiffeIdentities, subjectAltNames, UnexpectedPeerIden
 export { RateLimitedLog, type RateLimitedLogOptions } from './rate-limited-log.js';
 export { HBONE_ALPN, HBONE_TLS_MIN_VERSION, MAX_STREAMS_PER_SESSION, SecureContextCache } from './transport.js';
 export type { HandshakeFailureReason, HboneMetrics, HboneTunnel, PeerLimit, TcpConnectionMetrics } from './metrics.js';
+export { HboneEndpoint, type EndpointCertificateSource, type HboneEndpointOptions, type HboneEndpointStopOptions } from './endpoint.js';

@@ -85,7 +85,12 @@ export type ConnectReply =
       /** Told how to cut the tunnel (RST_STREAM) once it is open; the returned function runs when it closes. */
       watch?: (abort: () => void) => () => void;
       logFields?: Record<string, unknown>;
-    };
+    }
+  /**
+   * `serve` answers 200 and hands the tunnel's stream to the handler, which reads the client's
+   * bytes itself (a waypoint parsing HTTP). It must end or destroy the stream when done.
+   */
+  | { kind: 'serve'; serve: (stream: Duplex) => void };
 
 export type ConnectHandler<Context> = (request: ConnectRequest<Context>) => ConnectReply | Promise<ConnectReply>;
 
@@ -413,6 +418,17 @@ export class HboneServer<Context> {
   private answer(connection: AuthenticatedConnection<Context>, stream: ServerHttp2Stream, reply: ConnectReply): void {
     if (reply.kind === 'reject') {
       this.reject(connection, stream, reply);
+      return;
+    }
+    if (reply.kind === 'serve') {
+      if (stream.destroyed || stream.closed) return;
+      stream.respond({ ':status': 200 });
+      try {
+        reply.serve(stream);
+      } catch (error) {
+        this.options.log.error({ peer: connection.peer, err: String(error) }, `${this.options.name} stream handler failed`);
+        abort(stream);
+      }
       return;
     }
     if (stream.destroyed || stream.closed) {
