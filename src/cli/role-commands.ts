@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { controlPlaneSettingsFromEnv } from '../controlplane/settings.js';
 import { ztunnelSettingsFromEnv } from '../ztunnel/settings.js';
 import { gatewaySettingsFromEnv } from '../gateway/settings.js';
+import { waypointSettingsFromEnv } from '../waypoint/settings.js';
 import { createLogger } from '../util/log.js';
 
 /** The processes the deploy manifests run: `ambit controlplane` and `ambit ztunnel`. */
@@ -23,6 +24,14 @@ export function registerRoleCommands(program: Command): void {
     .action(async () => {
       const { runGateway } = await import('../gateway/main.js');
       await runGateway(gatewaySettingsFromEnv(process.env));
+    });
+
+  program
+    .command('waypoint-proxy')
+    .description('run a waypoint proxy (Deployment the control plane creates for a waypoint Gateway); settings from the environment')
+    .action(async () => {
+      const { runWaypoint } = await import('../waypoint/main.js');
+      await runWaypoint(waypointSettingsFromEnv(process.env));
     });
 
   const ztunnel = program.command('ztunnel').description('the per-node proxy (DaemonSet, hostNetwork); settings from the environment the manifests set');

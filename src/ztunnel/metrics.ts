@@ -50,7 +50,7 @@ export interface PeerFacts {
 }
 
 export interface TcpConnectionDescription {
-  reporter: 'source' | 'destination';
+  reporter: 'source' | 'destination' | 'waypoint';
   source: PeerFacts;
   destination: PeerFacts;
   service?: Service;

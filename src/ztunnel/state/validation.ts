@@ -4,7 +4,7 @@ import { Action, Scope, type Authorization, type Match, type StringMatch } from 
 /** One xDS resource the state refused, with every problem found in it (each naming its field). */
 export class InvalidResourceError extends Error {
   constructor(
-    readonly kind: 'workload' | 'service' | 'address' | 'authorization',
+    readonly kind: 'workload' | 'service' | 'address' | 'authorization' | 'waypoint',
     readonly resource: string,
     readonly problems: string[],
   ) {

@@ -1,0 +1,145 @@
+// `ambit waypoint run`: the waypoint process — its xDS view (addresses, policies, its own Waypoint resource), certificate, HBONE proxy, metrics and readiness.
+import type { Server } from 'node:http';
+
+import { create, toJson } from '@bufbuild/protobuf';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+
+import { ADMIN_PORT, METRICS_PORT, READINESS_PORT, waypointResourceName } from '../api/resources.js';
+import { WaypointSchema } from '../gen/ambit/waypoint/waypoint_pb.js';
+import { WorkloadSchema, type Workload } from '../gen/istio/workload/workload_pb.js';
+import { gatewayIdentity } from '../gateway/identity.js';
+import { RequestMetrics } from '../l7/metrics.js';
+import { createLogger, type Logger } from '../util/log.js';
+import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
+import { json, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
+import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
+import { createProxyMetrics } from '../ztunnel/metrics.js';
+import { ZtunnelState } from '../ztunnel/state/store.js';
+import { WaypointConfig } from './config.js';
+import type { WaypointSettings } from './settings.js';
+import { WaypointProxy } from './waypoint.js';
+
+const DRAIN_TIMEOUT_MS = 5000;
+
+export interface WaypointProcess {
+  stop(): Promise<void>;
+}
+
+export async function runWaypoint(settings: WaypointSettings, log: Logger = createLogger('waypoint', { waypoint: settings.gatewayName })): Promise<WaypointProcess> {
+  const state = new ZtunnelState({
+    network: settings.network,
+    nodeName: settings.nodeName,
+    clusterId: settings.clusterId,
+    systemNamespace: settings.systemNamespace,
+    logger: log.child({ part: 'state' }),
+  });
+  const identity = await gatewayIdentity(
+    { trustDomain: settings.trustDomain, namespace: settings.podNamespace, gatewayName: settings.serviceAccount, tokenPath: settings.tokenPath },
+    log.child({ part: 'identity' }),
+  );
+  const config = new WaypointConfig(waypointResourceName(settings.podNamespace, settings.gatewayName), log.child({ part: 'config' }));
+  const certificates = certificateManagerFor(settings, log.child({ part: 'identity' }));
+  const xds = xdsClientFor(settings, state, proxyNodeId('waypoint', settings.instanceIp, settings.podName, settings.podNamespace), log.child({ part: 'xds' }), [config.subscription()]);
+  const requestMetrics = new RequestMetrics();
+  const proxyMetrics = createProxyMetrics();
+  const processMetrics = new Registry();
+  collectDefaultMetrics({ register: processMetrics });
+  const fallbackSelf: Workload = create(WorkloadSchema, {
+    uid: `${settings.clusterId}//Pod/${settings.podNamespace}/${settings.podName}`,
+    name: settings.podName,
+    namespace: settings.podNamespace,
+    serviceAccount: settings.serviceAccount,
+    trustDomain: settings.trustDomain,
+    node: settings.nodeName,
+    clusterId: settings.clusterId,
+    network: settings.network,
+    workloadName: settings.gatewayName,
+  });
+  const proxy = new WaypointProxy({
+    identity,
+    certificates,
+    state,
+    config,
+    self: () => (settings.instanceIp && state.workloadByIp(settings.instanceIp)) || fallbackSelf,
+    clusterId: settings.clusterId,
+    log: log.child({ part: 'proxy' }),
+    requestMetrics,
+    proxyMetrics,
+    accessLog: settings.accessLog,
+  });
+
+  let synced = false;
+  const servers: Server[] = [];
+  const closeServers = () => {
+    for (const server of servers) server.close();
+  };
+  try {
+    servers.push(
+      await startHttpEndpoint('127.0.0.1', ADMIN_PORT, {
+        '/config_dump': () =>
+          json({
+            ...buildConfigDump({
+              node: settings.nodeName || settings.podName,
+              clusterId: settings.clusterId,
+              network: settings.network,
+              state,
+              certificates: () => certificates.view(),
+              xds: () => xds.status(),
+              captured: () => new Set<string>(),
+            }),
+            waypoint: config.resource ? toJson(WaypointSchema, config.resource) : null,
+            upstreams: proxy.upstreamCounts(),
+          }),
+        '/healthz': () => text('ok\n'),
+      }, log),
+    );
+    const metricsRoute = async () => ({
+      status: 200,
+      type: requestMetrics.registry.contentType,
+      body: (await requestMetrics.registry.metrics()) + (await proxyMetrics.registry.metrics()) + (await processMetrics.metrics()),
+    });
+    servers.push(await startHttpEndpoint('0.0.0.0', METRICS_PORT, { '/metrics': metricsRoute, '/stats/prometheus': metricsRoute }, log));
+    servers.push(
+      await startHttpEndpoint('0.0.0.0', READINESS_PORT, {
+        '/healthz/ready': () => {
+          if (synced && proxy.ready) return text('ready\n');
+          const waiting = [synced ? '' : 'the first config from the control plane', proxy.ready ? '' : 'the waypoint certificate and the HBONE listener'].filter(Boolean);
+          return text(`waiting for ${waiting.join(' and ')}\n`, 503);
+        },
+      }, log),
+    );
+  } catch (error) {
+    closeServers();
+    certificates.stop();
+    throw error;
+  }
+
+  xds.start();
+  void xds.synced.then(() => {
+    synced = true;
+    log.info({ workloads: state.workloads().length, services: config.served.services.size, policies: config.served.policies.length }, 'initial config received');
+  });
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      log.info('shutting down: draining the HBONE listener');
+      await proxy.stop(DRAIN_TIMEOUT_MS);
+      xds.stop();
+      certificates.stop();
+      closeServers();
+      proxyMetrics.close();
+    })();
+    return stopping;
+  };
+  const exitAfterStop = (code: number) => void stop().finally(() => process.exit(code));
+  process.once('SIGTERM', () => exitAfterStop(0));
+  process.once('SIGINT', () => exitAfterStop(0));
+
+  proxy.start(settings.hbonePort).catch((error: unknown) => {
+    log.error({ err: error instanceof Error ? error.message : String(error) }, 'waypoint cannot serve HBONE; exiting');
+    exitAfterStop(1);
+  });
+  log.info({ identity, xds: settings.xdsAddress, for: settings.waypointFor, port: settings.hbonePort }, 'waypoint started');
+  return { stop };
+}

@@ -1,0 +1,512 @@
+// The waypoint proxy: a handler on the shared HBONE endpoint that reads each tunnel as HTTP/1.1, HTTP/2 or TCP, applies L7 policy, picks an endpoint and forwards.
+import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { constants as h2, performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Duplex } from 'node:stream';
+
+import { parseSpiffeUri, spiffeUri, identityOf } from '../api/identity.js';
+import { HBONE_PORT } from '../api/resources.js';
+import type { Workload } from '../gen/istio/workload/workload_pb.js';
+import {
+  abort,
+  formatAuthority,
+  HboneEndpoint,
+  HbonePool,
+  InnerHbonePool,
+  singleHeader,
+  splice,
+  type ConnectReply,
+  type ConnectRequest,
+  type DialTarget,
+  type EndpointCertificateSource,
+  type HbonePeerLimits,
+} from '../hbone/index.js';
+import { authorizeRequest, type L7Decision, type RequestFacts } from '../l7/authorization.js';
+import type { RequestMetrics } from '../l7/metrics.js';
+import { StreamSocket } from '../l7/stream-socket.js';
+import { forwardableHeaders, HttpUpstreams, type TunnelTarget } from '../l7/upstream.js';
+import type { Logger } from '../util/log.js';
+import type { CertificateSource } from '../ztunnel/identity/types.js';
+import { identityFacts, peerFactsOf, type PeerFacts, type ProxyMetrics, type TcpConnectionDescription } from '../ztunnel/metrics.js';
+import { authorizedSourceIp } from '../ztunnel/proxy/inbound.js';
+import type { ProxyState, Resolution } from '../ztunnel/state/types.js';
+import type { WaypointConfig } from './config.js';
+import { detectProtocol, protocolHint, waypointTarget, type TargetState, type WaypointTarget } from './target.js';
+import { isReachable, tunnelTargetFor, type UpstreamDialer } from './upstream-target.js';
+
+/** Largest request head accepted (HTTP/1.1 request line and headers; HTTP/2 header list). */
+export const MAX_REQUEST_HEADER_BYTES = 32 * 1024;
+/** How long a tunnel of unknown protocol may stay silent before it is treated as TCP (server-first protocols). */
+const DETECT_TIMEOUT_MS = 1000;
+const DETECT_MAX_BYTES = 64;
+const DENIED_BODY = 'RBAC: access denied';
+const NO_HEALTHY_UPSTREAM = 'no healthy upstream';
+const UPSTREAM_FAILED = 'upstream connect error or disconnect/reset before headers';
+const GRPC_PERMISSION_DENIED = '7';
+const GRPC_UNAVAILABLE = '14';
+
+export interface WaypointProxyOptions {
+  /** The waypoint's SPIFFE identity. */
+  identity: string;
+  certificates: EndpointCertificateSource & CertificateSource;
+  state: ProxyState & TargetState;
+  config: WaypointConfig;
+  /** The waypoint's own workload (from xDS when it is there). */
+  self: () => Workload;
+  clusterId: string;
+  log: Logger;
+  requestMetrics: RequestMetrics;
+  proxyMetrics: ProxyMetrics;
+  /** One JSON line per request. */
+  accessLog?: boolean;
+  /** Port dialled on endpoints (their node captures it as HBONE). Default 15008. */
+  endpointPort?: number;
+  /** Maps an address to what is actually dialled (tests map pod IPs to loopback). */
+  dialAddress?: (ip: string, port: number) => DialTarget;
+  peerLimits?: Partial<HbonePeerLimits>;
+  requiredTrustDomain?: string;
+  detectTimeoutMs?: number;
+}
+
+/** What the waypoint knows of one tunnel: who sent it (authenticated) and what it asked for. */
+interface TunnelContext {
+  target: Exclude<WaypointTarget, { kind: 'reject' }>;
+  peerIdentity: string;
+  sourcePrincipal: string;
+  sourceNamespace?: string;
+  sourceIp: string;
+  source: PeerFacts;
+}
+
+interface HttpRequestView {
+  method: string;
+  /** Path and query as sent. */
+  target: string;
+  host: string;
+  headers: IncomingHttpHeaders;
+  protocol: 'http' | 'grpc';
+}
+
+/** The decision for one request: deny, no endpoint, or forward to a tunnel. */
+type RequestPlan =
+  | { kind: 'deny'; decision: L7Decision; connection: Omit<TcpConnectionDescription, 'reporter'> }
+  | { kind: 'unavailable'; reason: string; connection: Omit<TcpConnectionDescription, 'reporter'> }
+  | { kind: 'forward'; tunnel: TunnelTarget; decision: L7Decision; connection: Omit<TcpConnectionDescription, 'reporter'>; endpoint: string };
+
+function withoutQuery(target: string): string {
+  const q = target.search(/[?#]/);
+  return q === -1 ? target : target.slice(0, q);
+}
+
+function flatHeaders(headers: IncomingHttpHeaders): Record<string, string | undefined> {
+  const flat: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(headers)) flat[name] = Array.isArray(value) ? value.join(',') : value;
+  return flat;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * `ambit waypoint`: terminates HBONE with its own identity (port 15008). A CONNECT names a service
+ * VIP:port or a workload pod IP:port the waypoint serves; the tunnel's bytes are read as HTTP/1.1
+ * or HTTP/2 (gRPC included) by the first bytes, or as TCP. Every HTTP request gets its own endpoint
+ * pick (the same selection as ztunnel's, health and locality included), the L7 policies of its
+ * target, request metrics and an access log line; it goes to the endpoint over HBONE, on keep-alive
+ * connections pooled per endpoint. TCP gets one endpoint and the policies without HTTP attributes.
+ */
+export class WaypointProxy {
+  private readonly endpoint: HboneEndpoint;
+  private readonly upstreams = new HttpUpstreams();
+  private readonly pool: HbonePool;
+  private readonly inner: InnerHbonePool;
+  private readonly dialer: UpstreamDialer;
+  private readonly http1: HttpServer;
+  private readonly contexts = new WeakMap<object, TunnelContext>();
+  private readonly http2Sessions = new Set<ServerHttp2Session>();
+
+  constructor(private readonly options: WaypointProxyOptions) {
+    parseSpiffeUri(options.identity);
+    const dialAddress = options.dialAddress ?? ((ip: string, port: number) => ({ host: ip, port }));
+    const log = options.log;
+    this.pool = new HbonePool({ certificates: options.certificates, log, metrics: options.proxyMetrics, hbonePort: options.endpointPort ?? HBONE_PORT, dialAddress });
+    this.inner = new InnerHbonePool({ outer: this.pool, certificates: options.certificates, log, metrics: options.proxyMetrics });
+    this.dialer = { identity: options.identity, self: options.self, clusterId: options.clusterId, network: options.state.network, pool: this.pool, inner: this.inner, dialAddress, log };
+    this.endpoint = new HboneEndpoint({
+      role: 'waypoint',
+      identity: options.identity,
+      certificates: options.certificates,
+      log,
+      metrics: options.proxyMetrics,
+      requiredTrustDomain: options.requiredTrustDomain,
+      peerLimits: options.peerLimits,
+      onConnect: (request) => this.onConnect(request),
+    });
+    this.http1 = createHttpServer({ maxHeaderSize: MAX_REQUEST_HEADER_BYTES, headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.onHttp1Request(req, res));
+    this.http1.on('clientError', (error: Error & { code?: string }, socket: Duplex) => {
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      log.debug({ err: error.message, code: error.code }, 'malformed HTTP request on a waypoint tunnel');
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      else socket.destroy();
+    });
+    // Upgrades (WebSocket) are not proxied yet: said plainly rather than hung.
+    this.http1.on('upgrade', (_req: IncomingMessage, socket: Duplex) => socket.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n'));
+  }
+
+  start(port: number = HBONE_PORT, host = '0.0.0.0'): Promise<void> {
+    return this.endpoint.start(port, host);
+  }
+
+  port(): number {
+    return this.endpoint.port();
+  }
+
+  get ready(): boolean {
+    return this.endpoint.ready;
+  }
+
+  /** Pooled upstream connections, for tests and the config dump. */
+  upstreamCounts(): ReturnType<HttpUpstreams['counts']> & { hboneSessions: number } {
+    return { ...this.upstreams.counts(), hboneSessions: this.pool.sessionCount() };
+  }
+
+  async stop(drainTimeoutMs = 5000): Promise<void> {
+    await this.endpoint.stop({ drainTimeoutMs });
+    for (const session of this.http2Sessions) session.destroy();
+    this.http1.close();
+    this.upstreams.close();
+    this.pool.destroy();
+  }
+
+  private onConnect({ connection, headers }: ConnectRequest<undefined>): ConnectReply {
+    const { state, config } = this.options;
+    const target = waypointTarget(singleHeader(headers[':authority']), state, config.served);
+    if (target.kind === 'reject') return { kind: 'reject', status: target.status, reason: target.reason, message: target.message };
+    const sourceIp = authorizedSourceIp(connection, singleHeader(headers.forwarded), { workloadByIp: (ip) => state.workloadByIp(ip), hostNetworkWorkloadsAt: (ip) => state.hostNetworkWorkloadsAt(ip), isRelay: () => false });
+    const atSource = state.workloadByIp(sourceIp);
+    const source = atSource && spiffeUri(identityOf(atSource)) === connection.peerIdentity ? peerFactsOf(atSource, connection.peerIdentity, this.options.clusterId) : identityFacts(connection.peerIdentity);
+    let sourceNamespace: string | undefined;
+    try {
+      sourceNamespace = parseSpiffeUri(connection.peerIdentity).namespace;
+    } catch {
+      sourceNamespace = undefined;
+    }
+    const context: TunnelContext = {
+      target,
+      peerIdentity: connection.peerIdentity,
+      sourcePrincipal: connection.peerIdentity.replace(/^spiffe:\/\//, ''),
+      sourceNamespace,
+      sourceIp,
+      source,
+    };
+    return { kind: 'serve', serve: (stream) => this.serveTunnel(stream, context) };
+  }
+
+  private serveTunnel(stream: Duplex, context: TunnelContext): void {
+    stream.on('error', (error) => this.options.log.debug({ err: error.message }, 'waypoint tunnel error'));
+    const hint = protocolHint(context.target.appProtocol);
+    if (hint === 'tcp') {
+      this.serveTcp(stream, context);
+      return;
+    }
+    let buffered = Buffer.alloc(0);
+    const timer = setTimeout(() => finish('tcp'), this.options.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = stream.read() as Buffer | null) !== null) buffered = Buffer.concat([buffered, chunk]);
+      const detected = detectProtocol(buffered);
+      if (detected !== 'need-more' || buffered.length >= DETECT_MAX_BYTES) finish(detected === 'need-more' ? 'tcp' : detected);
+    };
+    const onEnd = () => finish('tcp');
+    const finish = (protocol: 'http1' | 'http2' | 'tcp') => {
+      clearTimeout(timer);
+      stream.off('readable', onReadable);
+      stream.off('end', onEnd);
+      if (buffered.length) stream.unshift(buffered);
+      if (protocol === 'http1') this.serveHttp1(stream, context);
+      else if (protocol === 'http2') this.serveHttp2(stream, context);
+      else if (hint === 'http') {
+        this.options.log.debug({ target: context.target.ip }, 'tunnel to an HTTP port did not start with HTTP; closing');
+        abort(stream);
+      } else this.serveTcp(stream, context);
+    };
+    stream.on('readable', onReadable);
+    stream.once('end', onEnd);
+  }
+
+  private serveHttp1(stream: Duplex, context: TunnelContext): void {
+    const socket = new StreamSocket(stream, { address: context.sourceIp });
+    this.contexts.set(socket, context);
+    this.http1.emit('connection', socket);
+  }
+
+  private serveHttp2(stream: Duplex, context: TunnelContext): void {
+    const session = performServerHandshake(new StreamSocket(stream, { address: context.sourceIp }), {
+      maxHeaderListPairs: 256,
+      maxSessionMemory: 32,
+      settings: { maxConcurrentStreams: 256, maxHeaderListSize: MAX_REQUEST_HEADER_BYTES, enablePush: false },
+    });
+    this.http2Sessions.add(session);
+    session.on('close', () => this.http2Sessions.delete(session));
+    session.on('error', (error) => this.options.log.debug({ err: error.message }, 'waypoint HTTP/2 session error'));
+    session.setTimeout(10 * 60_000, () => session.close());
+    session.on('stream', (downstream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      this.onHttp2Stream(downstream, headers, context).catch((error: unknown) => {
+        this.options.log.error({ err: errorText(error) }, 'waypoint HTTP/2 request failed');
+        downstream.close(h2.NGHTTP2_INTERNAL_ERROR);
+      });
+    });
+  }
+
+  /** Picks the endpoint and decides: the part every protocol shares. */
+  private plan(context: TunnelContext, http: RequestFacts['http']): RequestPlan {
+    const { state, config, log } = this.options;
+    const { target } = context;
+    let resolution: Resolution;
+    try {
+      resolution = state.resolve(this.options.self(), target.ip, target.port, { ignoreWaypoints: true });
+    } catch (error) {
+      log.error({ target: `${target.ip}:${target.port}`, err: errorText(error) }, 'resolving the destination failed');
+      resolution = { kind: 'passthrough' };
+    }
+    const service = target.kind === 'service' ? target.service : undefined;
+    const base = { source: context.source, destination: {}, service, mutualTls: true };
+    if (!isReachable(resolution)) {
+      const reason = resolution.kind === 'unavailable' ? resolution.reason : `no endpoint for ${target.kind === 'service' ? target.serviceName : target.workload.uid}`;
+      return { kind: 'unavailable', reason, connection: base };
+    }
+    const destination = resolution.upstream.workload;
+    const connection = { ...base, service: resolution.upstream.service ?? service, destination: peerFactsOf(destination, spiffeUri(identityOf(destination)), this.options.clusterId) };
+    const facts: RequestFacts = {
+      sourcePrincipal: context.sourcePrincipal,
+      sourceNamespace: context.sourceNamespace,
+      sourceIp: context.sourceIp,
+      remoteIp: context.sourceIp,
+      destinationIp: target.ip,
+      destinationPort: target.port,
+      http,
+    };
+    const decision = authorizeRequest(config.served.policies, { service: target.kind === 'service' ? target.serviceName : undefined, workload: destination.uid }, facts);
+    if (decision.dryRun) log.info({ source: context.peerIdentity, wouldAllow: decision.dryRun.allowed, policy: decision.dryRun.policy }, 'dry-run policy would decide differently');
+    if (!decision.allowed) return { kind: 'deny', decision, connection };
+    return { kind: 'forward', tunnel: tunnelTargetFor(resolution, this.dialer), decision, connection, endpoint: `${resolution.upstream.address}:${resolution.upstream.port}` };
+  }
+
+  private httpFacts(view: HttpRequestView): NonNullable<RequestFacts['http']> {
+    return { host: view.host, method: view.method, path: withoutQuery(view.target), headers: flatHeaders(view.headers) };
+  }
+
+  private finishRequest(context: TunnelContext, view: HttpRequestView, plan: RequestPlan, result: { status: number; flags: string; grpcStatus?: string; started: number; requestBytes: number; responseBytes: number }): void {
+    const durationMs = performance.now() - result.started;
+    this.options.requestMetrics.record({
+      reporter: 'waypoint',
+      connection: plan.connection,
+      protocol: view.protocol,
+      responseCode: result.status,
+      responseFlags: result.flags,
+      grpcStatus: result.grpcStatus,
+      durationMs,
+      requestBytes: result.requestBytes,
+      responseBytes: result.responseBytes,
+    });
+    if (this.options.accessLog) {
+      this.options.log.info(
+        {
+          accessLog: true,
+          source: context.peerIdentity,
+          sourceIp: context.sourceIp,
+          method: view.method,
+          host: view.host,
+          path: view.target.slice(0, 512),
+          protocol: view.protocol,
+          status: result.status,
+          flags: result.flags,
+          durationMs: Math.round(durationMs * 1000) / 1000,
+          upstream: plan.kind === 'forward' ? plan.endpoint : undefined,
+          policy: plan.kind === 'unavailable' ? undefined : plan.decision.policy,
+          audited: plan.kind === 'unavailable' || plan.decision.audited.length === 0 ? undefined : plan.decision.audited,
+        },
+        'request',
+      );
+    }
+  }
+
+  private onHttp1Request(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    const context = this.contexts.get(req.socket);
+    if (!context) {
+      res.writeHead(500).end();
+      return;
+    }
+    const view: HttpRequestView = {
+      method: req.method ?? 'GET',
+      target: req.url ?? '/',
+      host: req.headers.host ?? '',
+      headers: req.headers,
+      protocol: String(req.headers['content-type'] ?? '').startsWith('application/grpc') ? 'grpc' : 'http',
+    };
+    let requestBytes = 0;
+    let responseBytes = 0;
+    req.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
+    const done = (status: number, flags: string) => this.finishRequest(context, view, plan, { status, flags, started, requestBytes, responseBytes });
+    const plan = this.plan(context, this.httpFacts(view));
+    const answer = (status: number, body: string, flags: string) => {
+      responseBytes += Buffer.byteLength(body);
+      res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) }).end(body);
+      req.resume();
+      done(status, flags);
+    };
+    if (plan.kind === 'deny') return answer(403, DENIED_BODY, '-');
+    if (plan.kind === 'unavailable') {
+      this.options.log.warn({ source: context.peerIdentity, reason: plan.reason }, 'no healthy upstream for a request');
+      return answer(503, NO_HEALTHY_UPSTREAM, 'UH');
+    }
+    const headers = forwardableHeaders(req.headers);
+    headers['x-forwarded-proto'] ??= 'http';
+    headers['x-request-id'] ??= randomUUID();
+    const idempotent = view.method === 'GET' || view.method === 'HEAD' || view.method === 'OPTIONS';
+    let finished = false;
+    const send = (retry: boolean) => {
+      const upstream = this.upstreams.http1(plan.tunnel, { method: view.method, path: view.target, headers });
+      upstream.on('response', (response) => {
+        res.writeHead(response.statusCode ?? 502, forwardableHeaders(response.headers));
+        response.on('data', (chunk: Buffer) => (responseBytes += chunk.length));
+        response.pipe(res);
+        response.on('end', () => {
+          finished = true;
+          done(response.statusCode ?? 502, '-');
+        });
+        response.on('error', () => res.destroy());
+      });
+      upstream.on('error', (error: Error & { code?: string }) => {
+        if (finished) return;
+        // A kept-alive connection the upstream closed meanwhile: an idempotent request without a body is tried once more.
+        if (!res.headersSent && retry && upstream.reusedSocket && idempotent && requestBytes === 0 && error.code === 'ECONNRESET') {
+          send(false);
+          return;
+        }
+        finished = true;
+        this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: error.message }, 'upstream request failed');
+        if (!res.headersSent) answer(503, `${UPSTREAM_FAILED}. reset reason: ${error.code === 'ECONNRESET' ? 'connection termination' : 'connection failure'}`, 'UF');
+        else {
+          res.destroy();
+          done(res.statusCode, 'UC');
+        }
+      });
+      res.once('close', () => {
+        if (!finished) {
+          finished = true;
+          upstream.destroy();
+          done(0, 'DC');
+        }
+      });
+      if (retry) req.pipe(upstream);
+      else upstream.end();
+    };
+    send(true);
+  }
+
+  private async onHttp2Stream(downstream: ServerHttp2Stream, headers: IncomingHttpHeaders, context: TunnelContext): Promise<void> {
+    const started = performance.now();
+    const view: HttpRequestView = {
+      method: singleHeader(headers[':method']) ?? 'GET',
+      target: singleHeader(headers[':path']) ?? '/',
+      host: singleHeader(headers[':authority']) ?? singleHeader(headers.host) ?? '',
+      headers,
+      protocol: String(headers['content-type'] ?? '').startsWith('application/grpc') ? 'grpc' : 'http',
+    };
+    let requestBytes = 0;
+    let responseBytes = 0;
+    downstream.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
+    downstream.on('error', () => undefined);
+    const plan = this.plan(context, this.httpFacts(view));
+    const done = (status: number, flags: string, grpcStatus?: string) => this.finishRequest(context, view, plan, { status, flags, grpcStatus, started, requestBytes, responseBytes });
+    const answer = (status: number, body: string, flags: string, grpcStatus: string) => {
+      if (downstream.destroyed || downstream.headersSent) return;
+      if (view.protocol === 'grpc') {
+        downstream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': grpcStatus, 'grpc-message': encodeURIComponent(body) }, { endStream: true });
+        done(200, flags, grpcStatus);
+      } else {
+        responseBytes += Buffer.byteLength(body);
+        downstream.respond({ ':status': status, 'content-type': 'text/plain' });
+        downstream.end(body);
+        done(status, flags);
+      }
+      downstream.resume();
+    };
+    if (plan.kind === 'deny') return answer(403, DENIED_BODY, '-', GRPC_PERMISSION_DENIED);
+    if (plan.kind === 'unavailable') return answer(503, NO_HEALTHY_UPSTREAM, 'UH', GRPC_UNAVAILABLE);
+    let session;
+    try {
+      session = await this.upstreams.http2(plan.tunnel);
+    } catch (error) {
+      this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: errorText(error) }, 'upstream HTTP/2 session failed');
+      return answer(503, `${UPSTREAM_FAILED}. reset reason: connection failure`, 'UF', GRPC_UNAVAILABLE);
+    }
+    const forwarded = forwardableHeaders(headers);
+    forwarded['x-forwarded-proto'] ??= 'http';
+    forwarded['x-request-id'] ??= randomUUID();
+    const upstream = session.request({ ...forwarded, ':method': view.method, ':path': view.target, ':authority': view.host || formatAuthority(context.target.ip, context.target.port), ':scheme': 'http' });
+    let trailers: IncomingHttpHeaders | undefined;
+    let status = 0;
+    let finished = false;
+    upstream.on('response', (response) => {
+      status = Number(response[':status'] ?? 502);
+      if (downstream.destroyed) return;
+      downstream.respond({ ...forwardableHeaders(response), ':status': status }, { waitForTrailers: true });
+      upstream.on('data', (chunk: Buffer) => (responseBytes += chunk.length));
+      upstream.pipe(downstream);
+    });
+    upstream.on('trailers', (received) => (trailers = received));
+    downstream.on('wantTrailers', () => {
+      const out = trailers ? forwardableHeaders(trailers) : {};
+      downstream.sendTrailers(out);
+    });
+    upstream.on('end', () => {
+      if (finished) return;
+      finished = true;
+      done(status, '-', singleHeader(trailers?.['grpc-status'] as string | undefined));
+    });
+    upstream.on('error', (error) => {
+      if (finished) return;
+      finished = true;
+      this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: error.message }, 'upstream HTTP/2 request failed');
+      if (!downstream.headersSent) answer(503, `${UPSTREAM_FAILED}. reset reason: remote reset`, 'UC', GRPC_UNAVAILABLE);
+      else {
+        downstream.close(h2.NGHTTP2_INTERNAL_ERROR);
+        done(status, 'UC');
+      }
+    });
+    downstream.once('close', () => {
+      if (!finished) {
+        finished = true;
+        upstream.close(h2.NGHTTP2_CANCEL);
+        done(0, 'DC');
+      }
+    });
+    downstream.pipe(upstream);
+  }
+
+  private serveTcp(stream: Duplex, context: TunnelContext): void {
+    const plan = this.plan(context, undefined);
+    if (plan.kind !== 'forward') {
+      this.options.log.info({ source: context.peerIdentity, target: `${context.target.ip}:${context.target.port}`, reason: plan.kind === 'deny' ? plan.decision.reason : plan.reason }, 'TCP through the waypoint refused');
+      abort(stream);
+      return;
+    }
+    plan.tunnel.open().then(
+      (upstream) => {
+        if (stream.destroyed) {
+          upstream.destroy();
+          return;
+        }
+        void splice(stream, upstream, { upstreamBytes: () => undefined, downstreamBytes: () => undefined });
+      },
+      (error: unknown) => {
+        this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: errorText(error) }, 'TCP upstream through the waypoint failed');
+        abort(stream);
+      },
+    );
+  }
+}
