@@ -1,0 +1,377 @@
+/**
+ * The waypoint proxy on real sockets: HBONE clients (as ztunnels) CONNECT to it with a service
+ * VIP; behind it, fake destination ztunnels (HBONE endpoints with the pods' identities) serve a
+ * small HTTP app. Pod addresses are mapped to loopback by the dial function.
+ */
+import assert from 'node:assert/strict';
+import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { connect as http2Connect, performServerHandshake, type ClientHttp2Stream } from 'node:http2';
+import { after, before, describe, test } from 'node:test';
+
+import { create } from '@bufbuild/protobuf';
+import { pino } from 'pino';
+
+import { ipToBytes } from '../src/api/ip.js';
+import { Action, L7AuthorizationSchema, RuleSchema, SourceSchema, OperationSchema, StringMatchSchema, WaypointSchema, type L7Authorization } from '../src/gen/ambit/waypoint/waypoint_pb.js';
+import {
+  AppProtocol,
+  NetworkAddressSchema,
+  PortListSchema,
+  PortSchema,
+  ServiceSchema,
+  TunnelProtocol,
+  WorkloadSchema,
+  NetworkMode,
+  type Service,
+  type Workload,
+} from '../src/gen/istio/workload/workload_pb.js';
+import { HboneEndpoint, HbonePool } from '../src/hbone/index.js';
+import { RequestMetrics } from '../src/l7/metrics.js';
+import { StreamSocket } from '../src/l7/stream-socket.js';
+import { createRootCa, type CertificateAuthority } from '../src/util/pki.js';
+import { WaypointConfig } from '../src/waypoint/config.js';
+import { WaypointProxy } from '../src/waypoint/waypoint.js';
+import { createProxyMetrics } from '../src/ztunnel/metrics.js';
+import { ZtunnelState } from '../src/ztunnel/state/store.js';
+import { captureLog, FakeCertificates } from './helpers/proxy-fakes.js';
+
+const CLUSTER = 'cluster1';
+const TD = 'cluster.local';
+const id = (ns: string, sa: string) => `spiffe://${TD}/ns/${ns}/sa/${sa}`;
+const WAYPOINT_IDENTITY = id('default', 'waypoint');
+const SLEEP = id('default', 'sleep');
+const NOTSLEEP = id('default', 'notsleep');
+const PRODUCTPAGE = id('default', 'bookinfo-productpage');
+const VIP = '10.96.0.10';
+const GRPC_VIP = '10.96.0.11';
+const TCP_VIP = '10.96.0.12';
+const DOWN_VIP = '10.96.0.13';
+const OTHER_VIP = '10.96.0.14';
+const NODE_IP = '127.0.0.1';
+
+function workload(name: string, ip: string, sa: string, services: Record<string, Array<[number, number]>> = {}, extra: Partial<Workload> = {}): Workload {
+  return create(WorkloadSchema, {
+    uid: `${CLUSTER}//Pod/default/${name}`,
+    name,
+    namespace: 'default',
+    addresses: [ipToBytes(ip)],
+    serviceAccount: sa,
+    trustDomain: TD,
+    node: 'node-1',
+    clusterId: CLUSTER,
+    workloadName: name.replace(/-[a-z0-9]{5}$/, ''),
+    canonicalName: name.split('-')[0],
+    canonicalRevision: 'v1',
+    tunnelProtocol: TunnelProtocol.HBONE,
+    services: Object.fromEntries(Object.entries(services).map(([svc, ports]) => [svc, create(PortListSchema, { ports: ports.map(([servicePort, targetPort]) => create(PortSchema, { servicePort, targetPort })) })])),
+    ...extra,
+  });
+}
+
+function service(name: string, vip: string, port: number, appProtocol = AppProtocol.UNKNOWN): Service {
+  return create(ServiceSchema, {
+    name,
+    namespace: 'default',
+    hostname: `${name}.default.svc.cluster.local`,
+    addresses: [create(NetworkAddressSchema, { network: '', address: ipToBytes(vip) })],
+    ports: [create(PortSchema, { servicePort: port, targetPort: port, appProtocol })],
+  });
+}
+
+const PP = 'default/productpage.default.svc.cluster.local';
+const GRPC = 'default/grpc.default.svc.cluster.local';
+const TCP = 'default/tcpecho.default.svc.cluster.local';
+const DOWN = 'default/down.default.svc.cluster.local';
+
+function meshState(): ZtunnelState {
+  const state = new ZtunnelState({ network: '', nodeName: 'node-1', clusterId: CLUSTER, systemNamespace: 'istio-system', logger: pino({ level: 'silent' }) });
+  const services = [service('productpage', VIP, 9080), service('grpc', GRPC_VIP, 50051, AppProtocol.GRPC), service('tcpecho', TCP_VIP, 9000, AppProtocol.TCP), service('down', DOWN_VIP, 80), service('other', OTHER_VIP, 80)];
+  const workloads = [
+    workload('productpage-v1-aaaaa', '10.20.0.21', 'bookinfo-productpage', { [PP]: [[9080, 9080]] }),
+    workload('productpage-v2-bbbbb', '10.20.0.22', 'bookinfo-productpage', { [PP]: [[9080, 9080]] }),
+    workload('grpc-ccccc', '10.20.0.23', 'bookinfo-productpage', { [GRPC]: [[50051, 50051]] }),
+    workload('tcpecho-ddddd', '10.20.0.24', 'bookinfo-productpage', { [TCP]: [[9000, 9000]] }),
+    workload('down-eeeee', '10.20.0.25', 'bookinfo-productpage', { [DOWN]: [[80, 80]] }),
+    workload('sleep-fffff', '10.20.0.31', 'sleep'),
+    workload('notsleep-ggggg', '10.20.0.32', 'notsleep'),
+    // The node's ztunnel (host network at the node address): it may speak for the pods of its node.
+    workload('ztunnel-hhhhh', NODE_IP, 'ztunnel', {}, { namespace: 'istio-system', networkMode: NetworkMode.HOST_NETWORK, tunnelProtocol: TunnelProtocol.NONE }),
+  ];
+  state.applyAddresses([...services.map((s) => ({ name: `default/${s.hostname}`, service: s })), ...workloads.map((w) => ({ name: w.uid, workload: w }))], []);
+  return state;
+}
+
+const exact = (value: string) => create(StringMatchSchema, { match: { case: 'exact', value } });
+
+/** Seed 004's L7 policy: sleep may GET productpage, nothing else. */
+function getOnlyFromSleep(workloads: string[]): L7Authorization {
+  return create(L7AuthorizationSchema, {
+    name: 'productpage-viewer',
+    namespace: 'default',
+    action: Action.ALLOW,
+    workloads,
+    rules: [create(RuleSchema, { from: [create(SourceSchema, { principals: [exact('cluster.local/ns/default/sa/sleep')] })], to: [create(OperationSchema, { methods: [exact('GET')] })] })],
+  });
+}
+
+interface Fixture {
+  ca: CertificateAuthority;
+  certificates: FakeCertificates;
+  state: ZtunnelState;
+  config: WaypointConfig;
+  waypoint: WaypointProxy;
+  metrics: RequestMetrics;
+  destinations: HboneEndpoint[];
+  apps: HttpServer[];
+  seen: Array<{ pod: string; authority: string; peer: string }>;
+  ports: Map<string, number>;
+}
+
+async function startDestination(f: Fixture, pod: string, ip: string, identity: string, kind: 'http1' | 'http2' | 'echo'): Promise<void> {
+  const app = createHttpServer((req, res) => {
+    let body = 0;
+    req.on('data', (c: Buffer) => (body += c.length));
+    req.on('end', () => res.end(`pod=${pod} ${req.method} ${req.url} body=${body} xfp=${String(req.headers['x-forwarded-proto'])}\n`));
+  });
+  f.apps.push(app);
+  const destination = new HboneEndpoint({
+    role: `destination ${pod}`,
+    identity,
+    certificates: f.certificates,
+    log: pino({ level: 'silent' }),
+    metrics: createProxyMetrics(),
+    onConnect: ({ connection, headers }) => {
+      f.seen.push({ pod, authority: String(headers[':authority']), peer: connection.peerIdentity });
+      return {
+        kind: 'serve',
+        serve: (stream) => {
+          if (kind === 'http1') app.emit('connection', new StreamSocket(stream));
+          else if (kind === 'echo') stream.pipe(stream);
+          else {
+            const session = performServerHandshake(new StreamSocket(stream));
+            session.on('stream', (s, h) => {
+              s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+              s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+              s.end(`h2 pod=${pod} ${String(h[':path'])}`);
+            });
+          }
+        },
+      };
+    },
+  });
+  await destination.start(0, '127.0.0.1');
+  f.destinations.push(destination);
+  f.ports.set(ip, destination.port());
+}
+
+/** An HBONE client as a ztunnel speaking for `identity` (from the node address): CONNECTs to the waypoint. */
+function client(f: Fixture, identity: string, podIp: string): { connect(authority: string): Promise<ClientHttp2Stream>; pool: HbonePool } {
+  const pool = new HbonePool({ certificates: f.certificates, log: pino({ level: 'silent' }), metrics: createProxyMetrics(), hbonePort: 15008, dialAddress: () => ({ host: '127.0.0.1', port: f.waypoint.port() }) });
+  return {
+    pool,
+    connect: (authority) => pool.connect({ sourceIdentity: identity, expectedIdentities: [WAYPOINT_IDENTITY], destination: '10.30.0.5', authority, headers: { forwarded: `for="${podIp}"` } }),
+  };
+}
+
+/** A keep-alive agent whose one connection is a given tunnel. */
+class TunnelAgent extends Agent {
+  constructor(private readonly socket: StreamSocket) {
+    super({ keepAlive: true, maxSockets: 1 });
+  }
+
+  override createConnection(): StreamSocket {
+    return this.socket;
+  }
+}
+
+/** One HTTP/1.1 request on a tunnel; pass the same agent to send several on one connection. */
+async function http1(tunnel: ClientHttp2Stream | Agent, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; body: string }> {
+  const agent = tunnel instanceof Agent ? tunnel : new TunnelAgent(new StreamSocket(tunnel));
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ agent, method, path, headers: { host: 'productpage:9080', ...headers } }, (res: IncomingMessage) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function counter(f: Fixture, labels: Record<string, string>): Promise<number> {
+  const metric = await f.metrics.registry.getSingleMetric('istio_requests_total')!.get();
+  return metric.values.filter((v) => Object.entries(labels).every(([k, value]) => String(v.labels[k]) === value)).reduce((sum, v) => sum + v.value, 0);
+}
+
+describe('waypoint proxy', () => {
+  const f = {} as Fixture;
+  const captured = captureLog('waypoint');
+
+  before(async () => {
+    f.ca = await createRootCa('waypoint test CA');
+    f.certificates = new FakeCertificates(f.ca);
+    f.state = meshState();
+    f.config = new WaypointConfig('default/waypoint', pino({ level: 'silent' }));
+    f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN] }) }], []);
+    f.metrics = new RequestMetrics();
+    f.destinations = [];
+    f.apps = [];
+    f.seen = [];
+    f.ports = new Map();
+    await startDestination(f, 'productpage-v1', '10.20.0.21', PRODUCTPAGE, 'http1');
+    await startDestination(f, 'productpage-v2', '10.20.0.22', PRODUCTPAGE, 'http1');
+    await startDestination(f, 'grpc', '10.20.0.23', PRODUCTPAGE, 'http2');
+    await startDestination(f, 'tcpecho', '10.20.0.24', PRODUCTPAGE, 'echo');
+    f.waypoint = new WaypointProxy({
+      identity: WAYPOINT_IDENTITY,
+      certificates: f.certificates,
+      state: f.state,
+      config: f.config,
+      self: () => workload('waypoint-zzzzz', '10.20.0.40', 'waypoint'),
+      clusterId: CLUSTER,
+      log: captured.log,
+      requestMetrics: f.metrics,
+      proxyMetrics: createProxyMetrics(),
+      accessLog: true,
+      // An endpoint without a destination (down-…) gets a closed port.
+      dialAddress: (ip) => ({ host: '127.0.0.1', port: f.ports.get(ip) ?? 1 }),
+      detectTimeoutMs: 200,
+    });
+    await f.waypoint.start(0, '127.0.0.1');
+  });
+
+  after(async () => {
+    await f.waypoint.stop(100);
+    for (const d of f.destinations) await d.stop({ drainTimeoutMs: 100 });
+  });
+
+  test('a request to the service VIP reaches an endpoint over HBONE, CONNECT pod:port, with the waypoint identity', async () => {
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    const res = await http1(await sleep.connect(`${VIP}:9080`), 'GET', '/productpage');
+    assert.equal(res.status, 200);
+    assert.match(res.body, /^pod=productpage-v[12] GET \/productpage body=0 xfp=http/);
+    const last = f.seen.at(-1)!;
+    assert.match(last.authority, /^10\.20\.0\.2[12]:9080$/);
+    assert.equal(last.peer, WAYPOINT_IDENTITY);
+    sleep.pool.destroy();
+  });
+
+  test('requests on one kept-alive client connection are balanced per request over both endpoints, on pooled upstream connections', async () => {
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    const agent = new TunnelAgent(new StreamSocket(await sleep.connect(`${VIP}:9080`)));
+    const pods = new Set<string>();
+    const before = f.seen.length;
+    for (let i = 0; i < 30; i++) {
+      const res = await http1(agent, 'GET', `/r${i}`);
+      assert.equal(res.status, 200);
+      pods.add(res.body.split(' ')[0]!);
+    }
+    assert.deepEqual([...pods].sort(), ['pod=productpage-v1', 'pod=productpage-v2']);
+    assert.ok(f.seen.length - before <= 4, `upstream tunnels are reused: ${f.seen.length - before} new CONNECTs for 30 requests`);
+    agent.destroy();
+    sleep.pool.destroy();
+  });
+
+  test('seed 004 L7 policy: sleep GET passes, sleep DELETE and notsleep get 403 RBAC: access denied, counted with authenticated labels', async () => {
+    f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN], authorizations: [getOnlyFromSleep([`${CLUSTER}//Pod/default/productpage-v1-aaaaa`, `${CLUSTER}//Pod/default/productpage-v2-bbbbb`])] }) }], []);
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    const notsleep = client(f, NOTSLEEP, '10.20.0.32');
+    assert.equal((await http1(await sleep.connect(`${VIP}:9080`), 'GET', '/')).status, 200);
+    const deleted = await http1(await sleep.connect(`${VIP}:9080`), 'DELETE', '/');
+    assert.deepEqual([deleted.status, deleted.body], [403, 'RBAC: access denied']);
+    const other = await http1(await notsleep.connect(`${VIP}:9080`), 'GET', '/');
+    assert.deepEqual([other.status, other.body], [403, 'RBAC: access denied']);
+    assert.equal(
+      await counter(f, {
+        reporter: 'waypoint',
+        response_code: '403',
+        source_workload: 'notsleep',
+        source_workload_namespace: 'default',
+        source_principal: NOTSLEEP,
+        destination_principal: PRODUCTPAGE,
+        destination_service: 'productpage.default.svc.cluster.local',
+        connection_security_policy: 'mutual_tls',
+      }),
+      1,
+    );
+    assert.ok(captured.lines.some((l) => l.accessLog === true && l.status === 403 && l.method === 'DELETE'), 'an access log line for the denied DELETE');
+    f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN] }) }], []);
+    sleep.pool.destroy();
+    notsleep.pool.destroy();
+  });
+
+  test('an invalid policy is refused and the previous configuration stays in force', async () => {
+    const good = create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP], authorizations: [getOnlyFromSleep([`${CLUSTER}//Pod/default/productpage-v1-aaaaa`, `${CLUSTER}//Pod/default/productpage-v2-bbbbb`])] });
+    f.config.apply([{ name: 'default/waypoint', resource: good }], []);
+    const bad = create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP], authorizations: [create(L7AuthorizationSchema, { name: 'broken', namespace: 'default', rules: [create(RuleSchema, { from: [create(SourceSchema, { principals: [create(StringMatchSchema, {})] })] })] })] });
+    assert.throws(() => f.config.apply([{ name: 'default/waypoint', resource: bad }], []), /broken: rules\[0\]\.from\[0\]\.principals\[0\] has no match/);
+    const notsleep = client(f, NOTSLEEP, '10.20.0.32');
+    assert.equal((await http1(await notsleep.connect(`${VIP}:9080`), 'GET', '/')).status, 403, 'the ALLOW policy still applies');
+    f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN] }) }], []);
+    notsleep.pool.destroy();
+  });
+
+  test('a CONNECT for a service or address the waypoint does not serve is refused', async () => {
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    await assert.rejects(sleep.connect(`${OTHER_VIP}:80`), /403/);
+    await assert.rejects(sleep.connect('10.20.0.31:80'), /403/);
+    await assert.rejects(sleep.connect('productpage:9080'), /400/);
+    sleep.pool.destroy();
+  });
+
+  test('HTTP/2 (gRPC) goes to the endpoint as HTTP/2, trailers included', async () => {
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    const tunnel = await sleep.connect(`${GRPC_VIP}:50051`);
+    const session = http2Connect('http://grpc', { createConnection: () => new StreamSocket(tunnel) });
+    const req = session.request({ ':method': 'POST', ':path': '/pkg.Svc/Call', 'content-type': 'application/grpc', te: 'trailers' });
+    let body = '';
+    let trailers: Record<string, unknown> = {};
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('trailers', (t) => (trailers = t));
+    await new Promise<void>((resolve, reject) => {
+      req.on('end', () => resolve());
+      req.on('error', reject);
+      req.end('x');
+    });
+    assert.equal(body, 'h2 pod=grpc /pkg.Svc/Call');
+    assert.equal(trailers['grpc-status'], '0');
+    assert.equal(await counter(f, { request_protocol: 'grpc', grpc_response_status: '0', response_code: '200' }), 1);
+    session.close();
+    sleep.pool.destroy();
+  });
+
+  test('non-HTTP bytes pass as TCP to one endpoint', async () => {
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    const tunnel = await sleep.connect(`${TCP_VIP}:9000`);
+    tunnel.write('\x00\x01binary hello');
+    const echoed = await new Promise<string>((resolve) => tunnel.once('data', (c: Buffer) => resolve(c.toString('latin1'))));
+    assert.equal(echoed, '\x00\x01binary hello');
+    tunnel.destroy();
+    sleep.pool.destroy();
+  });
+
+  test('an endpoint that cannot be reached gets 503 with flag UF', async () => {
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    const res = await http1(await sleep.connect(`${DOWN_VIP}:80`), 'GET', '/');
+    assert.equal(res.status, 503);
+    assert.match(res.body, /upstream connect error/);
+    assert.ok((await counter(f, { response_code: '503', response_flags: 'UF' })) >= 1);
+    sleep.pool.destroy();
+  });
+
+  test('garbage and oversized headers get 400/431 and the waypoint keeps serving', async () => {
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    const raw = async (bytes: string) => {
+      const tunnel = await sleep.connect(`${VIP}:9080`);
+      tunnel.end(bytes);
+      let text = '';
+      for await (const chunk of tunnel) text += (chunk as Buffer).toString('latin1');
+      return text;
+    };
+    assert.match(await raw('GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.match(await raw(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n`), /^HTTP\/1\.1 431/);
+    assert.match(await raw('GET / HTTP/9.9\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.equal((await http1(await sleep.connect(`${VIP}:9080`), 'GET', '/after')).status, 200);
+    sleep.pool.destroy();
+  });
+});
