@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 
 import { ipToBytes } from '../src/api/ip.js';
 import {
@@ -14,7 +14,6 @@ import {
   RuleSchema,
   SourceSchema,
   StringMatchSchema,
-  type L7Authorization,
   type Rule,
 } from '../src/gen/ambit/waypoint/waypoint_pb.js';
 import { authorizeRequest, compileL7Policy, type RequestFacts } from '../src/l7/authorization.js';
@@ -25,7 +24,7 @@ const prefix = (value: string) => create(StringMatchSchema, { match: { case: 'pr
 const suffix = (value: string) => create(StringMatchSchema, { match: { case: 'suffix', value } });
 const presence = () => create(StringMatchSchema, { match: { case: 'presence', value: true } });
 
-function policy(name: string, action: Action, rules: Rule[], extra: Partial<L7Authorization> = {}): ReturnType<typeof compileL7Policy> {
+function policy(name: string, action: Action, rules: Rule[], extra: Omit<MessageInitShape<typeof L7AuthorizationSchema>, '$typeName'> = {}): ReturnType<typeof compileL7Policy> {
   return compileL7Policy(create(L7AuthorizationSchema, { name, namespace: 'default', action, rules, allTraffic: true, ...extra }));
 }
 
@@ -43,7 +42,7 @@ function request(overrides: Partial<RequestFacts> = {}, http: Partial<NonNullabl
 }
 
 const target = { service: 'default/productpage.default.svc.cluster.local' };
-const rule = (r: Partial<Rule>) => create(RuleSchema, r);
+const rule = (r: Omit<MessageInitShape<typeof RuleSchema>, '$typeName'>) => create(RuleSchema, r);
 
 describe('L7 authorization', () => {
   test('no policy allows; an ALLOW policy that applies must match; DENY wins over ALLOW', () => {
