@@ -8,7 +8,7 @@ import { Agent, createServer as createHttpServer, request as httpRequest, type I
 import { connect as http2Connect, performServerHandshake, type ClientHttp2Stream } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { pino } from 'pino';
 
 import { ipToBytes } from '../src/api/ip.js';
@@ -49,7 +49,7 @@ const DOWN_VIP = '10.96.0.13';
 const OTHER_VIP = '10.96.0.14';
 const NODE_IP = '127.0.0.1';
 
-function workload(name: string, ip: string, sa: string, services: Record<string, Array<[number, number]>> = {}, extra: Partial<Workload> = {}): Workload {
+function workload(name: string, ip: string, sa: string, services: Record<string, Array<[number, number]>> = {}, extra: Omit<MessageInitShape<typeof WorkloadSchema>, '$typeName'> = {}): Workload {
   return create(WorkloadSchema, {
     uid: `${CLUSTER}//Pod/default/${name}`,
     name,
