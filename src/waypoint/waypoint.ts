@@ -32,7 +32,7 @@ import { authorizedSourceIp } from '../ztunnel/proxy/inbound.js';
 import type { ProxyState, Resolution } from '../ztunnel/state/types.js';
 import type { WaypointConfig } from './config.js';
 import { detectProtocol, protocolHint, waypointTarget, type TargetState, type WaypointTarget } from './target.js';
-import { isReachable, tunnelTargetFor, type UpstreamDialer } from './upstream-target.js';
+import { isReachable, tunnelTargetFor, type UpstreamDialer } from '../l7/tunnel-target.js';
 
 /** Largest request head accepted (HTTP/1.1 request line and headers; HTTP/2 header list). */
 export const MAX_REQUEST_HEADER_BYTES = 32 * 1024;

@@ -1,4 +1,4 @@
-// From the endpoint the waypoint picked to a tunnel there: HBONE to the pod's node, double HBONE through an east-west gateway, or plain TCP.
+// From an endpoint a proxy picked (waypoint, ingress) to a tunnel there: HBONE to the pod's node, double HBONE through an east-west gateway, or plain TCP.
 import { identityOf, spiffeUri } from '../api/identity.js';
 import type { Workload } from '../gen/istio/workload/workload_pb.js';
 import {
@@ -11,14 +11,14 @@ import {
   type HbonePool,
   type InnerHbonePool,
 } from '../hbone/index.js';
-import type { TunnelTarget } from '../l7/upstream.js';
+import type { TunnelTarget } from './upstream.js';
 import type { Logger } from '../util/log.js';
 import type { Resolution } from '../ztunnel/state/types.js';
 
 export interface UpstreamDialer {
-  /** The waypoint's own identity: it speaks for itself upstream, as Istio's waypoints do. */
+  /** The proxy's own identity: it speaks for itself upstream, as Istio's waypoints and gateways do. */
   identity: string;
-  /** The waypoint's own workload (its baggage). */
+  /** The proxy's own workload (its baggage). */
   self: () => Workload;
   clusterId: string;
   network: string;
