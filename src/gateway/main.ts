@@ -1,9 +1,8 @@
 import type { Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
-import { json, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
+import { startProxyEndpoints } from '../ztunnel/admin/proxy-endpoints.js';
 import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
 import { ZtunnelState } from '../ztunnel/state/store.js';
 import { HboneGateway } from './hbone-gateway.js';
@@ -53,44 +52,30 @@ export async function runGateway(settings: GatewaySettings, log: Logger = create
   });
 
   let synced = false;
-  const servers: Server[] = [];
-  const closeServers = () => {
-    for (const server of servers) server.close();
-  };
+  let servers: Server[];
   try {
-    servers.push(
-      await startHttpEndpoint('127.0.0.1', ADMIN_PORT, {
-        '/config_dump': () =>
-          json(
-            buildConfigDump({
-              node: settings.nodeName || settings.podName,
-              clusterId: settings.clusterId,
-              network: settings.network,
-              state,
-              certificates: () => certificates.view(),
-              xds: () => xds.status(),
-              captured: () => new Set<string>(),
-            }),
-          ),
-        '/healthz': () => text('ok\n'),
-      }, log),
-    );
-    const metricsRoute = async () => ({ status: 200, type: metrics.registry.contentType, body: (await metrics.registry.metrics()) + (await processMetrics.metrics()) });
-    servers.push(await startHttpEndpoint('0.0.0.0', METRICS_PORT, { '/metrics': metricsRoute, '/stats/prometheus': metricsRoute }, log));
-    servers.push(
-      await startHttpEndpoint('0.0.0.0', READINESS_PORT, {
-        '/healthz/ready': () => {
-          if (synced && gateway.ready) return text('ready\n');
-          const waiting = [synced ? '' : 'the first config from the control plane', gateway.ready ? '' : 'the gateway certificate and the HBONE listener'].filter(Boolean);
-          return text(`waiting for ${waiting.join(' and ')}\n`, 503);
-        },
-      }, log),
-    );
+    servers = await startProxyEndpoints({
+      configDump: () =>
+        buildConfigDump({
+          node: settings.nodeName || settings.podName,
+          clusterId: settings.clusterId,
+          network: settings.network,
+          state,
+          certificates: () => certificates.view(),
+          xds: () => xds.status(),
+          captured: () => new Set<string>(),
+        }),
+      metrics: async () => ({ type: metrics.registry.contentType, body: (await metrics.registry.metrics()) + (await processMetrics.metrics()) }),
+      waitingFor: () => [synced ? '' : 'the first config from the control plane', gateway.ready ? '' : 'the gateway certificate and the HBONE listener'].filter(Boolean),
+      log,
+    });
   } catch (error) {
-    closeServers();
     certificates.stop();
     throw error;
   }
+  const closeServers = () => {
+    for (const server of servers) server.close();
+  };
 
   xds.start();
   void xds.synced.then(() => {

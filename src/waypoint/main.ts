@@ -4,14 +4,14 @@ import type { Server } from 'node:http';
 import { create, toJson } from '@bufbuild/protobuf';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
-import { ADMIN_PORT, METRICS_PORT, READINESS_PORT, waypointResourceName } from '../api/resources.js';
+import { waypointResourceName } from '../api/resources.js';
 import { WaypointSchema } from '../gen/ambit/waypoint/waypoint_pb.js';
 import { WorkloadSchema, type Workload } from '../gen/istio/workload/workload_pb.js';
 import { gatewayIdentity } from '../gateway/identity.js';
 import { RequestMetrics } from '../l7/metrics.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
-import { json, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
+import { startProxyEndpoints } from '../ztunnel/admin/proxy-endpoints.js';
 import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
 import { createProxyMetrics } from '../ztunnel/metrics.js';
 import { ZtunnelState } from '../ztunnel/state/store.js';
@@ -69,50 +69,36 @@ export async function runWaypoint(settings: WaypointSettings, log: Logger = crea
   });
 
   let synced = false;
-  const servers: Server[] = [];
-  const closeServers = () => {
-    for (const server of servers) server.close();
-  };
+  let servers: Server[];
   try {
-    servers.push(
-      await startHttpEndpoint('127.0.0.1', ADMIN_PORT, {
-        '/config_dump': () =>
-          json({
-            ...buildConfigDump({
-              node: settings.nodeName || settings.podName,
-              clusterId: settings.clusterId,
-              network: settings.network,
-              state,
-              certificates: () => certificates.view(),
-              xds: () => xds.status(),
-              captured: () => new Set<string>(),
-            }),
-            waypoint: config.resource ? toJson(WaypointSchema, config.resource) : null,
-            upstreams: proxy.upstreamCounts(),
-          }),
-        '/healthz': () => text('ok\n'),
-      }, log),
-    );
-    const metricsRoute = async () => ({
-      status: 200,
-      type: requestMetrics.registry.contentType,
-      body: (await requestMetrics.registry.metrics()) + (await proxyMetrics.registry.metrics()) + (await processMetrics.metrics()),
+    servers = await startProxyEndpoints({
+      configDump: () => ({
+        ...buildConfigDump({
+          node: settings.nodeName || settings.podName,
+          clusterId: settings.clusterId,
+          network: settings.network,
+          state,
+          certificates: () => certificates.view(),
+          xds: () => xds.status(),
+          captured: () => new Set<string>(),
+        }),
+        waypoint: config.resource ? toJson(WaypointSchema, config.resource) : null,
+        upstreams: proxy.upstreamCounts(),
+      }),
+      metrics: async () => ({
+        type: requestMetrics.registry.contentType,
+        body: (await requestMetrics.registry.metrics()) + (await proxyMetrics.registry.metrics()) + (await processMetrics.metrics()),
+      }),
+      waitingFor: () => [synced ? '' : 'the first config from the control plane', proxy.ready ? '' : 'the waypoint certificate and the HBONE listener'].filter(Boolean),
+      log,
     });
-    servers.push(await startHttpEndpoint('0.0.0.0', METRICS_PORT, { '/metrics': metricsRoute, '/stats/prometheus': metricsRoute }, log));
-    servers.push(
-      await startHttpEndpoint('0.0.0.0', READINESS_PORT, {
-        '/healthz/ready': () => {
-          if (synced && proxy.ready) return text('ready\n');
-          const waiting = [synced ? '' : 'the first config from the control plane', proxy.ready ? '' : 'the waypoint certificate and the HBONE listener'].filter(Boolean);
-          return text(`waiting for ${waiting.join(' and ')}\n`, 503);
-        },
-      }, log),
-    );
   } catch (error) {
-    closeServers();
     certificates.stop();
     throw error;
   }
+  const closeServers = () => {
+    for (const server of servers) server.close();
+  };
 
   xds.start();
   void xds.synced.then(() => {
