@@ -4,7 +4,7 @@ import type { ControlPlaneSettings } from '../api/workload-settings.js';
 import type { Logger } from '../util/log.js';
 import { CertificateManager } from './identity/manager.js';
 import type { StateUpdates } from './state/types.js';
-import { XdsClient } from './xds/client.js';
+import { XdsClient, type XdsExtraType } from './xds/client.js';
 
 /** The mounted roots that sign the control plane's serving certificate (read again on every reconnect). */
 export function rootsReader(settings: Pick<ControlPlaneSettings, 'rootCertPath'>): () => string {
@@ -25,12 +25,18 @@ export function certificateManagerFor(settings: ControlPlaneSettings, log: Logge
 }
 
 /** Envoy-style node id: `<ztunnel|router>~<ip>~<pod>.<ns>~<ns>.svc.cluster.local` (Istio names gateways `router`). */
-export function proxyNodeId(kind: 'ztunnel' | 'router', ip: string, podName: string, podNamespace: string): string {
+export function proxyNodeId(kind: 'ztunnel' | 'router' | 'waypoint', ip: string, podName: string, podNamespace: string): string {
   return `${kind}~${ip}~${podName}.${podNamespace}~${podNamespace}.svc.cluster.local`;
 }
 
 /** The delta xDS subscription that feeds `state`. */
-export function xdsClientFor(settings: ControlPlaneSettings, state: StateUpdates, nodeId: string, log: Logger): XdsClient {
+export function xdsClientFor(
+  settings: ControlPlaneSettings,
+  state: StateUpdates,
+  nodeId: string,
+  log: Logger,
+  extraTypes?: ReadonlyArray<XdsExtraType<never>>,
+): XdsClient {
   return new XdsClient({
     address: settings.xdsAddress,
     rootsPem: rootsReader(settings),
@@ -40,5 +46,6 @@ export function xdsClientFor(settings: ControlPlaneSettings, state: StateUpdates
     nodeId,
     state,
     log,
+    extraTypes,
   });
 }

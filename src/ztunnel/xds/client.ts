@@ -31,6 +31,25 @@ export interface XdsClientOptions {
   state: StateUpdates;
   log: Logger;
   backoff?: { initialMs: number; maxMs: number };
+  /** Further resource types of this proxy's own (waypoint, ingress), on the same stream. */
+  extraTypes?: ReadonlyArray<XdsExtraType<never>>;
+}
+
+/**
+ * A resource type besides Address and Authorization: subscribed by name (or wildcard when `names`
+ * is absent), decoded with `decode`, handed to `apply`. `apply` may throw StateUpdateError to
+ * refuse some resources (NACKed, the previous ones stay).
+ */
+export interface XdsExtraType<T> {
+  typeUrl: string;
+  names?: readonly string[];
+  decode(bytes: Uint8Array): T;
+  apply(upserted: Array<{ name: string; resource: T }>, removed: string[]): void;
+}
+
+/** Declares an extra type with its resource type checked (stored type-erased in the options). */
+export function xdsExtraType<T>(type: XdsExtraType<T>): XdsExtraType<never> {
+  return type as unknown as XdsExtraType<never>;
 }
 
 export interface XdsStatus {
@@ -40,7 +59,7 @@ export interface XdsStatus {
   lastError?: string;
 }
 
-const TYPES = [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL] as const;
+const BASE_TYPES = [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL] as const;
 const INVALID_ARGUMENT = 3;
 
 type Stream = ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
@@ -52,7 +71,9 @@ const AdsClient = makeGenericClientConstructor(aggregatedDiscoveryService, 'Aggr
  * The state it fed stays in place while disconnected, so the data path keeps working.
  */
 export class XdsClient {
-  private readonly known = new Map<string, Map<string, string>>(TYPES.map((t) => [t, new Map()]));
+  private readonly types: readonly string[];
+  private readonly extra: ReadonlyMap<string, XdsExtraType<unknown>>;
+  private readonly known: Map<string, Map<string, string>>;
   private readonly syncedTypes = new Set<string>();
   private client?: InstanceType<typeof AdsClient>;
   private stream?: Stream;
@@ -67,6 +88,10 @@ export class XdsClient {
   constructor(private readonly options: XdsClientOptions) {
     this.backoff = new Backoff({ initialMs: options.backoff?.initialMs ?? 1000, maxMs: options.backoff?.maxMs ?? 30_000 });
     this.current = { connected: false, address: options.address };
+    const extra = (options.extraTypes ?? []) as ReadonlyArray<XdsExtraType<unknown>>;
+    this.extra = new Map(extra.map((type) => [type.typeUrl, type]));
+    this.types = [...BASE_TYPES, ...this.extra.keys()];
+    this.known = new Map(this.types.map((t) => [t, new Map()]));
   }
 
   start(): void {
@@ -126,11 +151,13 @@ export class XdsClient {
     stream.on('end', () => {
       if (stream === this.stream) this.fail('stream closed by the control plane');
     });
-    for (const typeUrl of TYPES) {
+    for (const typeUrl of this.types) {
+      const names = this.extra.get(typeUrl)?.names;
       stream.write(
         create(DeltaDiscoveryRequestSchema, {
           typeUrl,
           node: { id: this.options.nodeId, cluster: this.options.clusterId },
+          resourceNamesSubscribe: names ? [...names] : [],
           initialResourceVersions: Object.fromEntries(this.known.get(typeUrl)!),
         }),
       );
@@ -180,7 +207,7 @@ export class XdsClient {
     this.current.lastUpdate = new Date().toISOString();
     if (known && !this.syncedTypes.has(typeUrl)) {
       this.syncedTypes.add(typeUrl);
-      if (this.syncedTypes.size === TYPES.length) this.resolveSynced();
+      if (this.syncedTypes.size === this.types.length) this.resolveSynced();
     }
   }
 
@@ -203,7 +230,7 @@ export class XdsClient {
         known.set(resource.name, resource.version);
       }
       state.applyAddresses(upserted, removed);
-    } else {
+    } else if (typeUrl === AUTHORIZATION_TYPE_URL) {
       const upserted: Array<{ name: string; authorization: Authorization }> = [];
       for (const resource of response.resources) {
         const decoded = decode(resource, typeUrl, (bytes) => fromBinary(AuthorizationSchema, bytes), errors);
@@ -212,6 +239,16 @@ export class XdsClient {
         known.set(resource.name, resource.version);
       }
       state.applyAuthorizations(upserted, removed);
+    } else {
+      const type = this.extra.get(typeUrl)!;
+      const upserted: Array<{ name: string; resource: unknown }> = [];
+      for (const resource of response.resources) {
+        const decoded = decode(resource, typeUrl, (bytes) => type.decode(bytes), errors);
+        if (decoded === undefined) continue;
+        upserted.push({ name: resource.name, resource: decoded });
+        known.set(resource.name, resource.version);
+      }
+      type.apply(upserted, removed);
     }
   }
 }
