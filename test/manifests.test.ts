@@ -113,7 +113,8 @@ platforms:
     const operator = 'apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  profile: ambient\n  values:\n    global:\n      meshID: mesh1\n      multiCluster: {clusterName: cluster2}\n      network: network2\n';
     const { values, notes } = fromText(operator, 'cluster2.yaml');
     assert.deepEqual([values.clusterName, values.network, values.meshId], ['cluster2', 'network2', 'mesh1']);
-    assert.deepEqual(notes, ['cluster2.yaml: spec.profile: Istio setting with no effect in ambit, ignored']);
+    assert.deepEqual(notes, []);
+    assert.equal(values.ingressGateway.enabled, true, 'profile ambient installs the ingress gateway');
     const set = resolveValues(setLayers(['values.global.meshID=m2', 'spec.values.global.network=n2', 'meshConfig.trustDomain=td.example'])).values;
     assert.deepEqual([set.meshId, set.network, set.trustDomain], ['m2', 'n2', 'td.example']);
   });
@@ -203,6 +204,10 @@ describe('manifests', () => {
       [
         'Namespace/istio-system',
         'CustomResourceDefinition/authorizationpolicies.security.istio.io',
+        'CustomResourceDefinition/gateways.networking.istio.io',
+        'CustomResourceDefinition/virtualservices.networking.istio.io',
+        'CustomResourceDefinition/destinationrules.networking.istio.io',
+        'CustomResourceDefinition/serviceentries.networking.istio.io',
         'ServiceAccount/ambit-controlplane',
         'ServiceAccount/ztunnel',
         'ServiceAccount/istio-reader-service-account',
@@ -267,7 +272,12 @@ describe('manifests', () => {
       };
     };
     const crds = gatewayApiCrds() as Crd[];
-    assert.deepEqual(crds.map((c) => c.metadata?.name), ['gatewayclasses.gateway.networking.k8s.io', 'gateways.gateway.networking.k8s.io']);
+    assert.deepEqual(crds.map((c) => c.metadata?.name), [
+      'gatewayclasses.gateway.networking.k8s.io',
+      'gateways.gateway.networking.k8s.io',
+      'httproutes.gateway.networking.k8s.io',
+      'grpcroutes.gateway.networking.k8s.io',
+    ]);
     assert.ok(!objects.some((o) => o.metadata?.name?.endsWith('.gateway.networking.k8s.io')), 'not in the unconditional manifests');
     const [gatewayClass, gateway] = crds as [Crd, Crd];
     assert.deepEqual([gateway.spec.names.kind, gateway.spec.names.plural, gateway.spec.scope, gateway.spec.names.shortNames], ['Gateway', 'gateways', 'Namespaced', ['gtw']]);
@@ -278,7 +288,10 @@ describe('manifests', () => {
       assert.equal(crd.metadata?.annotations?.['api-approved.kubernetes.io'], 'https://github.com/kubernetes-sigs/gateway-api/pull/2466');
       assert.equal(crd.metadata?.labels?.['app.kubernetes.io/managed-by'], 'ambit');
       assert.equal(crd.metadata?.labels?.['app.kubernetes.io/part-of'], 'ambit');
-      assert.deepEqual(crd.spec.versions.map((v) => [v.name, v.served, v.storage]), [['v1', true, true], ['v1beta1', true, false]]);
+      assert.deepEqual(
+        crd.spec.versions.map((v) => [v.name, v.served, v.storage]),
+        crd.spec.names.kind === 'GRPCRoute' ? [['v1', true, true]] : [['v1', true, true], ['v1beta1', true, false]],
+      );
       for (const version of crd.spec.versions) {
         assert.deepEqual(version.subresources, { status: {} });
         assert.deepEqual(version.schema.openAPIV3Schema.properties.spec, { type: 'object', 'x-kubernetes-preserve-unknown-fields': true });
@@ -307,7 +320,7 @@ describe('manifests', () => {
       upstream('gateways.gateway.networking.k8s.io', [{ name: 'v1', served: true }, { name: 'v1beta1', served: true }]),
       upstream('gatewayclasses.gateway.networking.k8s.io', [{ name: 'v1beta1', served: true }]),
     ]);
-    assert.deepEqual(apply, []);
+    assert.deepEqual(names(apply), ['httproutes.gateway.networking.k8s.io', 'grpcroutes.gateway.networking.k8s.io'], 'the absent ones are still applied');
     assert.deepEqual(notes, [
       'customresourcedefinition gatewayclasses.gateway.networking.k8s.io exists and is not managed by ambit: left as is',
       'warning: customresourcedefinition gatewayclasses.gateway.networking.k8s.io does not serve v1; ambit needs Gateway API v1.0 or later',

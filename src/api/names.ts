@@ -33,6 +33,8 @@ export const AUTHORIZATION_POLICY_CRD = 'authorizationpolicies.security.istio.io
 export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
 export const GATEWAY_CRD = `gateways.${GATEWAY_API_GROUP}`;
 export const GATEWAY_CLASS_CRD = `gatewayclasses.${GATEWAY_API_GROUP}`;
+export const HTTP_ROUTE_CRD = `httproutes.${GATEWAY_API_GROUP}`;
+export const GRPC_ROUTE_CRD = `grpcroutes.${GATEWAY_API_GROUP}`;
 /** kube-apiserver refuses CRDs in `*.k8s.io` groups without this annotation; the value is the Gateway API's approval. */
 export const API_APPROVED_ANNOTATION = 'api-approved.kubernetes.io';
 export const GATEWAY_API_APPROVAL = 'https://github.com/kubernetes-sigs/gateway-api/pull/2466';

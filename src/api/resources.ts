@@ -3,6 +3,8 @@ export const ADDRESS_TYPE_URL = 'type.googleapis.com/istio.workload.Address';
 export const AUTHORIZATION_TYPE_URL = 'type.googleapis.com/istio.security.Authorization';
 /** ambit's own: one waypoint's served services and L7 policies (proto/ambit/waypoint), named `<ns>/<gateway>`. */
 export const WAYPOINT_TYPE_URL = 'type.googleapis.com/ambit.waypoint.Waypoint';
+/** ambit's own: the HTTP routes of one ingress (proto/ambit/route), named `<ns>/<ingress deployment>`. */
+export const ROUTE_TYPE_URL = 'type.googleapis.com/ambit.route.RouteConfig';
 
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 export const DEFAULT_SERVICE_ACCOUNT = 'default';
@@ -34,6 +36,11 @@ export function serviceHostname(name: string, namespace: string, domainSuffix = 
 /** Resource name of a waypoint's configuration: `<namespace>/<gateway name>`. */
 export function waypointResourceName(namespace: string, gateway: string): string {
   return `${namespace}/${gateway}`;
+}
+
+/** Resource name of an ingress's routes: `<namespace>/<deployment name>`. */
+export function routeResourceName(namespace: string, deployment: string): string {
+  return `${namespace}/${deployment}`;
 }
 
 /** Resource name of an authorization policy: `<namespace>/<name>`. */

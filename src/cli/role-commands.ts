@@ -34,6 +34,14 @@ export function registerRoleCommands(program: Command): void {
       await runWaypoint(waypointSettingsFromEnv(process.env));
     });
 
+  program
+    .command('ingress')
+    .description('run an ingress gateway (istio-ingressgateway, or the Deployment the control plane creates for a Gateway of class istio)')
+    .action(async () => {
+      const { runIngress } = await import('../ingress/main.js');
+      await runIngress(gatewaySettingsFromEnv(process.env));
+    });
+
   const ztunnel = program.command('ztunnel').description('the per-node proxy (DaemonSet, hostNetwork); settings from the environment the manifests set');
   ztunnel
     .command('run', { isDefault: true })

@@ -18,6 +18,7 @@ import { EastWestGatewayController, ownImage } from './gateways/index.js';
 import type { RegistryChange } from './registry/index.js';
 import type { ControlPlaneSettings } from './settings.js';
 import { XdsAccessPolicy, xdsAuthenticator } from './xds/access.js';
+import { RouteController } from './routes/controller.js';
 import { ResourceCache } from './xds/resource-cache.js';
 import { createXdsMetrics } from './xds/metrics.js';
 import { DeltaXdsServer } from './xds/server.js';
@@ -74,6 +75,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   let remotes: RemoteClusters | undefined = undefined;
   let gateways: EastWestGatewayController | undefined = undefined;
   let authority: MeshAuthority | undefined = undefined;
+  let routes: RouteController | undefined = undefined;
   const serviceScope = new ServiceScopePolicy();
   const localView = new KubeClusterView({ clusterId: settings.clusterId, network: settings.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, serviceScope, log: log.child({ part: 'registry' }) });
   await startHttpEndpoint(settings.bindHost, settings.ports.readiness, { '/ready': () => (notReady === undefined ? text('ready\n') : text(`not ready: ${notReady}\n`, 503)) }, log);
@@ -115,6 +117,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   const xdsAccess = new XdsAccessPolicy({
     systemNamespace: settings.systemNamespace,
     isGatewayServiceAccount: (namespace, name) => gateways?.isGatewayServiceAccount(namespace, name) ?? false,
+    isIngressServiceAccount: (namespace, name) => routes?.isIngressServiceAccount(namespace, name) ?? false,
   });
   const authenticateXds = xdsAuthenticator({ authenticate: (metadata) => authorizer.authenticate(metadata), access: xdsAccess, recheckUntil: gatewaysWarmBy });
 
@@ -151,6 +154,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   remotes.watch(kubeConfig);
   notReady = 'starting the east-west gateway controller';
   gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
+  routes = await startRouteController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log);
   gatewayController.startedAt = Date.now();
   notReady = undefined;
   log.info({ addresses: mesh.addresses().size, authorizations: mesh.authorizations().size, ca: authority.describe().source }, 'control plane ready');
@@ -159,6 +163,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
     log.info({ signal }, 'shutting down');
     remotes?.stop();
     void gateways?.stop();
+    void routes?.stop();
     localWatch.stop();
     meshConfig.stop();
     mesh?.close();
@@ -195,6 +200,42 @@ async function startGatewayController(
     return controller;
   } catch (err) {
     log.error({ err: (err as Error).message }, 'east-west gateway controller disabled');
+    return undefined;
+  }
+}
+
+/** Serves ingress routes (Istio Gateway/VirtualService, Gateway API class istio + HTTPRoute); a failure disables only this. */
+async function startRouteController(
+  settings: ControlPlaneSettings,
+  kubeConfig: KubeConfig,
+  core: CoreV1Api,
+  network: string,
+  mesh: MeshView,
+  cache: ResourceCache,
+  registry: Registry,
+  log: Logger,
+): Promise<RouteController | undefined> {
+  try {
+    const own = await ownImage(core, settings.systemNamespace, settings.podName);
+    const controller = new RouteController({
+      kube: kubeConfig,
+      cache,
+      systemNamespace: settings.systemNamespace,
+      network,
+      workload: { clusterId: settings.clusterId, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, image: own.image, imagePullPolicy: own.imagePullPolicy ?? 'IfNotPresent' },
+      // Service hostnames are `<name>.<namespace>.svc.<suffix>`; their Address resources `<namespace>/<hostname>`.
+      serviceExists: (hostname) => mesh.address(`${hostname.split('.')[1] ?? ''}/${hostname}`) !== undefined,
+      log: log.child({ part: 'routes' }),
+      registry,
+    });
+    mesh.onChange((change) => {
+      // Services only (workload uids hold `//`): a backend appearing or going changes HTTPRoute status.
+      if ([...change.addresses.upserted, ...change.addresses.removed].some((name) => !name.includes('//'))) controller.schedule(200);
+    });
+    controller.start();
+    return controller;
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'ingress route controller disabled');
     return undefined;
   }
 }

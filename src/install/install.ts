@@ -7,8 +7,9 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { checkReachable, kubectl, KubectlError, resolveContext, streamKubectl } from './kubectl.js';
 import { renderManifests, toYaml } from './manifests.js';
-import { AUTHORIZATION_POLICY_CRD, CONTROL_PLANE_NAME, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PART_OF_LABEL, PART_OF_VALUE, ROOT_CERT_CONFIGMAP, ZTUNNEL_NAME } from '../api/names.js';
+import { CONTROL_PLANE_NAME, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PART_OF_LABEL, PART_OF_VALUE, ROOT_CERT_CONFIGMAP, ZTUNNEL_NAME } from '../api/names.js';
 import { gatewayApiCrds, type CrdObject } from './objects/crds.js';
+import { INGRESS_GATEWAY_NAME } from '../api/resources.js';
 import type { InstallValues } from './values-schema.js';
 
 export const DEFAULT_TIMEOUT_MS = 180_000;
@@ -208,7 +209,7 @@ export async function installMesh(options: InstallOptions): Promise<void> {
   const sharedCrds = await sharedCrdsToApply(context, progress);
   // The namespace and CRDs first: the control plane watches AuthorizationPolicies and Gateways from its first moment.
   await applyObjects(context, [...objects.filter(isFoundation), ...sharedCrds], [], progress);
-  const crds = [AUTHORIZATION_POLICY_CRD, ...sharedCrds.map((crd) => crd.metadata!.name!)];
+  const crds = [...objects.filter((o) => o.kind === 'CustomResourceDefinition'), ...sharedCrds].map((crd) => crd.metadata!.name!);
   try {
     await kubectl(['--context', context, 'wait', '--for=condition=Established', ...crds.map((name) => `crd/${name}`), `--timeout=${deadline.seconds()}s`], {
       timeoutMs: deadline.seconds() * 1000 + 10_000,
@@ -221,6 +222,7 @@ export async function installMesh(options: InstallOptions): Promise<void> {
   const namespace = values.systemNamespace;
   await waitForRollout(context, namespace, 'deployment', CONTROL_PLANE_NAME, deadline, progress);
   await waitForRollout(context, namespace, 'daemonset', ZTUNNEL_NAME, deadline, progress);
+  if (values.ingressGateway.enabled) await waitForRollout(context, namespace, 'deployment', INGRESS_GATEWAY_NAME, deadline, progress);
   progress(`ambit is installed: cluster "${values.clusterName}", network "${values.network || '(none)'}", mesh "${values.meshId}" (context ${context})`);
 }
 
@@ -241,7 +243,8 @@ export async function uninstallMesh(options: UninstallOptions): Promise<void> {
   const deadline = new Deadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   const context = await connect(options);
   // Without --purge, keep what holds user data: the namespace (CA secret, remote secrets) and the CRD (every AuthorizationPolicy).
-  const objects = renderManifests(options.values)
+  // The ingress gateway's objects too, whatever profile it was installed with.
+  const objects = renderManifests({ ...options.values, ingressGateway: { ...options.values.ingressGateway, enabled: true } })
     .filter((o) => options.purge || !isFoundation(o))
     .reverse();
   // ztunnels first, and in the foreground: while their DaemonSet is marked for deletion (and their

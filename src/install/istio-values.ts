@@ -30,7 +30,6 @@ const IGNORED: Record<string, string | undefined> = {
   meshConfig: undefined,
   platforms: undefined,
   ambient: undefined,
-  profile: undefined,
   revision: undefined,
   revisionTags: undefined,
   defaultRevision: undefined,
@@ -82,8 +81,22 @@ const IGNORED: Record<string, string | undefined> = {
   'global.trustBundleName': undefined,
 };
 
-/** IstioOperator `spec` fields that are not `values`/`meshConfig`. */
-const OPERATOR_IGNORED = new Set(['profile', 'hub', 'tag', 'revision', 'components', 'installPackagePath', 'addonComponents']);
+/** IstioOperator `spec` fields that are not `values`/`meshConfig`/`profile`/`components`. */
+const OPERATOR_IGNORED = new Set(['hub', 'tag', 'revision', 'installPackagePath', 'addonComponents']);
+
+/** Istio's install profiles, and whether each installs the `istio-ingressgateway`. */
+const PROFILE_INGRESS: Record<string, boolean> = {
+  default: true,
+  demo: true,
+  ambient: true,
+  minimal: false,
+  empty: false,
+  remote: false,
+  preview: true,
+  openshift: true,
+  'openshift-ambient': true,
+  stable: true,
+};
 
 export interface MappedLayer {
   /** The layer in ambit's shape (not yet validated). */
@@ -160,6 +173,12 @@ class LayerBuilder {
     }
   }
 
+  /** Sets `target` from `from` over whatever this layer set there before (a component over its profile). */
+  override(target: readonly string[], value: unknown, from: string): void {
+    this.setBy.delete(target.join('.'));
+    this.assignLeaf(target, value, target.join('.'), from);
+  }
+
   private nodeAt(target: readonly string[]): unknown {
     let node: unknown = this.tree;
     for (const part of target) node = isMapping(node) ? node[part] : undefined;
@@ -193,7 +212,9 @@ function walkHelm(builder: LayerBuilder, doc: Tree, path: string, display: strin
     const full = path ? `${path}.${key}` : key;
     const shown = display ? `${display}.${key}` : key;
     const target = MAPPED[full];
-    if (target) {
+    if (full === 'profile') {
+      applyProfile(builder, value, shown);
+    } else if (target) {
       builder.assign(target, value, shown);
     } else if (isIntermediateOf(full, MAPPED)) {
       if (isMapping(value)) walkHelm(builder, value, full, shown);
@@ -228,6 +249,46 @@ function candidatesAt(path: string): string[] {
   return [...new Set([...(path ? [] : AMBIT_KEYS), ...below])];
 }
 
+/** A profile decides whether the ingress gateway is installed; unknown profiles are an error. */
+function applyProfile(builder: LayerBuilder, value: unknown, shown: string): void {
+  const ingress = typeof value === 'string' ? PROFILE_INGRESS[value] : undefined;
+  if (ingress === undefined) {
+    builder.problem(shown, `unknown profile ${JSON.stringify(value)}${suggestion(String(value), Object.keys(PROFILE_INGRESS))}; expected one of: ${Object.keys(PROFILE_INGRESS).join(', ')}`);
+    return;
+  }
+  builder.assign(['ingressGateway', 'enabled'], ingress, shown);
+}
+
+/**
+ * IstioOperator `components`: `ingressGateways[0].enabled` turns the ingress gateway on or off
+ * (over the profile); the rest is accepted without effect.
+ */
+function applyComponents(builder: LayerBuilder, value: unknown, shown: string): void {
+  if (!isMapping(value)) return builder.problem(shown, 'expected a mapping');
+  for (const [component, settings] of Object.entries(value)) {
+    if (component !== 'ingressGateways') {
+      for (const leaf of leafPaths(settings, `${shown}.${component}`)) builder.note(leaf, undefined);
+      continue;
+    }
+    if (!Array.isArray(settings)) {
+      builder.problem(`${shown}.ingressGateways`, 'expected a list');
+      continue;
+    }
+    settings.forEach((gateway: unknown, index) => {
+      const at = `${shown}.ingressGateways[${index}]`;
+      if (!isMapping(gateway)) return builder.problem(at, 'expected a mapping');
+      for (const [key, field] of Object.entries(gateway)) {
+        if (index === 0 && key === 'enabled') {
+          if (typeof field !== 'boolean') builder.problem(`${at}.enabled`, `expected true or false, got ${JSON.stringify(field)}`);
+          else builder.override(['ingressGateway', 'enabled'], field, `${at}.enabled`);
+        } else if (!(index === 0 && key === 'name' && field === 'istio-ingressgateway')) {
+          for (const leaf of leafPaths(field, `${at}.${key}`)) builder.note(leaf, index === 0 ? undefined : 'ambit installs one ingress gateway');
+        }
+      }
+    });
+  }
+}
+
 function walkOperator(builder: LayerBuilder, doc: Tree): void {
   for (const [key, value] of Object.entries(doc)) {
     if (key === 'apiVersion' || key === 'kind' || key === 'metadata') continue;
@@ -239,6 +300,7 @@ function walkOperator(builder: LayerBuilder, doc: Tree): void {
       builder.problem('spec', 'expected a mapping');
       continue;
     }
+    const deferred: Array<() => void> = [];
     for (const [field, fieldValue] of Object.entries(value)) {
       if (fieldValue === null || fieldValue === undefined) continue;
       const shown = `spec.${field}`;
@@ -249,12 +311,18 @@ function walkOperator(builder: LayerBuilder, doc: Tree): void {
         walkHelm(builder, { meshConfig: fieldValue }, '', 'spec');
       } else if (field === 'namespace') {
         builder.assign(['systemNamespace'], fieldValue, shown);
+      } else if (field === 'profile') {
+        applyProfile(builder, fieldValue, shown);
+      } else if (field === 'components') {
+        deferred.push(() => applyComponents(builder, fieldValue, shown));
       } else if (OPERATOR_IGNORED.has(field)) {
         for (const leaf of leafPaths(fieldValue, shown)) builder.note(leaf, undefined);
       } else {
-        builder.problem(shown, `unknown IstioOperator field${suggestion(field, ['values', 'meshConfig', 'namespace', ...OPERATOR_IGNORED])}`);
+        builder.problem(shown, `unknown IstioOperator field${suggestion(field, ['values', 'meshConfig', 'namespace', 'profile', 'components', ...OPERATOR_IGNORED])}`);
       }
     }
+    // Components decide over the profile, whatever order the document lists them in.
+    for (const apply of deferred) apply();
   }
 }
 

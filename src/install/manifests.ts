@@ -6,11 +6,12 @@ import { gatewayApiCrds } from './objects/crds.js';
 import type { KubernetesObject, V1Namespace } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { NETWORK_LABEL } from '../api/resources.js';
-import { authorizationPolicyCrd } from './objects/crds.js';
+import { authorizationPolicyCrd, istioNetworkingCrds } from './objects/crds.js';
 import { meta } from './objects/common.js';
 import { controlPlaneDeployment, controlPlaneService, meshConfigMap } from './objects/controlplane.js';
 import { rbacObjects, serviceAccounts } from './objects/rbac.js';
 import { ztunnelDaemonSet } from './objects/ztunnel.js';
+import { ingressObjects } from './objects/ingress.js';
 import { AMBIT_VERSION, type InstallValues } from './values-schema.js';
 
 export function systemNamespace(values: InstallValues): V1Namespace {
@@ -24,12 +25,14 @@ export function renderManifests(values: InstallValues): KubernetesObject[] {
   return [
     systemNamespace(values),
     authorizationPolicyCrd(),
+    ...istioNetworkingCrds(),
     ...serviceAccounts(namespace),
     ...rbacObjects(namespace),
     meshConfigMap(values),
     controlPlaneService(values),
     controlPlaneDeployment(values),
     ztunnelDaemonSet(values),
+    ...ingressObjects(values),
   ];
 }
 

@@ -52,6 +52,15 @@ export interface InstallValues {
     logLevel: LogLevel;
     resources: ResourceRequirements;
   };
+  /**
+   * The `istio-ingressgateway` Deployment and LoadBalancer Service. Off unless asked for: Istio's
+   * profiles `default`, `demo` and `ambient` turn it on (`--set profile=ambient`), as does
+   * `ingressGateway.enabled=true`; an IstioOperator's `components.ingressGateways[0].enabled` decides last.
+   */
+  ingressGateway: {
+    enabled: boolean;
+    resources: ResourceRequirements;
+  };
   /** Rendered into ConfigMap `istio` (key `mesh`), which the control plane watches. */
   meshConfig: {
     serviceScopeConfigs: ServiceScopeConfig[];
@@ -77,6 +86,10 @@ export function defaultValues(): InstallValues {
     },
     ztunnel: {
       logLevel: 'info',
+      resources: { requests: { cpu: '100m', memory: '128Mi' } },
+    },
+    ingressGateway: {
+      enabled: false,
       resources: { requests: { cpu: '100m', memory: '128Mi' } },
     },
     meshConfig: { serviceScopeConfigs: [] },
@@ -129,6 +142,8 @@ const replicas = z
   .min(1, 'at least 1 replica is needed')
   .max(100, 'at most 100 replicas');
 
+const flag = z.boolean({ error: (issue) => `expected true or false, got ${describe(issue.input)}` });
+
 const mappingError = { error: (issue: { input: unknown }) => `expected a mapping, got ${describe(issue.input)}` };
 
 /** One layer of values in ambit's own shape: every field optional, unknown keys rejected. */
@@ -154,6 +169,7 @@ export const valuesLayerSchema = z.strictObject(
       )
       .optional(),
     ztunnel: z.strictObject({ logLevel: logLevel.optional(), resources: resources.optional() }, mappingError).optional(),
+    ingressGateway: z.strictObject({ enabled: flag.optional(), resources: resources.optional() }, mappingError).optional(),
     meshConfig: z.strictObject({ serviceScopeConfigs: serviceScopeConfigsSchema.optional() }, mappingError).optional(),
   },
   mappingError,

@@ -5,18 +5,20 @@
  */
 import { status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
 import { AUTHORIZATION_HEADER, CLUSTER_ID_HEADER } from '../../api/grpc.js';
-import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL } from '../../api/resources.js';
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, ROUTE_TYPE_URL } from '../../api/resources.js';
 import type { CaCaller } from '../ca/authorize.js';
 import { CaRequestError } from '../ca/errors.js';
 import { XdsAuthError, type XdsAuthenticator } from './server.js';
 
-export type XdsRole = 'node-proxy' | 'east-west-gateway';
+export type XdsRole = 'node-proxy' | 'east-west-gateway' | 'ingress';
 
 /** The type URLs each role may subscribe to. */
 export const XDS_ROLE_TYPES: Record<XdsRole, ReadonlySet<string>> = {
   'node-proxy': new Set([ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL]),
   // Routes by service hostname and checks the caller against the destination's policy.
   'east-west-gateway': new Set([ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL]),
+  // Resolves destinations like ztunnel, and reads its own routes (`<ns>/<deployment>`).
+  ingress: new Set([ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, ROUTE_TYPE_URL]),
 };
 
 /** Every type URL the server knows; requests for any other are ignored without creating state. */
@@ -28,6 +30,8 @@ export interface XdsAccessOptions {
   nodeProxyServiceAccounts?: readonly string[];
   /** Whether `<namespace>/<name>` is the ServiceAccount of an east-west gateway of this control plane. */
   isGatewayServiceAccount: (namespace: string, name: string) => boolean;
+  /** Whether `<namespace>/<name>` is the ServiceAccount of an ingress gateway this control plane configures. */
+  isIngressServiceAccount?: (namespace: string, name: string) => boolean;
 }
 
 export class XdsAccessPolicy {
@@ -42,8 +46,9 @@ export class XdsAccessPolicy {
     const name = `${account.namespace}/${account.serviceAccount}`;
     if (this.nodeProxies.has(name)) return { role: 'node-proxy' };
     if (this.options.isGatewayServiceAccount(account.namespace, account.serviceAccount)) return { role: 'east-west-gateway' };
+    if (this.options.isIngressServiceAccount?.(account.namespace, account.serviceAccount)) return { role: 'ingress' };
     return {
-      refused: `service account ${name} may not subscribe to xDS: only node proxies (${[...this.nodeProxies].join(', ')}) and the east-west gateways of this control plane may`,
+      refused: `service account ${name} may not subscribe to xDS: only node proxies (${[...this.nodeProxies].join(', ')}) the east-west gateways and the ingress gateways of this control plane may`,
     };
   }
 }

@@ -6,6 +6,8 @@ import {
   GATEWAY_API_GROUP,
   GATEWAY_CLASS_CRD,
   GATEWAY_CRD,
+  GRPC_ROUTE_CRD,
+  HTTP_ROUTE_CRD,
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
   PART_OF_LABEL,
@@ -74,6 +76,49 @@ export function authorizationPolicyCrd(): CrdObject {
   };
 }
 
+/** The `networking.istio.io` versions Istio serves: v1 stored, v1beta1 and v1alpha3 served (same schema). */
+const ISTIO_NETWORKING_VERSIONS = ['v1', 'v1beta1', 'v1alpha3'];
+
+function istioNetworkingCrd(kind: string, plural: string, shortName: string, columns: PrinterColumn[]): CrdObject {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${plural}.networking.istio.io`, labels: { [PART_OF_LABEL]: PART_OF_VALUE } },
+    spec: {
+      group: 'networking.istio.io',
+      names: {
+        kind,
+        listKind: `${kind}List`,
+        plural,
+        singular: kind.toLowerCase(),
+        shortNames: [shortName],
+        categories: ['istio-io', 'networking-istio-io'],
+      },
+      scope: 'Namespaced',
+      versions: versions(ISTIO_NETWORKING_VERSIONS, [...columns, AGE_COLUMN]),
+    },
+  };
+}
+
+/** `networking.istio.io` Gateway, VirtualService, DestinationRule and ServiceEntry, with Istio's printer columns. */
+export function istioNetworkingCrds(): CrdObject[] {
+  return [
+    istioNetworkingCrd('Gateway', 'gateways', 'gw', []),
+    istioNetworkingCrd('VirtualService', 'virtualservices', 'vs', [
+      { name: 'Gateways', type: 'string', description: 'The names of gateways and sidecars that should apply these routes', jsonPath: '.spec.gateways' },
+      { name: 'Hosts', type: 'string', description: 'The destination hosts to which traffic is being sent', jsonPath: '.spec.hosts' },
+    ]),
+    istioNetworkingCrd('DestinationRule', 'destinationrules', 'dr', [
+      { name: 'Host', type: 'string', description: 'The name of a service from the service registry', jsonPath: '.spec.host' },
+    ]),
+    istioNetworkingCrd('ServiceEntry', 'serviceentries', 'se', [
+      { name: 'Hosts', type: 'string', description: 'The hosts associated with the ServiceEntry', jsonPath: '.spec.hosts' },
+      { name: 'Location', type: 'string', description: 'Whether the service is external to the mesh or part of the mesh (MESH_EXTERNAL or MESH_INTERNAL)', jsonPath: '.spec.location' },
+      { name: 'Resolution', type: 'string', description: 'Service resolution mode for the hosts (NONE, STATIC, or DNS)', jsonPath: '.spec.resolution' },
+    ]),
+  ];
+}
+
 function gatewayApiMetadata(name: string) {
   return {
     name,
@@ -128,10 +173,40 @@ export function gatewayClassCrd(): CrdObject {
   };
 }
 
+/** Gateway API `HTTPRoute` (v1 stored, v1beta1 served). */
+export function httpRouteCrd(): CrdObject {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: gatewayApiMetadata(HTTP_ROUTE_CRD),
+    spec: {
+      group: GATEWAY_API_GROUP,
+      names: { kind: 'HTTPRoute', listKind: 'HTTPRouteList', plural: 'httproutes', singular: 'httproute', categories: ['gateway-api'] },
+      scope: 'Namespaced',
+      versions: versions(['v1', 'v1beta1'], [{ name: 'Hostnames', type: 'string', jsonPath: '.spec.hostnames' }, AGE_COLUMN]),
+    },
+  };
+}
+
+/** Gateway API `GRPCRoute` (v1). */
+export function grpcRouteCrd(): CrdObject {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: gatewayApiMetadata(GRPC_ROUTE_CRD),
+    spec: {
+      group: GATEWAY_API_GROUP,
+      names: { kind: 'GRPCRoute', listKind: 'GRPCRouteList', plural: 'grpcroutes', singular: 'grpcroute', categories: ['gateway-api'] },
+      scope: 'Namespaced',
+      versions: versions(['v1'], [{ name: 'Hostnames', type: 'string', jsonPath: '.spec.hostnames' }, AGE_COLUMN]),
+    },
+  };
+}
+
 /**
  * The Gateway API CRDs, kept apart from the other manifests: the installer applies each only if
  * it is absent or already ambit's (see install.ts), since clusters often carry the upstream ones.
  */
 export function gatewayApiCrds(): CrdObject[] {
-  return [gatewayClassCrd(), gatewayCrd()];
+  return [gatewayClassCrd(), gatewayCrd(), httpRouteCrd(), grpcRouteCrd()];
 }

@@ -33,7 +33,11 @@ export const CONTROL_PLANE_RULES: V1PolicyRule[] = [
   rule(['authentication.k8s.io'], ['tokenreviews'], ['create']),
   rule(['security.istio.io'], ['authorizationpolicies'], READ),
   rule(['security.istio.io'], ['authorizationpolicies/status'], ['get', 'update', 'patch']),
-  rule(['gateway.networking.k8s.io'], ['gateways', 'gatewayclasses'], READ),
+  rule(['gateway.networking.k8s.io'], ['gateways', 'gatewayclasses', 'httproutes', 'grpcroutes'], READ),
+  rule(['networking.istio.io'], ['gateways', 'virtualservices', 'destinationrules', 'serviceentries'], READ),
+  // Route status: which routes an ingress accepted, and why not.
+  rule(['gateway.networking.k8s.io'], ['httproutes/status', 'grpcroutes/status'], ['get', 'update', 'patch']),
+  rule(['networking.istio.io'], ['gateways/status', 'virtualservices/status'], ['get', 'update', 'patch']),
   // GatewayClass istio-east-west, created when missing.
   rule(['gateway.networking.k8s.io'], ['gatewayclasses'], ['create']),
   rule(['gateway.networking.k8s.io'], ['gateways/status', 'gatewayclasses/status'], ['get', 'update', 'patch']),
