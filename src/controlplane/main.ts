@@ -10,6 +10,7 @@ import { apiClient } from '../kube/index.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { json, localOnly, startHttpEndpoint, text } from '../ztunnel/admin/server.js';
 import { loadOrCreateAuthority, publishAuthorityRoots, type MeshAuthority } from './ca/authority.js';
+import { publishRootsToNamespaces } from './ca/root-cert-publisher.js';
 import { cachedPodDirectory, CertificateAuthorizer, kubeTokenReviewer } from './ca/authorize.js';
 import { createCertificateService } from './ca/server.js';
 import { KubeClusterView, MeshView, RemoteClusters, ServiceScopePolicy, watchClusterView } from './multicluster/index.js';
@@ -95,6 +96,8 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
 
   authority = await loadOrCreateAuthority({ core }, { systemNamespace: settings.systemNamespace, trustDomain: settings.trustDomain, maxLeafTtlSeconds: settings.maxWorkloadCertTtlSeconds, log });
   await publishAuthorityRoots({ core }, authority, { systemNamespace: settings.systemNamespace, log });
+  const meshAuthority = authority;
+  publishRootsToNamespaces(kubeConfig, () => meshAuthority.rootsPem, log.child({ part: 'root-certs' }));
 
   // The local mesh config's serviceScopeConfigs decide which services are global, in every cluster.
   notReady = 'waiting for the first full list of namespaces, nodes, pods, services and policies, and the mesh config, from the API server';

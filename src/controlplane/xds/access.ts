@@ -48,7 +48,7 @@ export class XdsAccessPolicy {
     if (this.options.isGatewayServiceAccount(account.namespace, account.serviceAccount)) return { role: 'east-west-gateway' };
     if (this.options.isIngressServiceAccount?.(account.namespace, account.serviceAccount)) return { role: 'ingress' };
     return {
-      refused: `service account ${name} may not subscribe to xDS: only node proxies (${[...this.nodeProxies].join(', ')}) the east-west gateways and the ingress gateways of this control plane may`,
+      refused: `service account ${name} may not subscribe to xDS: only node proxies (${[...this.nodeProxies].join(', ')}), the east-west gateways and the ingress gateways of this control plane may`,
     };
   }
 }
