@@ -106,6 +106,10 @@ class FakeState implements ProxyState {
 
   constructor(readonly nodeName: string) {}
 
+  waypointIdentities(): string[] {
+    return [];
+  }
+
   workloadByIp(ip: string): Workload | undefined {
     return WORKLOADS.find((candidate) => candidate.networkMode !== NetworkMode.HOST_NETWORK && candidate.addresses.some((address) => bytesToIp(address) === ip));
   }

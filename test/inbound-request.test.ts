@@ -6,13 +6,14 @@ import { describe, test } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 
 import { bytesToIp, ipToBytes } from '../src/api/ip.js';
-import { NetworkMode, PortListSchema, PortSchema, TunnelProtocol, WorkloadSchema, type Workload } from '../src/gen/istio/workload/workload_pb.js';
+import { GatewayAddressSchema, NamespacedHostnameSchema, NetworkMode, PortListSchema, PortSchema, TunnelProtocol, WorkloadSchema, type Workload } from '../src/gen/istio/workload/workload_pb.js';
 import { authorizedSourceIp, buildInboundRequest, ZTUNNEL_PORTS, type InboundConnectionFacts, type InboundState } from '../src/ztunnel/proxy/inbound.js';
 import { serviceTargetOf } from '../src/ztunnel/state/service-target.js';
 import type { AuthorizationDecision, ConnectionFacts } from '../src/ztunnel/state/types.js';
 
 const CLUSTER = 'cluster1';
 const spiffe = (ns: string, sa: string) => `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
+const WAYPOINT_IDENTITY = spiffe('sample', 'waypoint');
 
 function workload(name: string, ip: string, options: { ns?: string; sa?: string; node?: string; hostNetwork?: boolean; uid?: string; network?: string; cluster?: string; services?: Record<string, [number, number]> } = {}): Workload {
   const ns = options.ns ?? 'sample';
@@ -65,6 +66,7 @@ function fakeState(overrides: Partial<InboundState> = {}): InboundState & { deci
     clusterId: CLUSTER,
     workloadByIp: (ip, network) => (network === undefined || network === 'network1' ? pods.find((w) => has(w, ip)) : undefined),
     hostNetworkWorkloadsAt: (ip) => hostNetwork.filter((w) => has(w, ip)),
+    waypointIdentities: () => [WAYPOINT_IDENTITY],
     knowsNetwork: (network) => network === 'network1' || network === 'network2',
     serviceTarget: (destination, hostname, port) => serviceTargetOf(destination, hostname, port, () => undefined),
     authorize: (facts): AuthorizationDecision => {
@@ -197,5 +199,39 @@ describe('inbound metric labels: the registry or the certificate, never the bagg
     assert.ok(request.kind === 'forward');
     assert.equal(request.description.source.cluster, 'network:network2');
     assert.equal(request.description.source.workload, undefined);
+  });
+});
+
+describe('inbound sandwich rule: a workload with a waypoint is reached only through it', () => {
+  const behindWaypoint = create(WorkloadSchema, {
+    ...hello,
+    waypoint: create(GatewayAddressSchema, {
+      destination: { case: 'hostname', value: create(NamespacedHostnameSchema, { namespace: 'sample', hostname: 'waypoint.sample.svc.cluster.local' }) },
+      hboneMtlsPort: 15008,
+    }),
+  });
+  const factsTo = (peerIdentity: string): InboundConnectionFacts => ({ ...facts(NODE1_IP, peerIdentity), destination: behindWaypoint });
+
+  test('a client that goes around the waypoint is refused (401, waypoint_bypassed) before any policy is evaluated', () => {
+    const state = fakeState();
+    const request = buildInboundRequest(factsTo(spiffe('sample', 'sleep')), connect(`${HELLO_IP}:5000`), state);
+    assert.equal(request.kind, 'reject');
+    assert.equal(request.kind === 'reject' && request.status, 401);
+    assert.equal(request.kind === 'reject' && request.reason, 'waypoint_bypassed');
+    assert.match(request.kind === 'reject' ? request.message : '', /through its waypoint sample\/waypoint\.sample\.svc\.cluster\.local/);
+    assert.equal(request.kind === 'reject' && request.refused?.responseFlags, 'DENY');
+    assert.equal(state.decisions.length, 0);
+  });
+
+  test('the waypoint itself is let through, and the destination\'s L4 policy still decides for its identity', () => {
+    const state = fakeState();
+    const request = buildInboundRequest(factsTo(WAYPOINT_IDENTITY), connect(`${HELLO_IP}:5000`), state);
+    assert.equal(request.kind, 'forward');
+    assert.deepEqual(state.decisions.map((d) => d.sourceIdentity), [WAYPOINT_IDENTITY]);
+  });
+
+  test('a waypoint the mesh does not know fails closed', () => {
+    const state = fakeState({ waypointIdentities: () => [] });
+    assert.equal(buildInboundRequest(factsTo(WAYPOINT_IDENTITY), connect(`${HELLO_IP}:5000`), state).kind, 'reject');
   });
 });

@@ -103,6 +103,7 @@ const percent = (probability: number) => `${Math.round(probability * 1000) / 10}
 const PATH_WORDS: Record<PathFacts['kind'], string> = {
   hbone: 'HBONE',
   'double-hbone': 'double HBONE through a network gateway',
+  waypoint: 'HBONE through the waypoint',
   plaintext: 'plain TCP',
   passthrough: 'passthrough',
   uncaptured: 'not captured',

@@ -76,6 +76,31 @@ function directHbonePath(context: PathContext, resolution: Extract<Resolution, {
   };
 }
 
+function waypointPath(context: PathContext, resolution: Extract<Resolution, { kind: 'waypoint' }>, probability: number): PathFacts {
+  const { upstream, authority, destination } = resolution;
+  const tunnel = hostPort(upstream.address, upstream.port);
+  return {
+    kind: 'waypoint',
+    probability,
+    endpoint: destination ? workloadLabel(destination) : undefined,
+    hops: [
+      captureHop(context),
+      {
+        kind: 'hbone',
+        text: `HBONE mTLS to waypoint ${workloadLabel(upstream.workload)} at ${tunnel}, CONNECT ${authority}, expecting SAN ${identities(upstream.expectedIdentities)}`,
+        address: tunnel,
+        authority,
+        expectedIdentities: upstream.expectedIdentities,
+      },
+      {
+        kind: 'waypoint',
+        text: `the waypoint applies L7 policy, picks ${destination ? `pod ${workloadLabel(destination)}` : 'an endpoint'} per request and tunnels to its node's ztunnel over HBONE with its own identity`,
+      },
+    ],
+    authorization: { evaluated: false, why: 'decided at the waypoint (L7) and at the destination ztunnel for the waypoint\'s identity' },
+  };
+}
+
 function doubleHbonePath(context: PathContext, resolution: Extract<Resolution, { kind: 'gateway' }>, probability: number): PathFacts {
   const { upstream, gateway, authority } = resolution;
   const outer = hostPort(gateway.address, gateway.port);
@@ -150,6 +175,8 @@ export function pathOf(context: PathContext, resolution: Resolution, probability
       return directHbonePath(context, resolution, probability);
     case 'gateway':
       return doubleHbonePath(context, resolution, probability);
+    case 'waypoint':
+      return waypointPath(context, resolution, probability);
     case 'plaintext':
       return plaintextPath(context, resolution, probability);
     case 'passthrough':

@@ -59,6 +59,7 @@ function authorizationLine(authorization: AuthorizationFacts): string {
 const PATH_TITLES: Record<PathFacts['kind'], string> = {
   hbone: 'HBONE',
   'double-hbone': 'double HBONE',
+  waypoint: 'HBONE via waypoint',
   plaintext: 'plain TCP',
   passthrough: 'passthrough',
   uncaptured: 'not captured',

@@ -73,6 +73,7 @@ export interface ServiceFacts {
 export type HopKind =
   | 'capture'
   | 'hbone'
+  | 'waypoint'
   | 'outer-hbone'
   | 'inner-hbone'
   | 'gateway'
@@ -99,7 +100,7 @@ export type AuthorizationFacts =
   | { evaluated: true; allowed: boolean; policy?: string; reason: string; note?: string }
   | { evaluated: false; why: string };
 
-export type PathKind = 'hbone' | 'double-hbone' | 'plaintext' | 'passthrough' | 'uncaptured';
+export type PathKind = 'hbone' | 'double-hbone' | 'waypoint' | 'plaintext' | 'passthrough' | 'uncaptured';
 
 export interface PathFacts {
   kind: PathKind;

@@ -29,7 +29,7 @@ export interface InboundConnectionFacts {
 }
 
 /** What the inbound decision reads of ztunnel's state. */
-export type InboundState = Pick<ProxyState, 'network' | 'workloadByIp' | 'hostNetworkWorkloadsAt' | 'knowsNetwork' | 'serviceTarget' | 'authorize'> & { isRelay: RelayCheck; clusterId: string };
+export type InboundState = Pick<ProxyState, 'network' | 'workloadByIp' | 'hostNetworkWorkloadsAt' | 'knowsNetwork' | 'serviceTarget' | 'authorize' | 'waypointIdentities'> & { isRelay: RelayCheck; clusterId: string };
 
 export type InboundRequest =
   | {
@@ -182,6 +182,14 @@ export function buildInboundRequest(facts: InboundConnectionFacts, headers: Inco
     mutualTls: true,
   };
   const logFields = { peerIdentity: facts.peerIdentity, sourceIp, authority, destination: `${facts.original.ip}:${port}` };
+  // Istio's sandwich rule: a workload that has a waypoint is reached only through it.
+  const { waypoint } = facts.destination;
+  if (waypoint) {
+    const waypointName = waypoint.destination.case === 'hostname' ? `${waypoint.destination.value.namespace}/${waypoint.destination.value.hostname}` : 'its waypoint';
+    if (!state.waypointIdentities(waypoint).includes(facts.peerIdentity)) {
+      return reject(401, 'waypoint_bypassed', `the destination must be reached through its waypoint ${waypointName}`, { ...logFields, waypoint: waypointName }, { ...description, responseFlags: 'DENY' });
+    }
+  }
   const decision = authorize(state, facts, sourceIp, port);
   if (!decision.allowed) {
     return reject(401, 'policy_denied', `denied by authorization policy${decision.policy ? ` ${decision.policy}` : ''}`, { ...logFields, why: decision.reason }, { ...description, responseFlags: 'DENY' });
@@ -295,6 +303,7 @@ export class InboundHbone {
       network: state.network,
       workloadByIp: (ip, network) => state.workloadByIp(ip, network),
       hostNetworkWorkloadsAt: (ip) => state.hostNetworkWorkloadsAt(ip),
+      waypointIdentities: (waypoint) => state.waypointIdentities(waypoint),
       knowsNetwork: (network) => state.knowsNetwork(network),
       serviceTarget: (workload, hostname, port) => state.serviceTarget(workload, hostname, port),
       authorize: (connectionFacts) => state.authorize(connectionFacts),

@@ -91,6 +91,10 @@ export class OutboundProxy {
       case 'gateway':
         await this.viaGateway(socket, source, sourceIp, original, resolution);
         return;
+      case 'waypoint':
+        // The waypoint applies L7 and picks the endpoint: the CONNECT names what the client dialled.
+        await this.viaHbone(socket, source, sourceIp, original, resolution.upstream, resolution.authority, resolution.upstream.port);
+        return;
       case 'plaintext':
         await forwardOverTcp(this.context, 'outbound', socket, this.context.dialAddress(resolution.upstream.address, resolution.upstream.port), {
           reporter: 'source',
@@ -119,17 +123,17 @@ export class OutboundProxy {
     }
   }
 
-  /** Single HBONE: one tunnel, straight to the destination ztunnel. */
-  private async viaHbone(socket: Socket, source: Workload, sourceIp: string, original: SocketAddress, upstream: Upstream): Promise<void> {
+  /** Single HBONE: one tunnel, straight to the destination ztunnel (its node captures 15008), or to a waypoint on its own `dialPort`. */
+  private async viaHbone(socket: Socket, source: Workload, sourceIp: string, original: SocketAddress, upstream: Upstream, authority = formatAuthority(upstream.address, upstream.port), dialPort?: number): Promise<void> {
     const sourceIdentity = workloadIdentity(source);
     const destinationIdentity = workloadIdentity(upstream.workload);
     const description = this.describe(source, sourceIdentity, peerFactsOf(upstream.workload, destinationIdentity, this.context.clusterId), upstream);
-    const authority = formatAuthority(upstream.address, upstream.port);
     await this.tunnel(socket, original, authority, description, () =>
       this.pool.connect({
         sourceIdentity,
         expectedIdentities: upstream.expectedIdentities.length ? upstream.expectedIdentities : [destinationIdentity],
         destination: upstream.address,
+        port: dialPort,
         authority,
         headers: { baggage: baggageFor(source, this.context.clusterId), forwarded: forwardedFor(sourceIp), traceparent: newTraceparent() },
       }),

@@ -1,7 +1,10 @@
 import { equals } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import {
   LoadBalancing_Mode,
   NetworkMode,
+  WorkloadStatus,
+  type GatewayAddress,
   ServiceSchema,
   TunnelProtocol,
   WorkloadSchema,
@@ -11,8 +14,9 @@ import {
 } from '../../gen/istio/workload/workload_pb.js';
 import { AuthorizationSchema, type Authorization } from '../../gen/istio/security/authorization_pb.js';
 import { identityOf, spiffeUri } from '../../api/identity.js';
+import { HBONE_PORT } from '../../api/resources.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import { canonicalIp, ipFamily } from './addresses.js';
+import { canonicalIp, decodeAddresses, ipFamily } from './addresses.js';
 import { AuthorizationStore } from './authorization.js';
 import { EndpointIndex } from './endpoints.js';
 import type { GatewayChooser } from './reachability.js';
@@ -273,14 +277,69 @@ export class ZtunnelState implements ProxyState, StateUpdates {
   resolve(source: Workload, destinationIp: string, destinationPort: number, options: ResolveOptions = {}): Resolution {
     const destination = this.destinationOf(source, destinationIp, destinationPort);
     if (destination.kind === 'passthrough') return { kind: 'passthrough' };
-    if (destination.kind === 'workload') return this.toResolution(destination.upstream);
+    const honourWaypoints = !options.ignoreWaypoints;
+    if (destination.kind === 'workload') {
+      const { workload } = destination.upstream;
+      if (honourWaypoints && workload.waypoint) return this.waypointResolution(source, workload.waypoint, `${destination.upstream.address}:${destinationPort}`, { destination: workload });
+      return this.toResolution(destination.upstream);
+    }
+    if (honourWaypoints && destination.service.waypoint) {
+      return this.waypointResolution(source, destination.service.waypoint, `${canonicalIp(destinationIp)}:${destinationPort}`, { service: destination.service });
+    }
     const selection = selectEndpoint({
       ...destination.request,
       avoidGateways: options.avoidGateways,
       gatewayChooser: this.gatewayChooser(options.avoidGateways, this.random),
       random: this.random,
     });
-    return this.serviceResolution(destination.service, destination.request.servicePort, selection);
+    const resolution = this.serviceResolution(destination.service, destination.request.servicePort, selection);
+    // The picked endpoint has a waypoint of its own (waypoint-for workload, seed 004's service-account waypoints).
+    if (honourWaypoints && resolution.kind === 'hbone' && resolution.upstream.workload.waypoint) {
+      const { upstream } = resolution;
+      return this.waypointResolution(source, upstream.workload.waypoint!, `${upstream.address}:${upstream.port}`, { service: destination.service, destination: upstream.workload });
+    }
+    return resolution;
+  }
+
+  /**
+   * Where a waypoint named by a GatewayAddress is: a pod of its Service (hostname form), healthy and
+   * on the source's network, picked like any endpoint; or the workload at its address. The waypoint
+   * speaks HBONE itself on `hbone_mtls_port`, so it is dialled directly whatever its tunnel protocol.
+   */
+  private waypointResolution(source: Workload, waypoint: GatewayAddress, authority: string, target: { service?: Service; destination?: Workload }): Resolution {
+    const port = waypoint.hboneMtlsPort || HBONE_PORT;
+    const network = source.network || this.network;
+    const { name, pods: candidates } = this.waypointPods(waypoint, network);
+    const usable = candidates.filter((w) => w.status === WorkloadStatus.HEALTHY && (w.network || this.network) === network && decodeAddresses(w.addresses).length > 0);
+    if (usable.length === 0) return this.waypointUnavailable(target, name, `waypoint ${name} has no healthy pod on network ${network || '(default)'}`);
+    const chosen = usable[Math.min(usable.length - 1, Math.floor(this.random() * usable.length))]!;
+    const upstream: Upstream = { workload: chosen, address: decodeAddresses(chosen.addresses)[0]!, port, expectedIdentities: [identityUri(chosen)], service: target.service };
+    return { kind: 'waypoint', upstream, authority, service: target.service, destination: target.destination };
+  }
+
+  /** The pods of a waypoint named by a GatewayAddress (its Service's endpoints, or the workload at its address). */
+  private waypointPods(waypoint: GatewayAddress, network: string): { name: string; pods: Workload[] } {
+    if (waypoint.destination.case === 'hostname') {
+      const { namespace, hostname } = waypoint.destination.value;
+      const name = `${namespace}/${hostname}`;
+      return { name, pods: this.endpointIndex.endpoints(name).map((endpoint) => endpoint.workload) };
+    }
+    if (waypoint.destination.case === 'address') {
+      const address = decodeAddresses([waypoint.destination.value.address])[0];
+      const found = address === undefined ? undefined : this.workloadIndex.byIp(address, waypoint.destination.value.network || network);
+      return { name: address ?? 'an invalid address', pods: found ? [found] : [] };
+    }
+    return { name: 'a waypoint without hostname or address', pods: [] };
+  }
+
+  /** SPIFFE identities of a waypoint's pods: who may speak for a workload that requires its waypoint. */
+  waypointIdentities(waypoint: GatewayAddress): string[] {
+    return [...new Set(this.waypointPods(waypoint, this.network).pods.map(identityUri))];
+  }
+
+  private waypointUnavailable(target: { service?: Service; destination?: Workload }, waypoint: string, reason: string): Resolution {
+    const service = target.service ?? create(ServiceSchema, { name: waypoint, namespace: target.destination?.namespace ?? '', hostname: waypoint });
+    return { kind: 'unavailable', service, reason };
   }
 
   /**

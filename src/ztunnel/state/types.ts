@@ -1,4 +1,4 @@
-import type { Service, Workload } from '../../gen/istio/workload/workload_pb.js';
+import type { GatewayAddress, Service, Workload } from '../../gen/istio/workload/workload_pb.js';
 import type { Authorization } from '../../gen/istio/security/authorization_pb.js';
 
 /** One concrete place to send a connection. */
@@ -115,6 +115,8 @@ export interface ProxyState {
    * hostname the workload backs (from its `services` map) and the port serving that service port.
    */
   serviceTarget(destination: Workload, hostname: string, servicePort: number): ServiceTarget;
+  /** SPIFFE identities of the pods of a waypoint (Workload.waypoint / Service.waypoint). */
+  waypointIdentities(waypoint: GatewayAddress): string[];
   /** Evaluates the authorization policies that apply to the destination workload. */
   authorize(facts: ConnectionFacts): AuthorizationDecision;
   /** Local workloads (on this node) enrolled in the mesh. */
