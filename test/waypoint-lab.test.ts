@@ -99,18 +99,18 @@ describe('waypoints (istio-waypoint, istio.io/use-waypoint; istio-mesh Ready)', 
     await apply(`apiVersion: gateway.networking.k8s.io/v1beta1
 kind: Gateway
 metadata:
-  name: hello
+  name: curl-mesh
   namespace: sample
   annotations:
-    istio.io/service-account: helloworld
+    istio.io/service-account: curl
 spec:
   gatewayClassName: istio-mesh
 `);
     const ready = await waitFor('Ready', async () => {
-      const condition = gatewayCondition(await kubectl(CTX, ['get', 'gateway', 'hello', '-n', 'sample', '-o', 'json']), 'Ready');
+      const condition = gatewayCondition(await kubectl(CTX, ['get', 'gateway', 'curl-mesh', '-n', 'sample', '-o', 'json']), 'Ready');
       return condition?.status === 'True' ? condition : undefined;
     }, 120_000, 500);
-    assert.equal(ready.message, 'Deployed waypoint proxy to "sample" namespace for "helloworld" service account');
-    await rolloutStatus(CTX, 'sample', ['helloworld-waypoint-proxy']);
+    assert.equal(ready.message, 'Deployed waypoint proxy to "sample" namespace for "curl" service account');
+    await rolloutStatus(CTX, 'sample', ['curl-waypoint-proxy']);
   });
 });
