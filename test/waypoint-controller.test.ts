@@ -8,6 +8,7 @@ import { ipToBytes } from '../src/api/ip.js';
 import { AddressSchema, GatewayAddressSchema, NamespacedHostnameSchema, NetworkAddressSchema, ServiceSchema, type Address } from '../src/gen/istio/workload/workload_pb.js';
 import { servicesOf } from '../src/controlplane/waypoints/controller.js';
 import { readWaypointGateway, renderWaypointObjects } from '../src/controlplane/waypoints/objects.js';
+import { placePolicies, readTargetedPolicy } from '../src/controlplane/waypoints/policies.js';
 
 const settings = { clusterId: 'cluster1', trustDomain: 'cluster.local', systemNamespace: 'istio-system', image: 'ambit/ambit:test', imagePullPolicy: 'IfNotPresent' };
 const gateway = (name: string, spec: object, metadata: object = {}) => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace: 'default', uid: 'u1', generation: 2, ...metadata }, spec });
@@ -65,5 +66,34 @@ describe('waypoint Gateways', () => {
     ];
     const addresses = new Map([svc('web', 'waypoint.default.svc.cluster.local'), svc('api'), svc('other', 'other-waypoint.default.svc.cluster.local'), svc('remote', 'waypoint.default.svc.cluster.local', 'apps')]);
     assert.deepEqual(servicesOf(reading, addresses, 'cluster.local'), ['apps/remote.apps.svc.cluster.local', 'default/web.default.svc.cluster.local']);
+  });
+});
+
+describe('AuthorizationPolicies for waypoints', () => {
+  const policy = (spec: object, name = 'p') => ({ metadata: { name, namespace: 'default' }, spec });
+  const reading = () => readWaypointGateway(gateway('waypoint', { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] }))!;
+
+  test("translates every field with Istio's string forms, and places targetRefs on the Gateway (all traffic) or served Services", () => {
+    const onGateway = readTargetedPolicy(policy({
+      targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'waypoint' }],
+      action: 'DENY',
+      rules: [{ from: [{ source: { principals: ['*/sa/evil'], notNamespaces: ['trusted*'], ipBlocks: ['10.0.0.0/8'] } }], to: [{ operation: { methods: ['POST'], paths: ['/admin*'], ports: ['8080'] } }], when: [{ key: 'request.headers[x-token]', values: ['*'] }] }],
+    }, 'deny-evil'))!;
+    const [rule] = onGateway.policy.rules;
+    assert.equal(rule!.from[0]!.principals[0]!.match.case, 'suffix');
+    assert.equal(rule!.from[0]!.notNamespaces[0]!.match.case, 'prefix');
+    assert.deepEqual([rule!.from[0]!.ipBlocks[0]!.length, rule!.to[0]!.ports, rule!.when[0]!.values[0]!.match.case], [8, [8080], 'presence']);
+    const onService = readTargetedPolicy(policy({ targetRefs: [{ kind: 'Service', name: 'web' }], rules: [{ to: [{ operation: { methods: ['GET'] } }] }] }, 'web-get'))!;
+    const elsewhere = readTargetedPolicy(policy({ targetRefs: [{ kind: 'Service', name: 'not-served' }] }, 'other'))!;
+    const placed = placePolicies(reading(), [onGateway, onService, elsewhere], ['default/web.default.svc.cluster.local'], 'cluster.local');
+    assert.deepEqual(placed.map((p) => [p.name, p.allTraffic, p.services]), [['deny-evil', true, []], ['web-get', false, ['default/web.default.svc.cluster.local']]]);
+  });
+
+  test('selector policies are not waypoint policies; bad fields are named', () => {
+    assert.equal(readTargetedPolicy(policy({ selector: { matchLabels: { app: 'web' } } })), undefined);
+    assert.throws(() => readTargetedPolicy(policy({ targetRefs: [{ kind: 'Pod', name: 'x' }] })), /spec\.targetRefs\[0\]\.kind/);
+    assert.throws(() => readTargetedPolicy(policy({ targetRefs: [{ kind: 'Service', name: 'web' }], action: 'CUSTOM' })), /spec\.action/);
+    assert.throws(() => readTargetedPolicy(policy({ targetRefs: [{ kind: 'Service', name: 'web' }], rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/99'] } }] }] })), /spec\.rules\[0\]\.from\[0\]\.source\.ipBlocks\[0\]/);
+    assert.throws(() => readTargetedPolicy(policy({ targetRefs: [{ kind: 'Service', name: 'web' }], rules: [{ to: [{ operation: { ports: ['http'] } }] }] })), /ports\[0\]/);
   });
 });

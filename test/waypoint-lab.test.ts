@@ -82,6 +82,27 @@ describe('waypoints (istio-waypoint, istio.io/use-waypoint; istio-mesh Ready)', 
     assert.ok(Number(line.split(' ').at(-1)) >= 20);
   });
 
+  it('an L7 policy with targetRefs to the Service: POST gets 403 RBAC: access denied at the waypoint, GET works', async () => {
+    await apply(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: hello-get-only, namespace: sample }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: helloworld }]
+  action: ALLOW
+  rules:
+  - from: [{ source: { principals: ["cluster.local/ns/sample/sa/curl"] } }]
+    to: [{ operation: { methods: ["GET"] } }]
+`);
+    const applied = Date.now();
+    const post = async () => (await labExec(CLUSTER, 'sample', 'deploy/curl', ['sh', '-c', 'curl -s -X POST --max-time 5 http://helloworld.sample:5000/hello'])).stdout.trim();
+    await waitFor('POST denied', async () => (await post()) === 'RBAC: access denied', 60_000, 300);
+    numbers.push(`targetRefs policy applied → enforced at the waypoint in ${((Date.now() - applied) / 1000).toFixed(2)} s (includes exec)`);
+    assert.deepEqual([...new Set(await codes(5))], ['200']);
+    assert.ok((await waypointMetrics()).split('\n').some((l) => l.includes('response_code="403"') && l.includes('source_workload="curl"')));
+    await kubectl(CTX, ['delete', 'authorizationpolicy', 'hello-get-only', '-n', 'sample']);
+    await waitFor('POST allowed again', async () => (await post()) !== 'RBAC: access denied', 60_000, 300);
+  });
+
   it('killing the waypoint fails requests clearly, and they recover when it is back', async () => {
     await kubectl(CTX, ['scale', 'deploy/waypoint', '-n', 'sample', '--replicas=0']);
     await waitFor('requests refused', async () => (await codes(1)).every((c) => c !== '200'), 60_000, 500);

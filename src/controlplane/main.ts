@@ -161,7 +161,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   notReady = 'starting the east-west gateway controller';
   gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
   routes = await startRouteController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log);
-  waypoints = await startWaypointController(settings, kubeConfig, core, localView.network(), mesh, cache, log);
+  waypoints = await startWaypointController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log);
   gatewayController.startedAt = Date.now();
   notReady = undefined;
   log.info({ addresses: mesh.addresses().size, authorizations: mesh.authorizations().size, ca: authority.describe().source }, 'control plane ready');
@@ -221,6 +221,7 @@ async function startWaypointController(
   network: string,
   mesh: MeshView,
   cache: ResourceCache,
+  registry: Registry,
   log: Logger,
 ): Promise<WaypointController | undefined> {
   try {
@@ -232,6 +233,7 @@ async function startWaypointController(
       domainSuffix: 'cluster.local',
       workload: { clusterId: settings.clusterId, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, image: own.image, imagePullPolicy: own.imagePullPolicy ?? 'IfNotPresent' },
       addresses: () => mesh.addresses(),
+      registry,
       log: log.child({ part: 'waypoints' }),
     });
     mesh.onChange((change) => {

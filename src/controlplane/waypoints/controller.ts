@@ -6,6 +6,7 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import { CustomObjectsApi, type KubeConfig, type KubernetesObject, type V1Deployment } from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
+import { Counter, type Registry } from 'prom-client';
 
 import { GATEWAY_API_GROUP } from '../../api/names.js';
 import { MESH_GATEWAY_CLASS, serviceHostname, WAYPOINT_GATEWAY_CLASS, WAYPOINT_TYPE_URL, waypointResourceName } from '../../api/resources.js';
@@ -18,6 +19,7 @@ import type { GatewayWorkloadSettings } from '../gateways/render.js';
 import { kubeTime } from '../gateways/status.js';
 import type { ResourceCache } from '../xds/resource-cache.js';
 import { readWaypointGateway, renderWaypointObjects, WAYPOINT_CONTROLLER_NAME, type WaypointGateway } from './objects.js';
+import { InvalidPolicyError, placePolicies, readTargetedPolicy, type TargetedPolicy } from './policies.js';
 
 export interface WaypointControllerOptions {
   kube: KubeConfig;
@@ -27,6 +29,7 @@ export interface WaypointControllerOptions {
   workload: GatewayWorkloadSettings;
   /** The mesh's Address resources (services carry `Service.waypoint`). */
   addresses: () => ReadonlyMap<string, Address>;
+  registry: Registry;
   log: Logger;
 }
 
@@ -46,6 +49,10 @@ export class WaypointController {
   private readonly api: GatewayApi;
   private readonly custom: CustomObjectsApi;
   private informer?: Informer<KubernetesObject>;
+  private policyInformer?: Informer<KubernetesObject>;
+  /** Policies with targetRefs, by `<ns>/<name>`: the last good translation of each. */
+  private readonly policies = new Map<string, TargetedPolicy>();
+  private readonly rejectedPolicies: Counter;
   private readonly gateways = new Map<string, WaypointGateway>();
   private readonly written = new Map<string, unknown>();
   private readonly published = new Set<string>();
@@ -56,6 +63,7 @@ export class WaypointController {
   constructor(private readonly options: WaypointControllerOptions) {
     this.api = kubeGatewayApi(options.kube);
     this.custom = apiClient(options.kube, CustomObjectsApi);
+    this.rejectedPolicies = new Counter({ name: 'ambit_waypoint_policies_rejected_total', help: 'AuthorizationPolicies for waypoints rejected as invalid (their last good version stays in force)', registers: [options.registry] });
   }
 
   start(): void {
@@ -78,12 +86,41 @@ export class WaypointController {
       onUpdate: (o) => changed(o, false),
       onDelete: (o) => changed(o, true),
     });
+    const policyChanged = (object: KubernetesObject, deleted: boolean) => {
+      const key = `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+      if (deleted) {
+        this.policies.delete(key);
+        return this.schedule();
+      }
+      try {
+        const targeted = readTargetedPolicy(object as never);
+        if (targeted) this.policies.set(key, targeted);
+        else this.policies.delete(key);
+      } catch (err) {
+        if (!(err instanceof InvalidPolicyError)) throw err;
+        this.rejectedPolicies.inc();
+        this.options.log.warn({ policy: key, field: err.field, reason: err.message, keeping: this.policies.has(key) ? 'last good version' : 'nothing' }, 'invalid AuthorizationPolicy for a waypoint rejected');
+      }
+      this.schedule();
+    };
+    this.policyInformer = startInformer<KubernetesObject>({
+      config: this.options.kube,
+      path: '/apis/security.istio.io/v1/authorizationpolicies',
+      list: () => this.custom.listClusterCustomObject({ group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies' }) as Promise<ListResult<KubernetesObject>>,
+      what: 'AuthorizationPolicies (waypoints)',
+      log: this.options.log,
+      optional: true,
+      onAdd: (o) => policyChanged(o, false),
+      onUpdate: (o) => policyChanged(o, false),
+      onDelete: (o) => policyChanged(o, true),
+    });
   }
 
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
     await this.informer?.stop();
+    await this.policyInformer?.stop();
   }
 
   /** Whether `<namespace>/<name>` is the ServiceAccount a waypoint Gateway runs as: it may subscribe to that waypoint's resource. */
@@ -110,7 +147,9 @@ export class WaypointController {
       if (gateway.problems.length) continue;
       const name = waypointResourceName(gateway.namespace, gateway.name);
       names.add(name);
-      const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services: servicesOf(gateway, this.options.addresses(), this.options.domainSuffix) });
+      const services = servicesOf(gateway, this.options.addresses(), this.options.domainSuffix);
+      const authorizations = placePolicies(gateway, this.policies.values(), services, this.options.domainSuffix);
+      const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services, authorizations });
       this.options.cache.set(WAYPOINT_TYPE_URL, name, toBinary(WaypointSchema, resource));
     }
     for (const name of this.published) if (!names.has(name)) this.options.cache.delete(WAYPOINT_TYPE_URL, name);
