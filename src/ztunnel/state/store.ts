@@ -25,6 +25,7 @@ import { serviceTargetOf } from './service-target.js';
 import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, ResolveOptions, ServiceTarget, StateUpdates, Upstream } from './types.js';
 import { InvalidResourceError, StateUpdateError, authorizationProblems, serviceProblems, workloadProblems } from './validation.js';
 import { WorkloadIndex } from './workload-index.js';
+import { waypointNameOf } from './waypoints.js';
 
 export interface ZtunnelStateOptions {
   network: string;
@@ -474,13 +475,6 @@ export class ZtunnelState implements ProxyState, StateUpdates {
   authorize(facts: ConnectionFacts): AuthorizationDecision {
     return this.policies.authorize(facts);
   }
-}
-
-/** `<ns>/<hostname>` of a waypoint named by hostname, else its address. */
-export function waypointNameOf(waypoint: GatewayAddress): string {
-  if (waypoint.destination.case === 'hostname') return serviceResourceName(waypoint.destination.value.namespace, waypoint.destination.value.hostname);
-  if (waypoint.destination.case === 'address') return decodeAddresses([waypoint.destination.value.address])[0] ?? 'an invalid address';
-  return 'a waypoint without hostname or address';
 }
 
 /** `ip:port`, with brackets for IPv6. */
