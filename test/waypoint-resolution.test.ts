@@ -21,6 +21,7 @@ import {
   WorkloadStatus,
   type Workload,
 } from '../src/gen/istio/workload/workload_pb.js';
+import { buildConfigDump } from '../src/ztunnel/admin/config-dump.js';
 import { ZtunnelState } from '../src/ztunnel/state/store.js';
 
 const CLUSTER = 'cluster1';
@@ -180,5 +181,13 @@ describe('ztunnel resolution through waypoints', () => {
     assert.equal(direct.kind === 'workload' && direct.resolution.kind, 'waypoint');
     const ignoring = s.analyzeDestination(sleep(), '10.96.0.11', 9080, { ignoreWaypoints: true });
     assert.equal(ignoring.kind === 'service' && s.resolutionThrough(ignoring, ignoring.evaluation.chosenFrom[0]!).kind, 'hbone');
+  });
+
+  test('the config dump (ambit proxy-config) names the waypoint of services and workloads', () => {
+    const s = state();
+    const dump = buildConfigDump({ node: 'node1', clusterId: CLUSTER, network: '', state: s, certificates: () => [], xds: () => ({ address: 'cp', connected: true }) as never, captured: () => new Set() });
+    assert.equal(dump.services.find((svc) => svc.name === 'productpage')?.waypoint, `default/${WAYPOINT_HOST}`);
+    assert.equal(dump.services.find((svc) => svc.name === 'reviews')?.waypoint, undefined);
+    assert.equal(dump.workloads.find((w) => w.name === 'reviews-1')?.waypoint, `default/${WAYPOINT_HOST}`);
   });
 });
