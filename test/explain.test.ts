@@ -317,6 +317,54 @@ describe('explain: ztunnel resources', () => {
   });
 });
 
+describe('explain: waypoints', () => {
+  const WAYPOINT_HOST = 'waypoint.sample.svc.cluster.local';
+  const waypointRef = { hboneMtlsPort: 15008, destination: { case: 'hostname' as const, value: { namespace: 'sample', hostname: WAYPOINT_HOST } } };
+  const waypointPod = pod('waypoint-abc', { ips: ['10.0.0.50'], serviceAccount: 'waypoint', tunnelProtocol: TunnelProtocol.NONE, node: 'node-w', services: { [`sample/${WAYPOINT_HOST}`]: { ports: [{ servicePort: 15008, targetPort: 15008 }] } } });
+  const waypointService = create(ServiceSchema, { name: 'waypoint', namespace: 'sample', hostname: WAYPOINT_HOST, addresses: [{ network: NETWORK1, address: ipToBytes('10.96.0.50') }], ports: [{ servicePort: 15008, targetPort: 15008 }] });
+  const hello = pod('helloworld-v1', { ips: ['10.0.0.7'], node: 'node-b', services: backsHello });
+  const withWaypointService = (service: Service, ...workloads: Workload[]) => {
+    const state = stateWith(service, ...workloads);
+    state.applyAddresses([{ name: `sample/${WAYPOINT_HOST}`, service: waypointService }], []);
+    return state;
+  };
+
+  it('a service with a waypoint: client ztunnel → waypoint (name, pod, identity) → the endpoint the waypoint picks', () => {
+    const explanation = explain(withWaypointService(helloService({ waypoint: waypointRef }), hello, waypointPod), `${HELLO}:5000`);
+    assert.equal(explanation.paths.length, 1);
+    const [path] = explanation.paths;
+    assert.equal(path?.kind, 'waypoint');
+    assert.deepEqual(path?.waypoint, { name: `sample/${WAYPOINT_HOST}`, pod: 'sample/waypoint-abc', address: '10.0.0.50:15008', identity: spiffe('sample', 'waypoint') });
+    assert.equal(path?.hops[1]?.authority, `${HELLO_VIP}:5000`);
+    assert.match(explanation.summary, /HBONE through waypoint sample\/waypoint\.sample\.svc\.cluster\.local \(pod sample\/waypoint-abc\)/);
+    const text = renderExplanation(explanation);
+    assert.match(text, /HBONE mTLS to waypoint sample\/waypoint\.sample\.svc\.cluster\.local \(pod sample\/waypoint-abc\) at 10\.0\.0\.50:15008, CONNECT 10\.96\.0\.10:5000, expecting SAN spiffe:\/\/cluster\.local\/ns\/sample\/sa\/waypoint/);
+  });
+
+  it('a pod with Workload.waypoint: the path goes through the waypoint to that pod, the destination\'s L4 policy evaluated for the waypoint', () => {
+    const behind = pod('helloworld-v1', { ips: ['10.0.0.7'], node: 'node-b', services: backsHello, waypoint: waypointRef });
+    const explanation = explain(withWaypointService(helloService(), behind, waypointPod), `${HELLO}:5000`);
+    const [path] = explanation.paths;
+    assert.equal(path?.kind, 'waypoint');
+    assert.equal(path?.hops[1]?.authority, '10.0.0.7:8080');
+    assert.equal(path?.endpoint, 'sample/helloworld-v1');
+    assert.ok(path?.hops.some((hop) => hop.kind === 'destination-ztunnel' && /sandwich/.test(hop.text)));
+    assert.equal(path?.authorization.evaluated, true);
+  });
+
+  it('a waypoint without a pod: refused, naming the waypoint', () => {
+    const explanation = explain(withWaypointService(helloService({ waypoint: waypointRef }), hello), `${HELLO}:5000`);
+    assert.match(explanation.unavailable ?? '', /waypoint sample\/waypoint\.sample\.svc\.cluster\.local has no usable pod/);
+  });
+
+  it('the waypoint fields survive /debug/resources', () => {
+    const state = withWaypointService(helloService({ waypoint: waypointRef }), hello, waypointPod);
+    const rebuilt = stateFromResources(JSON.stringify(buildRawResources(state)), 'ztunnel test');
+    assert.deepEqual(explain(rebuilt.state, `${HELLO}:5000`), explain(state, `${HELLO}:5000`));
+    assert.equal(explain(rebuilt.state, `${HELLO}:5000`).paths[0]?.kind, 'waypoint');
+  });
+});
+
 describe('explain: arguments', () => {
   it('parses --to', () => {
     assert.deepEqual(parseTarget('helloworld.sample:5000'), { host: 'helloworld.sample', port: 5000 });

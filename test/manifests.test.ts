@@ -561,6 +561,7 @@ describe('proxy-config views', () => {
         locality: { region: 'region1', zone: 'zone1', subzone: '' },
         captured: true,
         capacity: 1,
+        waypoint: 'sample/waypoint.sample.svc.cluster.local',
       },
       {
         uid: 'cluster2//network-gateway/helloworld',
@@ -597,6 +598,7 @@ describe('proxy-config views', () => {
         ],
         endpoints: 3,
         healthyEndpoints: 2,
+        waypoint: 'sample/waypoint.sample.svc.cluster.local',
       },
     ],
     certificates: [
@@ -621,9 +623,9 @@ describe('proxy-config views', () => {
     assert.equal(
       workloadsTable(dump.workloads),
       [
-        'NAMESPACE  POD NAME           ADDRESS                                             NODE            NETWORK   PROTOCOL  CAPTURED  STATUS     CAPACITY',
-        'a-first    helloworld-remote  via istio-system/network2.east-west.ambit.internal  None            network2  HBONE     no        Unhealthy  0',
-        'sample     sleep-1            198.19.0.5                                          cluster1-node1  network1  HBONE     yes       Healthy    1',
+        'NAMESPACE  POD NAME           ADDRESS                                             NODE            NETWORK   PROTOCOL  CAPTURED  STATUS     CAPACITY  WAYPOINT',
+        'a-first    helloworld-remote  via istio-system/network2.east-west.ambit.internal  None            network2  HBONE     no        Unhealthy  0         None',
+        'sample     sleep-1            198.19.0.5                                          cluster1-node1  network1  HBONE     yes       Healthy    1         sample/waypoint.sample.svc.cluster.local',
       ].join('\n'),
     );
   });
@@ -631,7 +633,10 @@ describe('proxy-config views', () => {
   it('tabulates services with ports and healthy/total endpoints', () => {
     assert.equal(
       servicesTable(dump.services),
-      ['NAMESPACE  SERVICE NAME  VIPS                    PORTS                   ENDPOINTS', 'sample     helloworld    network1/198.18.128.10  5000/HTTP,80->8080/TCP  2/3'].join('\n'),
+      [
+        'NAMESPACE  SERVICE NAME  VIPS                    PORTS                   ENDPOINTS  WAYPOINT',
+        'sample     helloworld    network1/198.18.128.10  5000/HTTP,80->8080/TCP  2/3        sample/waypoint.sample.svc.cluster.local',
+      ].join('\n'),
     );
   });
 

@@ -117,6 +117,9 @@ function summaryOf(explanation: Omit<Explanation, 'summary'>): string {
   if (!only) return `${to}: no path`;
   if (only.kind === 'uncaptured') return `${to}: not captured by ztunnel (${explanation.source.capture})`;
   if (only.kind === 'passthrough') return `${to}: passthrough, not routed by the mesh`;
+  if (only.kind === 'waypoint' && others.length === 0) {
+    return `${to}: HBONE through waypoint ${only.waypoint?.name ?? ''} (pod ${only.waypoint?.pod ?? '?'}) to ${only.endpoint ?? 'an endpoint it picks per request'}`;
+  }
   if (others.length === 0) return `${to}: ${PATH_WORDS[only.kind]} to ${only.endpoint ?? 'the destination'}`;
   const shares = explanation.paths.map((path) => `${path.endpoint ?? '?'} ${percent(path.probability)} (${PATH_WORDS[path.kind]})`);
   return `${to}: one of ${explanation.paths.length} endpoints: ${shares.join(', ')}`;
@@ -167,7 +170,7 @@ export function explainConnection(request: ExplainRequest): Explanation {
       break;
     case 'workload': {
       const resolution = analysis.resolution;
-      destinationWorkload = resolution.kind === 'hbone' || resolution.kind === 'plaintext' ? resolution.upstream.workload : undefined;
+      destinationWorkload = resolution.kind === 'hbone' || resolution.kind === 'plaintext' ? resolution.upstream.workload : resolution.kind === 'waypoint' ? resolution.destination : undefined;
       destination.kind = 'workload';
       if (destinationWorkload) destination.workload = workloadFacts(destinationWorkload, state.network);
       const path = pathOf(context, resolution, 1);
@@ -178,6 +181,14 @@ export function explainConnection(request: ExplainRequest): Explanation {
       destination.kind = 'service';
       destination.service = analysis.serviceName;
       service = serviceFacts(state, analysis);
+      if (analysis.waypoint) {
+        // The service's waypoint: every connection goes there; the endpoints below are the waypoint's choice per request.
+        if (analysis.waypoint.kind === 'unavailable') unavailable = analysis.waypoint.reason;
+        const path = pathOf(context, analysis.waypoint, 1);
+        paths = path ? [path] : [];
+        if (analysis.waypoint.kind === 'waypoint') notes.push(`service ${analysis.serviceName} has waypoint ${analysis.waypoint.waypointName ?? ''}: the endpoints are picked by the waypoint per request`);
+        break;
+      }
       unavailable = analysis.evaluation.unavailable;
       const chosen = [...analysis.evaluation.chosenFrom].sort((a, b) => b.probability - a.probability);
       paths = chosen.flatMap((candidate) => pathOf(context, state.resolutionThrough(analysis, candidate), candidate.probability) ?? []);

@@ -5,7 +5,7 @@ import { HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_CAPTURE_PORT } from '../ap
 import type { ZtunnelState } from '../ztunnel/state/store.js';
 import type { Resolution } from '../ztunnel/state/types.js';
 import { workloadLabel } from './facts.js';
-import type { AuthorizationFacts, Hop, PathFacts } from './types.js';
+import type { AuthorizationFacts, Hop, PathFacts, WaypointFacts } from './types.js';
 
 export function hostPort(ip: string, port: number): string {
   return isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
@@ -76,29 +76,61 @@ function directHbonePath(context: PathContext, resolution: Extract<Resolution, {
   };
 }
 
+/**
+ * Through the destination's waypoint: HBONE to the waypoint pod (its name, pod, identity), where L7
+ * policy applies and the endpoint is picked per request; then the waypoint's own HBONE to the
+ * destination ztunnel, which lets only the waypoint in (the sandwich rule) and applies L4 policy
+ * for the waypoint's identity. For a service's waypoint the endpoint is the waypoint's choice.
+ */
 function waypointPath(context: PathContext, resolution: Extract<Resolution, { kind: 'waypoint' }>, probability: number): PathFacts {
   const { upstream, authority, destination } = resolution;
   const tunnel = hostPort(upstream.address, upstream.port);
+  const name = resolution.waypointName ?? upstream.workload.name;
+  const waypointIdentity = upstream.expectedIdentities[0];
+  const waypoint: WaypointFacts = { name, pod: `${upstream.workload.namespace}/${upstream.workload.name}`, address: tunnel, identity: waypointIdentity ?? '' };
+  const hops: Hop[] = [
+    captureHop(context),
+    {
+      kind: 'hbone',
+      text: `HBONE mTLS to waypoint ${name} (pod ${workloadLabel(upstream.workload)}) at ${tunnel}, CONNECT ${authority}, expecting SAN ${identities(upstream.expectedIdentities)}`,
+      address: tunnel,
+      authority,
+      expectedIdentities: upstream.expectedIdentities,
+    },
+    {
+      kind: 'waypoint',
+      text: `waypoint ${name} applies L7 policy, picks ${destination ? `pod ${workloadLabel(destination)}` : `an endpoint of ${resolution.service ? resolution.service.hostname : 'the service'}`} per request and tunnels to its node's ztunnel over HBONE as ${waypointIdentity ?? 'its own identity'}`,
+    },
+  ];
+  if (destination) {
+    const [address, port] = splitHostPort(authority);
+    hops.push(
+      { kind: 'destination-ztunnel', text: `ztunnel on the destination node (${nodeOf(destination)}) accepts only the waypoint for this pod (sandwich rule) and applies authorization for the waypoint's identity` },
+      { kind: 'deliver', text: `→ pod ${workloadLabel(destination)} at ${authority}`, address: authority },
+    );
+    const atDestination = authorizationAt(context, destination, address, port, waypointIdentity);
+    const note = 'L4 policy at the destination, for the waypoint\'s identity; L7 policy is decided at the waypoint';
+    return {
+      kind: 'waypoint',
+      probability,
+      endpoint: workloadLabel(destination),
+      hops,
+      waypoint,
+      authorization: atDestination.evaluated ? { ...atDestination, note: atDestination.note ? `${note}; ${atDestination.note}` : note } : atDestination,
+    };
+  }
   return {
     kind: 'waypoint',
     probability,
-    endpoint: destination ? workloadLabel(destination) : undefined,
-    hops: [
-      captureHop(context),
-      {
-        kind: 'hbone',
-        text: `HBONE mTLS to waypoint ${workloadLabel(upstream.workload)} at ${tunnel}, CONNECT ${authority}, expecting SAN ${identities(upstream.expectedIdentities)}`,
-        address: tunnel,
-        authority,
-        expectedIdentities: upstream.expectedIdentities,
-      },
-      {
-        kind: 'waypoint',
-        text: `the waypoint applies L7 policy, picks ${destination ? `pod ${workloadLabel(destination)}` : 'an endpoint'} per request and tunnels to its node's ztunnel over HBONE with its own identity`,
-      },
-    ],
-    authorization: { evaluated: false, why: 'decided at the waypoint (L7) and at the destination ztunnel for the waypoint\'s identity' },
+    hops,
+    waypoint,
+    authorization: { evaluated: false, why: 'decided at the waypoint (L7, per request) and at the destination ztunnel for the waypoint\'s identity' },
   };
+}
+
+function splitHostPort(authority: string): [string, number] {
+  const at = authority.lastIndexOf(':');
+  return [authority.slice(0, at).replace(/^\[|\]$/g, ''), Number(authority.slice(at + 1))];
 }
 
 function doubleHbonePath(context: PathContext, resolution: Extract<Resolution, { kind: 'gateway' }>, probability: number): PathFacts {

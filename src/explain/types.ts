@@ -110,6 +110,18 @@ export interface PathFacts {
   endpoint?: string;
   hops: Hop[];
   authorization: AuthorizationFacts;
+  /** The waypoint the connection goes through (path kind `waypoint`). */
+  waypoint?: WaypointFacts;
+}
+
+export interface WaypointFacts {
+  /** `<ns>/<hostname>` of its Service (or its address). */
+  name: string;
+  /** `<ns>/<pod>` picked. */
+  pod: string;
+  /** `ip:port` dialled (its hbone_mtls_port). */
+  address: string;
+  identity: string;
 }
 
 export interface Explanation {

@@ -144,6 +144,8 @@ export type RefusedConnectionReason =
   | 'unknown_destination_workload'
   | 'service_unavailable'
   | 'policy_denied'
+  /** To a workload behind a waypoint, not through the waypoint (the sandwich rule). */
+  | 'waypoint_bypassed'
   /** An open connection cut because a policy applied later denies it. */
   | 'policy_revoked'
   | 'upstream_unreachable'

@@ -29,6 +29,7 @@ const workload = z.object({
   capacity: z.number().default(1),
   dnsName: z.string().optional(),
   networkGateway: z.string().optional(),
+  waypoint: z.string().optional(),
 });
 
 const service = z.object({
@@ -40,6 +41,7 @@ const service = z.object({
   endpoints: z.number(),
   healthyEndpoints: z.number(),
   loadBalancing: z.object({ mode: z.string(), routingPreference: strings }).optional(),
+  waypoint: z.string().optional(),
 });
 
 const certificate = z.object({

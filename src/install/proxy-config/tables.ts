@@ -34,8 +34,9 @@ export function workloadsTable(workloads: readonly WorkloadView[]): string {
       w.captured ? 'yes' : 'no',
       w.status,
       String(w.capacity),
+      orNone(w.waypoint ?? ''),
     ]);
-  return table(['NAMESPACE', 'POD NAME', 'ADDRESS', 'NODE', 'NETWORK', 'PROTOCOL', 'CAPTURED', 'STATUS', 'CAPACITY'], rows);
+  return table(['NAMESPACE', 'POD NAME', 'ADDRESS', 'NODE', 'NETWORK', 'PROTOCOL', 'CAPTURED', 'STATUS', 'CAPACITY', 'WAYPOINT'], rows);
 }
 
 function portText(port: ServiceView['ports'][number]): string {
@@ -46,8 +47,8 @@ function portText(port: ServiceView['ports'][number]): string {
 export function servicesTable(services: readonly ServiceView[]): string {
   const rows = [...services]
     .sort(byKey((s) => `${s.namespace}/${s.hostname}`))
-    .map((s) => [s.namespace, s.name, orNone(s.vips.join(',')), orNone(s.ports.map(portText).join(',')), `${s.healthyEndpoints}/${s.endpoints}`]);
-  return table(['NAMESPACE', 'SERVICE NAME', 'VIPS', 'PORTS', 'ENDPOINTS'], rows);
+    .map((s) => [s.namespace, s.name, orNone(s.vips.join(',')), orNone(s.ports.map(portText).join(',')), `${s.healthyEndpoints}/${s.endpoints}`, orNone(s.waypoint ?? '')]);
+  return table(['NAMESPACE', 'SERVICE NAME', 'VIPS', 'PORTS', 'ENDPOINTS', 'WAYPOINT'], rows);
 }
 
 export function policiesTable(policies: readonly PolicyView[]): string {

@@ -4,6 +4,7 @@ import { LoadBalancing_Mode, LoadBalancing_Scope, TunnelProtocol, WorkloadStatus
 import { identityOf, spiffeUri } from '../../api/identity.js';
 import { bytesToIp } from '../../api/ip.js';
 import { serviceResourceName } from '../../api/resources.js';
+import { waypointNameOf } from '../state/waypoints.js';
 import type { XdsStatus } from '../xds/client.js';
 import type { CertificateView, ConfigDump, PolicyView, ServiceView, WorkloadView } from './types.js';
 
@@ -78,6 +79,7 @@ function workloadView(w: Workload, localNetwork: string, captured: ReadonlySet<s
     capacity: w.capacity ?? 1,
     ...(w.hostname ? { dnsName: w.hostname } : {}),
     ...(w.networkGateway ? { networkGateway: gatewayLabel(w.networkGateway.destination) } : {}),
+    ...(w.waypoint ? { waypoint: waypointNameOf(w.waypoint) } : {}),
   };
 }
 
@@ -97,6 +99,7 @@ function serviceView(s: Service, state: AdminStateView): ServiceView {
           routingPreference: s.loadBalancing.routingPreference.map((p) => LoadBalancing_Scope[p] ?? String(p)),
         }
       : undefined,
+    ...(s.waypoint ? { waypoint: waypointNameOf(s.waypoint) } : {}),
   };
 }
 

@@ -38,7 +38,8 @@ export interface WorkloadView {
   /** The pod's own DNS name (StatefulSet pods), when it has one. */
   dnsName?: string;
   /** `<address>` or `<ns>/<hostname>` of the network gateway in front of it, for other networks' workloads. */
-  networkGateway?: string;
+  networkGateway?: string;  /** `<ns>/<hostname>` (or address) of the waypoint that serves it (`Workload.waypoint`). */
+  waypoint?: string;
 }
 
 export interface ServiceView {
@@ -51,6 +52,8 @@ export interface ServiceView {
   endpoints: number;
   healthyEndpoints: number;
   loadBalancing?: { mode: string; routingPreference: string[] };
+  /** `<ns>/<hostname>` (or address) of the waypoint that serves it (`Service.waypoint`). */
+  waypoint?: string;
 }
 
 export interface CertificateView {

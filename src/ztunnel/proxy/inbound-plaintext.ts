@@ -1,3 +1,4 @@
+// ztunnel's inbound plaintext listener (15006): captured connections to local workloads from outside the mesh.
 import type { Socket } from 'node:net';
 
 import { peerFactsOf, type TcpConnectionDescription } from '../metrics.js';
@@ -5,17 +6,22 @@ import { capturedDestination, localEnrolledWorkload, remoteIp, workloadIdentity,
 import { normalizeIp } from '../../api/ip.js';
 import type { SocketAddress } from './original-dst.js';
 import { forwardOverTcp } from './forward.js';
-import { abort, peerOf } from '../../hbone/index.js';
+import { abort, peerOf, RateLimitedLog } from '../../hbone/index.js';
+import { waypointNameOf } from '../state/waypoints.js';
 import { authorizeSafely, type OpenInboundConnections } from './policy-watch.js';
 
 /** Captured plaintext connections to local workloads (port 15006): authorize without identity, forward. */
 export class InboundPlaintextProxy {
+  private readonly refusals: RateLimitedLog;
+
   /** @param listenerPort the port this listener is bound to (a tproxied socket has another local port). */
   constructor(
     private readonly context: ProxyContext,
     private readonly listenerPort: () => number,
     private readonly openConnections: OpenInboundConnections,
-  ) {}
+  ) {
+    this.refusals = new RateLimitedLog(context.log);
+  }
 
   /** Takes an accepted connection of the inbound plaintext listener. Never throws. */
   accept(socket: Socket): void {
@@ -50,6 +56,19 @@ export class InboundPlaintextProxy {
       destination: peerFactsOf(destination, workloadIdentity(destination), this.context.clusterId),
       mutualTls: false,
     };
+    // The sandwich rule: a workload behind a waypoint is reached only through it, and the waypoint speaks HBONE.
+    if (destination.waypoint) {
+      const waypoint = waypointNameOf(destination.waypoint);
+      this.refusals.info(
+        'waypoint_bypassed',
+        { peer, destination: `${original.ip}:${original.port}`, waypoint },
+        `plaintext connection to a workload behind waypoint ${waypoint} refused: it is reached only through its waypoint; resetting`,
+      );
+      metrics.recordRefusedTcpConnection({ ...description, responseFlags: 'DENY' });
+      metrics.connectionRefused('inbound_plaintext', 'waypoint_bypassed');
+      abort(socket);
+      return;
+    }
     const facts = { sourceIp, destinationIp: original.ip, destinationPort: original.port };
     const decision = authorizeSafely(state, { ...facts, destination }, log);
     if (!decision.allowed) {

@@ -8,6 +8,7 @@ import { dialTcp, HboneServer, labelSafe, parseBaggage, parseForwardedFor, parse
 import type { WorkloadCertificate } from '../identity/types.js';
 import { identityFacts, networkClusterLabel, peerFactsOf, type PeerFacts, type TcpConnectionDescription } from '../metrics.js';
 import type { AuthorizationDecision, ProxyState, ServiceTarget } from '../state/types.js';
+import { waypointNameOf } from '../state/waypoints.js';
 import { capturedDestination, localEnrolledWorkload, workloadIdentity, type ProxyContext } from './context.js';
 import type { SocketAddress } from './original-dst.js';
 import { currentDestination, type OpenInboundConnections } from './policy-watch.js';
@@ -185,9 +186,11 @@ export function buildInboundRequest(facts: InboundConnectionFacts, headers: Inco
   // Istio's sandwich rule: a workload that has a waypoint is reached only through it.
   const { waypoint } = facts.destination;
   if (waypoint) {
-    const waypointName = waypoint.destination.case === 'hostname' ? `${waypoint.destination.value.namespace}/${waypoint.destination.value.hostname}` : 'its waypoint';
+    const waypointName = waypointNameOf(waypoint);
     if (!state.waypointIdentities(waypoint).includes(facts.peerIdentity)) {
-      return reject(401, 'waypoint_bypassed', `the destination must be reached through its waypoint ${waypointName}`, { ...logFields, waypoint: waypointName }, { ...description, responseFlags: 'DENY' });
+      // The client is told the waypoint's name, never an address (a waypoint named by address is "its waypoint").
+      const told = waypoint.destination.case === 'hostname' ? `its waypoint ${waypointName}` : 'its waypoint';
+      return reject(401, 'waypoint_bypassed', `the destination must be reached through ${told}`, { ...logFields, waypoint: waypointName }, { ...description, responseFlags: 'DENY' });
     }
   }
   const decision = authorize(state, facts, sourceIp, port);

@@ -1,3 +1,4 @@
+// ztunnel's outbound listener (15001): resolve a captured connection, then HBONE to the destination or its waypoint, double HBONE, plain TCP or refuse.
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 
@@ -23,6 +24,7 @@ import { GatewayOutliers } from './gateway-outliers.js';
 import type { SocketAddress } from './original-dst.js';
 
 type GatewayResolution = Extract<Resolution, { kind: 'gateway' }>;
+type WaypointResolution = Extract<Resolution, { kind: 'waypoint' }>;
 
 /** Attempts through different gateways of a network before a cross-network connection is refused. */
 const MAX_GATEWAY_ATTEMPTS = 3;
@@ -92,8 +94,7 @@ export class OutboundProxy {
         await this.viaGateway(socket, source, sourceIp, original, resolution);
         return;
       case 'waypoint':
-        // The waypoint applies L7 and picks the endpoint: the CONNECT names what the client dialled.
-        await this.viaHbone(socket, source, sourceIp, original, resolution.upstream, resolution.authority, resolution.upstream.port);
+        await this.viaWaypoint(socket, source, sourceIp, original, resolution);
         return;
       case 'plaintext':
         await forwardOverTcp(this.context, 'outbound', socket, this.context.dialAddress(resolution.upstream.address, resolution.upstream.port), {
@@ -123,17 +124,36 @@ export class OutboundProxy {
     }
   }
 
-  /** Single HBONE: one tunnel, straight to the destination ztunnel (its node captures 15008), or to a waypoint on its own `dialPort`. */
-  private async viaHbone(socket: Socket, source: Workload, sourceIp: string, original: SocketAddress, upstream: Upstream, authority = formatAuthority(upstream.address, upstream.port), dialPort?: number): Promise<void> {
+  /** Single HBONE: one tunnel, straight to the destination ztunnel (its node captures 15008). */
+  private async viaHbone(socket: Socket, source: Workload, sourceIp: string, original: SocketAddress, upstream: Upstream): Promise<void> {
+    await this.singleTunnel(socket, source, sourceIp, original, upstream, formatAuthority(upstream.address, upstream.port));
+  }
+
+  /**
+   * To the destination's waypoint: one HBONE tunnel to the waypoint pod on its `hbone_mtls_port`
+   * (it is not captured: it speaks HBONE itself), expecting its identity; the CONNECT names what
+   * the client dialled (`VIP:port` or `pod:port`), and the waypoint applies L7 and picks the
+   * endpoint. Metrics name the waypoint as the destination workload and principal (the peer this
+   * ztunnel sees, as Istio's ztunnel reports it) with the destination service of the request;
+   * log lines name the waypoint, its pod and address.
+   */
+  private async viaWaypoint(socket: Socket, source: Workload, sourceIp: string, original: SocketAddress, resolution: WaypointResolution): Promise<void> {
+    const { upstream, authority } = resolution;
+    const hop = { waypoint: resolution.waypointName ?? upstream.workload.name, waypointPod: `${upstream.workload.namespace}/${upstream.workload.name}`, waypointAddress: formatAuthority(upstream.address, upstream.port) };
+    this.context.log.debug({ peer: peerOf(socket), destination: `${original.ip}:${original.port}`, authority, ...hop }, 'outbound connection through the waypoint');
+    await this.singleTunnel(socket, source, sourceIp, original, upstream, authority, { port: upstream.port, logFields: hop });
+  }
+
+  private async singleTunnel(socket: Socket, source: Workload, sourceIp: string, original: SocketAddress, upstream: Upstream, authority: string, via: { port?: number; logFields?: Record<string, unknown> } = {}): Promise<void> {
     const sourceIdentity = workloadIdentity(source);
     const destinationIdentity = workloadIdentity(upstream.workload);
     const description = this.describe(source, sourceIdentity, peerFactsOf(upstream.workload, destinationIdentity, this.context.clusterId), upstream);
-    await this.tunnel(socket, original, authority, description, () =>
+    await this.tunnel(socket, original, authority, description, via.logFields ?? {}, () =>
       this.pool.connect({
         sourceIdentity,
         expectedIdentities: upstream.expectedIdentities.length ? upstream.expectedIdentities : [destinationIdentity],
         destination: upstream.address,
-        port: dialPort,
+        port: via.port,
         authority,
         headers: { baggage: baggageFor(source, this.context.clusterId), forwarded: forwardedFor(sourceIp), traceparent: newTraceparent() },
       }),
@@ -168,7 +188,7 @@ export class OutboundProxy {
         headers: { ...hop(), forwarded: forwardedFor(sourceIp) },
         outerHeaders: { ...hop(), forwarded: forwardedFor(sourceIp) },
       });
-    await this.tunnel(socket, original, authority, description, async () => {
+    await this.tunnel(socket, original, authority, description, {}, async () => {
       let attempt = resolution;
       for (let tries = 1; ; tries++) {
         try {
@@ -209,7 +229,7 @@ export class OutboundProxy {
   }
 
   /** Opens the tunnel and splices the client into it; on failure, counts and resets the client. */
-  private async tunnel(socket: Socket, original: SocketAddress, authority: string, description: TcpConnectionDescription, open: () => Promise<ClientHttp2Stream>): Promise<void> {
+  private async tunnel(socket: Socket, original: SocketAddress, authority: string, description: TcpConnectionDescription, logFields: Record<string, unknown>, open: () => Promise<ClientHttp2Stream>): Promise<void> {
     const { log, metrics } = this.context;
     let stream: ClientHttp2Stream;
     try {
@@ -217,7 +237,7 @@ export class OutboundProxy {
     } catch (error) {
       const status = error instanceof HboneConnectError ? error.status : undefined;
       log.warn(
-        { peer: peerOf(socket), destination: `${original.ip}:${original.port}`, authority, status, err: error instanceof Error ? error.message : String(error) },
+        { peer: peerOf(socket), destination: `${original.ip}:${original.port}`, authority, ...logFields, status, err: error instanceof Error ? error.message : String(error) },
         'outbound HBONE connection failed; resetting',
       );
       metrics.recordRefusedTcpConnection({ ...description, responseFlags: status === 401 ? 'DENY' : 'CONNECT' });

@@ -1,10 +1,9 @@
-import { equals } from '@bufbuild/protobuf';
-import { create } from '@bufbuild/protobuf';
+import { create, equals } from '@bufbuild/protobuf';
 import {
   LoadBalancing_Mode,
   NetworkMode,
-  WorkloadStatus,
   type GatewayAddress,
+  PortSchema,
   ServiceSchema,
   TunnelProtocol,
   WorkloadSchema,
@@ -14,18 +13,19 @@ import {
 } from '../../gen/istio/workload/workload_pb.js';
 import { AuthorizationSchema, type Authorization } from '../../gen/istio/security/authorization_pb.js';
 import { identityOf, spiffeUri } from '../../api/identity.js';
-import { HBONE_PORT } from '../../api/resources.js';
+import { HBONE_PORT, serviceResourceName } from '../../api/resources.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { canonicalIp, decodeAddresses, ipFamily } from './addresses.js';
 import { AuthorizationStore } from './authorization.js';
-import { EndpointIndex } from './endpoints.js';
+import { EndpointIndex, type Endpoint } from './endpoints.js';
 import type { GatewayChooser } from './reachability.js';
-import { evaluateEndpoints, selectEndpoint, selectionOf, type EndpointEvaluation, type EndpointsEvaluation, type EvaluationRequest, type Selection } from './load-balancer.js';
+import { evaluateEndpoints, pickWeighted, selectEndpoint, selectionOf, type EndpointEvaluation, type EndpointsEvaluation, type EvaluationRequest, type Selection } from './load-balancer.js';
 import { ServiceIndex } from './service-index.js';
 import { serviceTargetOf } from './service-target.js';
 import type { AuthorizationDecision, ConnectionFacts, ProxyState, Resolution, ResolveOptions, ServiceTarget, StateUpdates, Upstream } from './types.js';
 import { InvalidResourceError, StateUpdateError, authorizationProblems, serviceProblems, workloadProblems } from './validation.js';
 import { WorkloadIndex } from './workload-index.js';
+import { waypointNameOf } from './waypoints.js';
 
 export interface ZtunnelStateOptions {
   network: string;
@@ -50,8 +50,11 @@ type Destination =
 
 /** resolve()'s reasoning for a destination (see {@link ZtunnelState.analyzeDestination}). */
 export type DestinationAnalysis =
-  /** A service VIP and port: the pick is made among `evaluation.chosenFrom`. */
-  | { kind: 'service'; serviceName: string; service: Service; servicePort: Port; evaluation: EndpointsEvaluation }
+  /**
+   * A service VIP and port: the pick is made among `evaluation.chosenFrom`, or, when `waypoint` is
+   * set (the service's waypoint, or its unavailability), by that waypoint per request.
+   */
+  | { kind: 'service'; serviceName: string; service: Service; servicePort: Port; evaluation: EndpointsEvaluation; waypoint?: Resolution; source: Workload; ignoreWaypoints: boolean }
   /** A workload's own address: no load balancing. */
   | { kind: 'workload'; resolution: Resolution }
   /** Left unchanged to the network; `service` when the address is a service VIP. */
@@ -277,15 +280,10 @@ export class ZtunnelState implements ProxyState, StateUpdates {
   resolve(source: Workload, destinationIp: string, destinationPort: number, options: ResolveOptions = {}): Resolution {
     const destination = this.destinationOf(source, destinationIp, destinationPort);
     if (destination.kind === 'passthrough') return { kind: 'passthrough' };
-    const honourWaypoints = !options.ignoreWaypoints;
-    if (destination.kind === 'workload') {
-      const { workload } = destination.upstream;
-      if (honourWaypoints && workload.waypoint) return this.waypointResolution(source, workload.waypoint, `${destination.upstream.address}:${destinationPort}`, { destination: workload });
-      return this.toResolution(destination.upstream);
-    }
-    if (honourWaypoints && destination.service.waypoint) {
-      return this.waypointResolution(source, destination.service.waypoint, `${canonicalIp(destinationIp)}:${destinationPort}`, { service: destination.service });
-    }
+    const honour = !options.ignoreWaypoints;
+    if (destination.kind === 'workload') return (honour && this.workloadWaypoint(source, destination.upstream, destinationPort, this.random)) || this.toResolution(destination.upstream);
+    const serviceWaypoint = honour && this.serviceWaypoint(source, destination.service, destinationIp, destinationPort, this.random);
+    if (serviceWaypoint) return serviceWaypoint;
     const selection = selectEndpoint({
       ...destination.request,
       avoidGateways: options.avoidGateways,
@@ -293,48 +291,99 @@ export class ZtunnelState implements ProxyState, StateUpdates {
       random: this.random,
     });
     const resolution = this.serviceResolution(destination.service, destination.request.servicePort, selection);
-    // The picked endpoint has a waypoint of its own (waypoint-for workload, seed 004's service-account waypoints).
-    if (honourWaypoints && resolution.kind === 'hbone' && resolution.upstream.workload.waypoint) {
-      const { upstream } = resolution;
-      return this.waypointResolution(source, upstream.workload.waypoint!, `${upstream.address}:${upstream.port}`, { service: destination.service, destination: upstream.workload });
-    }
-    return resolution;
+    return (honour && this.endpointWaypoint(source, resolution, this.random)) || resolution;
+  }
+
+  /** A destination service's own waypoint (`Service.waypoint`): the CONNECT names `<VIP>:<service port>`. */
+  private serviceWaypoint(source: Workload, service: Service, vip: string, port: number, random: () => number): Resolution | undefined {
+    if (!service.waypoint) return undefined;
+    return this.waypointResolution(source, service.waypoint, formatHostPort(canonicalIp(vip) ?? vip, port), { service }, ipFamily(vip), random);
+  }
+
+  /** A pod addressed directly whose workload has a waypoint (`Workload.waypoint`): the CONNECT names `<pod ip>:<port>`. */
+  private workloadWaypoint(source: Workload, upstream: Upstream, port: number, random: () => number): Resolution | undefined {
+    const { waypoint } = upstream.workload;
+    if (!waypoint) return undefined;
+    return this.waypointResolution(source, waypoint, formatHostPort(upstream.address, port), { destination: upstream.workload }, ipFamily(upstream.address), random);
   }
 
   /**
-   * Where a waypoint named by a GatewayAddress is: a pod of its Service (hostname form), healthy and
-   * on the source's network, picked like any endpoint; or the workload at its address. The waypoint
-   * speaks HBONE itself on `hbone_mtls_port`, so it is dialled directly whatever its tunnel protocol.
+   * The endpoint picked for a service (without a waypoint of its own) has one: seed 004's
+   * service-account waypoints, or waypoint-for workload. The CONNECT names `<pod ip>:<target port>`.
    */
-  private waypointResolution(source: Workload, waypoint: GatewayAddress, authority: string, target: { service?: Service; destination?: Workload }): Resolution {
-    const port = waypoint.hboneMtlsPort || HBONE_PORT;
-    const network = source.network || this.network;
-    const { name, pods: candidates } = this.waypointPods(waypoint, network);
-    const usable = candidates.filter((w) => w.status === WorkloadStatus.HEALTHY && (w.network || this.network) === network && decodeAddresses(w.addresses).length > 0);
-    if (usable.length === 0) return this.waypointUnavailable(target, name, `waypoint ${name} has no healthy pod on network ${network || '(default)'}`);
-    const chosen = usable[Math.min(usable.length - 1, Math.floor(this.random() * usable.length))]!;
-    const upstream: Upstream = { workload: chosen, address: decodeAddresses(chosen.addresses)[0]!, port, expectedIdentities: [identityUri(chosen)], service: target.service };
-    return { kind: 'waypoint', upstream, authority, service: target.service, destination: target.destination };
+  private endpointWaypoint(source: Workload, resolution: Resolution, random: () => number): Resolution | undefined {
+    if (resolution.kind !== 'hbone') return undefined;
+    const { upstream } = resolution;
+    const { waypoint } = upstream.workload;
+    if (!waypoint) return undefined;
+    return this.waypointResolution(source, waypoint, formatHostPort(upstream.address, upstream.port), { service: upstream.service, destination: upstream.workload }, ipFamily(upstream.address), random);
   }
 
-  /** The pods of a waypoint named by a GatewayAddress (its Service's endpoints, or the workload at its address). */
-  private waypointPods(waypoint: GatewayAddress, network: string): { name: string; pods: Workload[] } {
+  /**
+   * Where a waypoint named by a GatewayAddress is, for a source: a pod of the waypoint's Service
+   * (hostname form) on the source's network, picked like any endpoint (health, capacity, locality of
+   * the waypoint Service's load balancing); or the workload at its address. The waypoint speaks
+   * HBONE itself on `hbone_mtls_port`, so its pod is dialled directly whatever its tunnel protocol.
+   *
+   * A request crosses the waypoint of the source's side only: a waypoint this state does not know
+   * on the source's network (another cluster's, on another network: its Service is not here and no
+   * pod of it is on this network) is not honoured, and the connection resolves as without one (the
+   * destination ztunnel's sandwich rule then decides). A waypoint known here with no usable pod
+   * makes the destination unavailable, naming the waypoint.
+   */
+  private waypointResolution(source: Workload, waypoint: GatewayAddress, authority: string, target: { service?: Service; destination?: Workload }, family: 4 | 6, random: () => number): Resolution | undefined {
+    const port = waypoint.hboneMtlsPort || HBONE_PORT;
+    const network = source.network || this.network;
+    const name = waypointNameOf(waypoint);
+    let pods: Endpoint[];
+    let loadBalancing: Service['loadBalancing'];
     if (waypoint.destination.case === 'hostname') {
-      const { namespace, hostname } = waypoint.destination.value;
-      const name = `${namespace}/${hostname}`;
-      return { name, pods: this.endpointIndex.endpoints(name).map((endpoint) => endpoint.workload) };
+      const key = serviceResourceName(waypoint.destination.value.namespace, waypoint.destination.value.hostname);
+      const waypointService = this.serviceIndex.get(key);
+      pods = this.endpointIndex.endpoints(key).filter((endpoint) => endpoint.network === network);
+      if (!waypointService && pods.length === 0) return undefined;
+      loadBalancing = waypointService?.loadBalancing;
+    } else if (waypoint.destination.case === 'address') {
+      const { network: at } = waypoint.destination.value;
+      if (at && at !== network) return undefined;
+      const address = decodeAddresses([waypoint.destination.value.address])[0];
+      const found = address === undefined ? undefined : this.workloadIndex.byIp(address, network);
+      pods = found ? [{ workloadName: found.uid, workload: found, network, addresses: address ? [address] : [], identity: identityUri(found), targetPorts: new Map(), capacity: found.capacity ?? 1 }] : [];
+    } else {
+      return this.waypointUnavailable(target, name, `waypoint ${name} names neither a hostname nor an address`);
+    }
+    const evaluation = evaluateEndpoints({
+      source,
+      sourceNetwork: network,
+      serviceName: name,
+      loadBalancing,
+      servicePort: create(PortSchema, { servicePort: port, targetPort: port }),
+      endpoints: pods,
+      destinationFamily: family,
+      gatewayWorkload: () => undefined,
+    });
+    if (evaluation.unavailable !== undefined) {
+      const why = pods.length === 0 ? `no pod on network ${network || '(default)'}` : evaluation.unavailable.replace(`service ${name}`, 'it');
+      return this.waypointUnavailable(target, name, `waypoint ${name} has no usable pod: ${why}`);
+    }
+    const chosen = pickWeighted(evaluation.chosenFrom, (candidate) => candidate.capacity, random);
+    const address = chosen.reachability.kind === 'direct' ? chosen.reachability.address : chosen.endpoint.addresses[0]!;
+    const upstream: Upstream = { workload: chosen.endpoint.workload, address, port, expectedIdentities: [chosen.endpoint.identity], service: target.service };
+    return { kind: 'waypoint', upstream, authority, waypointName: name, service: target.service, destination: target.destination };
+  }
+
+  /** SPIFFE identities of a waypoint's pods (any network): who may speak for a workload that requires its waypoint. */
+  waypointIdentities(waypoint: GatewayAddress): string[] {
+    if (waypoint.destination.case === 'hostname') {
+      const key = serviceResourceName(waypoint.destination.value.namespace, waypoint.destination.value.hostname);
+      return [...new Set(this.endpointIndex.endpoints(key).map((endpoint) => endpoint.identity))];
     }
     if (waypoint.destination.case === 'address') {
       const address = decodeAddresses([waypoint.destination.value.address])[0];
-      const found = address === undefined ? undefined : this.workloadIndex.byIp(address, waypoint.destination.value.network || network);
-      return { name: address ?? 'an invalid address', pods: found ? [found] : [] };
+      const found = address === undefined ? undefined : this.workloadIndex.byIp(address, waypoint.destination.value.network || this.network);
+      return found ? [identityUri(found)] : [];
     }
-    return { name: 'a waypoint without hostname or address', pods: [] };
-  }
-
-  /** SPIFFE identities of a waypoint's pods: who may speak for a workload that requires its waypoint. */
-  waypointIdentities(waypoint: GatewayAddress): string[] {
-    return [...new Set(this.waypointPods(waypoint, this.network).pods.map(identityUri))];
+    return [];
   }
 
   private waypointUnavailable(target: { service?: Service; destination?: Workload }, waypoint: string, reason: string): Resolution {
@@ -344,16 +393,22 @@ export class ZtunnelState implements ProxyState, StateUpdates {
 
   /**
    * What resolve() reasons on for a destination, without picking: for a service, every endpoint's
-   * evaluation; for a workload address, its resolution; otherwise why the connection passes through.
+   * evaluation (and, with a waypoint, where the connection goes instead); for a workload address, its
+   * resolution; otherwise why the connection passes through. Waypoint pods are picked deterministically.
    */
   analyzeDestination(source: Workload, destinationIp: string, destinationPort: number, options: ResolveOptions = {}): DestinationAnalysis {
     const destination = this.destinationOf(source, destinationIp, destinationPort);
     if (destination.kind === 'passthrough') return destination;
-    if (destination.kind === 'workload') return { kind: 'workload', resolution: this.toResolution(destination.upstream) };
+    const honour = !options.ignoreWaypoints;
+    const first = () => 0;
+    if (destination.kind === 'workload') {
+      return { kind: 'workload', resolution: (honour && this.workloadWaypoint(source, destination.upstream, destinationPort, first)) || this.toResolution(destination.upstream) };
+    }
     const { service, request } = destination;
     // Deterministic for explanations: the first gateway not avoided stands for the network's gateways.
-    const evaluation = evaluateEndpoints({ ...request, avoidGateways: options.avoidGateways, gatewayChooser: this.gatewayChooser(options.avoidGateways, () => 0) });
-    return { kind: 'service', serviceName: request.serviceName, service, servicePort: request.servicePort, evaluation };
+    const evaluation = evaluateEndpoints({ ...request, avoidGateways: options.avoidGateways, gatewayChooser: this.gatewayChooser(options.avoidGateways, first) });
+    const waypoint = honour ? this.serviceWaypoint(source, service, destinationIp, destinationPort, first) : undefined;
+    return { kind: 'service', serviceName: request.serviceName, service, servicePort: request.servicePort, evaluation, ...(waypoint ? { waypoint } : {}), source, ignoreWaypoints: !honour };
   }
 
   /** Network gateways named by hostname are the endpoints of that service (the gateway workloads). */
@@ -363,7 +418,8 @@ export class ZtunnelState implements ProxyState, StateUpdates {
 
   /** The resolution resolve() returns when it picks `chosen` among a service's endpoints. */
   resolutionThrough(analysis: Extract<DestinationAnalysis, { kind: 'service' }>, chosen: EndpointEvaluation): Resolution {
-    return this.serviceResolution(analysis.service, analysis.servicePort, selectionOf(chosen));
+    const resolution = this.serviceResolution(analysis.service, analysis.servicePort, selectionOf(chosen));
+    return (!analysis.ignoreWaypoints && this.endpointWaypoint(analysis.source, resolution, () => 0)) || resolution;
   }
 
   private destinationOf(source: Workload, destinationIp: string, port: number): Destination {
@@ -419,6 +475,11 @@ export class ZtunnelState implements ProxyState, StateUpdates {
   authorize(facts: ConnectionFacts): AuthorizationDecision {
     return this.policies.authorize(facts);
   }
+}
+
+/** `ip:port`, with brackets for IPv6. */
+function formatHostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 function identityUri(workload: Workload): string {

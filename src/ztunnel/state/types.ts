@@ -42,9 +42,10 @@ export type Resolution =
    * workload's `Workload.waypoint`): tunnel to the waypoint, whose CONNECT target is `authority`
    * (`<service VIP>:<service port>` for a service, `<pod ip>:<port>` for a workload). `upstream` is
    * the waypoint itself: its pod address, its `hbone_mtls_port`, its identity. The waypoint pod is
-   * not enrolled (it speaks HBONE itself), so it is dialled directly.
+   * not enrolled (it speaks HBONE itself), so it is dialled directly. `waypointName` names the
+   * waypoint for logs and explanations: `<ns>/<hostname>` of its Service, or its address.
    */
-  | { kind: 'waypoint'; upstream: Upstream; authority: string; service?: Service; destination?: Workload }
+  | { kind: 'waypoint'; upstream: Upstream; authority: string; waypointName?: string; service?: Service; destination?: Workload }
   /** Destination is known but not enrolled (tunnel protocol NONE): connect in plain TCP. */
   | { kind: 'plaintext'; upstream: Upstream }
   /** Destination unknown to the mesh: connect to the original address unchanged. */
