@@ -339,18 +339,9 @@ class FakeCluster implements GatewayApi, GatewaySources {
     Deployment: new FakeStore('Deployment', true),
     Service: new FakeStore('Service', true),
   };
-  /** GatewayClasses by name; `gatewayClass` is istio-east-west. */
-  readonly classes = new Map<string, GatewayClassObject>();
-  get gatewayClass(): GatewayClassObject | undefined {
-    return this.classes.get('istio-east-west');
-  }
-  set gatewayClass(value: GatewayClassObject | undefined) {
-    if (value) this.classes.set('istio-east-west', value);
-    else this.classes.delete('istio-east-west');
-  }
-  /** Calls that would write to the API server, in order (writes to the waypoint classes apart, in classWrites). */
+  gatewayClass: GatewayClassObject | undefined;
+  /** Calls that would write to the API server, in order. */
   readonly writes: string[] = [];
-  readonly classWrites: string[] = [];
   /** Errors the next calls of a method throw. */
   readonly failNext: Partial<Record<keyof GatewayApi, unknown[]>> = {};
   private events: SourceEvents | undefined;
@@ -464,24 +455,19 @@ class FakeCluster implements GatewayApi, GatewaySources {
   }
   async readGatewayClass(name: string) {
     this.failure('readGatewayClass');
-    const found = this.classes.get(name);
-    return found ? structuredClone(found) : undefined;
-  }
-  private classWrite(name: string | undefined, write: string): void {
-    (name === 'istio-east-west' ? this.writes : this.classWrites).push(write);
+    return this.gatewayClass?.metadata?.name === name ? structuredClone(this.gatewayClass) : undefined;
   }
   async createGatewayClass(object: GatewayClassObject) {
     this.failure('createGatewayClass');
-    const name = object.metadata!.name!;
-    if (this.classes.has(name)) return undefined;
-    this.classWrite(name, `create GatewayClass:${name}`);
-    this.classes.set(name, { ...structuredClone(object), metadata: { ...object.metadata, generation: 1 } });
-    return structuredClone(this.classes.get(name));
+    if (this.gatewayClass) return undefined;
+    this.writes.push(`create GatewayClass:${object.metadata?.name}`);
+    this.gatewayClass = { ...structuredClone(object), metadata: { ...object.metadata, generation: 1 } };
+    return structuredClone(this.gatewayClass);
   }
   async patchGatewayClassStatus(name: string, status: { conditions: unknown[] }) {
     this.failure('patchGatewayClassStatus');
-    this.classWrite(name, `status GatewayClass:${name}`);
-    this.classes.set(name, { ...this.classes.get(name)!, status });
+    this.writes.push(`status GatewayClass:${name}`);
+    this.gatewayClass = { ...this.gatewayClass!, status };
   }
 }
 
@@ -909,153 +895,6 @@ describe('API server requests', { timeout: 20_000 }, () => {
       assert.match(String(gatewayLog.reason), /404/);
     } finally {
       await sources.stop();
-    }
-  });
-});
-
-function waypointGateway(overrides: { name?: string; namespace?: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string>; spec?: unknown } = {}): GatewayObject {
-  return {
-    apiVersion: 'gateway.networking.k8s.io/v1beta1',
-    kind: 'Gateway',
-    metadata: {
-      name: overrides.name ?? 'waypoint',
-      namespace: overrides.namespace ?? 'default',
-      uid: overrides.uid ?? 'wp-uid-1',
-      generation: 1,
-      labels: overrides.labels ?? {},
-      annotations: overrides.annotations ?? {},
-    },
-    spec: overrides.spec ?? { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
-  };
-}
-
-/** Seed 004's Gateway, as written: no listeners. */
-const meshGateway = (sa: string | null = 'bookinfo-productpage', uid = 'mesh-uid-1') =>
-  waypointGateway({ name: 'productpage', uid, annotations: sa === null ? {} : { 'istio.io/service-account': sa }, spec: { gatewayClassName: 'istio-mesh' } });
-
-describe('waypoint gateways', { timeout: 20_000 }, () => {
-  it('istio-waypoint: creates the class (istio.io/mesh-controller), a ServiceAccount, Deployment and Service named like the Gateway, and programs it once the Service has an IP', async () => {
-    const cluster = new FakeCluster();
-    cluster.putGateway(waypointGateway({ labels: { 'istio.io/waypoint-for': 'all' } }));
-    const { controller } = startController(cluster);
-    try {
-      await cluster.settle(controller);
-      assert.equal((cluster.classes.get('istio-waypoint')?.spec as { controllerName: string }).controllerName, 'istio.io/mesh-controller');
-      assert.equal((cluster.classes.get('istio-mesh')?.spec as { controllerName: string }).controllerName, 'istio.io/mesh-controller');
-      for (const name of ['istio-waypoint', 'istio-mesh']) assert.ok(((cluster.classes.get(name)?.spec as { description: string }).description.length) <= 64);
-      assert.deepEqual(cluster.writes.filter((w) => !w.startsWith('status') && !w.includes('GatewayClass')), [
-        'apply ServiceAccount:default/waypoint',
-        'apply Deployment:default/waypoint',
-        'apply Service:default/waypoint',
-      ]);
-      const deployment = cluster.object('Deployment', 'default', 'waypoint') as V1Deployment;
-      const pod = deployment.spec!.template;
-      assert.equal(pod.spec?.serviceAccountName, 'waypoint');
-      assert.deepEqual(pod.spec?.containers[0]!.args, ['waypoint-proxy']);
-      assert.equal(pod.metadata?.labels?.['gateway.istio.io/managed'], 'istio.io-mesh-controller');
-      assert.equal(pod.metadata?.labels?.['gateway.networking.k8s.io/gateway-name'], 'waypoint');
-      assert.equal(pod.metadata?.labels?.['istio.io/dataplane-mode'], 'none');
-      const env = envOf(pod.spec?.containers[0]!.env);
-      assert.equal(env.GATEWAY_NAME, 'waypoint');
-      assert.equal(env.SERVICE_ACCOUNT, 'waypoint');
-      assert.equal(env.WAYPOINT_FOR, 'all');
-      assert.equal(env.POD_NAMESPACE, 'fieldRef:metadata.namespace');
-      assert.equal(env.INSTANCE_IP, 'fieldRef:status.podIP');
-      assert.ok(deployment.metadata?.annotations?.[DESIRED_HASH_ANNOTATION]);
-      assert.equal(deployment.metadata?.ownerReferences?.[0]?.uid, 'wp-uid-1');
-      const service = cluster.object('Service', 'default', 'waypoint') as V1Service;
-      assert.equal(service.spec?.type, 'ClusterIP');
-      assert.deepEqual(service.spec?.ports?.map((p) => [p.name, p.port]), [['mesh', 15008], ['status-port', 15021]]);
-      assert.equal(service.metadata?.labels?.['istio.io/waypoint-for'], 'all');
-      assert.equal(service.metadata?.labels?.['gateway.istio.io/managed'], 'istio.io-mesh-controller');
-      const status = cluster.gatewayStatus('default', 'waypoint')!;
-      assert.equal(brief(condition(status.conditions, 'Accepted')), 'True/Accepted');
-      assert.equal(brief(condition(status.conditions, 'Programmed')), 'True/Programmed');
-      assert.deepEqual(status.addresses, [{ type: 'IPAddress', value: '10.96.0.20' }]);
-      assert.equal(condition(status.conditions, 'Ready'), undefined, 'Ready is seed 004\'s istio-mesh only');
-      assert.equal(brief(condition(status.listeners[0]!.conditions, 'Accepted')), 'True/Accepted');
-      // The pods run as the Gateway's ServiceAccount once its Deployment is made.
-      assert.deepEqual(controller.waypointsRunningAs('default', 'waypoint'), ['waypoint']);
-      assert.deepEqual(controller.waypointsRunningAs('default', 'other'), []);
-      assert.equal(controller.isGatewayServiceAccount('default', 'waypoint'), false, 'a waypoint is not an east-west gateway');
-      // Settled: nothing is written again.
-      const writes = cluster.writes.length;
-      cluster.putGateway(cluster.gatewayStore.objects.get(keyOf('Gateway', 'default', 'waypoint'))!);
-      await cluster.settle(controller);
-      assert.equal(cluster.writes.length, writes, cluster.writes.join('\n'));
-    } finally {
-      await controller.stop();
-    }
-  });
-
-  it('istio-mesh (seed 004): a Deployment and Service <sa>-waypoint-proxy running as the annotated ServiceAccount, and Ready with the seed\'s message once a replica is available', async () => {
-    const cluster = new FakeCluster();
-    cluster.putGateway(meshGateway());
-    const { controller } = startController(cluster);
-    try {
-      await cluster.settle(controller);
-      assert.deepEqual(cluster.writes.filter((w) => w.startsWith('apply')), [
-        'apply Deployment:default/bookinfo-productpage-waypoint-proxy',
-        'apply Service:default/bookinfo-productpage-waypoint-proxy',
-      ]);
-      const deployment = cluster.object('Deployment', 'default', 'bookinfo-productpage-waypoint-proxy') as V1Deployment;
-      assert.equal(deployment.spec?.template.spec?.serviceAccountName, 'bookinfo-productpage');
-      assert.equal(deployment.spec?.template.metadata?.labels?.['gateway.networking.k8s.io/gateway-name'], 'productpage');
-      assert.equal(envOf(deployment.spec?.template.spec?.containers[0]!.env).SERVICE_ACCOUNT, 'bookinfo-productpage');
-      assert.equal(envOf(deployment.spec?.template.spec?.containers[0]!.env).WAYPOINT_FOR, 'workload');
-      const service = cluster.object('Service', 'default', 'bookinfo-productpage-waypoint-proxy') as V1Service;
-      assert.equal(service.metadata?.annotations?.['istio.io/service-account'], 'bookinfo-productpage');
-      let status = cluster.gatewayStatus('default', 'productpage')!;
-      assert.equal(brief(condition(status.conditions, 'Accepted')), 'True/Accepted');
-      assert.equal(brief(condition(status.conditions, 'Programmed')), 'True/Programmed');
-      assert.equal(brief(condition(status.conditions, 'Ready')), 'False/Pending');
-      assert.deepEqual(controller.waypointsRunningAs('default', 'bookinfo-productpage'), ['productpage']);
-
-      cluster.setStatus('Deployment', { availableReplicas: 1, readyReplicas: 1 }, 'default', 'bookinfo-productpage-waypoint-proxy');
-      await cluster.settle(controller);
-      status = cluster.gatewayStatus('default', 'productpage')!;
-      const ready = condition(status.conditions, 'Ready')!;
-      assert.equal(ready.status, 'True');
-      assert.equal(ready.reason, 'Ready');
-      assert.equal(ready.message, 'Deployed waypoint proxy to "default" namespace for "bookinfo-productpage" service account');
-      assert.equal(ready.observedGeneration, 1);
-
-      // Another service account: the old objects go, new ones come.
-      cluster.putGateway({ ...meshGateway('bookinfo-reviews'), status });
-      await cluster.settle(controller);
-      assert.ok(cluster.writes.includes('delete Deployment:default/bookinfo-productpage-waypoint-proxy'), cluster.writes.join('\n'));
-      assert.ok(cluster.writes.includes('delete Service:default/bookinfo-productpage-waypoint-proxy'));
-      assert.ok(cluster.object('Deployment', 'default', 'bookinfo-reviews-waypoint-proxy'));
-      assert.deepEqual(controller.waypointsRunningAs('default', 'bookinfo-productpage'), []);
-    } finally {
-      await controller.stop();
-    }
-  });
-
-  it('bad input: istio-mesh without its annotation, a wrong listener, a bad waypoint-for: conditions False naming the field, no objects', async () => {
-    const cluster = new FakeCluster();
-    cluster.putGateway(meshGateway(null));
-    cluster.putGateway(waypointGateway({ name: 'wrong-listener', uid: 'u2', spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15009, protocol: 'HTTP' }] } }));
-    cluster.putGateway(waypointGateway({ name: 'bad-for', uid: 'u3', labels: { 'istio.io/waypoint-for': 'everything' } }));
-    cluster.putGateway(waypointGateway({ name: 'no-listeners', uid: 'u4', spec: { gatewayClassName: 'istio-waypoint' } }));
-    const { controller } = startController(cluster);
-    try {
-      await cluster.settle(controller);
-      assert.deepEqual(cluster.writes.filter((w) => !w.startsWith('status') && !w.includes('GatewayClass')), [], 'nothing made');
-      const mesh = cluster.gatewayStatus('default', 'productpage')!;
-      assert.equal(brief(condition(mesh.conditions, 'Accepted')), 'False/InvalidParameters');
-      assert.match(condition(mesh.conditions, 'Accepted')!.message, /metadata\.annotations\["istio\.io\/service-account"\]: required/);
-      assert.equal(brief(condition(mesh.conditions, 'Ready')), 'False/Invalid');
-      const listener = cluster.gatewayStatus('default', 'wrong-listener')!;
-      assert.equal(brief(condition(listener.conditions, 'Accepted')), 'False/UnsupportedProtocol');
-      assert.match(condition(listener.conditions, 'Accepted')!.message, /protocol is "HTTP", expected HBONE; port is 15009, expected 15008/);
-      assert.equal(brief(condition(listener.listeners[0]!.conditions, 'Accepted')), 'False/UnsupportedProtocol');
-      const badFor = cluster.gatewayStatus('default', 'bad-for')!;
-      assert.match(condition(badFor.conditions, 'Accepted')!.message, /metadata\.labels\["istio\.io\/waypoint-for"\]: "everything" is not one of service, workload, all, none/);
-      assert.match(condition(cluster.gatewayStatus('default', 'no-listeners')!.conditions, 'Accepted')!.message, /spec\.listeners/);
-      assert.deepEqual(controller.waypointsRunningAs('default', 'productpage'), []);
-    } finally {
-      await controller.stop();
     }
   });
 });

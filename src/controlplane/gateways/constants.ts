@@ -32,6 +32,3 @@ export const GATEWAY_CONTAINER = 'gateway';
 export const HBONE_PORT_NAME = 'tls-hbone';
 export const STATUS_PORT_NAME = 'status-port';
 export const METRICS_PORT_NAME = 'http-metrics';
-
-/** The controller Istio names for waypoint classes (istio-waypoint, and seed 004's istio-mesh). */
-export const WAYPOINT_CONTROLLER_NAME = 'istio.io/mesh-controller';

@@ -1,20 +1,17 @@
 /**
- * The gateway controller: for each Gateway of class istio-east-west a ServiceAccount, a Deployment
- * running `ambit gateway` and a LoadBalancer Service; for each waypoint Gateway (istio-waypoint,
- * seed 004's istio-mesh) the waypoint's objects; and each Gateway's status (addresses, Accepted,
- * Programmed, listeners; Ready for istio-mesh). Ensures the three GatewayClasses exist.
+ * The east-west gateway controller: for each Gateway of class istio-east-west, a ServiceAccount,
+ * a Deployment running `ambit gateway` and a LoadBalancer Service, and the Gateway's status
+ * (addresses, Accepted, Programmed, listeners). Ensures GatewayClass istio-east-west exists.
  */
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../../kube/index.js';
 import { backoffDelay } from '../../util/backoff.js';
 import type { Logger } from '../../util/log.js';
-import { GATEWAY_API_GROUP, GATEWAY_NAME_LABEL } from './constants.js';
-import { gatewayKey, isAccepted, isEastWestGateway, isRecord } from './gateway.js';
+import { EAST_WEST_GATEWAY_CLASS, GATEWAY_API_GROUP, GATEWAY_NAME_LABEL } from './constants.js';
+import { gatewayKey, isEastWestGateway } from './gateway.js';
 import { ensureGatewayClass } from './gateway-class.js';
 import { kubeGatewayApi, type GatewayApi } from './kube-api.js';
-import { EAST_WEST_KIND, GATEWAY_KINDS, kindOf, type GatewayKind } from './kinds.js';
-import { isWaypointClass } from './waypoint-gateway.js';
 import { createGatewayControllerMetrics, type GatewayControllerMetrics } from './metrics.js';
 import { GatewayReconciler } from './reconciler.js';
 import { informerSources, type GatewaySources, type WatchedKind } from './sources.js';
@@ -64,7 +61,7 @@ export class EastWestGatewayController {
   private readonly log: Logger;
   private readonly metrics: GatewayControllerMetrics;
   private readonly queue: WorkQueue;
-  private readonly classStates = new Map<string, ClassState>(GATEWAY_KINDS.map((kind) => [kind.className, 'unknown']));
+  private classState: ClassState = 'unknown';
   private classCheck: Promise<void> | undefined;
   private classRetry: NodeJS.Timeout | undefined;
   private classFailures = 0;
@@ -93,7 +90,6 @@ export class EastWestGatewayController {
       log: options.log,
       metrics: this.metrics,
       now: this.now,
-      classIsOurs: (className) => this.classStates.get(className) === 'ours',
     });
     this.queue = new WorkQueue(
       async (key) => {
@@ -121,7 +117,7 @@ export class EastWestGatewayController {
       changed: (kind, object) => this.changed(kind, object),
       // The Gateway CRD became readable (installed after the control plane started): the class may be creatable now.
       listed: (kind) => {
-        if (kind === 'Gateway' && !this.allClassesOurs()) this.checkClass();
+        if (kind === 'Gateway' && this.classState !== 'ours') this.checkClass();
       },
     });
     this.checkClass();
@@ -149,38 +145,15 @@ export class EastWestGatewayController {
    * and the ServiceAccount is owned by that Gateway. The control plane's xDS lets these subscribe.
    */
   isGatewayServiceAccount(namespace: string, name: string): boolean {
-    if (this.classStates.get(EAST_WEST_KIND.className) !== 'ours') return false;
+    if (this.classState !== 'ours') return false;
     const gateway = this.sources.gateways.get(name, namespace);
     if (!gateway || !isEastWestGateway(gateway)) return false;
     const account = this.sources.owned.ServiceAccount.get(name, namespace);
     return account !== undefined && ownerKey(account) === gatewayKey(namespace, name);
   }
 
-  /**
-   * The waypoint Gateways (names) of `namespace` whose pods run as ServiceAccount `serviceAccount`:
-   * accepted, of a waypoint class that is ours, with their Deployment made by this controller. Such
-   * a ServiceAccount may subscribe to xDS as a waypoint, and read only these waypoints' resources.
-   */
-  waypointsRunningAs(namespace: string, serviceAccount: string): string[] {
-    const names: string[] = [];
-    for (const gateway of this.sources.gateways.list()) {
-      if (gateway.metadata?.namespace !== namespace) continue;
-      const kind = kindOf(gateway);
-      if (!kind || !isWaypointClass(kind.className) || this.classStates.get(kind.className) !== 'ours') continue;
-      const reading = kind.read(gateway, '');
-      if (!isAccepted(reading) || reading.waypoint?.serviceAccount !== serviceAccount) continue;
-      const deployment = this.sources.owned.Deployment.get(reading.waypoint.workloadName, namespace);
-      if (deployment && ownerKey(deployment) === gatewayKey(namespace, reading.name)) names.push(reading.name);
-    }
-    return names.sort();
-  }
-
-  private allClassesOurs(): boolean {
-    return [...this.classStates.values()].every((state) => state === 'ours');
-  }
-
   private changed(kind: WatchedKind, object: KubernetesObject): void {
-    if (![...this.classStates.values()].includes('ours')) return;
+    if (this.classState !== 'ours') return;
     const key = kind === 'Gateway' ? gatewayKey(object.metadata?.namespace ?? '', object.metadata?.name ?? '') : ownerKey(object);
     if (key) this.queue.add(key);
   }
@@ -188,15 +161,26 @@ export class EastWestGatewayController {
   private checkClass(): void {
     if (this.classCheck || !this.running) return;
     clearTimeout(this.classRetry);
-    this.classCheck = this.checkClasses()
-      .then(() => {
+    this.classCheck = ensureGatewayClass(this.api, { log: this.log, metrics: this.metrics, now: this.now })
+      .then((ownership) => {
         this.classFailures = 0;
+        if (ownership.ours) {
+          const before = this.classState;
+          this.classState = 'ours';
+          if (before !== 'ours') for (const gateway of this.sources.gateways.list()) this.changed('Gateway', gateway);
+        } else if (this.classState !== 'foreign') {
+          this.classState = 'foreign';
+          this.log.warn(
+            { gatewayClass: EAST_WEST_GATEWAY_CLASS, controllerName: ownership.controllerName },
+            'GatewayClass belongs to another controller; leaving its Gateways alone',
+          );
+        }
       })
       .catch((err: unknown) => {
         this.classFailures++;
         const delay = backoffDelay(this.classFailures, { initialMs: this.retry.baseDelayMs, maxMs: this.retry.maxDelayMs });
         if (this.classFailures === 1 || this.classFailures % 10 === 0) {
-          this.log.info({ gatewayClasses: GATEWAY_KINDS.map((k) => k.className), reason: errorMessage(err), retryInMs: delay }, 'cannot ensure GatewayClass yet (Gateway API CRDs not installed?)');
+          this.log.info({ gatewayClass: EAST_WEST_GATEWAY_CLASS, reason: errorMessage(err), retryInMs: delay }, 'cannot ensure GatewayClass yet (Gateway API CRDs not installed?)');
         }
         if (!this.running) return;
         this.classRetry = setTimeout(() => this.checkClass(), delay);
@@ -204,30 +188,5 @@ export class EastWestGatewayController {
       .finally(() => {
         this.classCheck = undefined;
       });
-  }
-
-  /** Ensures each class; a class that became ours queues its Gateways. The first failure stops the round (retried). */
-  private async checkClasses(): Promise<void> {
-    for (const kind of GATEWAY_KINDS) {
-      if (this.classStates.get(kind.className) === 'ours') continue;
-      await this.checkOneClass(kind);
-    }
-  }
-
-  private async checkOneClass(kind: GatewayKind): Promise<void> {
-    const ownership = await ensureGatewayClass(this.api, { log: this.log, metrics: this.metrics, now: this.now }, kind);
-    const before = this.classStates.get(kind.className);
-    if (ownership.ours) {
-      this.classStates.set(kind.className, 'ours');
-      if (before !== 'ours') {
-        for (const gateway of this.sources.gateways.list()) {
-          const className = isRecord(gateway.spec) ? gateway.spec.gatewayClassName : undefined;
-          if (className === kind.className) this.changed('Gateway', gateway);
-        }
-      }
-    } else if (before !== 'foreign') {
-      this.classStates.set(kind.className, 'foreign');
-      this.log.warn({ gatewayClass: kind.className, controllerName: ownership.controllerName }, 'GatewayClass belongs to another controller; leaving its Gateways alone');
-    }
   }
 }

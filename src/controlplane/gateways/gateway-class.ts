@@ -1,12 +1,11 @@
 /**
- * The GatewayClasses of the controller's kinds (istio-east-west, istio-waypoint, istio-mesh): each
- * created when missing, marked Accepted when it names our controller. A class of that name that
- * names another controller means another implementation (Istio itself) serves these Gateways, and
- * the controller must leave them alone.
+ * GatewayClass istio-east-west: created when missing, marked Accepted when it names our
+ * controller. A class of that name that names another controller means another implementation
+ * (Istio itself) serves these Gateways, and the controller must leave them alone.
  */
 import type { Logger } from '../../util/log.js';
+import { EAST_WEST_CONTROLLER_NAME, EAST_WEST_GATEWAY_CLASS } from './constants.js';
 import { isRecord } from './gateway.js';
-import { EAST_WEST_KIND, type GatewayKind } from './kinds.js';
 import type { GatewayApi, GatewayClassObject } from './kube-api.js';
 import { renderGatewayClass } from './render.js';
 import { kubeTime, type Condition } from './status.js';
@@ -14,7 +13,7 @@ import type { GatewayControllerMetrics } from './metrics.js';
 
 export type ClassOwnership = { ours: true } | { ours: false; controllerName: string };
 
-export function gatewayClassConditions(gatewayClass: GatewayClassObject, now: Date, kind: GatewayKind = EAST_WEST_KIND): Condition[] {
+export function gatewayClassConditions(gatewayClass: GatewayClassObject, now: Date): Condition[] {
   const previous = isRecord(gatewayClass.status) && Array.isArray(gatewayClass.status.conditions) ? gatewayClass.status.conditions.filter(isRecord) : [];
   const old = previous.find((c) => c.type === 'Accepted');
   return [
@@ -22,7 +21,7 @@ export function gatewayClassConditions(gatewayClass: GatewayClassObject, now: Da
       type: 'Accepted',
       status: 'True',
       reason: 'Accepted',
-      message: `handled by ambit (${kind.controllerName})`,
+      message: `handled by ambit (${EAST_WEST_CONTROLLER_NAME})`,
       observedGeneration: gatewayClass.metadata?.generation ?? 0,
       lastTransitionTime: old?.status === 'True' && typeof old.lastTransitionTime === 'string' ? old.lastTransitionTime : kubeTime(now),
     },
@@ -35,27 +34,22 @@ function acceptedAlready(gatewayClass: GatewayClassObject): boolean {
   return accepted?.status === 'True' && accepted.observedGeneration === (gatewayClass.metadata?.generation ?? 0);
 }
 
-export async function ensureGatewayClass(
-  api: GatewayApi,
-  deps: { log: Logger; metrics: GatewayControllerMetrics; now: () => Date },
-  kind: GatewayKind = EAST_WEST_KIND,
-): Promise<ClassOwnership> {
-  const name = kind.className;
-  let current = await api.readGatewayClass(name);
+export async function ensureGatewayClass(api: GatewayApi, deps: { log: Logger; metrics: GatewayControllerMetrics; now: () => Date }): Promise<ClassOwnership> {
+  let current = await api.readGatewayClass(EAST_WEST_GATEWAY_CLASS);
   if (!current) {
-    current = await api.createGatewayClass(renderGatewayClass(kind));
+    current = await api.createGatewayClass(renderGatewayClass());
     if (current) {
       deps.metrics.writes.inc({ kind: 'GatewayClass', operation: 'create' });
-      deps.log.info({ gatewayClass: name, controllerName: kind.controllerName }, 'created GatewayClass');
+      deps.log.info({ gatewayClass: EAST_WEST_GATEWAY_CLASS, controllerName: EAST_WEST_CONTROLLER_NAME }, 'created GatewayClass');
     } else {
-      current = await api.readGatewayClass(name);
+      current = await api.readGatewayClass(EAST_WEST_GATEWAY_CLASS);
     }
   }
-  if (!current) throw new Error(`GatewayClass ${name} was deleted while being created`);
+  if (!current) throw new Error(`GatewayClass ${EAST_WEST_GATEWAY_CLASS} was deleted while being created`);
   const controllerName = isRecord(current.spec) && typeof current.spec.controllerName === 'string' ? current.spec.controllerName : '';
-  if (controllerName !== kind.controllerName) return { ours: false, controllerName };
+  if (controllerName !== EAST_WEST_CONTROLLER_NAME) return { ours: false, controllerName };
   if (!acceptedAlready(current)) {
-    await api.patchGatewayClassStatus(name, { conditions: gatewayClassConditions(current, deps.now(), kind) });
+    await api.patchGatewayClassStatus(EAST_WEST_GATEWAY_CLASS, { conditions: gatewayClassConditions(current, deps.now()) });
     deps.metrics.writes.inc({ kind: 'GatewayClass', operation: 'status' });
   }
   return { ours: true };

@@ -4,7 +4,7 @@
  * CRD keeps spec as written, so every field is checked here and nothing is trusted.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { HBONE_PORT, NETWORK_LABEL, type WaypointFor } from '../../api/resources.js';
+import { HBONE_PORT, NETWORK_LABEL } from '../../api/resources.js';
 import { EAST_WEST_GATEWAY_CLASS, HBONE_PROTOCOL, ISTIO_MUTUAL, TLS_MODE_TERMINATE, TLS_TERMINATE_MODE_OPTION } from './constants.js';
 
 /** A Gateway as the API server stores it; spec and status are unchecked. */
@@ -34,19 +34,6 @@ export interface GatewayReading {
   networkLabel?: string;
   /** `spec.infrastructure` labels and annotations, for the objects made for the Gateway. */
   infrastructure: { labels: Record<string, string>; annotations: Record<string, string> };
-  /** Set for waypoint classes (istio-waypoint, istio-mesh): who the waypoint is and what it serves. */
-  waypoint?: WaypointReading;
-}
-
-export interface WaypointReading {
-  /** `istio.io/waypoint-for` (istio-waypoint), `workload` for seed 004's istio-mesh. */
-  for: WaypointFor;
-  /** The ServiceAccount its pods run as: the Gateway's name, or istio-mesh's `istio.io/service-account`. */
-  serviceAccount: string;
-  /** Name of its Deployment and Service: the Gateway's name, or `<sa>-waypoint-proxy`. */
-  workloadName: string;
-  /** Whether the ServiceAccount is made for it (istio-waypoint) or is the workloads' own (istio-mesh). */
-  ownsServiceAccount: boolean;
 }
 
 export const gatewayKey = (namespace: string, name: string) => `${namespace}/${name}`;
@@ -55,7 +42,7 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-export const shown = (value: unknown) => (value === undefined ? 'not set' : `${JSON.stringify(value)}`);
+const shown = (value: unknown) => (value === undefined ? 'not set' : `${JSON.stringify(value)}`);
 
 export function isEastWestGateway(gateway: GatewayObject): boolean {
   return isRecord(gateway.spec) && gateway.spec.gatewayClassName === EAST_WEST_GATEWAY_CLASS;
@@ -81,7 +68,7 @@ export function listenerProblem(listener: Record<string, unknown>): string | und
 }
 
 /** A Service is named after the Gateway, so the name must be a DNS-1035 label. */
-export function nameProblem(name: string): string | undefined {
+function nameProblem(name: string): string | undefined {
   if (name.length <= 63 && /^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(name)) return undefined;
   return `metadata.name: ${shown(name)} cannot name the gateway Service (at most 63 lowercase letters, digits and '-', starting with a letter)`;
 }
@@ -95,17 +82,8 @@ function stringMap(value: unknown, field: string, problems: string[]): Record<st
   return { ...(value as Record<string, string>) };
 }
 
-/** How a class reads listeners: the shape it serves, and whether a Gateway may have none. */
-export interface ListenerRules {
-  problem: (listener: Record<string, unknown>) => string | undefined;
-  optional?: boolean;
-}
-
-const EAST_WEST_LISTENERS: ListenerRules = { problem: listenerProblem };
-
-function readListeners(spec: Record<string, unknown>, problems: string[], rules: ListenerRules): ListenerVerdict[] {
+function readListeners(spec: Record<string, unknown>, problems: string[]): ListenerVerdict[] {
   const listeners = spec.listeners;
-  if (rules.optional && (listeners === undefined || listeners === null || (Array.isArray(listeners) && listeners.length === 0))) return [];
   if (!Array.isArray(listeners) || listeners.length === 0) {
     problems.push(`spec.listeners: expected a list of at least one listener, got ${shown(listeners)}`);
     return [];
@@ -120,13 +98,13 @@ function readListeners(spec: Record<string, unknown>, problems: string[], rules:
     else if (seen.has(name)) problems.push(`${field}.name: ${shown(name)} is the name of an earlier listener`);
     else {
       seen.add(name);
-      verdicts.push({ name, problem: rules.problem(listener) });
+      verdicts.push({ name, problem: listenerProblem(listener) });
     }
   }
   return verdicts;
 }
 
-export function readGateway(gateway: GatewayObject, clusterNetwork: string, rules: ListenerRules = EAST_WEST_LISTENERS): GatewayReading {
+export function readGateway(gateway: GatewayObject, clusterNetwork: string): GatewayReading {
   const metadata = gateway.metadata ?? {};
   const name = metadata.name ?? '';
   const problems: string[] = [];
@@ -137,7 +115,7 @@ export function readGateway(gateway: GatewayObject, clusterNetwork: string, rule
   if (!isRecord(gateway.spec)) {
     problems.push(`spec: expected an object, got ${shown(gateway.spec)}`);
   } else {
-    listeners = readListeners(gateway.spec, problems, rules);
+    listeners = readListeners(gateway.spec, problems);
     const infra = gateway.spec.infrastructure;
     if (infra !== undefined && !isRecord(infra)) problems.push(`spec.infrastructure: expected an object, got ${shown(infra)}`);
     else if (infra) infrastructure = { labels: stringMap(infra.labels, 'spec.infrastructure.labels', problems), annotations: stringMap(infra.annotations, 'spec.infrastructure.annotations', problems) };
@@ -155,7 +133,7 @@ export function readGateway(gateway: GatewayObject, clusterNetwork: string, rule
   };
 }
 
-/** Accepted: no problem with the Gateway as a whole, and at least one listener it can serve (or none, where listeners are optional). */
+/** Accepted: no problem with the Gateway as a whole, and at least one listener it can serve. */
 export function isAccepted(reading: GatewayReading): boolean {
-  return reading.problems.length === 0 && (reading.listeners.length === 0 ? !!reading.waypoint : reading.listeners.some((l) => !l.problem));
+  return reading.problems.length === 0 && reading.listeners.some((l) => !l.problem);
 }

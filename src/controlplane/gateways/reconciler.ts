@@ -1,15 +1,14 @@
 /**
- * One reconcile of one Gateway of a class the controller programs (east-west, waypoint): make (or
- * remove) its objects so they match the Gateway, then write its status if that changed. Reads come
- * from the informer caches; writes happen only when the cached object differs from the desired one.
+ * One reconcile of one east-west Gateway: make (or remove) its ServiceAccount, Deployment and
+ * Service so they match the Gateway, then write its status if that changed. Reads come from the
+ * informer caches; writes happen only when the cached object differs from the desired one.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../../util/log.js';
-import { isAccepted, isRecord, type GatewayObject, type GatewayReading } from './gateway.js';
-import { kindOf, type GatewayKind } from './kinds.js';
+import { isAccepted, isEastWestGateway, isRecord, readGateway, type GatewayObject, type GatewayReading } from './gateway.js';
 import type { GatewayApi, OwnedKind, OwnedObject } from './kube-api.js';
 import type { GatewayControllerMetrics } from './metrics.js';
-import type { GatewayWorkloadSettings } from './render.js';
+import { renderGatewayResources, type GatewayWorkloadSettings } from './render.js';
 import type { ObjectStore } from './sources.js';
 import { computeGatewayStatus, sameStatus, type ObservedResources } from './status.js';
 
@@ -23,8 +22,6 @@ export interface GatewayReconcilerOptions {
   log: Logger;
   metrics: GatewayControllerMetrics;
   now: () => Date;
-  /** Whether the GatewayClass of this name is ours (names our controller); default every class. */
-  classIsOurs?: (className: string) => boolean;
 }
 
 const OWNED_KINDS: OwnedKind[] = ['Deployment', 'Service', 'ServiceAccount'];
@@ -60,20 +57,17 @@ export class GatewayReconciler {
       return;
     }
     const uid = gateway.metadata?.uid ?? '';
-    const kind = kindOf(gateway);
-    if (!kind) {
-      // The class was changed away from one the controller programs: what was made for it goes.
-      await this.removeOwned(key, uid, new Set(), 'the Gateway is no longer of a class ambit programs');
+    if (!isEastWestGateway(gateway)) {
+      // The class was changed away from istio-east-west: what was made for it goes.
+      await this.removeOwned(key, namespace, name, uid, 'the Gateway is no longer of class istio-east-west');
       this.logged.delete(key);
       return;
     }
-    // Another controller answers for the class: its Gateways are not ours to touch.
-    if (this.options.classIsOurs && !this.options.classIsOurs(kind.className)) return;
-    const reading = kind.read(gateway, this.options.clusterNetwork);
+    const reading = readGateway(gateway, this.options.clusterNetwork);
     let observed: ObservedResources = {};
-    if (isAccepted(reading)) observed = await this.ensureResources(key, kind, reading);
-    else await this.removeOwned(key, uid, new Set(), 'the Gateway is not accepted');
-    const status = computeGatewayStatus(reading, observed, gateway.status, this.options.now(), kind.status);
+    if (isAccepted(reading)) observed = await this.ensureResources(key, reading);
+    else await this.removeOwned(key, namespace, name, uid, 'the Gateway is not accepted');
+    const status = computeGatewayStatus(reading, observed, gateway.status, this.options.now());
     this.logVerdict(key, reading, status.conditions[0]!.status, status.conditions[0]!.message);
     if (sameStatus(gateway.status, status)) return;
     await this.options.api.patchGatewayStatus(namespace, name, status);
@@ -96,18 +90,15 @@ export class GatewayReconciler {
     }
   }
 
-  private async ensureResources(key: string, kind: GatewayKind, reading: GatewayReading): Promise<ObservedResources> {
-    const desired = kind.render(reading, this.options.workload);
-    for (const object of desired) {
+  private async ensureResources(key: string, reading: GatewayReading): Promise<ObservedResources> {
+    const desired = renderGatewayResources(reading, this.options.workload);
+    for (const object of [desired.serviceAccount, desired.deployment, desired.service]) {
       const blocked = await this.ensure(key, object, reading.uid);
       if (blocked) return { blocked };
     }
-    // Objects of an earlier shape (istio-mesh's service account changed: another `<sa>-waypoint-proxy`) go.
-    await this.removeOwned(key, reading.uid, new Set(desired.map((o) => `${o.kind}/${o.metadata!.name}`)), 'the Gateway no longer needs it');
     const { owned } = this.options;
-    const workloadName = kind.workloadName(reading);
-    const current = (ownedKind: OwnedKind) => {
-      const object = owned[ownedKind].get(workloadName, reading.namespace);
+    const current = (kind: OwnedKind) => {
+      const object = owned[kind].get(reading.name, reading.namespace);
       return object && isOwnedBy(object, reading.uid) ? object : undefined;
     };
     return { service: current('Service'), deployment: current('Deployment') };
@@ -132,18 +123,14 @@ export class GatewayReconciler {
     return undefined;
   }
 
-  /** Deletes the objects owned by the Gateway (`uid`) in its namespace, except those in `keep` (`<Kind>/<name>`). */
-  private async removeOwned(key: string, uid: string, keep: ReadonlySet<string>, reason: string): Promise<void> {
+  private async removeOwned(key: string, namespace: string, name: string, uid: string, reason: string): Promise<void> {
     const { api, owned, log, metrics } = this.options;
-    const { namespace } = splitKey(key);
     for (const kind of OWNED_KINDS) {
-      for (const object of owned[kind].list()) {
-        const name = object.metadata?.name ?? '';
-        if (object.metadata?.namespace !== namespace || !isOwnedBy(object, uid) || keep.has(`${kind}/${name}`)) continue;
-        await api.remove(kind, namespace, name, object.metadata!.uid!);
-        metrics.writes.inc({ kind, operation: 'delete' });
-        log.info({ gateway: key, kind, object: `${namespace}/${name}`, reason }, 'deleted gateway object');
-      }
+      const object = owned[kind].get(name, namespace);
+      if (!object || !isOwnedBy(object, uid)) continue;
+      await api.remove(kind, namespace, name, object.metadata!.uid!);
+      metrics.writes.inc({ kind, operation: 'delete' });
+      log.info({ gateway: key, kind, object: `${namespace}/${name}`, reason }, 'deleted gateway object');
     }
   }
 }

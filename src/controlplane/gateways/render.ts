@@ -68,14 +68,14 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-export function withDesiredHash<T extends { metadata?: { annotations?: Record<string, string> } }>(object: T): T {
+function withDesiredHash<T extends { metadata?: { annotations?: Record<string, string> } }>(object: T): T {
   const hash = createHash('sha256').update(canonicalJson(object)).digest('hex').slice(0, 16);
   object.metadata!.annotations = { ...object.metadata!.annotations, [DESIRED_HASH_ANNOTATION]: hash };
   return object;
 }
 
 /** The labels identifying the objects of one Gateway; the controller's own win over infrastructure labels. */
-export function objectLabels(reading: GatewayReading): Record<string, string> {
+function objectLabels(reading: GatewayReading): Record<string, string> {
   return {
     ...reading.infrastructure.labels,
     ...(reading.networkLabel ? { [NETWORK_LABEL]: reading.networkLabel } : {}),
@@ -172,19 +172,13 @@ export function renderGatewayResources(reading: GatewayReading, settings: Gatewa
   return { serviceAccount: renderServiceAccount(reading), deployment: renderDeployment(reading, settings), service: renderService(reading) };
 }
 
-/** A GatewayClass (istio-east-west by default), as the control plane creates it when missing. */
-export function renderGatewayClass(kind: { className: string; controllerName: string; description: string } = EAST_WEST_CLASS) {
+/** GatewayClass istio-east-west, as the control plane creates it when missing. */
+export function renderGatewayClass() {
   return {
     apiVersion: GATEWAY_API_GROUP_VERSION,
     kind: 'GatewayClass',
-    metadata: { name: kind.className, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_CONTROLLER } },
+    metadata: { name: EAST_WEST_GATEWAY_CLASS, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_CONTROLLER } },
     // The upstream GatewayClass schema limits the description to 64 characters.
-    spec: { controllerName: kind.controllerName, description: kind.description },
+    spec: { controllerName: EAST_WEST_CONTROLLER_NAME, description: 'ambit east-west gateways: HBONE on port 15008 between networks' },
   };
 }
-
-const EAST_WEST_CLASS = {
-  className: EAST_WEST_GATEWAY_CLASS,
-  controllerName: EAST_WEST_CONTROLLER_NAME,
-  description: 'ambit east-west gateways: HBONE on port 15008 between networks',
-};

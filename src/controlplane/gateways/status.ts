@@ -62,22 +62,9 @@ export function hasReadyReplica(deployment: V1Deployment | undefined): boolean {
   return (deployment?.status?.readyReplicas ?? 0) > 0;
 }
 
-export type Verdict = Omit<Condition, 'observedGeneration' | 'lastTransitionTime'>;
+type Verdict = Omit<Condition, 'observedGeneration' | 'lastTransitionTime'>;
 
-/** What differs between the classes of Gateway in their status: who answers, the listener shape, when it is programmed. */
-export interface StatusProfile {
-  controllerName: string;
-  /** The listener the class serves, quoted in listener problems. */
-  expectedListener: string;
-  /** `an east-west gateway`, `a waypoint`: how problems name the class's listener. */
-  listenerOf: string;
-  addresses(observed: ObservedResources): GatewayStatusAddress[];
-  programmed(reading: GatewayReading, observed: ObservedResources, addresses: GatewayStatusAddress[]): Verdict;
-  /** Conditions after Accepted and Programmed (seed 004's Ready). */
-  extra?(reading: GatewayReading, observed: ObservedResources): Verdict[];
-}
-
-function eastWestProgrammed(reading: GatewayReading, observed: ObservedResources, addresses: GatewayStatusAddress[]): Verdict {
+function programmedVerdict(reading: GatewayReading, observed: ObservedResources, addresses: GatewayStatusAddress[]): Verdict {
   const ref = `${reading.namespace}/${reading.name}`;
   const no = (reason: string, message: string): Verdict => ({ type: 'Programmed', status: 'False', reason, message });
   if (!isAccepted(reading)) return no('Invalid', 'the Gateway is not accepted (see its Accepted condition)');
@@ -87,29 +74,21 @@ function eastWestProgrammed(reading: GatewayReading, observed: ObservedResources
   return { type: 'Programmed', status: 'True', reason: 'Programmed', message: `serving HBONE on ${addresses.map((a) => a.value).join(', ')} port ${HBONE_PORT}` };
 }
 
-export const EAST_WEST_STATUS: StatusProfile = {
-  controllerName: EAST_WEST_CONTROLLER_NAME,
-  expectedListener: EXPECTED_LISTENER,
-  listenerOf: 'an east-west gateway',
-  addresses: (observed) => loadBalancerAddresses(observed.service),
-  programmed: eastWestProgrammed,
-};
-
-function acceptedVerdict(reading: GatewayReading, profile: StatusProfile): Verdict {
+function acceptedVerdict(reading: GatewayReading): Verdict {
   if (reading.problems.length) return { type: 'Accepted', status: 'False', reason: 'InvalidParameters', message: reading.problems.join('; ') };
   const invalid = reading.listeners.filter((l) => l.problem);
-  if (invalid.length && invalid.length === reading.listeners.length) {
+  if (invalid.length === reading.listeners.length) {
     const details = invalid.map((l) => `listener "${l.name}": ${l.problem}`).join('; ');
-    return { type: 'Accepted', status: 'False', reason: 'UnsupportedProtocol', message: `no listener can be served: ${details} (${profile.listenerOf} listener is ${profile.expectedListener})` };
+    return { type: 'Accepted', status: 'False', reason: 'UnsupportedProtocol', message: `no listener can be served: ${details} (an east-west gateway listener is ${EXPECTED_LISTENER})` };
   }
   const ignored = invalid.length ? `; listeners not served: ${invalid.map((l) => `"${l.name}"`).join(', ')}` : '';
-  return { type: 'Accepted', status: 'True', reason: 'Accepted', message: `accepted by ${profile.controllerName}${ignored}` };
+  return { type: 'Accepted', status: 'True', reason: 'Accepted', message: `accepted by ${EAST_WEST_CONTROLLER_NAME}${ignored}` };
 }
 
-function listenerVerdicts(problem: string | undefined, programmed: Verdict, profile: StatusProfile): Verdict[] {
+function listenerVerdicts(problem: string | undefined, programmed: Verdict): Verdict[] {
   if (problem) {
     return [
-      { type: 'Accepted', status: 'False', reason: 'UnsupportedProtocol', message: `${problem} (${profile.listenerOf} listener is ${profile.expectedListener})` },
+      { type: 'Accepted', status: 'False', reason: 'UnsupportedProtocol', message: `${problem} (an east-west gateway listener is ${EXPECTED_LISTENER})` },
       { type: 'Programmed', status: 'False', reason: 'Invalid', message: 'the listener is not accepted' },
       { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'no references to resolve' },
     ];
@@ -138,21 +117,21 @@ function stamp(verdicts: Verdict[], previous: unknown, generation: number, now: 
 }
 
 /** The status the Gateway should have; `previous` is its current status (transition times are kept from it). */
-export function computeGatewayStatus(reading: GatewayReading, observed: ObservedResources, previous: unknown, now: Date, profile: StatusProfile = EAST_WEST_STATUS): GatewayStatus {
+export function computeGatewayStatus(reading: GatewayReading, observed: ObservedResources, previous: unknown, now: Date): GatewayStatus {
   const time = kubeTime(now);
   const accepted = isAccepted(reading);
-  const addresses = accepted && !observed.blocked ? profile.addresses(observed) : [];
-  const programmed = profile.programmed(reading, observed, addresses);
+  const addresses = accepted && !observed.blocked ? loadBalancerAddresses(observed.service) : [];
+  const programmed = programmedVerdict(reading, observed, addresses);
   const before = isRecord(previous) ? previous : {};
   const listenersBefore = Array.isArray(before.listeners) ? before.listeners.filter(isRecord) : [];
   return {
     addresses,
-    conditions: stamp([acceptedVerdict(reading, profile), programmed, ...(profile.extra?.(reading, observed) ?? [])], before.conditions, reading.generation, time),
+    conditions: stamp([acceptedVerdict(reading), programmed], before.conditions, reading.generation, time),
     listeners: reading.listeners.map((listener) => ({
       name: listener.name,
       supportedKinds: [],
       attachedRoutes: 0,
-      conditions: stamp(listenerVerdicts(listener.problem, programmed, profile), listenersBefore.find((l) => l.name === listener.name)?.conditions, reading.generation, time),
+      conditions: stamp(listenerVerdicts(listener.problem, programmed), listenersBefore.find((l) => l.name === listener.name)?.conditions, reading.generation, time),
     })),
   };
 }
