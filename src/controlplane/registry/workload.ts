@@ -20,6 +20,7 @@ import {
   WorkloadSchema,
   WorkloadStatus,
   WorkloadType,
+  type GatewayAddress,
   type Locality,
   type PortList,
   type Workload,
@@ -40,6 +41,8 @@ export interface WorkloadContext {
   authorizationPolicies: string[];
   /** Cluster DNS domain, for the pod's own DNS name. */
   domainSuffix: string;
+  /** The waypoint traffic addressed to this workload goes through (Workload.waypoint), if any. */
+  waypoint?: GatewayAddress;
 }
 
 /** Pods that are gone or not yet addressable have no workload. */
@@ -73,6 +76,7 @@ export function buildWorkload(pod: PodView, context: WorkloadContext): Workload 
     clusterId: context.clusterId,
     locality: context.locality,
     networkMode: pod.hostNetwork ? NetworkMode.HOST_NETWORK : NetworkMode.STANDARD,
+    waypoint: context.waypoint,
   });
 }
 

@@ -115,10 +115,16 @@ export function renderWaypointObjects(gateway: WaypointGateway, settings: Gatewa
       }),
     },
   };
+  // The registry knows a waypoint from its Service: what it is for, and (istio-mesh) whose workloads it serves.
+  const serviceMetadata = metadata(gateway.objectName);
   const service: V1Service & { kind: 'Service' } = {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: metadata(gateway.objectName),
+    metadata: {
+      ...serviceMetadata,
+      labels: { ...labels, [WAYPOINT_FOR_LABEL]: gateway.className === MESH_GATEWAY_CLASS ? WAYPOINT_FOR.workload : gateway.waypointFor },
+      ...(gateway.className === MESH_GATEWAY_CLASS ? { annotations: { [WAYPOINT_SERVICE_ACCOUNT_ANNOTATION]: gateway.serviceAccount } } : {}),
+    },
     spec: {
       type: 'ClusterIP',
       selector: { [GATEWAY_NAME_LABEL]: gateway.name },

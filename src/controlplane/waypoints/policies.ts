@@ -87,6 +87,13 @@ export function readTargetedPolicy(object: { metadata?: { name?: string; namespa
     if (ref.kind === 'Service' && group === '') return { kind: 'Service' as const, name: ref.name };
     throw new InvalidPolicyError(`${field}.kind`, `${JSON.stringify(ref.kind)} (group ${JSON.stringify(group)}) is not Gateway or Service`);
   });
+  const policy = readL7Authorization(object);
+  return { namespace: policy.namespace, name: policy.name, targets, policy };
+}
+
+/** Translates the action and rules of any policy (its placement left empty). Throws InvalidPolicyError naming the field. */
+export function readL7Authorization(object: { metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> }; spec?: unknown }): L7Authorization {
+  const spec = isRecord(object.spec) ? object.spec : {};
   const actionName = spec.action === undefined ? 'ALLOW' : spec.action;
   const action = typeof actionName === 'string' ? ACTIONS[actionName] : undefined;
   if (action === undefined) throw new InvalidPolicyError('spec.action', `${JSON.stringify(actionName)} is not served by waypoints (ALLOW, DENY, AUDIT)`);
@@ -134,12 +141,7 @@ export function readTargetedPolicy(object: { metadata?: { name?: string; namespa
   });
   const namespace = object.metadata?.namespace ?? 'default';
   const name = object.metadata?.name ?? '';
-  return {
-    namespace,
-    name,
-    targets,
-    policy: create(L7AuthorizationSchema, { name, namespace, action, rules, dryRun: object.metadata?.annotations?.['istio.io/dry-run'] === 'true' }),
-  };
+  return create(L7AuthorizationSchema, { name, namespace, action, rules, dryRun: object.metadata?.annotations?.['istio.io/dry-run'] === 'true' });
 }
 
 /** The policies of one waypoint, each placed: all its traffic (it is targeted), or the services it serves that are targeted. */
