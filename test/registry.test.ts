@@ -964,4 +964,52 @@ describe('registry: waypoint enrolment (istio.io/use-waypoint)', () => {
     registry.upsert('Namespace', namespace('default'));
     assert.equal(serviceOf(registry, 'web').waypoint, undefined);
   });
+
+  const workloadWaypoint = (w: Workload) => (w.waypoint?.destination.case === 'hostname' ? `${w.waypoint.destination.value.namespace}/${w.waypoint.destination.value.hostname}` : undefined);
+  const MANAGED = { 'gateway.istio.io/managed': 'istio.io-mesh-controller' };
+
+  test("seed 004's istio-mesh waypoint serves the pods of its service account; their selector policies move from ztunnel to the waypoint", () => {
+    const { registry } = setup();
+    registry.upsert('AuthorizationPolicy', policy('productpage-viewer', 'default', { selector: { matchLabels: { app: 'productpage' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/default/sa/sleep'] } }], to: [{ operation: { methods: ['GET'] } }] }] }));
+    registry.upsert('Pod', pod('productpage-v1-abc', { ip: '10.0.0.5', serviceAccount: 'bookinfo-productpage', labels: { app: 'productpage' } }));
+    registry.upsert('Pod', pod('reviews-v1-abc', { ip: '10.0.0.6', serviceAccount: 'bookinfo-reviews', labels: { app: 'productpage' } }));
+    assert.deepEqual(workloadOf(registry, 'productpage-v1-abc').authorizationPolicies, ['default/productpage-viewer'], 'positive control: ztunnel enforces it while no waypoint serves the pod');
+    assert.equal(registry.waypointPolicies(UID('productpage-v1-abc')), undefined);
+
+    registry.upsert('Service', service('bookinfo-productpage-waypoint-proxy', { clusterIP: '10.96.1.9', labels: { ...MANAGED, 'gateway.networking.k8s.io/gateway-name': 'productpage', 'istio.io/waypoint-for': 'workload' }, annotations: { 'istio.io/service-account': 'bookinfo-productpage' } }));
+    // The waypoint's own pod runs as the same service account and must not point at itself.
+    registry.upsert('Pod', pod('bookinfo-productpage-waypoint-proxy-xyz', { ip: '10.0.0.7', serviceAccount: 'bookinfo-productpage', labels: { ...MANAGED, 'gateway.networking.k8s.io/gateway-name': 'productpage' } }));
+    const served = workloadOf(registry, 'productpage-v1-abc');
+    assert.equal(workloadWaypoint(served), 'default/bookinfo-productpage-waypoint-proxy.default.svc.cluster.local');
+    assert.equal(served.waypoint?.hboneMtlsPort, 15008);
+    assert.deepEqual(served.authorizationPolicies, [], 'ztunnel admits only the waypoint; the waypoint enforces the policy');
+    assert.deepEqual(registry.waypointPolicies(UID('productpage-v1-abc')), ['default/productpage-viewer']);
+    assert.equal(workloadWaypoint(workloadOf(registry, 'reviews-v1-abc')), undefined, 'another service account is not served');
+    assert.deepEqual(workloadOf(registry, 'reviews-v1-abc').authorizationPolicies, ['default/productpage-viewer']);
+    assert.equal(workloadWaypoint(workloadOf(registry, 'bookinfo-productpage-waypoint-proxy-xyz')), undefined);
+
+    registry.remove('Service', service('bookinfo-productpage-waypoint-proxy', { clusterIP: '10.96.1.9' }));
+    assert.equal(workloadWaypoint(workloadOf(registry, 'productpage-v1-abc')), undefined, 'the waypoint deleted: direct again');
+    assert.deepEqual(workloadOf(registry, 'productpage-v1-abc').authorizationPolicies, ['default/productpage-viewer'], 'and ztunnel enforces the policy again');
+    assert.equal(registry.waypointPolicies(UID('productpage-v1-abc')), undefined);
+  });
+
+  test('use-waypoint on a pod or namespace gives workloads a waypoint only when it is for workloads (or all); the pod label wins, none opts out', () => {
+    const { registry } = setup();
+    registry.upsert('Service', service('svc-waypoint', { clusterIP: '10.96.1.1', labels: { ...MANAGED, 'istio.io/waypoint-for': 'service' } }));
+    registry.upsert('Service', service('all-waypoint', { clusterIP: '10.96.1.2', labels: { ...MANAGED, 'istio.io/waypoint-for': 'all' } }));
+    registry.upsert('Service', service('wl-waypoint', { clusterIP: '10.96.1.3', labels: { ...MANAGED, 'istio.io/waypoint-for': 'workload' } }));
+    registry.upsert('Namespace', namespace('default', { 'istio.io/use-waypoint': 'svc-waypoint' }));
+    registry.upsert('Pod', pod('a', { ip: '10.0.0.1' }));
+    registry.upsert('Pod', pod('b', { ip: '10.0.0.2', labels: { 'istio.io/use-waypoint': 'wl-waypoint' } }));
+    registry.upsert('Pod', pod('c', { ip: '10.0.0.3', labels: { 'istio.io/use-waypoint': 'none' } }));
+    registry.upsert('Service', service('web', { clusterIP: '10.96.0.20', labels: { 'istio.io/use-waypoint': 'wl-waypoint' } }));
+    assert.equal(workloadWaypoint(workloadOf(registry, 'a')), undefined, 'a waypoint for services does not take traffic addressed to pods');
+    assert.equal(workloadWaypoint(workloadOf(registry, 'b')), 'default/wl-waypoint.default.svc.cluster.local');
+    assert.equal(workloadWaypoint(workloadOf(registry, 'c')), undefined);
+    assert.equal(serviceOf(registry, 'web').waypoint, undefined, 'a waypoint for workloads does not take service traffic');
+    registry.upsert('Namespace', namespace('default', { 'istio.io/use-waypoint': 'all-waypoint' }));
+    assert.equal(workloadWaypoint(workloadOf(registry, 'a')), 'default/all-waypoint.default.svc.cluster.local', 'the namespace label change reaches its pods');
+    assert.equal(workloadWaypoint(workloadOf(registry, 'c')), undefined);
+  });
 });

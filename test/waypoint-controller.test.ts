@@ -5,10 +5,10 @@ import { describe, test } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 
 import { ipToBytes } from '../src/api/ip.js';
-import { AddressSchema, GatewayAddressSchema, NamespacedHostnameSchema, NetworkAddressSchema, ServiceSchema, type Address } from '../src/gen/istio/workload/workload_pb.js';
-import { servicesOf } from '../src/controlplane/waypoints/controller.js';
+import { AddressSchema, GatewayAddressSchema, NamespacedHostnameSchema, NetworkAddressSchema, ServiceSchema, WorkloadSchema, type Address } from '../src/gen/istio/workload/workload_pb.js';
+import { servedBy } from '../src/controlplane/waypoints/controller.js';
 import { readWaypointGateway, renderWaypointObjects } from '../src/controlplane/waypoints/objects.js';
-import { placePolicies, readTargetedPolicy } from '../src/controlplane/waypoints/policies.js';
+import { placePolicies, placeSelectorPolicies, readL7Authorization, readTargetedPolicy } from '../src/controlplane/waypoints/policies.js';
 
 const settings = { clusterId: 'cluster1', trustDomain: 'cluster.local', systemNamespace: 'istio-system', image: 'ambit/ambit:test', imagePullPolicy: 'IfNotPresent' };
 const gateway = (name: string, spec: object, metadata: object = {}) => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace: 'default', uid: 'u1', generation: 2, ...metadata }, spec });
@@ -65,7 +65,7 @@ describe('waypoint Gateways', () => {
       }),
     ];
     const addresses = new Map([svc('web', 'waypoint.default.svc.cluster.local'), svc('api'), svc('other', 'other-waypoint.default.svc.cluster.local'), svc('remote', 'waypoint.default.svc.cluster.local', 'apps')]);
-    assert.deepEqual(servicesOf(reading, addresses, 'cluster.local'), ['apps/remote.apps.svc.cluster.local', 'default/web.default.svc.cluster.local']);
+    assert.deepEqual(servedBy(reading, addresses, 'cluster.local').services, ['apps/remote.apps.svc.cluster.local', 'default/web.default.svc.cluster.local']);
   });
 });
 
@@ -95,5 +95,35 @@ describe('AuthorizationPolicies for waypoints', () => {
     assert.throws(() => readTargetedPolicy(policy({ targetRefs: [{ kind: 'Service', name: 'web' }], action: 'CUSTOM' })), /spec\.action/);
     assert.throws(() => readTargetedPolicy(policy({ targetRefs: [{ kind: 'Service', name: 'web' }], rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/99'] } }] }] })), /spec\.rules\[0\]\.from\[0\]\.source\.ipBlocks\[0\]/);
     assert.throws(() => readTargetedPolicy(policy({ targetRefs: [{ kind: 'Service', name: 'web' }], rules: [{ to: [{ operation: { ports: ['http'] } }] }] })), /ports\[0\]/);
+  });
+});
+
+describe("seed 004's flow: workloads behind a service-account waypoint", () => {
+  const meshGateway = () => readWaypointGateway(gateway('productpage', { gatewayClassName: 'istio-mesh' }, { annotations: { 'istio.io/service-account': 'bookinfo-productpage' } }))!;
+  const waypointAt = (hostname: string) => create(GatewayAddressSchema, { destination: { case: 'hostname', value: create(NamespacedHostnameSchema, { namespace: 'default', hostname }) }, hboneMtlsPort: 15008 });
+  const workload = (uid: string, hostname?: string): [string, Address] => [uid, create(AddressSchema, { type: { case: 'workload', value: create(WorkloadSchema, { uid, name: uid.split('/').at(-1), namespace: 'default', waypoint: hostname ? waypointAt(hostname) : undefined }) } })];
+
+  test('the Waypoint resource lists the workloads whose Workload.waypoint names its Service', () => {
+    const reading = meshGateway();
+    const addresses = new Map([
+      workload('c1//Pod/default/productpage-v1-a', 'bookinfo-productpage-waypoint-proxy.default.svc.cluster.local'),
+      workload('c1//Pod/default/productpage-v1-b', 'bookinfo-productpage-waypoint-proxy.default.svc.cluster.local'),
+      workload('c1//Pod/default/reviews-v1-a'),
+      workload('c1//Pod/default/ratings-v1-a', 'other-waypoint.default.svc.cluster.local'),
+    ]);
+    assert.deepEqual(servedBy(reading, addresses, 'cluster.local'), { services: [], workloads: ['c1//Pod/default/productpage-v1-a', 'c1//Pod/default/productpage-v1-b'] });
+  });
+
+  test('selector policies are placed on the workloads they select, and one the waypoint cannot read is named as used but not placed', () => {
+    const viewer = readL7Authorization({ metadata: { name: 'productpage-viewer', namespace: 'default' }, spec: { selector: { matchLabels: { app: 'productpage' } }, rules: [{ to: [{ operation: { methods: ['GET'] } }] }] } });
+    const policiesOf = (uid: string) => ({ 'c1//Pod/default/b': ['default/productpage-viewer', 'default/broken'], 'c1//Pod/default/a': ['default/productpage-viewer'] } as Record<string, string[]>)[uid];
+    const { placed, used } = placeSelectorPolicies(['c1//Pod/default/b', 'c1//Pod/default/a', 'c1//Pod/default/none'], policiesOf, new Map([['default/productpage-viewer', viewer]]));
+    assert.equal(placed.length, 1);
+    assert.equal(placed[0]!.name, 'productpage-viewer');
+    assert.deepEqual(placed[0]!.workloads, ['c1//Pod/default/a', 'c1//Pod/default/b']);
+    assert.equal(placed[0]!.allTraffic, false);
+    assert.deepEqual(placed[0]!.services, []);
+    assert.equal(placed[0]!.rules[0]!.to[0]!.methods[0]!.match.value, 'GET');
+    assert.deepEqual(used.sort(), ['default/broken', 'default/productpage-viewer']);
   });
 });

@@ -162,7 +162,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   notReady = 'starting the east-west gateway controller';
   gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
   routes = await startRouteController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log);
-  waypoints = await startWaypointController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log);
+  waypoints = await startWaypointController(settings, kubeConfig, core, localView, mesh, cache, metricsRegistry, log);
   gatewayController.startedAt = Date.now();
   notReady = undefined;
   log.info({ addresses: mesh.addresses().size, authorizations: mesh.authorizations().size, ca: authority.describe().source }, 'control plane ready');
@@ -228,7 +228,7 @@ async function startWaypointController(
   settings: ControlPlaneSettings,
   kubeConfig: KubeConfig,
   core: CoreV1Api,
-  network: string,
+  local: KubeClusterView,
   mesh: MeshView,
   cache: ResourceCache,
   registry: Registry,
@@ -239,17 +239,16 @@ async function startWaypointController(
     const controller = new WaypointController({
       kube: kubeConfig,
       cache,
-      network,
+      network: local.network(),
       domainSuffix: 'cluster.local',
       workload: proxyWorkloadSettings(settings, own),
       addresses: () => mesh.addresses(),
+      waypointPolicies: (uid) => local.registry.waypointPolicies(uid),
       registry,
       log: log.child({ part: 'waypoints' }),
     });
-    // Services carry Service.waypoint: the served services of a Waypoint resource follow them.
-    mesh.onChange((change) => {
-      if (servicesChanged(change)) controller.schedule(100);
-    });
+    // Services and workloads carry their waypoint: what a Waypoint resource serves follows them (in memory; no API calls).
+    mesh.onChange(() => controller.schedule(100));
     controller.start();
     return controller;
   } catch (err) {

@@ -31,7 +31,7 @@ import {
 } from './service.js';
 import { SetIndex, TrackedResources, type ResourceChanges } from './tracked-resources.js';
 import { buildWorkload, hasWorkload, nodeLocality } from './workload.js';
-import { enrolmentOf, isWaypointService, waypointOf, type WaypointEnrolment } from './waypoint.js';
+import { enrolmentChoice, enrolmentOf, isWaypointService, servesServices, servesWorkloads, waypointFromService, waypointOf, type EnrolmentChoice, type WaypointEnrolment } from './waypoint.js';
 
 export interface RegistryOptions {
   clusterId: string;
@@ -97,6 +97,12 @@ export class MeshRegistry {
   /** WORKLOAD_SELECTOR authorizations by resource name, which workloads list by name. */
   private readonly selectorPolicies = new Map<string, SelectorPolicy>();
   private readonly selectorPoliciesByNamespace = new SetIndex();
+  /**
+   * Selector policies of workloads that a waypoint serves (Workload.waypoint), by workload uid: the
+   * waypoint enforces them (the Waypoint resource), so the workload does not list them for ztunnel,
+   * which admits only the waypoint to it.
+   */
+  private readonly waypointPolicyNames = new Map<string, readonly string[]>();
   /** The HTTP attributes last warned about per policy, so a resync does not log again. */
   private readonly httpWarnings = new Map<string, string>();
 
@@ -153,6 +159,11 @@ export class MeshRegistry {
   /** Problems of the objects as they are now (bad objects skipped, values ignored). */
   problems(): Problem[] {
     return this.problemLog.list();
+  }
+
+  /** The selector policies (`<ns>/<name>`) of a workload served by a waypoint, which that waypoint enforces; undefined when none serves it. */
+  waypointPolicies(uid: string): readonly string[] | undefined {
+    return this.waypointPolicyNames.get(uid);
   }
 
   stats(): RegistryStats {
@@ -242,10 +253,11 @@ export class MeshRegistry {
     const previous = this.namespaces.get(name);
     if (state) this.namespaces.set(name, state);
     else this.namespaces.delete(name);
-    if (previous?.dataplaneMode !== state?.dataplaneMode) {
+    const waypointChanged = previous?.waypoint.name !== state?.waypoint.name || previous?.waypoint.namespace !== state?.waypoint.namespace;
+    if (previous?.dataplaneMode !== state?.dataplaneMode || waypointChanged) {
       for (const key of this.podsByNamespace.get(name)) this.rebuildWorkload(key);
     }
-    if (previous?.distribution !== state?.distribution || previous?.waypoint.name !== state?.waypoint.name || previous?.waypoint.namespace !== state?.waypoint.namespace) {
+    if (previous?.distribution !== state?.distribution || waypointChanged) {
       for (const key of this.servicesByNamespace.get(name)) this.rebuildService(key);
     }
   }
@@ -291,7 +303,9 @@ export class MeshRegistry {
     const ref = this.removedRef('Pod', object);
     if (!ref?.namespace) return;
     this.unindexPod(refKey(ref));
-    this.addressResources.set(podWorkloadUid(this.clusterId, ref.namespace, ref.name), undefined);
+    const uid = podWorkloadUid(this.clusterId, ref.namespace, ref.name);
+    this.waypointPolicyNames.delete(uid);
+    this.addressResources.set(uid, undefined);
   }
 
   private unindexPod(key: string): void {
@@ -306,8 +320,12 @@ export class MeshRegistry {
     const pod = this.pods.get(key);
     if (!pod) return;
     const uid = podWorkloadUid(this.clusterId, pod.namespace, pod.name);
+    this.waypointPolicyNames.delete(uid);
     if (!hasWorkload(pod)) return this.addressResources.set(uid, undefined);
     this.counters.workloadBuilds++;
+    const waypoint = this.waypointOfPod(pod);
+    const policies = this.selectorPoliciesOf(pod);
+    if (waypoint) this.waypointPolicyNames.set(uid, policies);
     const workload = buildWorkload(pod, {
       clusterId: this.clusterId,
       network: this.network,
@@ -315,10 +333,35 @@ export class MeshRegistry {
       namespaceDataplaneMode: this.namespaces.get(pod.namespace)?.dataplaneMode,
       locality: pod.nodeName ? this.localities.get(pod.nodeName) : undefined,
       services: this.servicesOf(pod),
-      authorizationPolicies: this.selectorPoliciesOf(pod),
+      authorizationPolicies: waypoint ? [] : policies,
       domainSuffix: this.domainSuffix,
+      waypoint,
     });
     this.addressResources.set(uid, workload && create(AddressSchema, { type: { case: 'workload', value: workload } }));
+  }
+
+  /**
+   * The waypoint for traffic addressed to a pod (Workload.waypoint), most specific first: the pod's
+   * own `istio.io/use-waypoint`, a waypoint for its service account (seed 004's istio-mesh Gateway),
+   * its namespace's `istio.io/use-waypoint`. Only waypoints for workloads (waypoint-for workload or
+   * all) count; a waypoint's own pods never use one.
+   */
+  private waypointOfPod(pod: PodView): GatewayAddress | undefined {
+    if (isWaypointService(pod)) return undefined;
+    const own = enrolmentChoice(enrolmentOf(pod.labels), pod.namespace);
+    if (own.kind !== 'unset') return this.workloadWaypoint(own);
+    for (const key of this.servicesByNamespace.get(pod.namespace)) {
+      const view = waypointFromService(this.services.get(key)!, this.domainSuffix);
+      if (view?.serviceAccount === pod.serviceAccount) return view.address;
+    }
+    return this.workloadWaypoint(enrolmentChoice(this.namespaces.get(pod.namespace)?.waypoint, pod.namespace));
+  }
+
+  private workloadWaypoint(choice: EnrolmentChoice): GatewayAddress | undefined {
+    if (choice.kind !== 'waypoint') return undefined;
+    const service = this.services.get(choice.key);
+    const view = service && waypointFromService(service, this.domainSuffix);
+    return view && servesWorkloads(view) ? view.address : undefined;
   }
 
   private servicesOf(pod: PodView): Record<string, PortList> {
@@ -386,9 +429,10 @@ export class MeshRegistry {
       this.servicesByNamespace.add(service.namespace, key);
       this.rebuildService(key);
     }
-    // A waypoint's Service appearing or going changes every Service that names it.
+    // A waypoint's Service appearing, going or changing what it is for changes every Service and pod that names it.
     if (isWaypointService(previous) || isWaypointService(service)) {
       for (const other of this.services.keys()) if (other !== key) this.rebuildService(other);
+      for (const pod of this.pods.keys()) this.rebuildWorkload(pod);
     }
     // Pods carry the service's ports: only a selector or port change touches them.
     if (podFacingShape(previous) !== podFacingShape(service)) {
@@ -397,12 +441,13 @@ export class MeshRegistry {
     }
   }
 
-  /** A waypoint is used once its Service exists here (as Istio: naming a missing waypoint changes nothing). */
+  /** A waypoint is used once its Service exists here and it is for services (as Istio: naming a missing waypoint changes nothing). */
   private existingWaypoint(waypoint: GatewayAddress | undefined): GatewayAddress | undefined {
     if (waypoint?.destination.case !== 'hostname') return waypoint;
     const { namespace, hostname } = waypoint.destination.value;
-    const name = hostname.split('.', 1)[0]!;
-    return this.services.has(refKey({ namespace, name })) ? waypoint : undefined;
+    const service = this.services.get(refKey({ namespace, name: hostname.split('.', 1)[0]! }));
+    const view = service && waypointFromService(service, this.domainSuffix);
+    return view && servesServices(view) ? waypoint : undefined;
   }
 
   private rebuildService(key: string): void {

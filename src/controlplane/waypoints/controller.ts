@@ -10,7 +10,7 @@ import { Counter, type Registry } from 'prom-client';
 
 import { GATEWAY_API_GROUP } from '../../api/names.js';
 import { MESH_GATEWAY_CLASS, serviceHostname, WAYPOINT_GATEWAY_CLASS, WAYPOINT_TYPE_URL, waypointResourceName } from '../../api/resources.js';
-import { WaypointSchema } from '../../gen/ambit/waypoint/waypoint_pb.js';
+import { WaypointSchema, type L7Authorization } from '../../gen/ambit/waypoint/waypoint_pb.js';
 import type { Address } from '../../gen/istio/workload/workload_pb.js';
 import { apiClient, errorMessage, isNotFound, startInformer, type Informer, type ListResult } from '../../kube/index.js';
 import type { Logger } from '../../util/log.js';
@@ -20,7 +20,7 @@ import type { GatewayWorkloadSettings } from '../gateways/render.js';
 import { kubeTime } from '../gateways/status.js';
 import type { ResourceCache } from '../xds/resource-cache.js';
 import { readWaypointGateway, renderWaypointObjects, WAYPOINT_CONTROLLER_NAME, type WaypointGateway } from './objects.js';
-import { InvalidPolicyError, placePolicies, readTargetedPolicy, type TargetedPolicy } from './policies.js';
+import { InvalidPolicyError, isTargeted, placePolicies, placeSelectorPolicies, readL7Authorization, readTargetedPolicy, type TargetedPolicy } from './policies.js';
 
 export interface WaypointControllerOptions {
   kube: KubeConfig;
@@ -28,22 +28,26 @@ export interface WaypointControllerOptions {
   network: string;
   domainSuffix: string;
   workload: GatewayWorkloadSettings;
-  /** The mesh's Address resources (services carry `Service.waypoint`). */
+  /** The mesh's Address resources (services carry `Service.waypoint`, workloads `Workload.waypoint`). */
   addresses: () => ReadonlyMap<string, Address>;
+  /** The selector policies (`<ns>/<name>`) a waypoint enforces for a workload it serves (the registry leaves them out of the workload). */
+  waypointPolicies?: (uid: string) => readonly string[] | undefined;
   registry: Registry;
   log: Logger;
 }
 
-/** The services (`<ns>/<hostname>`) whose Service.waypoint names this waypoint's Service. */
-export function servicesOf(gateway: WaypointGateway, addresses: ReadonlyMap<string, Address>, domainSuffix: string): string[] {
+/** The services (`<ns>/<hostname>`) and workloads (uids) whose Service.waypoint / Workload.waypoint names this waypoint's Service. */
+export function servedBy(gateway: WaypointGateway, addresses: ReadonlyMap<string, Address>, domainSuffix: string): { services: string[]; workloads: string[] } {
   const host = serviceHostname(gateway.objectName, gateway.namespace, domainSuffix);
-  const served: string[] = [];
+  const services: string[] = [];
+  const workloads: string[] = [];
   for (const [name, address] of addresses) {
-    if (address.type.case !== 'service') continue;
-    const waypoint = address.type.value.waypoint?.destination;
-    if (waypoint?.case === 'hostname' && waypoint.value.namespace === gateway.namespace && waypoint.value.hostname === host) served.push(name);
+    const waypoint = address.type.value?.waypoint?.destination;
+    if (waypoint?.case !== 'hostname' || waypoint.value.namespace !== gateway.namespace || waypoint.value.hostname !== host) continue;
+    if (address.type.case === 'service') services.push(name);
+    else if (address.type.case === 'workload') workloads.push(name);
   }
-  return served.sort();
+  return { services: services.sort(), workloads: workloads.sort() };
 }
 
 export class WaypointController {
@@ -53,6 +57,13 @@ export class WaypointController {
   private policyInformer?: Informer<KubernetesObject>;
   /** Policies with targetRefs, by `<ns>/<name>`: the last good translation of each. */
   private readonly policies = new Map<string, TargetedPolicy>();
+  /** The other policies (selector, namespace-wide), by `<ns>/<name>`: the last good translation, used for the workloads a waypoint serves. */
+  private readonly selectorPolicies = new Map<string, L7Authorization>();
+  /** Why the latest version of a selector policy could not be translated (reported when a waypoint needs it). */
+  private readonly selectorPolicyErrors = new Map<string, InvalidPolicyError>();
+  private readonly reportedErrors = new Set<string>();
+  /** The waypoint objects and status need another look (a Gateway changed, or a Deployment was not ready yet). */
+  private programDue = true;
   private readonly rejectedPolicies: Counter;
   private readonly gateways = new Map<string, WaypointGateway>();
   private readonly written = new Map<string, unknown>();
@@ -74,6 +85,7 @@ export class WaypointController {
       const reading = deleted ? undefined : readWaypointGateway(object);
       if (reading) this.gateways.set(key, reading);
       else this.gateways.delete(key);
+      this.programDue = true;
       this.schedule();
     };
     this.informer = startInformer<KubernetesObject>({
@@ -91,16 +103,30 @@ export class WaypointController {
       const key = `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
       if (deleted) {
         this.policies.delete(key);
+        this.selectorPolicies.delete(key);
+        this.selectorPolicyErrors.delete(key);
         return this.schedule();
       }
+      const targetsSomething = isTargeted(object as { spec?: unknown });
       try {
-        const targeted = readTargetedPolicy(object as never);
-        if (targeted) this.policies.set(key, targeted);
-        else this.policies.delete(key);
+        if (targetsSomething) {
+          const targeted = readTargetedPolicy(object as never);
+          if (targeted) this.policies.set(key, targeted);
+          this.selectorPolicies.delete(key);
+        } else {
+          this.selectorPolicies.set(key, readL7Authorization(object as never));
+          this.selectorPolicyErrors.delete(key);
+          this.policies.delete(key);
+        }
       } catch (err) {
         if (!(err instanceof InvalidPolicyError)) throw err;
-        this.rejectedPolicies.inc();
-        this.options.log.warn({ policy: key, field: err.field, reason: err.message, keeping: this.policies.has(key) ? 'last good version' : 'nothing' }, 'invalid AuthorizationPolicy for a waypoint rejected');
+        if (targetsSomething) {
+          this.rejectedPolicies.inc();
+          this.options.log.warn({ policy: key, field: err.field, reason: err.message, keeping: this.policies.has(key) ? 'last good version' : 'nothing' }, 'invalid AuthorizationPolicy for a waypoint rejected');
+        } else {
+          // Most selector policies are ztunnel's alone: the error matters only once a waypoint enforces it.
+          this.selectorPolicyErrors.set(key, err);
+        }
       }
       this.schedule();
     };
@@ -130,7 +156,7 @@ export class WaypointController {
     return false;
   }
 
-  /** Something the Waypoint resources derive from changed (services, their waypoints). */
+  /** Something the Waypoint resources derive from changed (services, workloads, their waypoints). */
   schedule(delayMs = 50): void {
     if (!this.running || this.timer) return;
     this.timer = setTimeout(() => {
@@ -148,18 +174,44 @@ export class WaypointController {
       if (gateway.problems.length) continue;
       const name = waypointResourceName(gateway.namespace, gateway.name);
       names.add(name);
-      const services = servicesOf(gateway, this.options.addresses(), this.options.domainSuffix);
-      const authorizations = placePolicies(gateway, this.policies.values(), services, this.options.domainSuffix);
-      const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services, authorizations });
+      const { services, workloads } = servedBy(gateway, this.options.addresses(), this.options.domainSuffix);
+      const authorizations = [...placePolicies(gateway, this.policies.values(), services, this.options.domainSuffix), ...this.workloadPolicies(gateway, workloads)];
+      authorizations.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+      const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services, workloads, authorizations });
       this.options.cache.set(WAYPOINT_TYPE_URL, name, toBinary(WaypointSchema, resource));
     }
     for (const name of this.published) if (!names.has(name)) this.options.cache.delete(WAYPOINT_TYPE_URL, name);
     this.published.clear();
     for (const name of names) this.published.add(name);
+    if (!this.programDue) return;
+    this.programDue = false;
     if (this.gateways.size) await this.ensureClasses();
     let waiting = false;
-    for (const gateway of this.gateways.values()) if (!(await this.program(gateway))) waiting = true;
-    if (waiting) setTimeout(() => this.schedule(), 2000).unref();
+    try {
+      for (const gateway of this.gateways.values()) if (!(await this.program(gateway))) waiting = true;
+    } catch (err) {
+      this.programDue = true;
+      throw err;
+    }
+    if (waiting) {
+      setTimeout(() => {
+        this.programDue = true;
+        this.schedule();
+      }, 2000).unref();
+    }
+  }
+
+  /** The selector policies of the workloads a waypoint serves, placed; a policy the waypoint cannot read is reported once. */
+  private workloadPolicies(gateway: WaypointGateway, workloads: readonly string[]): L7Authorization[] {
+    const { placed, used } = placeSelectorPolicies(workloads, (uid) => this.options.waypointPolicies?.(uid), this.selectorPolicies);
+    for (const name of used) {
+      const error = this.selectorPolicyErrors.get(name);
+      if (!error || this.reportedErrors.has(`${name}|${error.message}`)) continue;
+      this.reportedErrors.add(`${name}|${error.message}`);
+      this.rejectedPolicies.inc();
+      this.options.log.warn({ policy: name, waypoint: `${gateway.namespace}/${gateway.name}`, field: error.field, reason: error.message, keeping: this.selectorPolicies.has(name) ? 'last good version' : 'nothing' }, 'AuthorizationPolicy on workloads behind a waypoint cannot be enforced there');
+    }
+    return placed;
   }
 
   private async ensureClasses(): Promise<void> {

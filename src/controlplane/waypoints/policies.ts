@@ -74,6 +74,13 @@ function ports(value: unknown, field: string): number[] {
 
 const ACTIONS: Record<string, Action> = { ALLOW: Action.ALLOW, DENY: Action.DENY, AUDIT: Action.AUDIT };
 
+/** Whether a policy attaches by reference (targetRefs or targetRef) rather than by selector or namespace. */
+export function isTargeted(object: { spec?: unknown }): boolean {
+  const spec = isRecord(object.spec) ? object.spec : {};
+  const refs: unknown[] = Array.isArray(spec.targetRefs) ? spec.targetRefs : isRecord(spec.targetRef) ? [spec.targetRef] : [];
+  return refs.length > 0;
+}
+
 /** Translates a policy with targetRefs (or targetRef); undefined when it targets nothing by reference. Throws InvalidPolicyError naming the field. */
 export function readTargetedPolicy(object: { metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> }; spec?: unknown }): TargetedPolicy | undefined {
   const spec = isRecord(object.spec) ? object.spec : {};
@@ -158,4 +165,29 @@ export function placePolicies(gateway: WaypointGateway, policies: Iterable<Targe
     placed.push(create(L7AuthorizationSchema, { ...targeted.policy, allTraffic, services }));
   }
   return placed.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+}
+
+/**
+ * The selector policies of the workloads a waypoint serves (seed 004's flow), each placed on the
+ * workloads (uids) it selects; `used` names every policy some served workload has, translated or not.
+ */
+export function placeSelectorPolicies(
+  workloads: readonly string[],
+  policiesOf: (uid: string) => readonly string[] | undefined,
+  translations: ReadonlyMap<string, L7Authorization>,
+): { placed: L7Authorization[]; used: string[] } {
+  const selected = new Map<string, string[]>();
+  for (const uid of workloads) {
+    for (const name of policiesOf(uid) ?? []) {
+      const uids = selected.get(name) ?? [];
+      uids.push(uid);
+      selected.set(name, uids);
+    }
+  }
+  const placed: L7Authorization[] = [];
+  for (const [name, uids] of selected) {
+    const policy = translations.get(name);
+    if (policy) placed.push(create(L7AuthorizationSchema, { ...policy, allTraffic: false, services: [], workloads: [...uids].sort() }));
+  }
+  return { placed, used: [...selected.keys()] };
 }

@@ -1,4 +1,3 @@
-// Pending (issue 12): runs once the control plane makes waypoint Deployments and their ambit.waypoint.Waypoint resource; not picked up by scripts/test.sh (test/*.test.ts) until then.
 /**
  * Seed 004 (Istio ambient's getting started) from `kubectl apply -f bookinfo.yaml` to the end, with
  * the seed's own objects and commands (`ambit lab exec` for `kubectl exec`), on a one-cluster lab:
@@ -10,10 +9,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 
-import { readState } from '../../src/lab/state.js';
-import { ambit, kubectl, labExec, rolloutStatus, samples, waitFor } from '../helpers/lab.js';
-import { pods } from '../helpers/mesh.js';
-import { captureIn, labDownChecked } from '../helpers/multicluster.js';
+import { readState } from '../src/lab/state.js';
+import { ambit, kubectl, labExec, rolloutStatus, samples, waitFor } from './helpers/lab.js';
+import { pods } from './helpers/mesh.js';
+import { captureIn, labDownChecked } from './helpers/multicluster.js';
 
 const CTX = 'lab-cluster1';
 const CLUSTER = 'cluster1';
