@@ -32,6 +32,8 @@ export interface WaypointControllerOptions {
   addresses: () => ReadonlyMap<string, Address>;
   registry: Registry;
   log: Logger;
+  /** Called when the waypoint Gateways changed: which ServiceAccount may read which Waypoint resource. */
+  onAccessChanged?: () => void;
 }
 
 /** The services (`<ns>/<hostname>`) whose Service.waypoint names this waypoint's Service. */
@@ -124,10 +126,13 @@ export class WaypointController {
     await this.policyInformer?.stop();
   }
 
-  /** Whether `<namespace>/<name>` is the ServiceAccount a waypoint Gateway runs as: it may subscribe to that waypoint's resource. */
-  isWaypointServiceAccount(namespace: string, name: string): boolean {
-    for (const gateway of this.gateways.values()) if (gateway.namespace === namespace && gateway.serviceAccount === name && gateway.problems.length === 0) return true;
-    return false;
+  /** The Waypoint resources of the Gateways whose Deployment runs as ServiceAccount `<namespace>/<name>`: what it may read. */
+  waypointResourcesOf(namespace: string, name: string): Set<string> {
+    const names = new Set<string>();
+    for (const gateway of this.gateways.values()) {
+      if (gateway.namespace === namespace && gateway.serviceAccount === name && gateway.problems.length === 0) names.add(waypointResourceName(gateway.namespace, gateway.name));
+    }
+    return names;
   }
 
   /** Something the Waypoint resources derive from changed (services, their waypoints). */
@@ -156,6 +161,7 @@ export class WaypointController {
     for (const name of this.published) if (!names.has(name)) this.options.cache.delete(WAYPOINT_TYPE_URL, name);
     this.published.clear();
     for (const name of names) this.published.add(name);
+    this.options.onAccessChanged?.();
     if (this.gateways.size) await this.ensureClasses();
     let waiting = false;
     for (const gateway of this.gateways.values()) if (!(await this.program(gateway))) waiting = true;
