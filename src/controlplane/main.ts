@@ -123,9 +123,10 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   const xdsAccess = new XdsAccessPolicy({
     systemNamespace: settings.systemNamespace,
     isGatewayServiceAccount: (namespace, name) => gateways?.isGatewayServiceAccount(namespace, name) ?? false,
-    isIngressServiceAccount: (namespace, name) => routes?.isIngressServiceAccount(namespace, name) ?? false,
-    isWaypointServiceAccount: (namespace, name) => waypoints?.isWaypointServiceAccount(namespace, name) ?? false,
+    ingressRoutes: (namespace, name) => routes?.ingressRoutesOf(namespace, name) ?? new Set(),
+    waypointResources: (namespace, name) => waypoints?.waypointResourcesOf(namespace, name) ?? new Set(),
   });
+  const accessChanged = () => xdsAccess.changed();
   const authenticateXds = xdsAuthenticator({ authenticate: (metadata) => authorizer.authenticate(metadata), access: xdsAccess, recheckUntil: gatewaysWarmBy });
 
   const serviceName = `ambit-controlplane.${settings.systemNamespace}.svc`;
@@ -161,8 +162,8 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   remotes.watch(kubeConfig);
   notReady = 'starting the east-west gateway controller';
   gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
-  routes = await startRouteController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log);
-  waypoints = await startWaypointController(settings, kubeConfig, core, localView, mesh, cache, metricsRegistry, log);
+  routes = await startRouteController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log, accessChanged);
+  waypoints = await startWaypointController(settings, kubeConfig, core, localView, mesh, cache, metricsRegistry, log, accessChanged);
   gatewayController.startedAt = Date.now();
   notReady = undefined;
   log.info({ addresses: mesh.addresses().size, authorizations: mesh.authorizations().size, ca: authority.describe().source }, 'control plane ready');
@@ -233,6 +234,7 @@ async function startWaypointController(
   cache: ResourceCache,
   registry: Registry,
   log: Logger,
+  onAccessChanged: () => void,
 ): Promise<WaypointController | undefined> {
   try {
     const own = await ownImage(core, settings.systemNamespace, settings.podName);
@@ -246,6 +248,7 @@ async function startWaypointController(
       waypointPolicies: (uid) => local.registry.waypointPolicies(uid),
       registry,
       log: log.child({ part: 'waypoints' }),
+      onAccessChanged,
     });
     // Services and workloads carry their waypoint: what a Waypoint resource serves follows them (in memory; no API calls).
     mesh.onChange(() => controller.schedule(100));
@@ -267,6 +270,7 @@ async function startRouteController(
   cache: ResourceCache,
   registry: Registry,
   log: Logger,
+  onAccessChanged: () => void,
 ): Promise<RouteController | undefined> {
   try {
     const own = await ownImage(core, settings.systemNamespace, settings.podName);
@@ -280,6 +284,7 @@ async function startRouteController(
       serviceExists: (hostname) => mesh.address(`${hostname.split('.')[1] ?? ''}/${hostname}`) !== undefined,
       log: log.child({ part: 'routes' }),
       registry,
+      onAccessChanged,
     });
     mesh.onChange((change) => {
       // A backend appearing or going changes HTTPRoute status.

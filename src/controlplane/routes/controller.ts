@@ -11,7 +11,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { isDeepStrictEqual } from 'node:util';
 import { ingressTargetPort } from '../../api/ingress-template.js';
 import { GATEWAY_API_GROUP } from '../../api/names.js';
-import { INGRESS_GATEWAY_CLASS, INGRESS_GATEWAY_NAME, INGRESS_LABELS, INGRESS_SERVICE_ACCOUNT, ROUTE_TYPE_URL } from '../../api/resources.js';
+import { INGRESS_GATEWAY_CLASS, INGRESS_GATEWAY_NAME, INGRESS_LABELS, INGRESS_SERVICE_ACCOUNT, ROUTE_TYPE_URL, routeResourceName } from '../../api/resources.js';
 import { RouteConfigSchema } from '../../gen/ambit/route/route_pb.js';
 import { apiClient, createInformer, errorMessage, isNotFound, mergePatch, statusPatch, type Informer, type ListResult } from '../../kube/index.js';
 import type { Logger } from '../../util/log.js';
@@ -36,6 +36,8 @@ export interface RouteControllerOptions {
   serviceExists(hostname: string): boolean;
   log: Logger;
   registry: Registry;
+  /** Called when the ingresses changed: which ServiceAccount may read which RouteConfig. */
+  onAccessChanged?: () => void;
 }
 
 type Kind = 'IstioGateway' | 'VirtualService' | 'Gateway' | 'HTTPRoute';
@@ -119,13 +121,16 @@ export class RouteController {
     }, delayMs);
   }
 
-  /** Whether `<namespace>/<name>` is the ServiceAccount of an ingress this control plane configures. */
-  isIngressServiceAccount(namespace: string, name: string): boolean {
-    if (namespace === this.options.systemNamespace && name === INGRESS_SERVICE_ACCOUNT) return true;
+  /** The RouteConfigs of the ingress Deployments that run as ServiceAccount `<namespace>/<name>`: what it may read. */
+  ingressRoutesOf(namespace: string, name: string): Set<string> {
+    const names = new Set<string>();
+    if (namespace === this.options.systemNamespace && name === INGRESS_SERVICE_ACCOUNT) names.add(routeResourceName(namespace, INGRESS_GATEWAY_NAME));
     for (const gateway of this.k8sGateways.items.values()) {
-      if (gateway.namespace === namespace && ingressDeploymentName(gateway.name) === name && gateway.className === INGRESS_GATEWAY_CLASS) return true;
+      // A class-istio Gateway's Deployment `<name>-istio` runs as the ServiceAccount of the same name.
+      const deployment = ingressDeploymentName(gateway.name);
+      if (gateway.namespace === namespace && deployment === name && gateway.className === INGRESS_GATEWAY_CLASS) names.add(routeResourceName(namespace, deployment));
     }
-    return false;
+    return names;
   }
 
   private changed(kind: Kind, object: KubernetesObject, deleted: boolean): void {
@@ -194,6 +199,7 @@ export class RouteController {
     for (const name of this.published) if (!names.has(name)) this.options.cache.delete(ROUTE_TYPE_URL, name);
     this.published.clear();
     for (const name of names) this.published.add(name);
+    this.options.onAccessChanged?.();
     await this.writeObjects(result.attachedRoutes);
     await this.writeRouteStatus(result.routeParents);
   }

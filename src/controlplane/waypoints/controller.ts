@@ -34,6 +34,8 @@ export interface WaypointControllerOptions {
   waypointPolicies?: (uid: string) => readonly string[] | undefined;
   registry: Registry;
   log: Logger;
+  /** Called when the waypoint Gateways changed: which ServiceAccount may read which Waypoint resource. */
+  onAccessChanged?: () => void;
 }
 
 /** The services (`<ns>/<hostname>`) and workloads (uids) whose Service.waypoint / Workload.waypoint names this waypoint's Service. */
@@ -150,10 +152,13 @@ export class WaypointController {
     await this.policyInformer?.stop();
   }
 
-  /** Whether `<namespace>/<name>` is the ServiceAccount a waypoint Gateway runs as: it may subscribe to that waypoint's resource. */
-  isWaypointServiceAccount(namespace: string, name: string): boolean {
-    for (const gateway of this.gateways.values()) if (gateway.namespace === namespace && gateway.serviceAccount === name && gateway.problems.length === 0) return true;
-    return false;
+  /** The Waypoint resources of the Gateways whose Deployment runs as ServiceAccount `<namespace>/<name>`: what it may read. */
+  waypointResourcesOf(namespace: string, name: string): Set<string> {
+    const names = new Set<string>();
+    for (const gateway of this.gateways.values()) {
+      if (gateway.namespace === namespace && gateway.serviceAccount === name && gateway.problems.length === 0) names.add(waypointResourceName(gateway.namespace, gateway.name));
+    }
+    return names;
   }
 
   /** Something the Waypoint resources derive from changed (services, workloads, their waypoints). */
@@ -184,7 +189,9 @@ export class WaypointController {
     this.published.clear();
     for (const name of names) this.published.add(name);
     if (!this.programDue) return;
+    // Only Gateway changes (programDue) change who may read which Waypoint resource.
     this.programDue = false;
+    this.options.onAccessChanged?.();
     if (this.gateways.size) await this.ensureClasses();
     let waiting = false;
     try {

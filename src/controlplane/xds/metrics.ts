@@ -8,6 +8,7 @@ export interface XdsMetrics {
   nacks: Counter<'type'>;
   refused: Counter<'reason'>;
   ignored: Counter<'reason'>;
+  refusedNames: Counter<'type' | 'reason'>;
 }
 
 export function createXdsMetrics(registry: Registry): XdsMetrics {
@@ -19,6 +20,7 @@ export function createXdsMetrics(registry: Registry): XdsMetrics {
     acks: new Counter({ name: 'ambit_xds_acks_total', help: 'Responses acknowledged by clients', labelNames: ['type'], registers }),
     nacks: new Counter({ name: 'ambit_xds_nacks_total', help: 'Responses rejected by clients', labelNames: ['type'], registers }),
     refused: new Counter({ name: 'ambit_xds_refused_streams_total', help: 'Streams refused at authentication, authorization or for a per-peer limit', labelNames: ['reason'], registers }),
+    refusedNames: new Counter({ name: 'ambit_xds_refused_resource_names_total', help: 'Resource names a caller subscribed to or held but may not read (reason not_permitted, or revoked when its access went)', labelNames: ['type', 'reason'], registers }),
     ignored: new Counter({ name: 'ambit_xds_ignored_requests_total', help: 'Requests ignored (e.g. for a type URL the server does not serve)', labelNames: ['reason'], registers }),
   };
 }

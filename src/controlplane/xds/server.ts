@@ -18,6 +18,18 @@ export interface XdsPeer {
   name: string;
   /** Type URLs this peer may subscribe to; default every type the server serves. */
   types?: ReadonlySet<string>;
+  /** Which names it may read of the types read by name; without it, every name. */
+  scope?: XdsNameScope;
+}
+
+/** The names a peer may read, re-evaluated while its streams are open. */
+export interface XdsNameScope {
+  /** The authenticated identity (SPIFFE URI), for logs. */
+  identity: string;
+  /** The names of `typeUrl` the peer may read now; undefined when it may read every name. */
+  readable(typeUrl: string): ReadonlySet<string> | undefined;
+  /** Calls `listener` when readable() may answer differently; returns what stops it. */
+  onChange(listener: () => void): () => void;
 }
 
 /** Rejects a caller by throwing an error with a gRPC `code`. */
@@ -164,6 +176,7 @@ class XdsStream {
   private readonly inFlight = new Map<string, { typeUrl: string; names: string[] }>();
   private nonceCounter = 0;
   private unsubscribeCache?: () => void;
+  private unsubscribeScope?: () => void;
   private closed = false;
   private readonly log: Logger;
   /** Bytes handed to the transport and not yet written out. */
@@ -186,6 +199,7 @@ class XdsStream {
     metrics.connected.inc();
     this.log.info('xds stream opened');
     this.unsubscribeCache = this.options.cache.onChange((typeUrl, names) => this.pushChanges(typeUrl, names));
+    this.unsubscribeScope = this.peer.scope?.onChange(() => this.accessChanged());
     this.call.on('data', (request: DeltaDiscoveryRequest) => {
       try {
         this.onRequest(request);
@@ -213,6 +227,7 @@ class XdsStream {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribeCache?.();
+    this.unsubscribeScope?.();
     this.held.clear();
     this.options.metrics.connected.dec();
     this.context.onClosed();
@@ -250,6 +265,7 @@ class XdsStream {
     }
     const subscription = existing ?? this.subscribe(typeUrl, request);
     const changedNames = new Set<string>();
+    const readable = this.readable(typeUrl);
     for (const name of request.resourceNamesSubscribe) {
       if (name === '*') subscription.wildcard = true;
       else if (!subscription.names.has(name)) {
@@ -257,8 +273,10 @@ class XdsStream {
           this.abort(GrpcStatus.RESOURCE_EXHAUSTED, `subscription to ${typeUrl} names more than ${limit} resources`);
           return;
         }
+        // Kept: access granted later (a Gateway created after the proxy connected) delivers it then.
         subscription.names.add(name);
         changedNames.add(name);
+        if (readable && !readable.has(name)) this.refuseName(typeUrl, name, 'not_permitted');
       }
     }
     for (const name of request.resourceNamesUnsubscribe) {
@@ -268,6 +286,35 @@ class XdsStream {
     }
     if (!existing) this.sendFull(typeUrl, subscription);
     else if (changedNames.size) this.pushChanges(typeUrl, changedNames);
+  }
+
+  private readable(typeUrl: string): ReadonlySet<string> | undefined {
+    return this.peer.scope?.readable(typeUrl);
+  }
+
+  private refuseName(typeUrl: string, name: string, reason: 'not_permitted' | 'revoked'): void {
+    this.options.metrics.refusedNames.inc({ type: shortType(typeUrl), reason });
+    this.context.rateLimited.warn(
+      this.log,
+      `name-${reason}:${this.peer.name}`,
+      { identity: this.peer.scope?.identity, typeUrl, name: name.slice(0, 200), reason },
+      reason === 'revoked' ? 'xds resource no longer readable by the caller: removed' : 'xds subscription to a resource the caller may not read: not sent',
+    );
+  }
+
+  /** What the peer may read changed: send what became readable, remove what no longer is. */
+  private accessChanged(): void {
+    if (this.closed) return;
+    for (const [typeUrl, subscription] of this.subscriptions) {
+      const readable = this.readable(typeUrl);
+      if (!readable) continue;
+      const names = new Set(readable);
+      for (const name of subscription.known.keys()) {
+        names.add(name);
+        if (!readable.has(name) && this.options.cache.get(typeUrl, name)) this.refuseName(typeUrl, name, 'revoked');
+      }
+      this.pushChanges(typeUrl, names);
+    }
   }
 
   private subscribe(typeUrl: string, request: DeltaDiscoveryRequest): Subscription {
@@ -328,12 +375,14 @@ class XdsStream {
     if (this.blocked) return this.hold(typeUrl, 'full');
     const upserts: VersionedResource[] = [];
     const current = this.options.cache.all(typeUrl);
+    const readable = this.readable(typeUrl);
     for (const resource of current.values()) {
-      if (!this.wants(subscription, resource.name)) continue;
+      if (!this.wants(subscription, resource.name, readable)) continue;
       if (subscription.known.get(resource.name) === resource.version) continue;
       upserts.push(resource);
     }
-    const removed = [...subscription.known.keys()].filter((name) => !current.has(name));
+    // initial_resource_versions may claim names the peer may not read: it is told they are gone.
+    const removed = [...subscription.known.keys()].filter((name) => !current.has(name) || (readable !== undefined && !readable.has(name)));
     // An initial response goes out even when empty, so the client knows it is in sync.
     this.send(typeUrl, subscription, upserts, removed, true);
   }
@@ -344,9 +393,10 @@ class XdsStream {
     if (this.blocked) return this.hold(typeUrl, names);
     const upserts: VersionedResource[] = [];
     const removed: string[] = [];
+    const readable = this.readable(typeUrl);
     for (const name of names) {
       const resource = this.options.cache.get(typeUrl, name);
-      if (resource && this.wants(subscription, name)) {
+      if (resource && this.wants(subscription, name, readable)) {
         if (subscription.known.get(name) !== resource.version) upserts.push(resource);
       } else if (subscription.known.has(name)) {
         removed.push(name);
@@ -355,8 +405,9 @@ class XdsStream {
     this.send(typeUrl, subscription, upserts, removed, false);
   }
 
-  private wants(subscription: Subscription, name: string): boolean {
-    return subscription.wildcard || subscription.names.has(name);
+  /** Subscribed (by name or wildcard) and readable by the peer. */
+  private wants(subscription: Subscription, name: string, readable: ReadonlySet<string> | undefined): boolean {
+    return (subscription.wildcard || subscription.names.has(name)) && (readable === undefined || readable.has(name));
   }
 
   private send(typeUrl: string, subscription: Subscription, upserts: VersionedResource[], removed: string[], evenIfEmpty: boolean): void {
