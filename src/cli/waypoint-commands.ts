@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { DEFAULT_WAYPOINT_NAME } from '../api/resources.js';
 import { realClock, realKubectl } from '../multicluster-cli/kube-access.js';
-import { applyWaypoint, DEFAULT_WAYPOINT_TIMEOUT_MS, deleteWaypoints, listWaypoints, waypointStatus, type WaypointIo } from '../waypoint-cli/actions.js';
+import { applyWaypoint, checkDeleteTargets, DEFAULT_WAYPOINT_TIMEOUT_MS, deleteWaypoints, listWaypoints, waypointStatus, type WaypointIo } from '../waypoint-cli/actions.js';
 import { WaypointKube } from '../waypoint-cli/cluster.js';
 import { parseWaypointFor, renderGatewayYaml, validateNamespace, validateWaypointName, waypointGateway, WaypointCliError } from '../waypoint-cli/gateway.js';
 import { parseTimeout } from './mesh-commands.js';
@@ -102,9 +102,7 @@ export function registerWaypointCommands(program: Command): void {
     .option('--all', 'delete every waypoint of the namespace')
     .option('-r, --revision <rev>', 'accepted for istioctl compatibility; ignored')
     .action(async (names: string[], options: ClusterOptions & { all?: boolean; revision?: string }) => {
-      if (options.all && names.length) throw new WaypointCliError('give either waypoint names or --all, not both');
-      if (!options.all && !names.length) throw new WaypointCliError('give the name of a waypoint to delete (see `ambit waypoint list`), or --all');
-      for (const name of names) validateWaypointName(name, 'waypoint name');
+      checkDeleteTargets(names, options.all);
       noteRevision(options.revision);
       const { kube, namespace } = await connect(options);
       await deleteWaypoints(kube, { namespace, names, all: options.all }, io);

@@ -82,12 +82,17 @@ export interface DeleteOptions {
   all?: boolean;
 }
 
+/** Names or --all, never both nor neither; names must be valid waypoint names. */
+export function checkDeleteTargets(names: readonly string[], all: boolean | undefined): void {
+  if (all && names.length) throw new WaypointCliError('give either waypoint names or --all, not both');
+  if (!all && !names.length) throw new WaypointCliError('give the name of a waypoint to delete (see `ambit waypoint list`), or --all');
+  for (const name of names) validateWaypointName(name, 'waypoint name');
+}
+
 /** Deletes the named waypoints (or all of the namespace); Gateways of other classes are never touched. */
 export async function deleteWaypoints(kube: WaypointKube, options: DeleteOptions, io: WaypointIo): Promise<void> {
   const ns = options.namespace;
-  if (options.all && options.names.length) throw new WaypointCliError('give either waypoint names or --all, not both');
-  if (!options.all && !options.names.length) throw new WaypointCliError('give the name of a waypoint to delete (see `ambit waypoint list`), or --all');
-  for (const name of options.names) validateWaypointName(name, 'waypoint name');
+  checkDeleteTargets(options.names, options.all);
   const gateways = await kube.listGateways(ns);
   const waypoints = new Set(waypointRows(gateways).map((r) => r.name));
   const targets = options.all ? [...waypoints] : options.names.filter((n) => waypoints.has(n));
