@@ -1,7 +1,9 @@
 /**
- * Waypoints on a one-cluster lab with today's API: a Gateway of class istio-waypoint, the namespace
- * enrolled with istio.io/use-waypoint, requests to the service through the waypoint (its request
- * metrics), the waypoint killed and back; and seed 004's istio-mesh Gateway reaching Ready.
+ * Waypoints on a one-cluster lab, made as a user makes them: `ambit waypoint apply --enroll-namespace
+ * --wait` (a Gateway of class istio-waypoint, the namespace labelled istio.io/use-waypoint), requests
+ * to the service through the waypoint (its request metrics), `ambit waypoint list`, the waypoint
+ * killed and back; seed 004's istio-mesh Gateway reaching Ready; `ambit waypoint delete` leaving
+ * other Gateways alone and traffic going direct (L4).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -15,17 +17,6 @@ const CLUSTER = 'cluster1';
 let labPids: number[] = [];
 const numbers: string[] = [];
 const apply = (yaml: string) => kubectl(CTX, ['apply', '-f', '-'], yaml);
-
-const WAYPOINT = `apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: waypoint
-  namespace: sample
-  labels: { istio.io/waypoint-for: service }
-spec:
-  gatewayClassName: istio-waypoint
-  listeners: [{ name: mesh, port: 15008, protocol: HBONE }]
-`;
 
 async function codes(count: number): Promise<string[]> {
   const r = await labExec(CLUSTER, 'sample', 'deploy/curl', ['sh', '-c', `for i in $(seq 1 ${count}); do curl -s -o /dev/null --max-time 5 -w '%{http_code}\\n' http://helloworld.sample:5000/hello || true; done`]);
@@ -59,16 +50,20 @@ describe('waypoints (istio-waypoint, istio.io/use-waypoint; istio-mesh Ready)', 
 
   after(() => labDownChecked(labPids, numbers));
 
-  it('an istio-waypoint Gateway gets its Deployment and becomes Programmed', async () => {
+  it('`ambit waypoint apply --enroll-namespace --wait`: the Gateway is Programmed, its Deployment rolled out, the namespace enrolled', async () => {
     const started = Date.now();
-    await apply(WAYPOINT);
-    await waitFor('Programmed', async () => gatewayCondition(await kubectl(CTX, ['get', 'gateway', 'waypoint', '-n', 'sample', '-o', 'json']), 'Programmed')?.status === 'True', 120_000, 500);
-    numbers.push(`istio-waypoint Gateway applied → Programmed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const applied = await ambit(['waypoint', 'apply', '--context', CTX, '-n', 'sample', '--enroll-namespace', '--wait', '--waypoint-timeout', '120s'], { timeoutMs: 180_000 });
+    assert.equal(applied.code, 0, `${applied.stdout}\n${applied.stderr}`);
+    numbers.push(`ambit waypoint apply --wait returned after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.deepEqual(applied.stdout.trim().split('\n'), ['waypoint sample/waypoint applied', 'waypoint sample/waypoint is ready!', 'namespace sample labeled with "istio.io/use-waypoint: waypoint"']);
+    const gateway = await kubectl(CTX, ['get', 'gateways.gateway.networking.k8s.io', 'waypoint', '-n', 'sample', '-o', 'json']);
+    assert.equal(gatewayCondition(gateway, 'Programmed')?.status, 'True');
+    assert.equal((JSON.parse(gateway) as { metadata: { labels: Record<string, string> } }).metadata.labels['istio.io/waypoint-for'], 'service');
+    assert.equal(await kubectl(CTX, ['get', 'ns', 'sample', '-o', 'jsonpath={.metadata.labels.istio\\.io/use-waypoint}']), 'waypoint');
     await rolloutStatus(CTX, 'sample', ['waypoint']);
   });
 
   it('with the namespace enrolled, requests to the service go through the waypoint and are counted there', async () => {
-    await kubectl(CTX, ['label', 'ns', 'sample', 'istio.io/use-waypoint=waypoint']);
     await waitFor('requests counted by the waypoint', async () => {
       const answered = await codes(3);
       return answered.every((c) => c === '200') && (await waypointMetrics()).includes('response_code="200"');
@@ -138,5 +133,32 @@ spec:
     }, 120_000, 500);
     assert.equal(ready.message, 'Deployed waypoint proxy to "sample" namespace for "curl" service account');
     await rolloutStatus(CTX, 'sample', ['curl-waypoint-proxy']);
+  });
+
+  it('`ambit waypoint list -n sample` shows the waypoint Programmed, and not the istio-mesh Gateway', async () => {
+    // The kill-and-back step above may leave Programmed catching up with the new pod for a moment.
+    const listed = await waitFor('the waypoint listed as Programmed', async () => {
+      const r = await ambit(['waypoint', 'list', '--context', CTX, '-n', 'sample']);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim().endsWith('True') ? r : undefined;
+    }, 60_000, 1000);
+    const lines = listed.stdout.trim().split('\n');
+    assert.match(lines[0]!, /^NAME\s+REVISION\s+TRAFFIC TYPE\s+PROGRAMMED$/);
+    assert.deepEqual(lines.slice(1).map((l) => l.split(/\s+/)), [['waypoint', 'default', 'service', 'True']]);
+  });
+
+  it('`ambit waypoint delete waypoint -n sample` removes it (Deployment too), leaves the istio-mesh Gateway, and traffic goes direct', async () => {
+    const deleted = await ambit(['waypoint', 'delete', 'waypoint', '--context', CTX, '-n', 'sample']);
+    assert.equal(deleted.code, 0, `${deleted.stdout}\n${deleted.stderr}`);
+    assert.equal(deleted.stdout.trim(), 'waypoint sample/waypoint deleted');
+    assert.match(deleted.stderr, /still has istio\.io\/use-waypoint=waypoint/);
+    const gateways = await kubectl(CTX, ['get', 'gateways.gateway.networking.k8s.io', '-n', 'sample', '-o', 'jsonpath={.items[*].metadata.name}']);
+    assert.deepEqual(gateways.trim().split(' '), ['curl-mesh']);
+    await waitFor('the waypoint Deployment garbage-collected', async () => !(await kubectl(CTX, ['get', 'deploy', '-n', 'sample', '-o', 'jsonpath={.items[*].metadata.name}'])).split(' ').includes('waypoint'), 120_000, 500);
+    // With no waypoint Deployment left, 200s can only come over the direct (ztunnel to ztunnel) path.
+    await waitFor('requests answered directly', async () => (await codes(3)).every((c) => c === '200'), 60_000, 500);
+    assert.deepEqual([...new Set(await codes(10))], ['200']);
+    const again = await ambit(['waypoint', 'list', '--context', CTX, '-n', 'sample']);
+    assert.equal(again.stdout, 'No waypoints found.\n');
   });
 });

@@ -74,6 +74,15 @@ export const GATEWAY_MANAGED_LABEL = 'gateway.istio.io/managed';
 export const WAYPOINT_MANAGED_VALUE = 'istio.io-mesh-controller';
 /** The waypoint listener (port 15008, protocol HBONE, name mesh). */
 export const WAYPOINT_LISTENER_NAME = 'mesh';
+/** Name of the waypoint `istioctl waypoint apply` (and `ambit waypoint apply`) makes when none is given. */
+export const DEFAULT_WAYPOINT_NAME = 'waypoint';
+/** Istio's control-plane revision label; ambit has no revisions and only shows it. */
+export const REVISION_LABEL = 'istio.io/rev';
+
+/** A DNS-1123 label (RFC 1123): what names a namespace, Service or Deployment. */
+export function isDnsLabel(name: string): boolean {
+  return /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name);
+}
 
 /** The ingress gateway install creates (DESIGN §7). */
 export const INGRESS_GATEWAY_NAME = 'istio-ingressgateway';

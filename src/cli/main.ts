@@ -4,6 +4,7 @@ import { registerLabCommands } from './lab-commands.js';
 import { registerMeshCommands } from './mesh-commands.js';
 import { registerMulticlusterCommands } from './multicluster-commands.js';
 import { registerRoleCommands } from './role-commands.js';
+import { registerWaypointCommands } from './waypoint-commands.js';
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -20,6 +21,7 @@ registerLabCommands(program);
 registerMeshCommands(program);
 registerExplainCommand(program);
 registerMulticlusterCommands(program);
+registerWaypointCommands(program);
 registerRoleCommands(program);
 
 program.exitOverride();

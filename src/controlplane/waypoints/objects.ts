@@ -6,6 +6,7 @@ import { GATEWAY_API_GROUP, MANAGED_BY_LABEL } from '../../api/names.js';
 import {
   GATEWAY_MANAGED_LABEL,
   HBONE_PORT,
+  isDnsLabel,
   MESH_GATEWAY_CLASS,
   READINESS_PORT,
   WAYPOINT_FOR,
@@ -39,7 +40,6 @@ export interface WaypointGateway {
 
 const shown = (value: unknown) => (value === undefined ? 'not set' : JSON.stringify(value));
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export function isWaypointClass(className: unknown): className is WaypointGateway['className'] {
   return className === WAYPOINT_GATEWAY_CLASS || className === MESH_GATEWAY_CLASS;
@@ -53,7 +53,7 @@ export function readWaypointGateway(object: KubernetesObject & { spec?: unknown 
   const metadata = object.metadata ?? {};
   const name = metadata.name ?? '';
   const problems: string[] = [];
-  if (!DNS_LABEL.test(name)) problems.push(`metadata.name: ${shown(name)} cannot name the waypoint's objects (a DNS-1123 label)`);
+  if (!isDnsLabel(name)) problems.push(`metadata.name: ${shown(name)} cannot name the waypoint's objects (a DNS-1123 label)`);
   const forLabel = metadata.labels?.[WAYPOINT_FOR_LABEL] ?? WAYPOINT_FOR.service;
   const waypointFor = (Object.values(WAYPOINT_FOR) as string[]).includes(forLabel) ? (forLabel as WaypointFor) : WAYPOINT_FOR.service;
   if (waypointFor !== forLabel) problems.push(`metadata.labels["${WAYPOINT_FOR_LABEL}"]: ${shown(forLabel)} is not one of ${Object.values(WAYPOINT_FOR).join(', ')}`);
@@ -61,7 +61,7 @@ export function readWaypointGateway(object: KubernetesObject & { spec?: unknown 
   let objectName = name;
   if (className === MESH_GATEWAY_CLASS) {
     const account = metadata.annotations?.[WAYPOINT_SERVICE_ACCOUNT_ANNOTATION];
-    if (!account || !DNS_LABEL.test(account)) problems.push(`metadata.annotations["${WAYPOINT_SERVICE_ACCOUNT_ANNOTATION}"]: ${shown(account)}: an istio-mesh waypoint names the service account it serves`);
+    if (!account || !isDnsLabel(account)) problems.push(`metadata.annotations["${WAYPOINT_SERVICE_ACCOUNT_ANNOTATION}"]: ${shown(account)}: an istio-mesh waypoint names the service account it serves`);
     else {
       serviceAccount = account;
       objectName = `${account}-waypoint-proxy`;
