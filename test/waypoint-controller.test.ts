@@ -8,6 +8,7 @@ import { ipToBytes } from '../src/api/ip.js';
 import { AddressSchema, GatewayAddressSchema, NamespacedHostnameSchema, NetworkAddressSchema, ServiceSchema, WorkloadSchema, type Address } from '../src/gen/istio/workload/workload_pb.js';
 import { servedBy } from '../src/controlplane/waypoints/controller.js';
 import { readWaypointGateway, renderWaypointObjects } from '../src/controlplane/waypoints/objects.js';
+import { waypointAcceptance } from '../src/controlplane/waypoints/policy-status.js';
 import { placePolicies, placeSelectorPolicies, readL7Authorization, readTargetedPolicy } from '../src/controlplane/waypoints/policies.js';
 
 const settings = { clusterId: 'cluster1', trustDomain: 'cluster.local', systemNamespace: 'istio-system', image: 'ambit/ambit:test', imagePullPolicy: 'IfNotPresent' };
@@ -125,5 +126,22 @@ describe("seed 004's flow: workloads behind a service-account waypoint", () => {
     assert.deepEqual(placed[0]!.services, []);
     assert.equal(placed[0]!.rules[0]!.to[0]!.methods[0]!.match.value, 'GET');
     assert.deepEqual(used.sort(), ['default/broken', 'default/productpage-viewer']);
+  });
+});
+
+describe('the WaypointAccepted status of policies with targetRefs', () => {
+  const waypoint = () => readWaypointGateway(gateway('waypoint', { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] }))!;
+  const targeted = (targets: Array<{ kind: 'Gateway' | 'Service'; name: string }>) => ({ namespace: 'default', name: 'p', targets, policy: readL7Authorization({ metadata: { name: 'p', namespace: 'default' }, spec: {} }) });
+  const served = new Map([['default/waypoint', ['default/web.default.svc.cluster.local']]]);
+
+  test('bound to the named Gateway, or to the waypoint serving the named Service; otherwise TargetNotFound; an invalid version says Invalid', () => {
+    assert.deepEqual(waypointAcceptance(targeted([{ kind: 'Gateway', name: 'waypoint' }]), undefined, [waypoint()], served, 'cluster.local'), { type: 'WaypointAccepted', status: 'True', reason: 'Accepted', message: 'bound to default/waypoint' });
+    assert.equal(waypointAcceptance(targeted([{ kind: 'Service', name: 'web' }]), undefined, [waypoint()], served, 'cluster.local').message, 'bound to default/waypoint');
+    const missing = waypointAcceptance(targeted([{ kind: 'Service', name: 'api' }, { kind: 'Gateway', name: 'other' }]), undefined, [waypoint()], served, 'cluster.local');
+    assert.deepEqual([missing.status, missing.reason], ['False', 'TargetNotFound']);
+    assert.match(missing.message, /Service api, Gateway other/);
+    const invalid = waypointAcceptance(targeted([{ kind: 'Gateway', name: 'waypoint' }]), 'spec.action: "CUSTOM" is not served by waypoints', [waypoint()], served, 'cluster.local');
+    assert.deepEqual([invalid.status, invalid.reason], ['False', 'Invalid']);
+    assert.match(invalid.message, /spec\.action.*previous version stays in force/);
   });
 });

@@ -99,6 +99,11 @@ spec:
     numbers.push(`targetRefs policy applied → enforced at the waypoint in ${((Date.now() - applied) / 1000).toFixed(2)} s (includes exec)`);
     assert.deepEqual([...new Set(await codes(5))], ['200']);
     assert.ok((await waypointMetrics()).split('\n').some((l) => l.includes('response_code="403"') && l.includes('source_workload="curl"')));
+    const accepted = await waitFor('the policy status WaypointAccepted', async () => {
+      const text = await kubectl(CTX, ['get', 'authorizationpolicy', 'hello-get-only', '-n', 'sample', '-o', 'jsonpath={.status.conditions[?(@.type=="WaypointAccepted")].status} {.status.conditions[?(@.type=="WaypointAccepted")].message}']);
+      return text.startsWith('True ') ? text : undefined;
+    }, 30_000, 300);
+    assert.equal(accepted, 'True bound to sample/waypoint');
     await kubectl(CTX, ['delete', 'authorizationpolicy', 'hello-get-only', '-n', 'sample']);
     await waitFor('POST allowed again', async () => (await post()) !== 'RBAC: access denied', 60_000, 300);
   });

@@ -12,7 +12,7 @@ import { GATEWAY_API_GROUP } from '../../api/names.js';
 import { MESH_GATEWAY_CLASS, serviceHostname, WAYPOINT_GATEWAY_CLASS, WAYPOINT_TYPE_URL, waypointResourceName } from '../../api/resources.js';
 import { WaypointSchema, type L7Authorization } from '../../gen/ambit/waypoint/waypoint_pb.js';
 import type { Address } from '../../gen/istio/workload/workload_pb.js';
-import { apiClient, errorMessage, isNotFound, startInformer, type Informer, type ListResult } from '../../kube/index.js';
+import { apiClient, errorMessage, isNotFound, mergePatch, startInformer, statusPatch, type Informer, type ListResult } from '../../kube/index.js';
 import type { Logger } from '../../util/log.js';
 import { createGatewayClassIfMissing } from '../gateways/gateway-class.js';
 import { kubeGatewayApi, type GatewayApi } from '../gateways/kube-api.js';
@@ -20,6 +20,7 @@ import type { GatewayWorkloadSettings } from '../gateways/render.js';
 import { kubeTime } from '../gateways/status.js';
 import type { ResourceCache } from '../xds/resource-cache.js';
 import { readWaypointGateway, renderWaypointObjects, WAYPOINT_CONTROLLER_NAME, type WaypointGateway } from './objects.js';
+import { waypointAcceptance } from './policy-status.js';
 import { InvalidPolicyError, isTargeted, placePolicies, placeSelectorPolicies, readL7Authorization, readTargetedPolicy, type TargetedPolicy } from './policies.js';
 
 export interface WaypointControllerOptions {
@@ -59,6 +60,10 @@ export class WaypointController {
   private policyInformer?: Informer<KubernetesObject>;
   /** Policies with targetRefs, by `<ns>/<name>`: the last good translation of each. */
   private readonly policies = new Map<string, TargetedPolicy>();
+  /** Why the latest version of a policy with targetRefs was rejected (its status says so). */
+  private readonly targetedErrors = new Map<string, string>();
+  /** metadata.generation of each policy with targetRefs, for its status. */
+  private readonly policyGenerations = new Map<string, number>();
   /** The other policies (selector, namespace-wide), by `<ns>/<name>`: the last good translation, used for the workloads a waypoint serves. */
   private readonly selectorPolicies = new Map<string, L7Authorization>();
   /** Why the latest version of a selector policy could not be translated (reported when a waypoint needs it). */
@@ -105,6 +110,9 @@ export class WaypointController {
       const key = `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
       if (deleted) {
         this.policies.delete(key);
+        this.targetedErrors.delete(key);
+        this.policyGenerations.delete(key);
+        this.written.delete(`policy-status:${key}`);
         this.selectorPolicies.delete(key);
         this.selectorPolicyErrors.delete(key);
         return this.schedule();
@@ -112,17 +120,22 @@ export class WaypointController {
       const targetsSomething = isTargeted(object as { spec?: unknown });
       try {
         if (targetsSomething) {
+          this.policyGenerations.set(key, object.metadata?.generation ?? 0);
           const targeted = readTargetedPolicy(object as never);
           if (targeted) this.policies.set(key, targeted);
+          this.targetedErrors.delete(key);
           this.selectorPolicies.delete(key);
         } else {
           this.selectorPolicies.set(key, readL7Authorization(object as never));
           this.selectorPolicyErrors.delete(key);
           this.policies.delete(key);
+          this.targetedErrors.delete(key);
+          this.policyGenerations.delete(key);
         }
       } catch (err) {
         if (!(err instanceof InvalidPolicyError)) throw err;
         if (targetsSomething) {
+          this.targetedErrors.set(key, err.message);
           this.rejectedPolicies.inc();
           this.options.log.warn({ policy: key, field: err.field, reason: err.message, keeping: this.policies.has(key) ? 'last good version' : 'nothing' }, 'invalid AuthorizationPolicy for a waypoint rejected');
         } else {
@@ -175,11 +188,13 @@ export class WaypointController {
 
   private async sync(): Promise<void> {
     const names = new Set<string>();
+    const servedServices = new Map<string, readonly string[]>();
     for (const gateway of this.gateways.values()) {
       if (gateway.problems.length) continue;
       const name = waypointResourceName(gateway.namespace, gateway.name);
       names.add(name);
       const { services, workloads } = servedBy(gateway, this.options.addresses(), this.options.domainSuffix);
+      servedServices.set(name, services);
       const authorizations = [...placePolicies(gateway, this.policies.values(), services, this.options.domainSuffix), ...this.workloadPolicies(gateway, workloads)];
       authorizations.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
       const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services, workloads, authorizations });
@@ -188,6 +203,7 @@ export class WaypointController {
     for (const name of this.published) if (!names.has(name)) this.options.cache.delete(WAYPOINT_TYPE_URL, name);
     this.published.clear();
     for (const name of names) this.published.add(name);
+    await this.writePolicyStatuses(servedServices);
     if (!this.programDue) return;
     // Only Gateway changes (programDue) change who may read which Waypoint resource.
     this.programDue = false;
@@ -219,6 +235,26 @@ export class WaypointController {
       this.options.log.warn({ policy: name, waypoint: `${gateway.namespace}/${gateway.name}`, field: error.field, reason: error.message, keeping: this.selectorPolicies.has(name) ? 'last good version' : 'nothing' }, 'AuthorizationPolicy on workloads behind a waypoint cannot be enforced there');
     }
     return placed;
+  }
+
+  /** The WaypointAccepted condition of every policy with targetRefs, written when it changes. */
+  private async writePolicyStatuses(servedServices: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    for (const key of new Set([...this.policies.keys(), ...this.targetedErrors.keys()])) {
+      const condition = waypointAcceptance(this.policies.get(key), this.targetedErrors.get(key), this.gateways.values(), servedServices, this.options.domainSuffix);
+      const writtenKey = `policy-status:${key}`;
+      const comparable = JSON.stringify(condition);
+      if (this.written.get(writtenKey) === comparable) continue;
+      const [namespace, name] = key.split('/') as [string, string];
+      const status = { conditions: [{ ...condition, observedGeneration: this.policyGenerations.get(key) ?? 0, lastTransitionTime: kubeTime(new Date()) }] };
+      try {
+        await this.custom.patchNamespacedCustomObjectStatus({ group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', namespace, name, body: statusPatch(status) }, mergePatch);
+        this.written.set(writtenKey, comparable);
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        this.options.log.warn({ policy: key, err: errorMessage(err) }, 'cannot write the AuthorizationPolicy status; retrying');
+        setTimeout(() => this.schedule(), 2000).unref();
+      }
+    }
   }
 
   private async ensureClasses(): Promise<void> {
