@@ -189,7 +189,7 @@ describe('waypoint commands against a (fake) cluster', () => {
     assert.ok(apply.includes('--server-side'), apply.join(' '));
     // The label comes after the wait: the namespace is never enrolled in a waypoint that is not serving.
     const labelAt = cluster.calls.findIndex((c) => c.includes('label'));
-    const lastRead = cluster.calls.findLastIndex((c) => c.includes(GATEWAY_CRD));
+    const lastRead = cluster.calls.length - 1 - [...cluster.calls].reverse().findIndex((c: string[]) => c.includes(GATEWAY_CRD));
     assert.ok(labelAt > lastRead);
   });
 

@@ -57,7 +57,7 @@ function service(name: string, vip: string, port: number, withWaypoint: boolean)
 
 function state(options: { waypointHealthy?: boolean; extra?: Workload[]; waypointService?: boolean; waypointPods?: boolean; waypointLoadBalancing?: MessageInitShape<typeof LoadBalancingSchema> } = {}): ZtunnelState {
   const s = new ZtunnelState({ network: '', nodeName: 'node1', clusterId: CLUSTER, systemNamespace: 'istio-system', logger: pino({ level: 'silent' }) });
-  const waypointService = create(ServiceSchema, { ...service('waypoint', '10.96.0.20', 15008, false), loadBalancing: options.waypointLoadBalancing });
+  const waypointService = create(ServiceSchema, { ...service('waypoint', '10.96.0.20', 15008, false), loadBalancing: options.waypointLoadBalancing && create(LoadBalancingSchema, options.waypointLoadBalancing) });
   const services = [service('productpage', '10.96.0.10', 9080, true), service('reviews', '10.96.0.11', 9080, false), ...(options.waypointService === false ? [] : [waypointService])];
   const workloads = [
     pod('productpage-1', '10.1.0.10', 'bookinfo-productpage', { 'default/productpage.default.svc.cluster.local': [9080, 9080] }),

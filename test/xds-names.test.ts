@@ -289,7 +289,7 @@ describe('waypoints read only their own Waypoint resource', () => {
     const tokenPath = join(dir, 'token');
     writeFileSync(tokenPath, fakeJwt('waypoint-b'));
     const config = new WaypointConfig('tenant-b/waypoint', silent);
-    const state: StateUpdates = { applyAddresses: () => undefined, applyAuthorizations: () => undefined };
+    const state: StateUpdates = { applyAddresses: () => undefined, applyAuthorizations: () => undefined, onChange: () => undefined };
     const client = new XdsClient({ address: `127.0.0.1:${plane.port}`, rootsPem: () => rootPem, serverName: SERVER_NAME, tokenPath, clusterId: 'cluster1', nodeId: 'waypoint~test', state, log: silent, backoff: { initialMs: 100, maxMs: 500 }, extraTypes: [config.subscription()] });
     cleanups.push(() => client.stop());
     client.start();
