@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { readState } from '../src/lab/state.js';
 import { ambit, kubectl, labExec, rolloutStatus, samples, waitFor } from './helpers/lab.js';
 import { pods } from './helpers/mesh.js';
-import { captureIn, labDownChecked } from './helpers/multicluster.js';
+import { captureIn, freshLab, labDownChecked } from './helpers/multicluster.js';
 
 const CTX = 'lab-cluster1';
 const CLUSTER = 'cluster1';
@@ -61,10 +61,7 @@ spec:
 
 describe('seed 004: ambient getting started, L4 and L7 (waypoint, ingress, request metrics)', { timeout: 1_500_000 }, () => {
   before(async () => {
-    if (readState()) await ambit(['lab', 'down']);
-    const up = await ambit(['lab', 'up', '-f', 'topologies/one-cluster.yaml'], { timeoutMs: 300_000 });
-    assert.equal(up.code, 0, up.stderr);
-    labPids = readState()!.processes.map((p) => p.pid);
+    labPids = await freshLab('topologies/one-cluster.yaml');
     const install = await ambit(['install', '--context', CTX, '--set', 'profile=ambient'], { timeoutMs: 300_000 });
     assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
   });

@@ -8,9 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { readState } from '../src/lab/state.js';
 import { ambit, kubectl, labExec, rolloutStatus, samples, waitFor } from './helpers/lab.js';
-import { labDownChecked } from './helpers/multicluster.js';
+import { freshLab, labDownChecked } from './helpers/multicluster.js';
 
 const CTX = 'lab-cluster1';
 const CLUSTER = 'cluster1';
@@ -35,10 +34,7 @@ function gatewayCondition(json: string, type: string): { status: string; reason:
 
 describe('waypoints (istio-waypoint, istio.io/use-waypoint; istio-mesh Ready)', { timeout: 1_200_000 }, () => {
   before(async () => {
-    if (readState()) await ambit(['lab', 'down']);
-    const up = await ambit(['lab', 'up', '-f', 'topologies/one-cluster.yaml'], { timeoutMs: 300_000 });
-    assert.equal(up.code, 0, up.stderr);
-    labPids = readState()!.processes.map((p) => p.pid);
+    labPids = await freshLab('topologies/one-cluster.yaml');
     const install = await ambit(['install', '--context', CTX, '--cluster-name', CLUSTER], { timeoutMs: 300_000 });
     assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
     await kubectl(CTX, ['create', 'ns', 'sample']);
