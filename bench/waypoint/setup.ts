@@ -5,7 +5,7 @@
  * nodes of the bench-direct pods.
  */
 import { METRICS_PORT } from '../../src/api/resources.js';
-import { ZTUNNEL_METRICS_PATH } from '../../src/api/names.js';
+import { GATEWAY_API_GROUP, ZTUNNEL_METRICS_PATH } from '../../src/api/names.js';
 import { GATEWAY_NAME_LABEL } from '../../src/controlplane/gateways/constants.js';
 import type { CaseContext } from '../cases/case.js';
 import { metricsOf } from '../crossnet/setup.js';
@@ -51,6 +51,8 @@ export interface WaypointSetup {
 }
 
 const selector = `${GATEWAY_NAME_LABEL}=${WAYPOINT_NAME}`;
+/** Fully qualified: with Istio's networking CRDs installed, plain `gateway` may name networking.istio.io's. */
+const GATEWAY_RESOURCE = `gateways.${GATEWAY_API_GROUP}`;
 
 /** `ambit waypoint apply` when this build has it (it names the context option too), else the Gateway applied with kubectl. */
 async function applyWaypoint(log: (line: string) => void): Promise<string> {
@@ -72,7 +74,7 @@ interface GatewayJson {
 
 /** The Gateway's conditions in one line, for an error message. */
 async function gatewayConditions(): Promise<string> {
-  const gw = await kubectlJson<GatewayJson>(CONTEXT, ['get', 'gateway', '-n', MESH_NAMESPACE, WAYPOINT_NAME]).catch(() => undefined);
+  const gw = await kubectlJson<GatewayJson>(CONTEXT, ['get', GATEWAY_RESOURCE, '-n', MESH_NAMESPACE, WAYPOINT_NAME]).catch(() => undefined);
   const conditions = gw?.status?.conditions ?? [];
   return conditions.length ? conditions.map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason}${c.message ? `: ${c.message}` : ''})` : ''}`).join(', ') : 'no status conditions';
 }
@@ -127,7 +129,7 @@ export async function openWaypoint(context: CaseContext, ambit: OpenPath): Promi
     await haproxy?.close().catch((err: unknown) => log(`  closing HAProxy (mode http): ${String(err)}`));
     await Promise.all(started.splice(0).map((s) => s.stop()));
     await kubectl(CONTEXT, ['delete', 'service', '-n', MESH_NAMESPACE, WAYPOINT_SERVICE, '--ignore-not-found', '--wait=false']).catch(() => undefined);
-    await kubectl(CONTEXT, ['delete', 'gateway', '-n', MESH_NAMESPACE, WAYPOINT_NAME, '--ignore-not-found', '--wait=false']).catch(() => undefined);
+    await kubectl(CONTEXT, ['delete', GATEWAY_RESOURCE, '-n', MESH_NAMESPACE, WAYPOINT_NAME, '--ignore-not-found', '--wait=false']).catch(() => undefined);
     await kubectl(CONTEXT, ['label', 'pod', '-n', MESH_NAMESPACE, SERVER_POD, `${TARGET_LABEL_KEY}-`]).catch(() => undefined);
   };
   try {
