@@ -452,6 +452,23 @@ describe('bookinfo reviews', () => {
 });
 
 describe('bookinfo productpage', () => {
+  test('opens a new connection to reviews and details for every page, as the Python original does', async () => {
+    const connections = { details: 0, reviews: 0 };
+    const fakeBackend = (name: 'details' | 'reviews', body: unknown) => {
+      const server = http.createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body));
+      });
+      server.on('connection', () => connections[name]++);
+      return listen(server);
+    };
+    const details = await fakeBackend('details', { id: 0, author: 'William Shakespeare', year: 1595, type: 'paperback', pages: 200, publisher: 'PublisherA', language: 'English', 'ISBN-10': '1234567890', 'ISBN-13': '123-1234567890' });
+    const reviews = await fakeBackend('reviews', { id: '0', podname: 'reviews-x', clustername: 'c', reviews: [] });
+    const page = await spawnProgram('bookinfo-productpage', { DETAILS_SERVICE: details, REVIEWS_SERVICE: reviews, RATINGS_SERVICE: reviews });
+    for (let i = 0; i < 3; i++) assert.equal((await request(`${page.url}/productpage`)).status, 200);
+    assert.deepEqual(connections, { details: 3, reviews: 3 });
+  });
+
   test('aggregates real details + reviews v3 + ratings processes', async () => {
     const [details, ratings] = await Promise.all([spawnProgram('bookinfo-details'), spawnProgram('bookinfo-ratings')]);
     const reviews = await spawnProgram('bookinfo-reviews', { SERVICE_VERSION: 'v3', HOSTNAME: 'reviews-v3-pod', CLUSTER_NAME: 'west', RATINGS_SERVICE: ratings.url });

@@ -109,6 +109,7 @@ interface ServiceOptions {
   clusterIP?: string;
   ports?: Json[];
   annotations?: StringMap;
+  labels?: StringMap;
   spec?: Json;
 }
 
@@ -116,7 +117,7 @@ function service(name: string, o: ServiceOptions = {}): Json {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name, namespace: o.namespace ?? 'default', annotations: o.annotations ?? {} },
+    metadata: { name, namespace: o.namespace ?? 'default', annotations: o.annotations ?? {}, labels: o.labels ?? {} },
     spec: {
       type: 'ClusterIP',
       clusterIP: o.clusterIP ?? '10.96.0.10',
@@ -925,5 +926,42 @@ describe('scale', () => {
     registry.remove('Pod', pod(podName(7), { namespace: 'big' }));
     assert.deepEqual(onlyChange(changes).addresses, { upserted: [], removed: [UID(podName(7), 'big')] });
     assert.equal(registry.addresses().size, 5000);
+  });
+});
+
+describe('registry: waypoint enrolment (istio.io/use-waypoint)', () => {
+  const waypointHost = (svc: Service) => (svc.waypoint?.destination.case === 'hostname' ? `${svc.waypoint.destination.value.namespace}/${svc.waypoint.destination.value.hostname}:${svc.waypoint.hboneMtlsPort}` : undefined);
+
+  test('a labelled namespace sends its services to the waypoint; a Service label wins, none opts out, use-waypoint-namespace moves it', () => {
+    const { registry } = setup();
+    const waypointService = (name: string, ns = 'default', ip = '10.96.1.1') => service(name, { namespace: ns, clusterIP: ip, labels: { 'gateway.istio.io/managed': 'istio.io-mesh-controller' } });
+    registry.upsert('Namespace', namespace('default', { 'istio.io/use-waypoint': 'waypoint' }));
+    registry.upsert('Service', service('web'));
+    assert.equal(serviceOf(registry, 'web').waypoint, undefined, 'no such waypoint yet: nothing changes');
+    registry.upsert('Service', waypointService('api-waypoint', 'default', '10.96.1.2'));
+    registry.upsert('Service', waypointService('edge', 'infra', '10.96.1.3'));
+    registry.upsert('Service', service('api', { clusterIP: '10.96.0.11', labels: { 'istio.io/use-waypoint': 'api-waypoint' } }));
+    registry.upsert('Service', service('db', { clusterIP: '10.96.0.12', labels: { 'istio.io/use-waypoint': 'none' } }));
+    registry.upsert('Service', service('shared', { clusterIP: '10.96.0.13', labels: { 'istio.io/use-waypoint': 'edge', 'istio.io/use-waypoint-namespace': 'infra' } }));
+    registry.upsert('Service', waypointService('waypoint', 'default', '10.96.0.14'));
+    assert.equal(waypointHost(serviceOf(registry, 'web')), 'default/waypoint.default.svc.cluster.local:15008', 'set once the waypoint exists');
+    assert.equal(waypointHost(serviceOf(registry, 'api')), 'default/api-waypoint.default.svc.cluster.local:15008');
+    assert.equal(waypointHost(serviceOf(registry, 'db')), undefined);
+    assert.equal(waypointHost(serviceOf(registry, 'shared')), 'infra/edge.infra.svc.cluster.local:15008');
+    assert.equal(waypointHost(serviceOf(registry, 'waypoint')), undefined, 'a waypoint never uses a waypoint');
+  });
+
+  test('deleting the waypoint or removing the namespace label takes the waypoint off its services', () => {
+    const { registry } = setup();
+    registry.upsert('Namespace', namespace('default', { 'istio.io/use-waypoint': 'waypoint' }));
+    registry.upsert('Service', service('waypoint', { clusterIP: '10.96.1.1', labels: { 'gateway.istio.io/managed': 'istio.io-mesh-controller' } }));
+    registry.upsert('Service', service('web'));
+    assert.ok(serviceOf(registry, 'web').waypoint);
+    registry.remove('Service', service('waypoint', { clusterIP: '10.96.1.1' }));
+    assert.equal(serviceOf(registry, 'web').waypoint, undefined, 'the waypoint deleted: traffic goes direct again');
+    registry.upsert('Service', service('waypoint', { clusterIP: '10.96.1.1', labels: { 'gateway.istio.io/managed': 'istio.io-mesh-controller' } }));
+    assert.ok(serviceOf(registry, 'web').waypoint);
+    registry.upsert('Namespace', namespace('default'));
+    assert.equal(serviceOf(registry, 'web').waypoint, undefined);
   });
 });

@@ -116,7 +116,7 @@ describe('who may subscribe', () => {
     workload.write(request(ADDRESS_TYPE_URL));
     const refused = await statusOf(workload);
     assert.equal(refused.code, status.PERMISSION_DENIED);
-    assert.match(refused.details, /service account shop\/cart may not subscribe to xDS: only node proxies \(istio-system\/ztunnel\), the east-west gateways and the ingress gateways/);
+    assert.match(refused.details, /service account shop\/cart may not subscribe to xDS: only node proxies \(istio-system\/ztunnel\), the east-west, ingress and waypoint gateways/);
 
     for (const who of ['ztunnel', 'gw']) {
       const stream = h.open({ authorization: `Bearer ${fakeJwt(who)}` });

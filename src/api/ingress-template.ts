@@ -1,5 +1,5 @@
 /**
- * The pod template of an ingress gateway (`ambit ingress`), shared by the installer (the
+ * The pod template of an ingress gateway (`ambit ingress`) and of a waypoint (`ambit waypoint-proxy`), shared by the installer (the
  * `istio-ingressgateway` Deployment) and the control plane (Deployments `<name>-istio` for Gateway
  * API Gateways of class istio).
  */
@@ -28,6 +28,10 @@ export interface IngressTemplateInput {
   mesh: { clusterId: string; network: string; trustDomain: string; systemNamespace: string };
   logLevel?: string;
   resources?: V1ResourceRequirements;
+  /** The ambit role the pod runs: `ingress` (default) or `waypoint-proxy` (the same pod shape). */
+  role?: 'ingress' | 'waypoint-proxy';
+  /** Further environment (a waypoint's SERVICE_ACCOUNT and WAYPOINT_FOR). */
+  env?: Record<string, string>;
 }
 
 export function ingressPodTemplate(input: IngressTemplateInput): V1PodTemplateSpec {
@@ -36,7 +40,7 @@ export function ingressPodTemplate(input: IngressTemplateInput): V1PodTemplateSp
     name: INGRESS_CONTAINER,
     image: input.image,
     imagePullPolicy: input.imagePullPolicy,
-    args: ['ingress'],
+    args: [input.role ?? 'ingress'],
     ports: [
       ...input.ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: 'TCP' })),
       { name: 'http-envoy-prom', containerPort: ZTUNNEL_METRICS_PORT, protocol: 'TCP' },
@@ -47,6 +51,7 @@ export function ingressPodTemplate(input: IngressTemplateInput): V1PodTemplateSp
       ...podIdentityEnv(),
       ...controlPlaneClientEnv(input.mesh),
       ...(input.logLevel ? [envValue(ENV.logLevel, input.logLevel)] : []),
+      ...Object.entries(input.env ?? {}).map(([name, value]) => envValue(name, value)),
     ],
     readinessProbe: readinessProbe(ZTUNNEL_READY_PATH, ZTUNNEL_READY_PORT),
     resources: input.resources ?? { requests: { cpu: '100m', memory: '128Mi' } },

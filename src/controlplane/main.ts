@@ -20,6 +20,7 @@ import type { RegistryChange } from './registry/index.js';
 import type { ControlPlaneSettings } from './settings.js';
 import { XdsAccessPolicy, xdsAuthenticator } from './xds/access.js';
 import { RouteController } from './routes/controller.js';
+import { WaypointController } from './waypoints/controller.js';
 import { ResourceCache } from './xds/resource-cache.js';
 import { createXdsMetrics } from './xds/metrics.js';
 import { DeltaXdsServer } from './xds/server.js';
@@ -77,6 +78,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   let gateways: EastWestGatewayController | undefined = undefined;
   let authority: MeshAuthority | undefined = undefined;
   let routes: RouteController | undefined = undefined;
+  let waypoints: WaypointController | undefined = undefined;
   const serviceScope = new ServiceScopePolicy();
   const localView = new KubeClusterView({ clusterId: settings.clusterId, network: settings.network, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, serviceScope, log: log.child({ part: 'registry' }) });
   await startHttpEndpoint(settings.bindHost, settings.ports.readiness, { '/ready': () => (notReady === undefined ? text('ready\n') : text(`not ready: ${notReady}\n`, 503)) }, log);
@@ -121,6 +123,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
     systemNamespace: settings.systemNamespace,
     isGatewayServiceAccount: (namespace, name) => gateways?.isGatewayServiceAccount(namespace, name) ?? false,
     isIngressServiceAccount: (namespace, name) => routes?.isIngressServiceAccount(namespace, name) ?? false,
+    isWaypointServiceAccount: (namespace, name) => waypoints?.isWaypointServiceAccount(namespace, name) ?? false,
   });
   const authenticateXds = xdsAuthenticator({ authenticate: (metadata) => authorizer.authenticate(metadata), access: xdsAccess, recheckUntil: gatewaysWarmBy });
 
@@ -158,6 +161,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   notReady = 'starting the east-west gateway controller';
   gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
   routes = await startRouteController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log);
+  waypoints = await startWaypointController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log);
   gatewayController.startedAt = Date.now();
   notReady = undefined;
   log.info({ addresses: mesh.addresses().size, authorizations: mesh.authorizations().size, ca: authority.describe().source }, 'control plane ready');
@@ -167,6 +171,7 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
     remotes?.stop();
     void gateways?.stop();
     void routes?.stop();
+    void waypoints?.stop();
     localWatch.stop();
     meshConfig.stop();
     mesh?.close();
@@ -208,6 +213,40 @@ async function startGatewayController(
 }
 
 /** Serves ingress routes (Istio Gateway/VirtualService, Gateway API class istio + HTTPRoute); a failure disables only this. */
+/** Runs waypoints for Gateways of class istio-waypoint and istio-mesh; a failure disables only this. */
+async function startWaypointController(
+  settings: ControlPlaneSettings,
+  kubeConfig: KubeConfig,
+  core: CoreV1Api,
+  network: string,
+  mesh: MeshView,
+  cache: ResourceCache,
+  registry: Registry,
+  log: Logger,
+): Promise<WaypointController | undefined> {
+  try {
+    const own = await ownImage(core, settings.systemNamespace, settings.podName);
+    const controller = new WaypointController({
+      kube: kubeConfig,
+      cache,
+      network,
+      domainSuffix: 'cluster.local',
+      workload: { clusterId: settings.clusterId, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, image: own.image, imagePullPolicy: own.imagePullPolicy ?? 'IfNotPresent' },
+      addresses: () => mesh.addresses(),
+      registry,
+      log: log.child({ part: 'waypoints' }),
+    });
+    mesh.onChange((change) => {
+      if ([...change.addresses.upserted, ...change.addresses.removed].some((name) => !name.includes('//'))) controller.schedule(100);
+    });
+    controller.start();
+    return controller;
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'waypoint controller disabled');
+    return undefined;
+  }
+}
+
 async function startRouteController(
   settings: ControlPlaneSettings,
   kubeConfig: KubeConfig,

@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf';
 
 import { DATAPLANE_MODE_LABEL, podWorkloadUid } from '../../api/resources.js';
 import { Action, AuthorizationSchema, type Authorization } from '../../gen/istio/security/authorization_pb.js';
-import { AddressSchema, type Address, type Locality, type PortList } from '../../gen/istio/workload/workload_pb.js';
+import { AddressSchema, type Address, type GatewayAddress, type Locality, type PortList } from '../../gen/istio/workload/workload_pb.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { authorizationName, convertAuthorizationPolicy } from './authorization.js';
 import {
@@ -31,6 +31,7 @@ import {
 } from './service.js';
 import { SetIndex, TrackedResources, type ResourceChanges } from './tracked-resources.js';
 import { buildWorkload, hasWorkload, nodeLocality } from './workload.js';
+import { enrolmentOf, isWaypointService, waypointOf, type WaypointEnrolment } from './waypoint.js';
 
 export interface RegistryOptions {
   clusterId: string;
@@ -61,6 +62,7 @@ export interface RegistryStats {
 interface NamespaceState {
   dataplaneMode: string | undefined;
   distribution: TrafficDistribution | undefined;
+  waypoint: WaypointEnrolment;
 }
 
 interface SelectorPolicy {
@@ -227,6 +229,7 @@ export class MeshRegistry {
     this.setNamespace(namespace.name, {
       dataplaneMode: namespace.labels[DATAPLANE_MODE_LABEL],
       distribution: distribution.value,
+      waypoint: enrolmentOf(namespace.labels),
     });
   }
 
@@ -242,7 +245,7 @@ export class MeshRegistry {
     if (previous?.dataplaneMode !== state?.dataplaneMode) {
       for (const key of this.podsByNamespace.get(name)) this.rebuildWorkload(key);
     }
-    if (previous?.distribution !== state?.distribution) {
+    if (previous?.distribution !== state?.distribution || previous?.waypoint.name !== state?.waypoint.name || previous?.waypoint.namespace !== state?.waypoint.namespace) {
       for (const key of this.servicesByNamespace.get(name)) this.rebuildService(key);
     }
   }
@@ -383,11 +386,23 @@ export class MeshRegistry {
       this.servicesByNamespace.add(service.namespace, key);
       this.rebuildService(key);
     }
+    // A waypoint's Service appearing or going changes every Service that names it.
+    if (isWaypointService(previous) || isWaypointService(service)) {
+      for (const other of this.services.keys()) if (other !== key) this.rebuildService(other);
+    }
     // Pods carry the service's ports: only a selector or port change touches them.
     if (podFacingShape(previous) !== podFacingShape(service)) {
       const namespace = (service ?? previous)!.namespace;
       this.rebuildPodsSelectedBy(this.podsByNamespace.get(namespace), [previous?.selector, service?.selector]);
     }
+  }
+
+  /** A waypoint is used once its Service exists here (as Istio: naming a missing waypoint changes nothing). */
+  private existingWaypoint(waypoint: GatewayAddress | undefined): GatewayAddress | undefined {
+    if (waypoint?.destination.case !== 'hostname') return waypoint;
+    const { namespace, hostname } = waypoint.destination.value;
+    const name = hostname.split('.', 1)[0]!;
+    return this.services.has(refKey({ namespace, name })) ? waypoint : undefined;
   }
 
   private rebuildService(key: string): void {
@@ -400,6 +415,7 @@ export class MeshRegistry {
       network: this.network,
       domainSuffix: this.domainSuffix,
       distribution: distribution.value,
+      waypoint: this.existingWaypoint(waypointOf(service.labels, service.namespace, this.namespaces.get(service.namespace)?.waypoint, this.domainSuffix)),
     });
     this.addressResources.set(
       serviceResourceNameOf(service, this.domainSuffix),

@@ -11,6 +11,7 @@ import {
   PortListSchema,
   PortSchema,
   ServiceSchema,
+  type GatewayAddress,
   type LoadBalancing,
   type Port,
   type PortList,
@@ -128,6 +129,8 @@ export interface ServiceContext {
   network: string;
   domainSuffix: string;
   distribution: TrafficDistribution | undefined;
+  /** The waypoint the service uses (istio.io/use-waypoint), if any. */
+  waypoint?: GatewayAddress;
 }
 
 export function hostnameOf(service: Pick<ServiceView, 'name' | 'namespace'>, domainSuffix: string): string {
@@ -160,6 +163,7 @@ export function buildService(service: ServiceView, context: ServiceContext): Ser
       }),
     ),
     loadBalancing: loadBalancing(context.distribution, service.internalTrafficPolicy),
+    waypoint: context.waypoint,
   });
 }
 

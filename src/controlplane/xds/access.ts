@@ -5,12 +5,12 @@
  */
 import { status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
 import { AUTHORIZATION_HEADER, CLUSTER_ID_HEADER } from '../../api/grpc.js';
-import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, ROUTE_TYPE_URL } from '../../api/resources.js';
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, ROUTE_TYPE_URL, WAYPOINT_TYPE_URL } from '../../api/resources.js';
 import type { CaCaller } from '../ca/authorize.js';
 import { CaRequestError } from '../ca/errors.js';
 import { XdsAuthError, type XdsAuthenticator } from './server.js';
 
-export type XdsRole = 'node-proxy' | 'east-west-gateway' | 'ingress';
+export type XdsRole = 'node-proxy' | 'east-west-gateway' | 'ingress' | 'waypoint';
 
 /** The type URLs each role may subscribe to. */
 export const XDS_ROLE_TYPES: Record<XdsRole, ReadonlySet<string>> = {
@@ -19,6 +19,8 @@ export const XDS_ROLE_TYPES: Record<XdsRole, ReadonlySet<string>> = {
   'east-west-gateway': new Set([ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL]),
   // Resolves destinations like ztunnel, and reads its own routes (`<ns>/<deployment>`).
   ingress: new Set([ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, ROUTE_TYPE_URL]),
+  // Picks endpoints like ztunnel and reads its own Waypoint resource (served services, L7 policies).
+  waypoint: new Set([ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, WAYPOINT_TYPE_URL]),
 };
 
 /** Every type URL the server knows; requests for any other are ignored without creating state. */
@@ -32,6 +34,8 @@ export interface XdsAccessOptions {
   isGatewayServiceAccount: (namespace: string, name: string) => boolean;
   /** Whether `<namespace>/<name>` is the ServiceAccount of an ingress gateway this control plane configures. */
   isIngressServiceAccount?: (namespace: string, name: string) => boolean;
+  /** Whether `<namespace>/<name>` is the ServiceAccount a waypoint Gateway runs as. */
+  isWaypointServiceAccount?: (namespace: string, name: string) => boolean;
 }
 
 export class XdsAccessPolicy {
@@ -47,8 +51,9 @@ export class XdsAccessPolicy {
     if (this.nodeProxies.has(name)) return { role: 'node-proxy' };
     if (this.options.isGatewayServiceAccount(account.namespace, account.serviceAccount)) return { role: 'east-west-gateway' };
     if (this.options.isIngressServiceAccount?.(account.namespace, account.serviceAccount)) return { role: 'ingress' };
+    if (this.options.isWaypointServiceAccount?.(account.namespace, account.serviceAccount)) return { role: 'waypoint' };
     return {
-      refused: `service account ${name} may not subscribe to xDS: only node proxies (${[...this.nodeProxies].join(', ')}), the east-west gateways and the ingress gateways of this control plane may`,
+      refused: `service account ${name} may not subscribe to xDS: only node proxies (${[...this.nodeProxies].join(', ')}), the east-west, ingress and waypoint gateways of this control plane may`,
     };
   }
 }

@@ -184,10 +184,10 @@ export interface Agents {
   https: https.Agent;
 }
 
-function createAgents(): Agents {
+function createAgents(keepAlive = true): Agents {
   return {
-    http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
-    https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
+    http: new http.Agent({ keepAlive, maxSockets: 64 }),
+    https: new https.Agent({ keepAlive, maxSockets: 64 }),
   };
 }
 
@@ -649,7 +649,8 @@ export const productpage: Program = {
   description: 'bookinfo productpage: GET /productpage, /, /health, /api/v1/products[/<id>[/reviews|/ratings]] (port 9080)',
   defaultPort: BACKEND_PORT,
   create(env): ProgramInstance {
-    const agents = createAgents();
+    // Istio's productpage (Python requests without a session) opens a new connection per call: L4 balancing then cycles reviews versions across page loads.
+    const agents = createAgents(false);
     const detailsBase = backendBase(env, 'details');
     const reviewsBase = backendBase(env, 'reviews');
     const ratingsBase = backendBase(env, 'ratings');

@@ -1,0 +1,173 @@
+// Pending (issue 12): runs once the control plane makes waypoint Deployments and their ambit.waypoint.Waypoint resource; not picked up by scripts/test.sh (test/*.test.ts) until then.
+/**
+ * Seed 004 (Istio ambient's getting started) from `kubectl apply -f bookinfo.yaml` to the end, with
+ * the seed's own objects and commands (`ambit lab exec` for `kubectl exec`), on a one-cluster lab:
+ * the ingress gateway, the L4 policy, the `istio-mesh` waypoint for bookinfo-productpage, the L7
+ * policy and the waypoint's request metrics; then a packet capture of the waypoint path and the
+ * waypoint killed and back.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+
+import { readState } from '../../src/lab/state.js';
+import { ambit, kubectl, labExec, rolloutStatus, samples, waitFor } from '../helpers/lab.js';
+import { pods } from '../helpers/mesh.js';
+import { captureIn, labDownChecked } from '../helpers/multicluster.js';
+
+const CTX = 'lab-cluster1';
+const CLUSTER = 'cluster1';
+let labPids: number[] = [];
+const numbers: string[] = [];
+
+const apply = (yaml: string) => kubectl(CTX, ['apply', '-f', '-'], yaml);
+
+/** `kubectl exec deploy/<from> -- sh -c '<command>'`, as the seed runs it (stdout only). */
+async function exec(from: string, command: string): Promise<string> {
+  const r = await labExec(CLUSTER, 'default', `deploy/${from}`, ['sh', '-c', command]);
+  return r.stdout;
+}
+
+const firstLine = (from: string, url: string, extra = '') => exec(from, `curl -s ${url} ${extra} | head -n1`);
+const PAGE_FIRST_LINE = '<!DOCTYPE html>';
+
+/** The seed's L4 policy, then the same with `methods: ["GET"]` (its L7 policy). */
+function productpageViewer(methods?: string[]): string {
+  return `apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: productpage-viewer
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: productpage
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/default/sa/sleep", "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]
+${methods ? `    to:\n    - operation:\n        methods: ${JSON.stringify(methods)}\n` : ''}`;
+}
+
+const WAYPOINT = `apiVersion: gateway.networking.k8s.io/v1beta1
+kind: Gateway
+metadata:
+  name: productpage
+  annotations:
+    istio.io/service-account: bookinfo-productpage
+spec:
+  gatewayClassName: istio-mesh
+`;
+
+describe('seed 004: ambient getting started, L4 and L7 (waypoint, ingress, request metrics)', { timeout: 1_500_000 }, () => {
+  before(async () => {
+    if (readState()) await ambit(['lab', 'down']);
+    const up = await ambit(['lab', 'up', '-f', 'topologies/one-cluster.yaml'], { timeoutMs: 300_000 });
+    assert.equal(up.code, 0, up.stderr);
+    labPids = readState()!.processes.map((p) => p.pid);
+    const install = await ambit(['install', '--context', CTX, '--set', 'profile=ambient'], { timeoutMs: 300_000 });
+    assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
+  });
+
+  after(() => labDownChecked(labPids, numbers));
+
+  it('the ambient profile installs an ingress gateway', async () => {
+    await waitFor('the ingress gateway pod', async () => (await kubectl(CTX, ['get', 'pod', '-n', 'istio-system'])).includes('istio-ingressgateway'));
+    await rolloutStatus(CTX, 'istio-system', ['istio-ingressgateway']);
+  });
+
+  it('bookinfo, sleep, notsleep and bookinfo-gateway.yaml apply as written; the page is served with and without the gateway', async () => {
+    await kubectl(CTX, ['apply', '-f', `${samples}bookinfo.yaml`]);
+    await kubectl(CTX, ['apply', '-f', `${samples}sleep.yaml`]);
+    // The seed's notsleep is sleep under another name and service account.
+    await apply(readFileSync(`${samples}sleep.yaml`, 'utf8').replace(/\bsleep\b(?!\s+infinity|")/g, 'notsleep').replace('"/bin/notsleep"', '"/bin/sleep"'));
+    await kubectl(CTX, ['apply', '-f', `${samples}bookinfo-gateway.yaml`]);
+    await rolloutStatus(CTX, 'default', ['productpage-v1', 'details-v1', 'ratings-v1', 'reviews-v1', 'reviews-v2', 'reviews-v3', 'sleep', 'notsleep']);
+    await waitFor('the page through the ingress gateway', async () => (await firstLine('sleep', 'http://istio-ingressgateway.istio-system/productpage')).trim() === PAGE_FIRST_LINE, 120_000, 500);
+    assert.equal((await firstLine('sleep', 'http://productpage:9080/')).trim(), PAGE_FIRST_LINE);
+    assert.equal((await firstLine('notsleep', 'http://productpage:9080/')).trim(), PAGE_FIRST_LINE);
+  });
+
+  it('after labelling the namespace ambient, the same three commands work over the mesh', async () => {
+    await kubectl(CTX, ['label', 'namespace', 'default', 'istio.io/dataplane-mode=ambient']);
+    await waitFor('the page over the mesh', async () => (await firstLine('sleep', 'http://productpage:9080/')).trim() === PAGE_FIRST_LINE, 60_000, 500);
+    assert.equal((await firstLine('sleep', 'http://istio-ingressgateway.istio-system/productpage')).trim(), PAGE_FIRST_LINE);
+    assert.equal((await firstLine('notsleep', 'http://productpage:9080/')).trim(), PAGE_FIRST_LINE);
+  });
+
+  it('the L4 policy: sleep and the ingress gateway pass, notsleep gets an empty reply', async () => {
+    await apply(productpageViewer());
+    await waitFor('notsleep refused', async () => (await firstLine('notsleep', 'http://productpage:9080/')).trim() === '', 30_000, 300);
+    assert.equal((await firstLine('sleep', 'http://istio-ingressgateway.istio-system/productpage')).trim(), PAGE_FIRST_LINE);
+    assert.equal((await firstLine('sleep', 'http://productpage:9080/')).trim(), PAGE_FIRST_LINE);
+  });
+
+  it('the istio-mesh waypoint for bookinfo-productpage reaches Ready with the seed\'s message', async () => {
+    await apply(WAYPOINT);
+    const started = Date.now();
+    const ready = await waitFor('the Gateway to be Ready', async () => {
+      const gateway = JSON.parse(await kubectl(CTX, ['get', 'gateway', 'productpage', '-n', 'default', '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string; reason: string; message: string }> } };
+      return gateway.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'True');
+    }, 120_000, 500);
+    numbers.push(`istio-mesh waypoint applied → Ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.equal(ready.reason, 'Ready');
+    assert.equal(ready.message, 'Deployed waypoint proxy to "default" namespace for "bookinfo-productpage" service account');
+    await rolloutStatus(CTX, 'default', ['bookinfo-productpage-waypoint-proxy']);
+    const yaml = await kubectl(CTX, ['get', 'gateway', 'productpage', '-o', 'yaml']);
+    assert.match(yaml, /reason: Ready/);
+  });
+
+  it('the L7 policy: DELETE from sleep and anything from notsleep print RBAC: access denied, sleep\'s GET works', async () => {
+    await apply(productpageViewer(['GET']));
+    const applied = Date.now();
+    await waitFor('DELETE denied at L7', async () => (await firstLine('sleep', 'http://productpage:9080/', '-X DELETE')).trim() === 'RBAC: access denied', 60_000, 300);
+    numbers.push(`L7 policy applied → DELETE denied in ${((Date.now() - applied) / 1000).toFixed(2)} s (includes exec)`);
+    assert.equal((await firstLine('notsleep', 'http://productpage:9080/')).trim(), 'RBAC: access denied');
+    assert.equal((await firstLine('notsleep', 'http://productpage:9080/')).trim(), 'RBAC: access denied');
+    assert.equal((await firstLine('sleep', 'http://productpage:9080/')).trim(), PAGE_FIRST_LINE);
+    assert.equal((await firstLine('sleep', 'http://istio-ingressgateway.istio-system/productpage')).trim(), PAGE_FIRST_LINE, 'the ingress gateway may GET');
+  });
+
+  it('the waypoint serves istio_requests_total with the 403s of notsleep, both principals and mutual_tls', async () => {
+    const r = await labExec(CLUSTER, 'default', 'deploy/bookinfo-productpage-waypoint-proxy', ['sh', '-c', 'curl -s http://localhost:15020/stats/prometheus | grep istio_requests_total']);
+    const denied = r.stdout.split('\n').filter((line) => line.includes('response_code="403"') && line.includes('source_workload="notsleep"'));
+    assert.ok(denied.length >= 1, r.stdout.slice(0, 2000));
+    const line = denied[0]!;
+    for (const label of [
+      'source_workload_namespace="default"',
+      'source_principal="spiffe://cluster.local/ns/default/sa/notsleep"',
+      'destination_workload="productpage-v1"',
+      'destination_principal="spiffe://cluster.local/ns/default/sa/bookinfo-productpage"',
+      'connection_security_policy="mutual_tls"',
+      'reporter="waypoint"',
+    ]) {
+      assert.ok(line.includes(label), `${label} in ${line}`);
+    }
+    assert.ok(Number(line.split(' ').at(-1)) >= 2, `two 403s counted: ${line}`);
+  });
+
+  it('a capture between the nodes shows only HBONE (15008) and no clear text on the waypoint path', async () => {
+    const network = readState()!.plan.networks[0]!;
+    const { text, flows } = await captureIn(network.netns, async () => {
+      for (let i = 0; i < 5; i++) await firstLine('sleep', 'http://productpage:9080/');
+    });
+    assert.doesNotMatch(text, /DOCTYPE|GET \/ HTTP|productpage:9080/, 'application bytes in clear text');
+    const appPorts = [...flows].filter((f) => /:9080$/.test(f));
+    assert.deepEqual(appPorts, [], 'no plaintext application port between nodes');
+    numbers.push(`flows between nodes during 5 requests through the waypoint: ${[...flows].slice(0, 6).join(', ')}`);
+  });
+
+  it('killing the waypoint: requests fail clearly, then recover when it is back', async () => {
+    const [waypointPod] = await pods(CTX, 'default', 'gateway.networking.k8s.io/gateway-name=productpage');
+    assert.ok(waypointPod, 'a waypoint pod');
+    await kubectl(CTX, ['scale', 'deploy/bookinfo-productpage-waypoint-proxy', '-n', 'default', '--replicas=0']);
+    await waitFor('the waypoint gone', async () => (await pods(CTX, 'default', 'gateway.networking.k8s.io/gateway-name=productpage')).length === 0, 60_000, 300);
+    const down = await labExec(CLUSTER, 'default', 'deploy/sleep', ['sh', '-c', 'curl -s -o /dev/null -w "%{http_code}" --max-time 5 http://productpage:9080/; echo " exit=$?"']);
+    assert.match(down.stdout, /^(000 exit=(52|56|7)|503 exit=0)/, `a reset or a 503, not a hang: ${down.stdout}`);
+    await kubectl(CTX, ['scale', 'deploy/bookinfo-productpage-waypoint-proxy', '-n', 'default', '--replicas=1']);
+    const started = Date.now();
+    await waitFor('requests through the new waypoint', async () => (await firstLine('sleep', 'http://productpage:9080/')).trim() === PAGE_FIRST_LINE, 120_000, 500);
+    numbers.push(`waypoint scaled back → requests answered in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  });
+});
