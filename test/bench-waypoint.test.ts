@@ -13,7 +13,7 @@ import { renderMarkdown } from '../bench/report/markdown.js';
 import { checkTargets } from '../bench/report/targets.js';
 import { CASE_IDS, isOneClusterCase, ONE_CLUSTER_CASE_IDS, type BenchReport, type CaseResult, type CaseRow } from '../bench/report/types.js';
 import { HAPROXY_HTTP, L4, mibToMb, pathCheckProblem, pathCheckSentence, WAYPOINT, WAYPOINT_VARIANTS, waypointNotes, waypointVerdicts, withWaypointComparisons } from '../bench/waypoint/compare.js';
-import { TARGET_LABEL_KEY, waypointApplyArgs, waypointGateway, waypointService, WAYPOINT_NAME, WAYPOINT_SERVICE } from '../bench/waypoint/manifests.js';
+import { hasWaypointApply, TARGET_LABEL_KEY, waypointApplyArgs, waypointGateway, waypointService, WAYPOINT_NAME, WAYPOINT_SERVICE } from '../bench/waypoint/manifests.js';
 import type { WaypointSetup } from '../bench/waypoint/setup.js';
 
 const near = (actual: number | null | undefined, expected: number, what = '') => assert.ok(actual != null && Math.abs(actual - expected) < 1e-9, `${what} ${actual} ≈ ${expected}`);
@@ -36,6 +36,11 @@ describe('bench waypoint case: objects', () => {
     assert.equal(svc.spec.ports[0]!.port, 8080);
     assert.equal(svc.spec.ports[0]!.targetPort, 8080);
     assert.equal(svc.spec.ports[0]!.appProtocol, 'http');
+  });
+
+  it('`ambit waypoint apply` is used only when its own help comes back (a build without it prints the top-level help)', () => {
+    assert.equal(hasWaypointApply('Usage: ambit waypoint apply [options]\n\napply a waypoint Gateway\n'), true);
+    assert.equal(hasWaypointApply('Usage: ambit [options] [command]\n\nCommands:\n  waypoint-proxy   run a waypoint proxy\n'), false);
   });
 
   it('`ambit waypoint apply` names the namespace and the waypoint, and the context when the command takes one', () => {

@@ -33,6 +33,14 @@ export function waypointService(namespace: string, port: number, waypoint: strin
   };
 }
 
+/**
+ * Whether `ambit waypoint apply --help` printed that command's help: a build without it prints the
+ * top-level help instead (and exits 0).
+ */
+export function hasWaypointApply(helpText: string): boolean {
+  return /^Usage: ambit waypoint apply\b/m.test(helpText);
+}
+
 /** `ambit waypoint apply` arguments for the bench's waypoint, the context first when the command takes one. */
 export function waypointApplyArgs(namespace: string, context: string | undefined, name: string = WAYPOINT_NAME): string[] {
   return ['waypoint', 'apply', ...(context ? ['--context', context] : []), '-n', namespace, '--name', name];

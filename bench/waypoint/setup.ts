@@ -20,7 +20,7 @@ import type { Address, OpenPath } from '../paths/path.js';
 import type { ProcessGroup } from '../process-cost.js';
 import { HTTP_BODY, HTTP_PORT, startNginx } from '../servers.js';
 import { HAPROXY_HTTP, L4, pathCheckProblem, WAYPOINT, type PathCheckCounts, type WaypointVariant } from './compare.js';
-import { TARGET_LABEL_KEY, TARGET_LABEL_VALUE, waypointApplyArgs, waypointGateway, waypointService, WAYPOINT_NAME, WAYPOINT_SERVICE } from './manifests.js';
+import { hasWaypointApply, TARGET_LABEL_KEY, TARGET_LABEL_VALUE, waypointApplyArgs, waypointGateway, waypointService, WAYPOINT_NAME, WAYPOINT_SERVICE } from './manifests.js';
 
 export const REQUEST_METRIC = 'istio_requests_total';
 /** Requests sent each way by the path check. */
@@ -57,7 +57,7 @@ const GATEWAY_RESOURCE = `gateways.${GATEWAY_API_GROUP}`;
 /** `ambit waypoint apply` when this build has it (it names the context option too), else the Gateway applied with kubectl. */
 async function applyWaypoint(log: (line: string) => void): Promise<string> {
   const help = await ambitCli(['waypoint', 'apply', '--help'], 30_000).catch(() => undefined);
-  if (help) {
+  if (help && hasWaypointApply(help.stdout)) {
     const args = waypointApplyArgs(MESH_NAMESPACE, help.stdout.includes('--context') ? CONTEXT : undefined);
     log(`  ambit ${args.join(' ')}`);
     await ambitCli(args, 120_000);
