@@ -14,7 +14,7 @@ import { checkTargets } from '../bench/report/targets.js';
 import { CASE_IDS, isOneClusterCase, ONE_CLUSTER_CASE_IDS, type BenchReport, type CaseResult, type CaseRow } from '../bench/report/types.js';
 import { HAPROXY_HTTP, L4, mibToMb, pathCheckProblem, pathCheckSentence, WAYPOINT, WAYPOINT_VARIANTS, waypointNotes, waypointVerdicts, withWaypointComparisons } from '../bench/waypoint/compare.js';
 import { hasWaypointApply, TARGET_LABEL_KEY, waypointApplyArgs, waypointGateway, waypointService, WAYPOINT_NAME, WAYPOINT_SERVICE } from '../bench/waypoint/manifests.js';
-import type { WaypointSetup } from '../bench/waypoint/setup.js';
+import { sendRequests, type WaypointSetup } from '../bench/waypoint/setup.js';
 
 const near = (actual: number | null | undefined, expected: number, what = '') => assert.ok(actual != null && Math.abs(actual - expected) < 1e-9, `${what} ${actual} ≈ ${expected}`);
 
@@ -46,6 +46,37 @@ describe('bench waypoint case: objects', () => {
   it('`ambit waypoint apply` names the namespace and the waypoint, and the context when the command takes one', () => {
     assert.deepEqual(waypointApplyArgs('bench-mesh', undefined), ['waypoint', 'apply', '-n', 'bench-mesh', '--name', 'bench-waypoint']);
     assert.deepEqual(waypointApplyArgs('bench-mesh', 'lab-cluster1'), ['waypoint', 'apply', '--context', 'lab-cluster1', '-n', 'bench-mesh', '--name', 'bench-waypoint']);
+  });
+});
+
+describe('bench waypoint case: the path check\'s requests', () => {
+  const place = (reply: (argv: string[]) => RunResult, calls: string[][]): Place => ({
+    label: 'fake client pod',
+    run: async (argv) => {
+      calls.push(argv);
+      return reply(argv);
+    },
+    spawn: () => {
+      throw new Error('not used');
+    },
+  });
+
+  it('one curl, every URL with its own -o /dev/null (so only status codes come back), all 200', async () => {
+    const calls: string[][] = [];
+    await sendRequests(place(() => ({ code: 0, stdout: '200\n200\n200\n', stderr: '' }), calls), { host: '10.96.0.7', port: 8080 }, 3);
+    assert.equal(calls.length, 1);
+    const argv = calls[0]!;
+    assert.equal(argv.filter((a) => a === 'http://10.96.0.7:8080/').length, 3);
+    argv.forEach((a, i) => {
+      if (a === 'http://10.96.0.7:8080/') assert.deepEqual(argv.slice(i - 2, i), ['-o', '/dev/null']);
+    });
+  });
+
+  it('throws on a status other than 200, a missing answer or curl failing', async () => {
+    const run = (stdout: string, code = 0) => sendRequests(place(() => ({ code, stdout, stderr: code ? 'connection reset' : '' }), []), { host: '10.96.0.7', port: 8080 }, 2);
+    await assert.rejects(run('200\n503\n'), /status codes 200 503/);
+    await assert.rejects(run('200\n'), /status codes 200$/);
+    await assert.rejects(run('200\n', 56), /exit 56, status codes 200: connection reset/);
   });
 });
 

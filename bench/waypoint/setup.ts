@@ -99,7 +99,9 @@ async function waypointPod(): Promise<{ name: string; node: string; ip: string; 
 /** `count` requests over one keep-alive connection (one curl); throws unless every one is answered 200. */
 export async function sendRequests(client: Place, address: Address, count: number): Promise<void> {
   const url = httpUrl(address);
-  const r = await client.run(['curl', '-sS', '--max-time', '10', '-o', '/dev/null', '-w', '%{http_code}\\n', ...Array<string>(count).fill(url)], { timeoutMs: 20_000 });
+  // -o applies to one URL only: each URL gets its own, or the bodies would land in the status codes.
+  const outputs = Array.from({ length: count }, () => ['-o', '/dev/null', url]).flat();
+  const r = await client.run(['curl', '-sS', '--max-time', '10', '-w', '%{http_code}\\n', ...outputs], { timeoutMs: 20_000 });
   const codes = r.stdout.trim().split('\n').filter(Boolean);
   if (r.code !== 0 || codes.length !== count || codes.some((c) => c !== '200')) {
     throw new BenchCommandError(`${count} requests to ${url} from ${client.label}: exit ${r.code}, status codes ${codes.join(' ') || 'none'}${r.stderr ? `: ${r.stderr.trim().slice(0, 300)}` : ''}`);
