@@ -281,7 +281,7 @@ Transfer/sec:      5.87MB
     const counter = { n: 100 };
     const result = await measureWaypoint(context(), fakeSetup(fakeClient(calls, counter), counter));
     const [l, w, h] = [hosts[L4], hosts[WAYPOINT], hosts[HAPROXY_HTTP]];
-    assert.deepEqual(calls.map((a) => `${kind(a)} ${target(a)}`), [`rate ${l}`, `rate ${w}`, `rate ${h}`, `c=1 ${l}`, `c=1 ${w}`, `c=1 ${h}`, `c=32 ${l}`, `c=32 ${w}`, `c=32 ${h}`]);
+    assert.deepEqual(calls.map((a) => `${kind(a)} ${target(a)}`), [`c=8 ${l}`, `c=8 ${w}`, `c=8 ${h}`, `rate ${l}`, `rate ${w}`, `rate ${h}`, `c=1 ${l}`, `c=1 ${w}`, `c=1 ${h}`, `c=32 ${l}`, `c=32 ${w}`, `c=32 ${h}`]);
     assert.equal(result.id, 'waypoint');
     assert.deepEqual(result.rows.map((r) => [r.path, r.variant, r.error]), [['ambit', L4, undefined], ['ambit', WAYPOINT, undefined], ['haproxy', HAPROXY_HTTP, undefined]]);
     const [l4, waypoint, http] = result.rows;
@@ -310,6 +310,7 @@ Transfer/sec:      5.87MB
     assert.match(result.method, /--rate 1000 --duration 5/);
     assert.match(result.method, /`wrk --latency -t 1 -c <n> -d 3s --timeout 5s http:\/\/<target>\/` for n = 1 and 32/);
     assert.match(result.method, /The waypoint is made by a test\./);
+    assert.match(result.method, /First, not counted, 2 s of wrk with 8 connections on each row/);
     assert.match(result.method, /waypoint bench-mesh\/bench-waypoint on cluster1-node1, ztunnel on cluster1-node1, ztunnel on cluster1-node2/);
     const targets = new Map(checkTargets([result]).map((t) => [t.id, t]));
     assert.equal(targets.get('waypoint-latency-p50')?.met, true, '+0.4 ms');
@@ -320,7 +321,7 @@ Transfer/sec:      5.87MB
     const counter = { n: 0 };
     const failWaypointC1 = (argv: string[]) => argv[0] === 'wrk' && argv.includes('1') && argv[argv.indexOf('-c') + 1] === '1' && target(argv) === hosts[WAYPOINT];
     const result = await measureWaypoint(context(), fakeSetup(fakeClient(calls, counter, failWaypointC1), counter, 'HAProxy (mode http): haproxy exited early'));
-    assert.equal(calls.length, 6, 'nothing is run for the row that was not set up');
+    assert.equal(calls.length, 8, 'nothing is run for the row that was not set up (warm-up, fixed rate, c=1, c=32 on the other two)');
     assert.ok(calls.every((a) => target(a) !== hosts[HAPROXY_HTTP]));
     const [l4, waypoint, http] = result.rows;
     assert.equal(l4!.error, undefined);

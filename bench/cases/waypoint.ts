@@ -16,6 +16,7 @@ import { notMeasured } from './not-measured.js';
 
 export const WAYPOINT_TITLE = `Waypoint (L7): keep-alive requests/s and latency at ${FIXED_RATE.toLocaleString('en')} req/s through the waypoint, ambit L4 and HAProxy in mode http; the waypoint's CPU and memory`;
 export const WAYPOINT_CONNECTION_COUNTS = [1, 32] as const;
+const WARMUP_CONNECTIONS = 8;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ms = (us: number) => (Number.isFinite(us) ? us / 1000 : null);
@@ -74,6 +75,7 @@ export async function measureWaypoint(context: CaseContext, setup: WaypointSetup
   const idleSeconds = context.quick ? 1 : 5;
   const seconds = context.quick ? 3 : 10;
   const rate = fixedRateOptions(context.quick);
+  const warmupSeconds = context.quick ? 2 : 5;
   const measured = new Map<WaypointVariant, Measured>(
     WAYPOINT_VARIANTS.map((v) => [v, { values: Object.fromEntries(EMPTY_VALUES.map((k) => [k, null])), errors: [], rssLoad: -Infinity }]),
   );
@@ -90,6 +92,12 @@ export async function measureWaypoint(context: CaseContext, setup: WaypointSetup
   const [idle] = idleSampler.stop();
   waypointRow.values.waypointRssIdleMiB = idle!.rssStartMiB;
   waypointRow.values.waypointIdleCpuPercent = (idle!.cpuSeconds / idleSeconds) * 100;
+
+  // Warm-up, not counted: the waypoint is a fresh process (JIT, upstream pools); every row gets the same.
+  for (const target of setup.targets) {
+    if (target.error !== undefined || context.stopped()) continue;
+    await runWrk(target.client, target.address, { connections: WARMUP_CONNECTIONS, durationSeconds: warmupSeconds }).catch((err: unknown) => context.log(`  ${rowName(target.variant)}, warm-up: ${errorMessage(err)}`));
+  }
 
   await measureEach(context, setup, measured, `latency at ${FIXED_RATE} req/s`, async (target, m) => {
     const sampler = new CostSampler(target.proxies);
@@ -152,13 +160,13 @@ export async function measureWaypoint(context: CaseContext, setup: WaypointSetup
       `In namespace bench-mesh (ambient) the client pod (cluster1-node1) reaches nginx in the server pod (cluster1-node2) two ways. ${setup.description}. ` +
       `Before measuring, the paths are checked: the waypoint's ${REQUEST_METRIC} (port 15020, /stats/prometheus) must grow by at least ${PATH_CHECK_REQUESTS} while the client sends ${PATH_CHECK_REQUESTS} requests to the cluster IP, and not at all while it sends ${PATH_CHECK_REQUESTS} to the pod IP; it is also read around every run (the "waypoint counted" column). ` +
       `haproxy http is HAProxy in mode http between the nodes of the bench-direct pods (the same two nodes; the bench-mesh pods' traffic would be captured by ztunnel), dialled at the client node. ` +
-      `For the three rows in turn: latency \`node --import tsx bench/tools/fixed-rate.ts ${shellQuote(fixedRateArgv({ host: '<target>', port: HTTP_PORT }, rate).slice(4))}\` (open loop, ${rate.connections} keep-alive connections, as the latency case), ` +
+      `First, not counted, ${warmupSeconds} s of wrk with ${WARMUP_CONNECTIONS} connections on each row (the waypoint is a fresh process: JIT, upstream pools). Then for the three rows in turn: latency \`node --import tsx bench/tools/fixed-rate.ts ${shellQuote(fixedRateArgv({ host: '<target>', port: HTTP_PORT }, rate).slice(4))}\` (open loop, ${rate.connections} keep-alive connections, as the latency case), ` +
       `then keep-alive \`${shellQuote(wrkArgv('http://<target>/', { connections: 0, durationSeconds: seconds })).replace('-c 0', '-c <n>')}\` for n = ${WAYPOINT_CONNECTION_COUNTS.join(' and ')}. ` +
       `CPU: utime + stime (/proc/<pid>/stat, threads and children) of each row's proxies over the run, per 1,000 requests (the fixed-rate run's warm-up requests counted); the processes: ${groups}. ` +
       `Waypoint RSS: VmRSS idle (${idleSeconds} s with no traffic, before the runs) and the largest sample (every 250 ms) over its row's runs; 1 MB = 10^6 bytes, 1 MiB = 2^20. ` +
       `Ratios and added latency are to the ambit L4 row. Istio's published waypoint cost is about ${ISTIO_WAYPOINT_CPU_PER_1K} vCPU and ${ISTIO_WAYPOINT_RSS_MB} MB at 1,000 req/s; ` +
       `the goals (reported, never asserted): ≤ ${GOAL_CPU_PER_1K} CPU-s per 1,000 requests, ≤ ${GOAL_RSS_MB} MB, added p50 ≤ ${GOAL_ADDED_P50_MS} ms over L4`,
-    params: { rate: rate.rate, rateSeconds: rate.durationSeconds, rateConnections: rate.connections, seconds, connections: WAYPOINT_CONNECTION_COUNTS.join(', '), idleSeconds, pathCheckRequests: PATH_CHECK_REQUESTS },
+    params: { rate: rate.rate, rateSeconds: rate.durationSeconds, rateConnections: rate.connections, seconds, connections: WAYPOINT_CONNECTION_COUNTS.join(', '), idleSeconds, warmupSeconds, pathCheckRequests: PATH_CHECK_REQUESTS },
     metrics: [
       { key: 'p50', label: 'p50', unit: 'ms', digits: 3 },
       { key: 'p90', label: 'p90', unit: 'ms', digits: 3 },
