@@ -15,9 +15,13 @@ const numbers: string[] = [];
 
 const hello = (r: { stdout: string }) => /^Hello version: (v\d), instance: (\S+)\n$/.exec(r.stdout);
 
+/** Enough requests that a random 50/50 balancer misses a version with odds of 2^-23; helloVersions stops once both answered. */
+const BOTH_VERSIONS = 24;
+
 async function helloVersions(count: number, namespace = 'sample', target = 'deploy/curl', url = 'helloworld.sample:5000/hello'): Promise<Map<string, number>> {
   const seen = new Map<string, number>();
   for (let i = 0; i < count; i++) {
+    if (seen.size === 2 && count >= BOTH_VERSIONS) break;
     const r = await curlFrom(CLUSTER, namespace, target, url);
     assert.equal(r.code, 0, `request ${i + 1} from ${namespace}/${target} to ${url} failed: ${r.stderr}`);
     const m = hello(r);
@@ -92,7 +96,7 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
     const other = helloPods.find((p) => p.node !== curl.node);
     assert.ok(other, `the scheduler put every pod on ${curl.node}; the test needs a cross-node pair`);
     remoteHello = other;
-    const seen = await helloVersions(10);
+    const seen = await helloVersions(BOTH_VERSIONS);
     assert.deepEqual([...seen.keys()].sort(), ['v1', 'v2']);
   });
 
@@ -197,7 +201,7 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
     await kubectl(CTX, ['apply', '-n', 'plain', '-f', `${samples}helloworld.yaml`, '-l', 'service=helloworld']);
     await kubectl(CTX, ['apply', '-n', 'plain', '-f', `${samples}helloworld.yaml`, '-l', 'version=v1']);
     await rolloutStatus(CTX, 'plain', ['sleep', 'helloworld-v1']);
-    const fromPlain = await helloVersions(6, 'plain', 'deploy/sleep', 'helloworld.sample:5000/hello');
+    const fromPlain = await helloVersions(BOTH_VERSIONS, 'plain', 'deploy/sleep', 'helloworld.sample:5000/hello');
     assert.deepEqual([...fromPlain.keys()].sort(), ['v1', 'v2'], 'unenrolled → enrolled');
     const toPlain = await helloVersions(4, 'sample', 'deploy/curl', 'helloworld.plain:5000/hello');
     assert.deepEqual([...toPlain.keys()], ['v1'], 'enrolled → unenrolled');
@@ -235,7 +239,7 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
         const viaVip = await curlFrom(CLUSTER, 'plain', 'deploy/sleep', 'helloworld.sample:5000/hello', 3);
         assert.notEqual(viaVip.code, 0, `sleep reached helloworld through the VIP despite the policy: ${viaVip.stdout}`);
       }
-      const allowed = await helloVersions(6);
+      const allowed = await helloVersions(BOTH_VERSIONS);
       assert.deepEqual([...allowed.keys()].sort(), ['v1', 'v2'], 'curl (allowed principal) still reaches both versions');
       for (const pod of helloPods) {
         const denied = await curlFrom(CLUSTER, 'plain', 'deploy/sleep', `http://${pod.ip}:5000/hello`, 3);
@@ -303,7 +307,7 @@ describe('mesh: one cluster, ambient mode (seed 004, first half)', { timeout: 90
     const other = await curlFrom(CLUSTER, 'plain', 'deploy/sleep', `http://${remoteHello.ip}:5000/hello`);
     assert.equal(other.code, 0, `traffic to the other node broke: ${other.stderr}`);
     await waitFor('traffic from the victim node to recover', async () => (await curlFrom(CLUSTER, 'sample', 'deploy/curl', `http://${remoteHello.ip}:5000/hello`, 2)).code === 0, 90_000);
-    const seen = await helloVersions(10);
+    const seen = await helloVersions(BOTH_VERSIONS);
     assert.deepEqual([...seen.keys()].sort(), ['v1', 'v2']);
   });
 

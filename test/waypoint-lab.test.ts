@@ -76,10 +76,15 @@ describe('waypoints (istio-waypoint, istio.io/use-waypoint; istio-mesh Ready)', 
     const got = await codes(20);
     assert.deepEqual([...new Set(got)], ['200']);
     const metrics = await waypointMetrics();
-    const line = metrics.split('\n').find((l) => l.includes('reporter="waypoint"') && l.includes('response_code="200"') && l.includes('destination_service="helloworld.sample.svc.cluster.local"'));
-    assert.ok(line, metrics.slice(0, 1500));
-    for (const label of ['source_workload="curl"', 'source_principal="spiffe://cluster.local/ns/sample/sa/curl"', 'connection_security_policy="mutual_tls"']) assert.ok(line.includes(label), `${label} in ${line}`);
-    assert.ok(Number(line.split(' ').at(-1)) >= 20);
+    // One series per destination workload (helloworld-v1 and -v2): the waypoint balanced per request.
+    const lines = metrics.split('\n').filter((l) => l.includes('reporter="waypoint"') && l.includes('response_code="200"') && l.includes('destination_service="helloworld.sample.svc.cluster.local"'));
+    assert.ok(lines.length > 0, metrics.slice(0, 1500));
+    for (const line of lines) {
+      for (const label of ['source_workload="curl"', 'source_principal="spiffe://cluster.local/ns/sample/sa/curl"', 'connection_security_policy="mutual_tls"']) assert.ok(line.includes(label), `${label} in ${line}`);
+    }
+    const counted = lines.reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+    assert.ok(counted >= 20, `${counted} requests counted by the waypoint, 20 sent`);
+    numbers.push(`waypoint: ${counted} requests counted over ${lines.length} destination workload series`);
   });
 
   it('an L7 policy with targetRefs to the Service: POST gets 403 RBAC: access denied at the waypoint, GET works', async () => {

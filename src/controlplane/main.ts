@@ -16,6 +16,7 @@ import { createCertificateService } from './ca/server.js';
 import { KubeClusterView, MeshView, RemoteClusters, ServiceScopePolicy, watchClusterView } from './multicluster/index.js';
 import { MeshConfigWatcher } from './mesh-config.js';
 import { EastWestGatewayController, ownImage } from './gateways/index.js';
+import type { GatewayWorkloadSettings } from './gateways/render.js';
 import type { RegistryChange } from './registry/index.js';
 import type { ControlPlaneSettings } from './settings.js';
 import { XdsAccessPolicy, xdsAuthenticator } from './xds/access.js';
@@ -212,7 +213,16 @@ async function startGatewayController(
   }
 }
 
-/** Serves ingress routes (Istio Gateway/VirtualService, Gateway API class istio + HTTPRoute); a failure disables only this. */
+/** What the pods the control plane makes (ingress, waypoint) share: the cluster's identity and the control plane's own image. */
+function proxyWorkloadSettings(settings: ControlPlaneSettings, own: { image: string; imagePullPolicy?: string }): GatewayWorkloadSettings {
+  return { clusterId: settings.clusterId, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, image: own.image, imagePullPolicy: own.imagePullPolicy ?? 'IfNotPresent' };
+}
+
+/** Whether a mesh change touched a service (workload uids hold `//`, service names do not). */
+function servicesChanged(change: { addresses: { upserted: readonly string[]; removed: readonly string[] } }): boolean {
+  return [...change.addresses.upserted, ...change.addresses.removed].some((name) => !name.includes('//'));
+}
+
 /** Runs waypoints for Gateways of class istio-waypoint and istio-mesh; a failure disables only this. */
 async function startWaypointController(
   settings: ControlPlaneSettings,
@@ -231,13 +241,14 @@ async function startWaypointController(
       cache,
       network,
       domainSuffix: 'cluster.local',
-      workload: { clusterId: settings.clusterId, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, image: own.image, imagePullPolicy: own.imagePullPolicy ?? 'IfNotPresent' },
+      workload: proxyWorkloadSettings(settings, own),
       addresses: () => mesh.addresses(),
       registry,
       log: log.child({ part: 'waypoints' }),
     });
+    // Services carry Service.waypoint: the served services of a Waypoint resource follow them.
     mesh.onChange((change) => {
-      if ([...change.addresses.upserted, ...change.addresses.removed].some((name) => !name.includes('//'))) controller.schedule(100);
+      if (servicesChanged(change)) controller.schedule(100);
     });
     controller.start();
     return controller;
@@ -247,6 +258,7 @@ async function startWaypointController(
   }
 }
 
+/** Serves ingress routes (Istio Gateway/VirtualService, Gateway API class istio + HTTPRoute); a failure disables only this. */
 async function startRouteController(
   settings: ControlPlaneSettings,
   kubeConfig: KubeConfig,
@@ -264,15 +276,15 @@ async function startRouteController(
       cache,
       systemNamespace: settings.systemNamespace,
       network,
-      workload: { clusterId: settings.clusterId, trustDomain: settings.trustDomain, systemNamespace: settings.systemNamespace, image: own.image, imagePullPolicy: own.imagePullPolicy ?? 'IfNotPresent' },
+      workload: proxyWorkloadSettings(settings, own),
       // Service hostnames are `<name>.<namespace>.svc.<suffix>`; their Address resources `<namespace>/<hostname>`.
       serviceExists: (hostname) => mesh.address(`${hostname.split('.')[1] ?? ''}/${hostname}`) !== undefined,
       log: log.child({ part: 'routes' }),
       registry,
     });
     mesh.onChange((change) => {
-      // Services only (workload uids hold `//`): a backend appearing or going changes HTTPRoute status.
-      if ([...change.addresses.upserted, ...change.addresses.removed].some((name) => !name.includes('//'))) controller.schedule(200);
+      // A backend appearing or going changes HTTPRoute status.
+      if (servicesChanged(change)) controller.schedule(200);
     });
     controller.start();
     return controller;

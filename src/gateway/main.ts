@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLogger, type Logger } from '../util/log.js';
+import { stopOnSignals } from '../util/shutdown.js';
 import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
 import { startProxyEndpoints } from '../ztunnel/admin/proxy-endpoints.js';
 import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
@@ -83,21 +84,14 @@ export async function runGateway(settings: GatewaySettings, log: Logger = create
     log.info({ workloads: state.workloads().length, services: state.services().length }, 'initial config received');
   });
 
-  let stopping: Promise<void> | undefined;
-  const stop = () => {
-    stopping ??= (async () => {
-      log.info('shutting down: draining the HBONE listener');
-      await gateway.stop({ drainTimeoutMs: DRAIN_TIMEOUT_MS });
-      xds.stop();
-      certificates.stop();
-      closeServers();
-      metrics.close();
-    })();
-    return stopping;
-  };
-  const exitAfterStop = (code: number) => void stop().finally(() => process.exit(code));
-  process.once('SIGTERM', () => exitAfterStop(0));
-  process.once('SIGINT', () => exitAfterStop(0));
+  const { stop, exitAfterStop } = stopOnSignals(async () => {
+    log.info('shutting down: draining the HBONE listener');
+    await gateway.stop({ drainTimeoutMs: DRAIN_TIMEOUT_MS });
+    xds.stop();
+    certificates.stop();
+    closeServers();
+    metrics.close();
+  });
 
   gateway.start(settings.hbonePort).catch((error: unknown) => {
     log.error({ err: error instanceof Error ? error.message : String(error) }, 'gateway cannot serve HBONE; exiting');

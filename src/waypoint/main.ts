@@ -10,6 +10,7 @@ import { WorkloadSchema, type Workload } from '../gen/istio/workload/workload_pb
 import { gatewayIdentity } from '../gateway/identity.js';
 import { RequestMetrics } from '../l7/metrics.js';
 import { createLogger, type Logger } from '../util/log.js';
+import { stopOnSignals } from '../util/shutdown.js';
 import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
 import { startProxyEndpoints } from '../ztunnel/admin/proxy-endpoints.js';
 import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
@@ -106,21 +107,14 @@ export async function runWaypoint(settings: WaypointSettings, log: Logger = crea
     log.info({ workloads: state.workloads().length, services: config.served.services.size, policies: config.served.policies.length }, 'initial config received');
   });
 
-  let stopping: Promise<void> | undefined;
-  const stop = () => {
-    stopping ??= (async () => {
-      log.info('shutting down: draining the HBONE listener');
-      await proxy.stop(DRAIN_TIMEOUT_MS);
-      xds.stop();
-      certificates.stop();
-      closeServers();
-      proxyMetrics.close();
-    })();
-    return stopping;
-  };
-  const exitAfterStop = (code: number) => void stop().finally(() => process.exit(code));
-  process.once('SIGTERM', () => exitAfterStop(0));
-  process.once('SIGINT', () => exitAfterStop(0));
+  const { stop, exitAfterStop } = stopOnSignals(async () => {
+    log.info('shutting down: draining the HBONE listener');
+    await proxy.stop(DRAIN_TIMEOUT_MS);
+    xds.stop();
+    certificates.stop();
+    closeServers();
+    proxyMetrics.close();
+  });
 
   proxy.start(settings.hbonePort).catch((error: unknown) => {
     log.error({ err: error instanceof Error ? error.message : String(error) }, 'waypoint cannot serve HBONE; exiting');

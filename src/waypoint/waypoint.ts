@@ -104,6 +104,11 @@ function flatHeaders(headers: IncomingHttpHeaders): Record<string, string | unde
   return flat;
 }
 
+/** What L7 policy reads of an HTTP request. */
+function httpFacts(view: HttpRequestView): NonNullable<RequestFacts['http']> {
+  return { host: view.host, method: view.method, path: withoutQuery(view.target), headers: flatHeaders(view.headers) };
+}
+
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -260,7 +265,8 @@ export class WaypointProxy {
   }
 
   /** Picks the endpoint and decides: the part every protocol shares. */
-  private plan(context: TunnelContext, http: RequestFacts['http']): RequestPlan {
+  /** `view` is the HTTP request (absent for plain TCP); its facts are read only when some policy could need them. */
+  private plan(context: TunnelContext, view: HttpRequestView | undefined): RequestPlan {
     const { state, config, log } = this.options;
     const { target } = context;
     let resolution: Resolution;
@@ -285,16 +291,12 @@ export class WaypointProxy {
       remoteIp: context.sourceIp,
       destinationIp: target.ip,
       destinationPort: target.port,
-      http,
+      http: view && config.served.policies.length > 0 ? httpFacts(view) : undefined,
     };
     const decision = authorizeRequest(config.served.policies, { service: target.kind === 'service' ? target.serviceName : undefined, workload: destination.uid }, facts);
     if (decision.dryRun) log.info({ source: context.peerIdentity, wouldAllow: decision.dryRun.allowed, policy: decision.dryRun.policy }, 'dry-run policy would decide differently');
     if (!decision.allowed) return { kind: 'deny', decision, connection };
     return { kind: 'forward', tunnel: tunnelTargetFor(resolution, this.dialer), decision, connection, endpoint: `${resolution.upstream.address}:${resolution.upstream.port}` };
-  }
-
-  private httpFacts(view: HttpRequestView): NonNullable<RequestFacts['http']> {
-    return { host: view.host, method: view.method, path: withoutQuery(view.target), headers: flatHeaders(view.headers) };
   }
 
   private finishRequest(context: TunnelContext, view: HttpRequestView, plan: RequestPlan, result: { status: number; flags: string; grpcStatus?: string; started: number; requestBytes: number; responseBytes: number }): void {
@@ -350,7 +352,7 @@ export class WaypointProxy {
     let responseBytes = 0;
     req.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
     const done = (status: number, flags: string) => this.finishRequest(context, view, plan, { status, flags, started, requestBytes, responseBytes });
-    const plan = this.plan(context, this.httpFacts(view));
+    const plan = this.plan(context, view);
     const answer = (status: number, body: string, flags: string) => {
       responseBytes += Buffer.byteLength(body);
       res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) }).end(body);
@@ -420,7 +422,7 @@ export class WaypointProxy {
     let responseBytes = 0;
     downstream.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
     downstream.on('error', () => undefined);
-    const plan = this.plan(context, this.httpFacts(view));
+    const plan = this.plan(context, view);
     const done = (status: number, flags: string, grpcStatus?: string) => this.finishRequest(context, view, plan, { status, flags, grpcStatus, started, requestBytes, responseBytes });
     const answer = (status: number, body: string, flags: string, grpcStatus: string) => {
       if (downstream.destroyed || downstream.headersSent) return;

@@ -1,10 +1,10 @@
 /**
  * GatewayClass istio-east-west: created when missing, marked Accepted when it names our
- * controller. A class of that name that names another controller means another implementation
+ * controller (and ambit's other classes, created when missing). A class of that name that names another controller means another implementation
  * (Istio itself) serves these Gateways, and the controller must leave them alone.
  */
 import type { Logger } from '../../util/log.js';
-import { EAST_WEST_CONTROLLER_NAME, EAST_WEST_GATEWAY_CLASS } from './constants.js';
+import { EAST_WEST_CONTROLLER_NAME, EAST_WEST_GATEWAY_CLASS, GATEWAY_API_GROUP } from './constants.js';
 import { isRecord } from './gateway.js';
 import type { GatewayApi, GatewayClassObject } from './kube-api.js';
 import { renderGatewayClass } from './render.js';
@@ -53,4 +53,14 @@ export async function ensureGatewayClass(api: GatewayApi, deps: { log: Logger; m
     deps.metrics.writes.inc({ kind: 'GatewayClass', operation: 'status' });
   }
   return { ours: true };
+}
+
+/**
+ * A GatewayClass of ambit's (istio for ingress, istio-waypoint and istio-mesh for waypoints):
+ * created with `controllerName` when missing and marked Accepted. One that exists is left as it is.
+ */
+export async function createGatewayClassIfMissing(api: GatewayApi, className: string, controllerName: string, description: string, now: Date): Promise<void> {
+  if (await api.readGatewayClass(className)) return;
+  await api.createGatewayClass({ apiVersion: `${GATEWAY_API_GROUP}/v1`, kind: 'GatewayClass', metadata: { name: className }, spec: { controllerName, description } });
+  await api.patchGatewayClassStatus(className, { conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'handled by ambit', observedGeneration: 1, lastTransitionTime: kubeTime(now) }] });
 }

@@ -15,6 +15,7 @@ import { INGRESS_GATEWAY_CLASS, INGRESS_GATEWAY_NAME, INGRESS_LABELS, INGRESS_SE
 import { RouteConfigSchema } from '../../gen/ambit/route/route_pb.js';
 import { apiClient, createInformer, errorMessage, isNotFound, mergePatch, statusPatch, type Informer, type ListResult } from '../../kube/index.js';
 import type { Logger } from '../../util/log.js';
+import { createGatewayClassIfMissing } from '../gateways/gateway-class.js';
 import { kubeGatewayApi, type GatewayApi } from '../gateways/kube-api.js';
 import type { GatewayWorkloadSettings } from '../gateways/render.js';
 import { kubeTime } from '../gateways/status.js';
@@ -199,16 +200,7 @@ export class RouteController {
 
   private async ensureClass(): Promise<void> {
     if (this.classChecked) return;
-    const current = await this.api.readGatewayClass(INGRESS_GATEWAY_CLASS);
-    if (!current) {
-      await this.api.createGatewayClass({
-        apiVersion: `${GATEWAY_API_GROUP}/v1`,
-        kind: 'GatewayClass',
-        metadata: { name: INGRESS_GATEWAY_CLASS },
-        spec: { controllerName: INGRESS_CONTROLLER_NAME, description: 'ambit ingress gateways: HTTP into the mesh' },
-      });
-      await this.api.patchGatewayClassStatus(INGRESS_GATEWAY_CLASS, { conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'handled by ambit', observedGeneration: 1, lastTransitionTime: kubeTime(new Date()) }] });
-    }
+    await createGatewayClassIfMissing(this.api, INGRESS_GATEWAY_CLASS, INGRESS_CONTROLLER_NAME, 'ambit ingress gateways: HTTP into the mesh', new Date());
     this.classChecked = true;
   }
 

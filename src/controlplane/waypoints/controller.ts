@@ -14,6 +14,7 @@ import { WaypointSchema } from '../../gen/ambit/waypoint/waypoint_pb.js';
 import type { Address } from '../../gen/istio/workload/workload_pb.js';
 import { apiClient, errorMessage, isNotFound, startInformer, type Informer, type ListResult } from '../../kube/index.js';
 import type { Logger } from '../../util/log.js';
+import { createGatewayClassIfMissing } from '../gateways/gateway-class.js';
 import { kubeGatewayApi, type GatewayApi } from '../gateways/kube-api.js';
 import type { GatewayWorkloadSettings } from '../gateways/render.js';
 import { kubeTime } from '../gateways/status.js';
@@ -164,14 +165,7 @@ export class WaypointController {
   private async ensureClasses(): Promise<void> {
     if (this.classesChecked) return;
     for (const className of [WAYPOINT_GATEWAY_CLASS, MESH_GATEWAY_CLASS]) {
-      if (await this.api.readGatewayClass(className)) continue;
-      await this.api.createGatewayClass({
-        apiVersion: `${GATEWAY_API_GROUP}/v1`,
-        kind: 'GatewayClass',
-        metadata: { name: className },
-        spec: { controllerName: WAYPOINT_CONTROLLER_NAME, description: 'ambit waypoints: L7 policy, routing and metrics for mesh traffic' },
-      });
-      await this.api.patchGatewayClassStatus(className, { conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'handled by ambit', observedGeneration: 1, lastTransitionTime: kubeTime(new Date()) }] });
+      await createGatewayClassIfMissing(this.api, className, WAYPOINT_CONTROLLER_NAME, 'ambit waypoints: L7 policy, routing and metrics for mesh traffic', new Date());
     }
     this.classesChecked = true;
   }
