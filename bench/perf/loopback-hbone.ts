@@ -43,7 +43,7 @@ import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -587,9 +587,9 @@ async function main(): Promise<void> {
   for (const c of cases) if (!['throughput', 'rr', 'latency'].includes(c)) throw new Error(`unknown case ${c}`);
   const options: Options = { seconds: Number(values.seconds), bytes: values.bytes, rate: Number(values.rate), repeat: Number(values.repeat), idle: Number(values.idle) };
   const workDir = mkdtempSync(join(tmpdir(), 'ambit-perf-'));
-  const profileDir = values.profile ? join(process.cwd(), values.profile) : undefined;
+  const profileDir = values.profile ? resolve(values.profile) : undefined;
   if (profileDir) mkdirSync(profileDir, { recursive: true });
-  const heapDir = values['heap-profile'] ? join(process.cwd(), values['heap-profile']) : undefined;
+  const heapDir = values['heap-profile'] ? resolve(values['heap-profile']) : undefined;
   if (heapDir) mkdirSync(heapDir, { recursive: true });
   console.log(`# loopback HBONE harness: node ${process.version}, paths ${paths.join(', ')}, cases ${cases.join(', ')}, ${options.seconds} s each, ${options.repeat} run(s) interleaved, work dir ${workDir}`);
   const servers = await startServers(workDir);
