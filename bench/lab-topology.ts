@@ -27,6 +27,8 @@ const SYSTEM_NAMESPACE = 'istio-system';
 export const PLAIN_NAMESPACE = 'bench-direct';
 export const MESH_NAMESPACE = 'bench-mesh';
 export const POD_CONTAINER = 'main';
+export const CLIENT_POD = 'bench-client';
+export const SERVER_POD = 'bench-server';
 
 type Log = (line: string) => void;
 
@@ -68,7 +70,7 @@ function benchManifest(): string {
   const docs: object[] = [];
   for (const ns of namespaces) {
     docs.push({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns.name, labels: ns.labels } });
-    for (const [name, node] of [['bench-client', `${CLUSTER}-node1`], ['bench-server', `${CLUSTER}-node2`]] as const) {
+    for (const [name, node] of [[CLIENT_POD, `${CLUSTER}-node1`], [SERVER_POD, `${CLUSTER}-node2`]] as const) {
       docs.push({
         apiVersion: 'v1',
         kind: 'Pod',
@@ -112,8 +114,8 @@ function nodeOf(name: string): { netns: string; ip: string } {
 }
 
 async function endpointsIn(namespace: string, nodes: { client: Place; server: Place; clientIp: string; serverIp: string }): Promise<Endpoints> {
-  const client = await waitForPod(namespace, 'bench-client');
-  const server = await waitForPod(namespace, 'bench-server');
+  const client = await waitForPod(namespace, CLIENT_POD);
+  const server = await waitForPod(namespace, SERVER_POD);
   return {
     clientPod: processNamespacesPlace(`client pod ${namespace}/${client.name}`, client.pid),
     serverPod: processNamespacesPlace(`server pod ${namespace}/${server.name}`, server.pid),

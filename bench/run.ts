@@ -16,7 +16,7 @@ import { createTwoNetworkLab, type TwoNetworkLab } from './multicluster-lab.js';
 import { createNetnsTopology } from './netns-topology.js';
 import { OptionsError, parseOptions, USAGE, type BenchOptions } from './options.js';
 import { PATHS } from './paths/index.js';
-import type { OpenPath } from './paths/path.js';
+import type { OpenPath, PathContext } from './paths/path.js';
 import { withComparisons } from './report/compare.js';
 import { loadAverage, machineFacts } from './report/machine.js';
 import { checkTargets } from './report/targets.js';
@@ -50,9 +50,13 @@ interface Session {
   mixedNetworkLab?: MixedNetworkLab;
 }
 
-async function openPaths(options: BenchOptions, topology: BenchTopology, report: BenchReport, session: Session): Promise<void> {
+function pathContextOf(topology: BenchTopology): PathContext {
   let certs: Promise<TunnelCerts> | undefined;
-  const context = { topology, workDir: topology.workDir, certs: () => (certs ??= generateTunnelCerts(topology.workDir)), serverPorts: [HTTP_PORT, IPERF_PORT] };
+  return { topology, workDir: topology.workDir, certs: () => (certs ??= generateTunnelCerts(topology.workDir)), serverPorts: [HTTP_PORT, IPERF_PORT] };
+}
+
+async function openPaths(options: BenchOptions, context: PathContext, report: BenchReport, session: Session): Promise<void> {
+  const { topology } = context;
   for (const name of options.paths) {
     const path = PATHS[name];
     try {
@@ -118,11 +122,12 @@ async function runOneClusterCases(options: BenchOptions, ids: OneClusterCaseId[]
   const topology = options.skipLab ? await createNetnsTopology() : await createLabTopology({ keepLab, log });
   session.topology = topology;
   report.topology.description = topology.description;
-  await openPaths(options, topology, report, session);
+  const pathContext = pathContextOf(topology);
+  await openPaths(options, pathContext, report, session);
   if (!session.paths.length) throw new Error('no path could be opened; see the errors above');
 
   let failed = false;
-  const context: CaseContext = { quick: options.quick, paths: session.paths, workDir: topology.workDir, log, stopped };
+  const context: CaseContext = { quick: options.quick, paths: session.paths, workDir: topology.workDir, pathContext, log, stopped };
   for (const id of ids) {
     if (stopped()) break;
     const benchCase = CASES[id];

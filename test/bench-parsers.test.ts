@@ -138,7 +138,7 @@ describe('bench: options', () => {
   it('defaults to every case and, without the lab, the native paths', () => {
     const o = parseOptions(['--skip-lab', '--quick']);
     assert.deepEqual(o.paths, ['direct', 'stunnel', 'haproxy']);
-    assert.equal(o.cases.length, 9);
+    assert.equal(o.cases.length, 10);
     assert.equal(o.out, 'docs/benchmarks.md');
     assert.equal(o.json, undefined);
     assert.deepEqual(parseOptions([]).paths, ['direct', 'ambit', 'stunnel', 'haproxy']);

@@ -22,6 +22,7 @@ import {
   TunnelProtocol,
   WorkloadSchema,
   NetworkMode,
+  WorkloadStatus,
   type Service,
   type Workload,
 } from '../src/gen/istio/workload/workload_pb.js';
@@ -268,6 +269,24 @@ describe('waypoint proxy', () => {
     }
     assert.deepEqual([...pods].sort(), ['pod=productpage-v1', 'pod=productpage-v2']);
     assert.ok(f.seen.length - before <= 4, `upstream tunnels are reused: ${f.seen.length - before} new CONNECTs for 30 requests`);
+    agent.destroy();
+    sleep.pool.destroy();
+  });
+
+  test('an endpoint the state marks unhealthy gets no more requests on a tunnel that is already open, and gets them again when healthy', async () => {
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    const agent = new TunnelAgent(new StreamSocket(await sleep.connect(`${VIP}:9080`)));
+    const v2 = workload('productpage-v2-bbbbb', '10.20.0.22', 'bookinfo-productpage', { [PP]: [[9080, 9080]] });
+    const podsOf = async (count: number) => {
+      const pods = new Set<string>();
+      for (let i = 0; i < count; i++) pods.add((await http1(agent, 'GET', `/h${i}`)).body.split(' ')[0]!);
+      return [...pods].sort();
+    };
+    assert.deepEqual(await podsOf(30), ['pod=productpage-v1', 'pod=productpage-v2']);
+    f.state.applyAddresses([{ name: v2.uid, workload: create(WorkloadSchema, { ...v2, status: WorkloadStatus.UNHEALTHY }) }], []);
+    assert.deepEqual(await podsOf(20), ['pod=productpage-v1']);
+    f.state.applyAddresses([{ name: v2.uid, workload: v2 }], []);
+    assert.deepEqual(await podsOf(30), ['pod=productpage-v1', 'pod=productpage-v2']);
     agent.destroy();
     sleep.pool.destroy();
   });

@@ -1,4 +1,4 @@
-import type { OpenPath } from '../paths/path.js';
+import type { OpenPath, PathContext } from '../paths/path.js';
 import type { CaseId, CaseResult, CaseRow } from '../report/types.js';
 
 export interface CaseContext {
@@ -6,6 +6,8 @@ export interface CaseContext {
   /** The paths to measure, open and probed, in report order. */
   paths: OpenPath[];
   workDir: string;
+  /** What the paths were opened with: a case that opens a path of its own (waypoint: HAProxy in mode http) uses it too. */
+  pathContext: PathContext;
   log: (line: string) => void;
   /** True once the run was interrupted: measure nothing more. */
   stopped: () => boolean;

@@ -10,6 +10,7 @@ import { newConnectionsCase } from './newconns.js';
 import { policyCase } from './policy.js';
 import { throughputCase } from './throughput.js';
 import type { TwoNetworkCase } from './two-network-case.js';
+import { waypointCase } from './waypoint.js';
 
 /** Cases over the paths between two nodes of one cluster. */
 export const CASES: Record<OneClusterCaseId, BenchCase> = {
@@ -19,6 +20,8 @@ export const CASES: Record<OneClusterCaseId, BenchCase> = {
   latency: latencyCase,
   cost: costCase,
   policy: policyCase,
+  // Last of the one-cluster cases: its waypoint and Service cannot disturb the others.
+  waypoint: waypointCase,
 };
 
 /** Cases on two clusters on two networks; they run after the others, on their own lab. */

@@ -21,6 +21,8 @@ export interface TunnelLayout {
  */
 export interface NativeTunnel {
   name: PathName;
+  /** Names its directory under the work directory and its processes, when one path has more than one tunnel (default: the path's name). */
+  instance?: string;
   description: string;
   offset: number;
   clientConfig(layout: TunnelLayout): string;
@@ -42,7 +44,8 @@ export function nativeTunnelPath(tunnel: NativeTunnel): BenchPath {
         offset: tunnel.offset,
         certs: await certs(),
       };
-      const dir = join(workDir, tunnel.name);
+      const instance = tunnel.instance ?? tunnel.name;
+      const dir = join(workDir, instance);
       mkdirSync(dir, { recursive: true });
       const started: Spawned[] = [];
       const close = async () => {
@@ -67,8 +70,8 @@ export function nativeTunnelPath(tunnel: NativeTunnel): BenchPath {
           endpoints,
           dial: (port) => ({ host: endpoints.clientNodeIp, port: tunnelPorts(tunnel.offset, port).plain }),
           proxies: [
-            { label: `${tunnel.name} client side (client node)`, pids: () => [client.pid] },
-            { label: `${tunnel.name} server side (server node)`, pids: () => [server.pid] },
+            { label: `${instance} client side (client node)`, pids: () => [client.pid] },
+            { label: `${instance} server side (server node)`, pids: () => [server.pid] },
           ],
           close,
         };

@@ -6,7 +6,8 @@
  *
  *   node --import tsx bench/perf/loopback-hbone.ts [options]
  *
- *   --paths direct,ambit,stunnel   paths to measure, in this order (default all three)
+ *   --paths direct,ambit,stunnel   paths to measure, in this order (default all three); <variant>-waypoint
+ *                                  (e.g. ambit-waypoint) goes through a waypoint process
  *   --ambit <label>=<checkout>     one more ambit path, run from another checkout (e.g. a pristine
  *                                  copy for before/after); name it in --paths (repeatable)
  *   --external <label>=<host>:<port>@<pid>[,<pid>]
@@ -42,7 +43,7 @@ import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -60,6 +61,9 @@ import type { ChildMessage, ParentMessage, ZtunnelNodeConfig } from './ztunnel-n
 const CLIENT_POD_IP = '127.0.0.1';
 const HTTP_POD_IP = '127.10.0.2';
 const IPERF_POD_IP = '127.10.0.3';
+const WAYPOINT_POD_IP = '127.10.0.4';
+/** A Service selecting the nginx pod, served by the waypoint (the waypoint paths dial it). */
+const WAYPOINT_SERVICE_VIP = '127.10.0.20';
 const HTTP_PORT = 18080;
 const IPERF_PORT = 15201;
 const STUNNEL_CLIENT_IP = '127.10.1.1';
@@ -300,6 +304,52 @@ async function ambitPath(name: string, root: string, workDir: string, nodeArgs: 
   }
 }
 
+/**
+ * `<variant>-waypoint`: ztunnel A → HBONE → the waypoint (its own process, node A) → HBONE →
+ * ztunnel B → nginx, through a Service (VIP 127.10.0.20) with Service.waypoint, as in the lab's
+ * waypoint case (no L7 policy).
+ */
+async function waypointPath(name: string, root: string, workDir: string, nodeArgs: string[], profileDir: string | undefined, logLevel: string, tsx: boolean): Promise<OpenPath> {
+  const ca = await createRootCa('ambit perf root');
+  const httpService = `default/http.default.svc.cluster.local`;
+  const pods = [
+    { name: 'client', ip: CLIENT_POD_IP, node: 'node-a' },
+    { name: 'http', ip: HTTP_POD_IP, node: 'node-b', services: { [httpService]: HTTP_PORT } },
+    { name: 'waypoint', ip: WAYPOINT_POD_IP, node: 'node-a' },
+  ];
+  const services = [{ name: 'http', vip: WAYPOINT_SERVICE_VIP, port: HTTP_PORT, waypointIp: WAYPOINT_POD_IP }];
+  const appPortByIp = { [HTTP_POD_IP]: HTTP_PORT, [WAYPOINT_SERVICE_VIP]: HTTP_PORT };
+  const execArgv = (tag: string) => ['--expose-gc', ...nodeArgs, ...(profileDir ? ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', join(profileDir, `${name}-${tag}`)] : [])];
+  const entry = ztunnelEntry(name, root, tsx);
+  const nodeB = new ZtunnelChild(`${name} ztunnel B`, entry, execArgv('b'), join(workDir, `${name}-ztunnel-b.log`));
+  const waypoint = new ZtunnelChild(`${name} waypoint`, entry, execArgv('w'), join(workDir, `${name}-waypoint.log`));
+  const nodeA = new ZtunnelChild(`${name} ztunnel A`, entry, execArgv('a'), join(workDir, `${name}-ztunnel-a.log`));
+  const base = { caCertPem: ca.certPem, caKeyPem: ca.keyPem, pods, services, appPortByIp, logLevel };
+  const children = [nodeA, waypoint, nodeB];
+  try {
+    const portsB = await nodeB.start({ ...base, node: 'node-b', peerHbonePort: 0 });
+    const portsW = await waypoint.start({ ...base, role: 'waypoint', waypointPod: 'waypoint', node: 'node-a', peerHbonePort: portsB.inbound });
+    const portsA = await nodeA.start({ ...base, node: 'node-a', peerHbonePort: portsB.inbound, hbonePortByIp: { [WAYPOINT_POD_IP]: portsW.inbound } });
+    const labels = ['ztunnel A', 'waypoint', 'ztunnel B'];
+    return {
+      name,
+      http: { host: WAYPOINT_SERVICE_VIP, port: portsA.outbound },
+      iperf: { host: WAYPOINT_SERVICE_VIP, port: portsA.outbound },
+      groups: children.map((child, i) => ({ label: labels[i]!, pids: () => [child.pid] })),
+      heapSampling: async (dir) => {
+        for (const [i, child] of children.entries()) await child.heapSampling(dir && join(dir, `${name}-${['a', 'w', 'b'][i]!}.heapprofile`));
+      },
+      memory: async (gc, trim) => Promise.all(children.map(async (child, i) => ({ label: labels[i]!, memory: await child.memory(gc, trim) }))),
+      close: async () => {
+        for (const child of children) await child.stop();
+      },
+    };
+  } catch (error) {
+    for (const child of children) await child.stop();
+    throw error;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Load
 // ---------------------------------------------------------------------------------------------
@@ -532,13 +582,14 @@ async function main(): Promise<void> {
   }
   const paths = values.paths.split(',').map((p) => p.trim());
   const cases = values.cases.split(',').map((c) => c.trim()) as CaseName[];
-  for (const p of paths) if (!['direct', 'stunnel'].includes(p) && !variants.has(p) && !externals.has(p)) throw new Error(`unknown path ${p}`);
+  const waypointVariant = (p: string) => (p.endsWith('-waypoint') && variants.has(p.slice(0, -'-waypoint'.length)) ? p.slice(0, -'-waypoint'.length) : undefined);
+  for (const p of paths) if (!['direct', 'stunnel'].includes(p) && !variants.has(p) && !externals.has(p) && !waypointVariant(p)) throw new Error(`unknown path ${p}`);
   for (const c of cases) if (!['throughput', 'rr', 'latency'].includes(c)) throw new Error(`unknown case ${c}`);
   const options: Options = { seconds: Number(values.seconds), bytes: values.bytes, rate: Number(values.rate), repeat: Number(values.repeat), idle: Number(values.idle) };
   const workDir = mkdtempSync(join(tmpdir(), 'ambit-perf-'));
-  const profileDir = values.profile ? join(process.cwd(), values.profile) : undefined;
+  const profileDir = values.profile ? resolve(values.profile) : undefined;
   if (profileDir) mkdirSync(profileDir, { recursive: true });
-  const heapDir = values['heap-profile'] ? join(process.cwd(), values['heap-profile']) : undefined;
+  const heapDir = values['heap-profile'] ? resolve(values['heap-profile']) : undefined;
   if (heapDir) mkdirSync(heapDir, { recursive: true });
   console.log(`# loopback HBONE harness: node ${process.version}, paths ${paths.join(', ')}, cases ${cases.join(', ')}, ${options.seconds} s each, ${options.repeat} run(s) interleaved, work dir ${workDir}`);
   const servers = await startServers(workDir);
@@ -554,7 +605,9 @@ async function main(): Promise<void> {
           ? directPath()
           : name === 'stunnel'
             ? await stunnelPath(workDir, await generateTunnelCerts(mkdtempSync(join(workDir, 'certs-'))))
-            : await ambitPath(name, variants.get(name)!, workDir, values['node-arg'], profileDir, values['log-level'], values.tsx),
+            : waypointVariant(name)
+              ? await waypointPath(name, variants.get(waypointVariant(name)!)!, workDir, values['node-arg'], profileDir, values['log-level'], values.tsx)
+              : await ambitPath(name, variants.get(name)!, workDir, values['node-arg'], profileDir, values['log-level'], values.tsx),
       );
     }
     for (const path of open) await reportRss(path, 'before load');
@@ -596,7 +649,7 @@ async function main(): Promise<void> {
   if (values.json) writeFileSync(values.json, `${JSON.stringify({ node: process.version, options, paths, rows, rss }, null, 2)}\n`);
   if (profileDir) console.log(`# CPU profiles in ${profileDir}/<path>-{a,b}/ (the largest file is the main thread); summarise with: node --import tsx bench/perf/cpuprofile-top.ts <file>`);
   for (const name of paths) {
-    for (const log of [`${name}-ztunnel-a.log`, `${name}-ztunnel-b.log`].map((f) => join(workDir, f))) {
+    for (const log of [`${name}-ztunnel-a.log`, `${name}-waypoint.log`, `${name}-ztunnel-b.log`].map((f) => join(workDir, f))) {
       try {
         const text = readFileSync(log, 'utf8');
         const warnings = text.split('\n').filter((line) => /"level":(40|50|60)/.test(line));

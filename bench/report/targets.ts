@@ -1,6 +1,7 @@
 import { BOTH_ENDS } from '../cases/cost.js';
 import { CONTROL_PLANE_ROW_PREFIX, crossNetworkVariant, READY_TO_REMOTE_ZTUNNEL } from '../cases/two-network-variants.js';
 import { policyMeasureOf, type PolicyMeasure } from '../policy/rows.js';
+import { GOAL_ADDED_P50_MS, GOAL_CPU_PER_1K, GOAL_RSS_MB, waypointVerdicts, type Verdict } from '../waypoint/compare.js';
 import { gatewayCostSummary, SAME_NETWORK_P50_LIMIT, sameNetworkLatencyVerdict } from '../mixed/compare.js';
 import type { CaseId, CaseResult, CaseRow, TargetCheck } from './types.js';
 
@@ -165,6 +166,18 @@ function policyTarget(cases: CaseResult[], id: string, title: string, measures: 
   return { id, title, target, value: Number.isFinite(value) ? value : null, measured: `worst p99 ${Number.isFinite(value) ? `${Math.round(value)} ms` : 'missed'} (${each})`, met: value < 1000 };
 }
 
+/** The waypoint's cost against the issue's goals (Istio's published waypoint: about 0.25 vCPU and 60 MB at 1,000 req/s). */
+function waypointTargets(cases: CaseResult[]): TargetCheck[] {
+  const verdicts = waypointVerdicts(find(cases, 'waypoint')?.rows ?? []);
+  const check = (id: string, title: string, target: string, verdict: Verdict | undefined, row: string): TargetCheck =>
+    verdict ? { id, title, target, value: verdict.value, measured: verdict.measured, met: verdict.met } : notMeasured(id, title, target, whyCaseMissing(cases, 'waypoint', row));
+  return [
+    check('waypoint-cpu', 'waypoint CPU per 1,000 requests (at 1,000 req/s)', `≤ ${GOAL_CPU_PER_1K} CPU-s`, verdicts.cpu, 'ambit waypoint'),
+    check('waypoint-rss', 'waypoint RSS under load', `≤ ${GOAL_RSS_MB} MB`, verdicts.rss, 'ambit waypoint'),
+    check('waypoint-latency-p50', 'waypoint added latency at 1,000 req/s, p50', `≤ ${GOAL_ADDED_P50_MS} ms over ambit L4`, verdicts.addedP50, 'ambit L4 and ambit waypoint'),
+  ];
+}
+
 export function checkTargets(cases: CaseResult[]): TargetCheck[] {
   return [
     ratioTarget(cases, 'throughput', 'throughput', 'L4 throughput', 1.0, 'gbps', 'Gbit/s', single),
@@ -178,5 +191,6 @@ export function checkTargets(cases: CaseResult[]): TargetCheck[] {
     ...mixedNetworkTargets(cases),
     policyTarget(cases, 'policy-enforced', 'policy change → enforced on new connections (DENY applied and removed, cross and same node)', ['refused', 'answered']),
     policyTarget(cases, 'policy-open-cut', 'DENY applied → open connection cut (cross and same node)', ['cut']),
+    ...waypointTargets(cases),
   ];
 }

@@ -1,7 +1,7 @@
 import type { PathName } from '../paths/path.js';
 
 /** Cases measured between two nodes of one cluster (or the abench-* namespaces with --skip-lab). */
-export const ONE_CLUSTER_CASE_IDS = ['throughput', 'keepalive', 'newconns', 'latency', 'cost', 'policy'] as const;
+export const ONE_CLUSTER_CASE_IDS = ['throughput', 'keepalive', 'newconns', 'latency', 'cost', 'policy', 'waypoint'] as const;
 /** Cases that need two clusters on two networks (topologies/two-networks.yaml); they run after the others. */
 export const TWO_NETWORK_CASE_IDS = ['crossnet', 'controlplane'] as const;
 /** Cases that need three clusters, two of them on one network (bench/topologies/mixed-latency.yaml); they run last. */

@@ -48,6 +48,7 @@ export class StreamSocket extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     clearTimeout(this.timer);
+    this.timer = undefined;
     this.tunnel.destroy();
     callback(error);
   }
@@ -68,19 +69,38 @@ export class StreamSocket extends Duplex {
     return this;
   }
 
-  /** Emits `timeout` after `ms` without traffic, as net.Socket does (0 disables). */
+  /** The idle timeout in ms (0: none), as net.Socket has it; http.Agent compares it before setting it again. */
+  get timeout(): number {
+    return this.timeoutMs;
+  }
+
+  /**
+   * Emits `timeout` after `ms` without traffic, as net.Socket does. 0 disables it and, as in
+   * net.Socket, removes `callback` (http's client passes the listener it added per request).
+   */
   setTimeout(ms: number, callback?: () => void): this {
-    this.timeoutMs = ms;
+    if (ms === 0) {
+      if (callback) this.removeListener('timeout', callback);
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timeoutMs = 0;
+      return this;
+    }
     if (callback) this.once('timeout', callback);
-    this.touch();
+    if (this.timer && this.timeoutMs === ms) this.timer.refresh();
+    else {
+      clearTimeout(this.timer);
+      this.timeoutMs = ms;
+      if (!this.destroyed) {
+        this.timer = setTimeout(() => this.emit('timeout'), ms);
+        this.timer.unref();
+      }
+    }
     return this;
   }
 
+  /** Traffic: the idle timer starts again (one timer per socket, re-armed, not one per chunk). */
   private touch(): void {
-    clearTimeout(this.timer);
-    if (this.timeoutMs > 0 && !this.destroyed) {
-      this.timer = setTimeout(() => this.emit('timeout'), this.timeoutMs);
-      this.timer.unref();
-    }
+    this.timer?.refresh();
   }
 }

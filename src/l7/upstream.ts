@@ -123,15 +123,21 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 
 /** Request or response headers to pass on: hop-by-hop headers (and those `Connection` names) and pseudo-headers removed. */
 export function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const named = new Set(
-    String(headers.connection ?? '')
-      .split(',')
-      .map((name) => name.trim().toLowerCase())
-      .filter(Boolean),
-  );
+  const connection = headers.connection;
+  const named =
+    connection === undefined
+      ? undefined
+      : new Set(
+          String(connection)
+            .split(',')
+            .map((name) => name.trim().toLowerCase())
+            .filter(Boolean),
+        );
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name.startsWith(':') || HOP_BY_HOP.has(name) || named.has(name)) continue;
+  // for-in (header objects have no enumerable inherited keys): no entries array per request.
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === 58 /* ':' */ || HOP_BY_HOP.has(name) || named?.has(name)) continue;
     out[name] = value;
   }
   // gRPC needs `te: trailers` end to end.

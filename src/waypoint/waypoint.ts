@@ -29,6 +29,8 @@ import type { Logger } from '../util/log.js';
 import type { CertificateSource } from '../ztunnel/identity/types.js';
 import { identityFacts, peerFactsOf, type PeerFacts, type ProxyMetrics, type TcpConnectionDescription } from '../ztunnel/metrics.js';
 import { authorizedSourceIp } from '../ztunnel/proxy/inbound.js';
+import { pickWeighted } from '../ztunnel/state/load-balancer.js';
+import type { DestinationAnalysis, ZtunnelState } from '../ztunnel/state/store.js';
 import type { ProxyState, Resolution } from '../ztunnel/state/types.js';
 import type { WaypointConfig } from './config.js';
 import { detectProtocol, protocolHint, waypointTarget, type TargetState, type WaypointTarget } from './target.js';
@@ -49,7 +51,8 @@ export interface WaypointProxyOptions {
   /** The waypoint's SPIFFE identity. */
   identity: string;
   certificates: EndpointCertificateSource & CertificateSource;
-  state: ProxyState & TargetState;
+  /** The mesh state; `onChange` tells the waypoint to drop what it derived from it (the endpoint evaluations it picks from per request). */
+  state: ProxyState & TargetState & Pick<ZtunnelState, 'onChange' | 'analyzeDestination' | 'resolutionThrough'>;
   config: WaypointConfig;
   /** The waypoint's own workload (from xDS when it is there). */
   self: () => Workload;
@@ -68,6 +71,15 @@ export interface WaypointProxyOptions {
   detectTimeoutMs?: number;
 }
 
+type Connection = Omit<TcpConnectionDescription, 'reporter'>;
+
+/** What a forwarded request to one endpoint needs besides its policy decision; derived from the state, the same for every request of a tunnel to that endpoint. */
+interface EndpointPlan {
+  tunnel: TunnelTarget;
+  connection: Connection;
+  endpoint: string;
+}
+
 /** What the waypoint knows of one tunnel: who sent it (authenticated) and what it asked for. */
 interface TunnelContext {
   target: Exclude<WaypointTarget, { kind: 'reject' }>;
@@ -76,6 +88,9 @@ interface TunnelContext {
   sourceNamespace?: string;
   sourceIp: string;
   source: PeerFacts;
+  /** Per endpoint picked for this tunnel's requests; valid while `generation` is the proxy's (state and config unchanged). */
+  endpoints: Map<string, EndpointPlan>;
+  generation: number;
 }
 
 interface HttpRequestView {
@@ -89,9 +104,21 @@ interface HttpRequestView {
 
 /** The decision for one request: deny, no endpoint, or forward to a tunnel. */
 type RequestPlan =
-  | { kind: 'deny'; decision: L7Decision; connection: Omit<TcpConnectionDescription, 'reporter'> }
-  | { kind: 'unavailable'; reason: string; connection: Omit<TcpConnectionDescription, 'reporter'> }
-  | { kind: 'forward'; tunnel: TunnelTarget; decision: L7Decision; connection: Omit<TcpConnectionDescription, 'reporter'>; endpoint: string };
+  | { kind: 'deny'; decision: L7Decision; connection: Connection }
+  | { kind: 'unavailable'; reason: string; connection: Connection }
+  | { kind: 'forward'; tunnel: TunnelTarget; decision: L7Decision; connection: Connection; endpoint: string };
+
+/** Destinations (VIP:port, pod IP:port) whose endpoint evaluation is kept; more are evaluated per request. */
+const MAX_CACHED_DESTINATIONS = 4096;
+
+/** Up to this many endpoints' plans are kept per tunnel (a service has more endpoints than that only rarely; beyond, the oldest goes). */
+const ENDPOINT_PLANS_PER_TUNNEL = 64;
+
+function endpointKey(resolution: Extract<Resolution, { kind: 'hbone' | 'gateway' | 'plaintext' }>): string {
+  const { upstream } = resolution;
+  const via = resolution.kind === 'gateway' ? ` ${formatAuthority(resolution.gateway.address, resolution.gateway.port)} ${resolution.authority}` : '';
+  return `${resolution.kind} ${upstream.workload.uid} ${formatAuthority(upstream.address, upstream.port)} ${upstream.service ? `${upstream.service.namespace}/${upstream.service.hostname}` : ''}${via}`;
+}
 
 function withoutQuery(target: string): string {
   const q = target.search(/[?#]/);
@@ -130,6 +157,10 @@ export class WaypointProxy {
   private readonly http1: HttpServer;
   private readonly contexts = new WeakMap<object, TunnelContext>();
   private readonly http2Sessions = new Set<ServerHttp2Session>();
+  /** Bumped on every state or config change: what tunnels derived from them is stale. */
+  private generation = 0;
+  /** Per destination, what resolve() evaluates before its pick; cleared on every change. */
+  private readonly analyses = new Map<string, DestinationAnalysis>();
 
   constructor(private readonly options: WaypointProxyOptions) {
     parseSpiffeUri(options.identity);
@@ -148,6 +179,12 @@ export class WaypointProxy {
       peerLimits: options.peerLimits,
       onConnect: (request) => this.onConnect(request),
     });
+    const invalidate = () => {
+      this.generation++;
+      this.analyses.clear();
+    };
+    options.state.onChange(invalidate);
+    options.config.onChange(invalidate);
     this.http1 = createHttpServer({ maxHeaderSize: MAX_REQUEST_HEADER_BYTES, headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.onHttp1Request(req, res));
     this.http1.on('clientError', (error: Error & { code?: string }, socket: Duplex) => {
       const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
@@ -204,6 +241,8 @@ export class WaypointProxy {
       sourceNamespace,
       sourceIp,
       source,
+      endpoints: new Map(),
+      generation: this.generation,
     };
     return { kind: 'serve', serve: (stream) => this.serveTunnel(stream, context) };
   }
@@ -267,11 +306,11 @@ export class WaypointProxy {
   /** Picks the endpoint and decides: the part every protocol shares. */
   /** `view` is the HTTP request (absent for plain TCP); its facts are read only when some policy could need them. */
   private plan(context: TunnelContext, view: HttpRequestView | undefined): RequestPlan {
-    const { state, config, log } = this.options;
+    const { config, log } = this.options;
     const { target } = context;
     let resolution: Resolution;
     try {
-      resolution = state.resolve(this.options.self(), target.ip, target.port, { ignoreWaypoints: true });
+      resolution = this.resolve(target.ip, target.port);
     } catch (error) {
       log.error({ target: `${target.ip}:${target.port}`, err: errorText(error) }, 'resolving the destination failed');
       resolution = { kind: 'passthrough' };
@@ -283,7 +322,8 @@ export class WaypointProxy {
       return { kind: 'unavailable', reason, connection: base };
     }
     const destination = resolution.upstream.workload;
-    const connection = { ...base, service: resolution.upstream.service ?? service, destination: peerFactsOf(destination, spiffeUri(identityOf(destination)), this.options.clusterId) };
+    const forward = this.endpointPlan(context, resolution, base);
+    const { connection } = forward;
     const facts: RequestFacts = {
       sourcePrincipal: context.sourcePrincipal,
       sourceNamespace: context.sourceNamespace,
@@ -296,7 +336,57 @@ export class WaypointProxy {
     const decision = authorizeRequest(config.served.policies, { service: target.kind === 'service' ? target.serviceName : undefined, workload: destination.uid }, facts);
     if (decision.dryRun) log.info({ source: context.peerIdentity, wouldAllow: decision.dryRun.allowed, policy: decision.dryRun.policy }, 'dry-run policy would decide differently');
     if (!decision.allowed) return { kind: 'deny', decision, connection };
-    return { kind: 'forward', tunnel: tunnelTargetFor(resolution, this.dialer), decision, connection, endpoint: `${resolution.upstream.address}:${resolution.upstream.port}` };
+    return { kind: 'forward', tunnel: forward.tunnel, decision, connection, endpoint: forward.endpoint };
+  }
+
+  /**
+   * What `state.resolve(self, ip, port, { ignoreWaypoints: true })` returns, a fresh weighted pick
+   * per request, from an endpoint evaluation kept until the state or config changes. Endpoints
+   * behind east-west gateways are resolved per request (resolve picks among a network's gateways).
+   */
+  private resolve(ip: string, port: number): Resolution {
+    const { state } = this.options;
+    const key = formatAuthority(ip, port);
+    let analysis = this.analyses.get(key);
+    if (!analysis) {
+      analysis = state.analyzeDestination(this.options.self(), ip, port);
+      if (analysis.kind === 'service' && analysis.evaluation.chosenFrom.some((e) => e.reachability.kind === 'gateway')) {
+        return state.resolve(this.options.self(), ip, port, { ignoreWaypoints: true });
+      }
+      if (this.analyses.size >= MAX_CACHED_DESTINATIONS) this.analyses.clear();
+      this.analyses.set(key, analysis);
+    }
+    switch (analysis.kind) {
+      case 'passthrough':
+        return { kind: 'passthrough' };
+      case 'workload':
+        return analysis.resolution;
+      case 'service': {
+        const { evaluation } = analysis;
+        if (evaluation.unavailable !== undefined) return { kind: 'unavailable', service: analysis.service, reason: evaluation.unavailable };
+        return state.resolutionThrough(analysis, pickWeighted(evaluation.chosenFrom, (candidate) => candidate.capacity, Math.random));
+      }
+    }
+  }
+
+  /** The tunnel target and metric description of the picked endpoint, kept per tunnel while nothing changed (the request metrics and upstream pools key on them). */
+  private endpointPlan(context: TunnelContext, resolution: Extract<Resolution, { kind: 'hbone' | 'gateway' | 'plaintext' }>, base: Connection): EndpointPlan {
+    if (context.generation !== this.generation) {
+      context.endpoints.clear();
+      context.generation = this.generation;
+    }
+    const key = endpointKey(resolution);
+    const cached = context.endpoints.get(key);
+    if (cached) return cached;
+    const destination = resolution.upstream.workload;
+    const plan: EndpointPlan = {
+      tunnel: tunnelTargetFor(resolution, this.dialer),
+      connection: { ...base, service: resolution.upstream.service ?? base.service, destination: peerFactsOf(destination, spiffeUri(identityOf(destination)), this.options.clusterId) },
+      endpoint: `${resolution.upstream.address}:${resolution.upstream.port}`,
+    };
+    if (context.endpoints.size >= ENDPOINT_PLANS_PER_TUNNEL) context.endpoints.delete(context.endpoints.keys().next().value!);
+    context.endpoints.set(key, plan);
+    return plan;
   }
 
   private finishRequest(context: TunnelContext, view: HttpRequestView, plan: RequestPlan, result: { status: number; flags: string; grpcStatus?: string; started: number; requestBytes: number; responseBytes: number }): void {
