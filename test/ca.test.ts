@@ -31,8 +31,10 @@ import { unverifiedJwtPayload } from '../src/controlplane/ca/token-review.js';
 import { createCertificateService } from '../src/controlplane/ca/server.js';
 import type { CaKubeApi } from '../src/controlplane/ca/store.js';
 import { IstioCertificateRequestSchema } from '../src/gen/istio/ca/ca_pb.js';
-import { createUriCsr, pemCertificates, uriSansOf } from '../src/util/csr.js';
-import { generateKeys } from '../src/util/pki.js';
+import { uriSansOf } from '../src/util/csr.js';
+import { generateKeys } from '../src/util/keys.js';
+import { pemCertificates } from '../src/util/pem.js';
+import { createUriCsr } from '../src/util/uri-csr.js';
 import { CertificateManager } from '../src/ztunnel/identity/manager.js';
 import type { WorkloadCertificate } from '../src/ztunnel/identity/types.js';
 

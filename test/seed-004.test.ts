@@ -143,15 +143,35 @@ describe('seed 004: ambient getting started, L4 and L7 (waypoint, ingress, reque
     assert.ok(Number(line.split(' ').at(-1)) >= 2, `two 403s counted: ${line}`);
   });
 
-  it('a capture between the nodes shows only HBONE (15008) and no clear text on the waypoint path', async () => {
+  it('a capture between the nodes: sleep\'s ztunnel → waypoint → productpage\'s ztunnel, both hops HBONE on 15008, no clear text', async () => {
+    // Both hops cross the network between the nodes only if the waypoint runs on the other node.
+    const nodes = JSON.parse(await kubectl(CTX, ['get', 'nodes', '-o', 'json'])) as { items: Array<{ metadata: { name: string } }> };
+    const [near, far] = nodes.items.map((n) => n.metadata.name).sort();
+    assert.ok(near && far, 'two nodes');
+    const pin = (deployment: string, node: string) => kubectl(CTX, ['patch', 'deploy', deployment, '-n', 'default', '-p', JSON.stringify({ spec: { template: { spec: { nodeName: node } } } })]);
+    await pin('sleep', near);
+    await pin('productpage-v1', near);
+    await pin('bookinfo-productpage-waypoint-proxy', far);
+    await rolloutStatus(CTX, 'default', ['sleep', 'productpage-v1', 'bookinfo-productpage-waypoint-proxy']);
+    const [waypoint] = await pods(CTX, 'default', 'gateway.networking.k8s.io/gateway-name=productpage');
+    const [productpage] = await pods(CTX, 'default', 'app=productpage');
+    assert.equal(waypoint?.node, far, 'the waypoint on the far node');
+    assert.equal(productpage?.node, near, 'productpage on the near node');
+    await waitFor('the page through the moved waypoint', async () => (await firstLine('sleep', 'http://productpage:9080/')).trim() === PAGE_FIRST_LINE, 120_000, 500);
+
     const network = readState()!.plan.networks[0]!;
     const { text, flows } = await captureIn(network.netns, async () => {
-      for (let i = 0; i < 5; i++) await firstLine('sleep', 'http://productpage:9080/');
+      for (let i = 0; i < 5; i++) assert.equal((await firstLine('sleep', 'http://productpage:9080/')).trim(), PAGE_FIRST_LINE);
     });
+    const toPort = (ip: string, port: number) => [...flows].filter((f) => f.endsWith(` > ${ip}:${port}`));
+    const intoWaypoint = toPort(waypoint.ip, 15008);
+    const outOfWaypoint = [...flows].filter((f) => f.startsWith(`${waypoint.ip}:`) && f.endsWith(`:15008`) && !f.includes(` > ${waypoint.ip}:`));
+    assert.ok(intoWaypoint.length > 0, `client ztunnel → waypoint on 15008 among ${[...flows].join(', ')}`);
+    assert.ok(outOfWaypoint.length > 0, `waypoint → destination ztunnel on 15008 among ${[...flows].join(', ')}`);
+    assert.ok(outOfWaypoint.some((f) => f.endsWith(` > ${productpage.ip}:15008`)), `the second hop goes to productpage's address: ${outOfWaypoint.join(', ')}`);
+    assert.deepEqual([...flows].filter((f) => /:9080( |$)/.test(f)), [], 'no plaintext application port between the nodes');
     assert.doesNotMatch(text, /DOCTYPE|GET \/ HTTP|productpage:9080/, 'application bytes in clear text');
-    const appPorts = [...flows].filter((f) => /:9080$/.test(f));
-    assert.deepEqual(appPorts, [], 'no plaintext application port between nodes');
-    numbers.push(`flows between nodes during 5 requests through the waypoint: ${[...flows].slice(0, 6).join(', ')}`);
+    numbers.push(`capture between the nodes, 5 requests: into the waypoint ${intoWaypoint[0]}, out of it ${outOfWaypoint[0]}`);
   });
 
   it('killing the waypoint: requests fail clearly, then recover when it is back', async () => {

@@ -15,6 +15,7 @@ import { ipToBytes } from '../src/api/ip.js';
 import { Action, L7AuthorizationSchema, RuleSchema, SourceSchema, OperationSchema, StringMatchSchema, WaypointSchema, type L7Authorization } from '../src/gen/ambit/waypoint/waypoint_pb.js';
 import {
   AppProtocol,
+  GatewayAddressSchema,
   NetworkAddressSchema,
   PortListSchema,
   PortSchema,
@@ -289,6 +290,29 @@ describe('waypoint proxy', () => {
     assert.deepEqual(await podsOf(30), ['pod=productpage-v1', 'pod=productpage-v2']);
     agent.destroy();
     sleep.pool.destroy();
+  });
+
+  test('a workload that has this waypoint (Workload.waypoint), addressed by its pod IP, is forwarded to that pod, twice in a row (the kept evaluation too)', async () => {
+    const v1 = workload('productpage-v1-aaaaa', '10.20.0.21', 'bookinfo-productpage', { [PP]: [[9080, 9080]] });
+    const behindWaypoint = create(WorkloadSchema, {
+      ...v1,
+      waypoint: create(GatewayAddressSchema, { destination: { case: 'address', value: create(NetworkAddressSchema, { network: '', address: ipToBytes('10.20.0.40') }) }, hboneMtlsPort: 15008 }),
+    });
+    f.state.applyAddresses([{ name: v1.uid, workload: behindWaypoint }], []);
+    f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN], workloads: [v1.uid] }) }], []);
+    const sleep = client(f, SLEEP, '10.20.0.31');
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await http1(await sleep.connect('10.20.0.21:9080'), 'GET', `/w${i}`);
+        assert.equal(res.status, 200, res.body);
+        assert.match(res.body, new RegExp(`^pod=productpage-v1 GET /w${i} `));
+        assert.equal(f.seen.at(-1)!.authority, '10.20.0.21:9080', 'straight to the pod, not back to a waypoint');
+      }
+    } finally {
+      f.state.applyAddresses([{ name: v1.uid, workload: v1 }], []);
+      f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN] }) }], []);
+      sleep.pool.destroy();
+    }
   });
 
   test('seed 004 L7 policy: sleep GET passes, sleep DELETE and notsleep get 403 RBAC: access denied, counted with authenticated labels', async () => {

@@ -5,7 +5,7 @@
  */
 import type { V1Container, V1PodTemplateSpec, V1ResourceRequirements, V1ServicePort } from '@kubernetes/client-node';
 import { ENV, ZTUNNEL_METRICS_PATH, ZTUNNEL_METRICS_PORT, ZTUNNEL_READY_PATH, ZTUNNEL_READY_PORT } from './names.js';
-import { controlPlaneClientEnv, controlPlaneCredentialVolumes, envValue, podIdentityEnv, readinessProbe, scrapeAnnotations, unprivilegedSecurityContext } from './pod-template.js';
+import { controlPlaneClientEnv, HTTP_PROXY_NODE_OPTIONS, controlPlaneCredentialVolumes, envValue, podIdentityEnv, readinessProbe, scrapeAnnotations, unprivilegedSecurityContext } from './pod-template.js';
 import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE } from './resources.js';
 
 export const INGRESS_CONTAINER = 'istio-proxy';
@@ -51,6 +51,7 @@ export function ingressPodTemplate(input: IngressTemplateInput): V1PodTemplateSp
       ...podIdentityEnv(),
       ...controlPlaneClientEnv(input.mesh),
       ...(input.logLevel ? [envValue(ENV.logLevel, input.logLevel)] : []),
+      envValue('NODE_OPTIONS', HTTP_PROXY_NODE_OPTIONS),
       ...Object.entries(input.env ?? {}).map(([name, value]) => envValue(name, value)),
     ],
     readinessProbe: readinessProbe(ZTUNNEL_READY_PATH, ZTUNNEL_READY_PORT),

@@ -1,4 +1,4 @@
-import type { X509Certificate as NodeX509 } from 'node:crypto';
+// The CA's side of certificate requests: parsing and verifying PKCS#10 (the proxies build theirs with uri-csr.ts).
 import * as x509 from '@peculiar/x509';
 import './pki.js'; // installs node's webcrypto as @peculiar/x509's crypto provider
 
@@ -15,7 +15,6 @@ export interface VerifiedCsr {
 
 const MAX_CSR_PEM_LENGTH = 64 * 1024;
 const CSR_PEM_BLOCK = /-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----[\s\S]+?-----END (?:NEW )?CERTIFICATE REQUEST-----/;
-const CERTIFICATE_PEM_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 const MIN_RSA_BITS = 2048;
 
 /** Parses a PEM PKCS#10 request and verifies its signature. Throws CsrError. */
@@ -41,16 +40,6 @@ export async function readCsr(pem: string): Promise<VerifiedCsr> {
   return { request, uriSans: uriSansOf(request), verified: true };
 }
 
-/** Builds a PEM CSR for a key pair with one URI SAN (critical, since the subject is empty). */
-export async function createUriCsr(keys: CryptoKeyPair, uri: string): Promise<string> {
-  const request = await x509.Pkcs10CertificateRequestGenerator.create({
-    keys,
-    signingAlgorithm: signingAlgorithmFor(keys.privateKey),
-    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uri }], true)],
-  });
-  return request.toString('pem');
-}
-
 /** URI SANs of a certificate or a request. */
 export function uriSansOf(source: x509.X509Certificate | x509.Pkcs10CertificateRequest): string[] {
   const sans: string[] = [];
@@ -59,16 +48,6 @@ export function uriSansOf(source: x509.X509Certificate | x509.Pkcs10CertificateR
     for (const name of extension.names.items) if (name.type === 'url') sans.push(name.value);
   }
   return sans;
-}
-
-/** Every PEM certificate block in a text, in order. */
-export function pemCertificates(text: string): string[] {
-  return (text.match(CERTIFICATE_PEM_BLOCK) ?? []).map((block) => `${block}\n`);
-}
-
-/** DER SubjectPublicKeyInfo of a certificate's key, for comparing keys. */
-export function spkiOf(cert: NodeX509): Buffer {
-  return cert.publicKey.export({ type: 'spki', format: 'der' });
 }
 
 function checkKeyStrength(request: x509.Pkcs10CertificateRequest): void {

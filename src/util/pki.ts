@@ -1,9 +1,12 @@
+// Certificate authorities and leaf certificates for the CA and the lab (@peculiar/x509); key helpers re-exported from keys.ts.
 import { webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { exportKeyPem, generateKeys } from './keys.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
-const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+export { exportKeyPem, exportPublicKeyPem, generateKeys } from './keys.js';
+
 const SIGNING = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
 export interface KeyPairPem {
@@ -38,20 +41,6 @@ function randomSerial(): string {
 function distinguishedName(commonName: string, organizations: string[] = []): string {
   const escape = (v: string) => v.replace(/([,+"\\<>;=])/g, '\\$1');
   return [`CN=${escape(commonName)}`, ...organizations.map((o) => `O=${escape(o)}`)].join(', ');
-}
-
-export async function exportKeyPem(key: CryptoKey): Promise<string> {
-  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', key);
-  return x509.PemConverter.encode(pkcs8, 'PRIVATE KEY');
-}
-
-export async function generateKeys(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(EC_ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair;
-}
-
-export async function exportPublicKeyPem(key: CryptoKey): Promise<string> {
-  const spki = await webcrypto.subtle.exportKey('spki', key);
-  return x509.PemConverter.encode(spki, 'PUBLIC KEY');
 }
 
 export async function createRootCa(commonName: string, lifetimeMs = 3650 * DAY, organizations: string[] = []): Promise<CertificateAuthority> {

@@ -349,9 +349,9 @@ export class WaypointProxy {
     const key = formatAuthority(ip, port);
     let analysis = this.analyses.get(key);
     if (!analysis) {
-      analysis = state.analyzeDestination(this.options.self(), ip, port);
+      analysis = state.analyzeDestination(this.options.self(), ip, port, { ignoreWaypoints: true });
       if (analysis.kind === 'service' && analysis.evaluation.chosenFrom.some((e) => e.reachability.kind === 'gateway')) {
-        return state.resolve(this.options.self(), ip, port, { ignoreWaypoints: true });
+        return state.resolve(this.options.self(), ip, port);
       }
       if (this.analyses.size >= MAX_CACHED_DESTINATIONS) this.analyses.clear();
       this.analyses.set(key, analysis);

@@ -7,8 +7,8 @@ import { aggregatedDiscoveryService, AUTHORIZATION_HEADER, CLUSTER_ID_HEADER, is
 import { ADDRESS_TYPE_URL } from '../../src/api/resources.js';
 import { DeltaDiscoveryRequestSchema } from '../../src/gen/envoy/discovery/discovery_pb.js';
 import { IstioCertificateRequestSchema } from '../../src/gen/istio/ca/ca_pb.js';
-import { createUriCsr } from '../../src/util/csr.js';
-import { generateKeys } from '../../src/util/pki.js';
+import { generateKeys } from '../../src/util/keys.js';
+import { createUriCsr } from '../../src/util/uri-csr.js';
 
 interface ProbeRequest {
   address: string;

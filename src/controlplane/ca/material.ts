@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
-import { pemCertificates, spkiOf } from '../../util/csr.js';
+import { spkiOf } from '../../util/keys.js';
+import { pemCertificates } from '../../util/pem.js';
 import { loadCa, type CertificateAuthority } from '../../util/pki.js';
 
 /** PEM files of a CA, with Istio's key names (`cacerts` / `istio-ca-secret`). */

@@ -1,6 +1,7 @@
 import { X509Certificate as NodeX509 } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
-import { pemCertificates, spkiOf, uriSansOf } from '../../util/csr.js';
+import { spkiOf } from '../../util/keys.js';
+import { pemCertificates } from '../../util/pem.js';
+import { certificateUriSans } from '../../util/san.js';
 import type { CertificateView } from '../admin/types.js';
 
 /** A CA response that passed verification. */
@@ -38,7 +39,7 @@ export function verifyIssuedChain(
     }
   });
   const leaf = certs[0]!;
-  const leafSans = uriSansOf(new x509.X509Certificate(allPem[0]!));
+  const leafSans = certificateUriSans(leaf);
   if (!leafSans.includes(expected.identity)) {
     throw new ChainError(`issued certificate is for ${JSON.stringify(leafSans)}, not ${expected.identity}`);
   }
@@ -73,13 +74,13 @@ export function verifyIssuedChain(
 /** Subject, issuer, URI SANs and validity of each certificate, for the admin view. */
 export function describeChain(pems: string[]): CertificateView['chain'] {
   return pems.map((pem) => {
-    const cert = new x509.X509Certificate(pem);
+    const cert = new NodeX509(pem);
     return {
-      subject: cert.subject,
-      issuer: cert.issuer,
-      uriSans: uriSansOf(cert),
-      notBefore: cert.notBefore.toISOString(),
-      notAfter: cert.notAfter.toISOString(),
+      subject: distinguishedNameOf(cert.subject),
+      issuer: distinguishedNameOf(cert.issuer),
+      uriSans: certificateUriSans(cert),
+      notBefore: new Date(cert.validFrom).toISOString(),
+      notAfter: new Date(cert.validTo).toISOString(),
     };
   });
 }
@@ -93,5 +94,10 @@ function issuedBy(child: NodeX509, parent: NodeX509): boolean {
 }
 
 function subjectOf(cert: NodeX509): string {
-  return cert.subject ? cert.subject.split('\n').join(', ') : '(empty subject)';
+  return cert.subject ? distinguishedNameOf(cert.subject) : '(empty subject)';
+}
+
+/** Node prints a name one attribute per line (and an empty one as undefined); the admin view and errors show `CN=a, O=b`. */
+function distinguishedNameOf(name: string | undefined): string {
+  return (name ?? '').split('\n').join(', ');
 }

@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { X509Certificate as NodeX509, webcrypto } from 'node:crypto';
 import { parseSpiffeUri } from '../../api/identity.js';
-import { createUriCsr, pemCertificates } from '../../util/csr.js';
 import { backoffDelay } from '../../util/backoff.js';
 import type { Logger } from '../../util/log.js';
-import { exportKeyPem, generateKeys } from '../../util/pki.js';
+import { exportKeyPem, generateKeys } from '../../util/keys.js';
+import { pemCertificates } from '../../util/pem.js';
+import { createUriCsr } from '../../util/uri-csr.js';
 import type { CertificateView } from '../admin/types.js';
 import { CaClient } from './ca-client.js';
 import { describeChain, verifyIssuedChain, type IssuedChain } from './chain.js';
