@@ -1,10 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { registerExplainCommand } from './explain-command.js';
-import { registerLabCommands } from './lab-commands.js';
-import { registerMeshCommands } from './mesh-commands.js';
-import { registerMulticlusterCommands } from './multicluster-commands.js';
-import { registerRoleCommands } from './role-commands.js';
-import { registerWaypointCommands } from './waypoint-commands.js';
+import { registerRoleCommands, ROLE_COMMANDS } from './role-commands.js';
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -17,11 +12,21 @@ const program = new Command('ambit')
   .version('0.1.0')
   .showHelpAfterError();
 
-registerLabCommands(program);
-registerMeshCommands(program);
-registerExplainCommand(program);
-registerMulticlusterCommands(program);
-registerWaypointCommands(program);
+// A role (what a pod runs) needs none of the user commands: their modules stay unloaded (about 10 MiB of a proxy's RSS).
+if (!ROLE_COMMANDS.has(process.argv[2] ?? '')) {
+  const [lab, mesh, explain, multicluster, waypoint] = await Promise.all([
+    import('./lab-commands.js'),
+    import('./mesh-commands.js'),
+    import('./explain-command.js'),
+    import('./multicluster-commands.js'),
+    import('./waypoint-commands.js'),
+  ]);
+  lab.registerLabCommands(program);
+  mesh.registerMeshCommands(program);
+  explain.registerExplainCommand(program);
+  multicluster.registerMulticlusterCommands(program);
+  waypoint.registerWaypointCommands(program);
+}
 registerRoleCommands(program);
 
 program.exitOverride();

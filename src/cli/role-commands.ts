@@ -6,7 +6,10 @@ import { gatewaySettingsFromEnv } from '../gateway/settings.js';
 import { waypointSettingsFromEnv } from '../waypoint/settings.js';
 import { createLogger } from '../util/log.js';
 
-/** The processes the deploy manifests run: `ambit controlplane` and `ambit ztunnel`. */
+/** The commands the deploy manifests run; `ambit <role>` loads only these (a proxy pod pays for no user command's modules). */
+export const ROLE_COMMANDS: ReadonlySet<string> = new Set(['controlplane', 'gateway', 'waypoint-proxy', 'ingress', 'ztunnel']);
+
+/** The processes the deploy manifests run: `ambit controlplane`, `ambit ztunnel`, the gateways and the waypoint. */
 export function registerRoleCommands(program: Command): void {
   program
     .command('controlplane')
