@@ -440,7 +440,9 @@ export class WaypointProxy {
     };
     let requestBytes = 0;
     let responseBytes = 0;
-    req.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
+    // Most requests have no body (no Content-Length or 0, no Transfer-Encoding): nothing to count or relay.
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+    if (hasBody) req.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
     const done = (status: number, flags: string) => this.finishRequest(context, view, plan, { status, flags, started, requestBytes, responseBytes });
     const plan = this.plan(context, view);
     const answer = (status: number, body: string, flags: string) => {
@@ -493,8 +495,11 @@ export class WaypointProxy {
           done(0, 'DC');
         }
       });
-      if (retry) req.pipe(upstream);
-      else upstream.end();
+      if (retry && hasBody) req.pipe(upstream);
+      else {
+        upstream.end();
+        if (retry) req.resume();
+      }
     };
     send(true);
   }
