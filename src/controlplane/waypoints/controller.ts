@@ -53,21 +53,22 @@ export function servedBy(gateway: WaypointGateway, addresses: ReadonlyMap<string
   return { services: services.sort(), workloads: workloads.sort() };
 }
 
+/**
+ * What the controller keeps of one AuthorizationPolicy. One with targetRefs is the waypoints' own
+ * (its status says whether one enforces it); any other is ztunnel's unless a waypoint serves the
+ * workloads it selects (its error matters only then).
+ */
+type PolicyRecord =
+  | { kind: 'targeted'; generation: number; good?: TargetedPolicy; error?: string }
+  | { kind: 'selector'; good?: L7Authorization; error?: InvalidPolicyError };
+
 export class WaypointController {
   private readonly api: GatewayApi;
   private readonly custom: CustomObjectsApi;
   private informer?: Informer<KubernetesObject>;
   private policyInformer?: Informer<KubernetesObject>;
-  /** Policies with targetRefs, by `<ns>/<name>`: the last good translation of each. */
-  private readonly policies = new Map<string, TargetedPolicy>();
-  /** Why the latest version of a policy with targetRefs was rejected (its status says so). */
-  private readonly targetedErrors = new Map<string, string>();
-  /** metadata.generation of each policy with targetRefs, for its status. */
-  private readonly policyGenerations = new Map<string, number>();
-  /** The other policies (selector, namespace-wide), by `<ns>/<name>`: the last good translation, used for the workloads a waypoint serves. */
-  private readonly selectorPolicies = new Map<string, L7Authorization>();
-  /** Why the latest version of a selector policy could not be translated (reported when a waypoint needs it). */
-  private readonly selectorPolicyErrors = new Map<string, InvalidPolicyError>();
+  /** Every AuthorizationPolicy by `<ns>/<name>`: its last good translation and why its latest version was rejected. */
+  private readonly policyRecords = new Map<string, PolicyRecord>();
   private readonly reportedErrors = new Set<string>();
   /** The waypoint objects and status need another look (a Gateway changed, or a Deployment was not ready yet). */
   private programDue = true;
@@ -109,39 +110,31 @@ export class WaypointController {
     const policyChanged = (object: KubernetesObject, deleted: boolean) => {
       const key = `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
       if (deleted) {
-        this.policies.delete(key);
-        this.targetedErrors.delete(key);
-        this.policyGenerations.delete(key);
+        this.policyRecords.delete(key);
         this.written.delete(`policy-status:${key}`);
-        this.selectorPolicies.delete(key);
-        this.selectorPolicyErrors.delete(key);
         return this.schedule();
       }
-      const targetsSomething = isTargeted(object as { spec?: unknown });
-      try {
-        if (targetsSomething) {
-          this.policyGenerations.set(key, object.metadata?.generation ?? 0);
-          const targeted = readTargetedPolicy(object as never);
-          if (targeted) this.policies.set(key, targeted);
-          this.targetedErrors.delete(key);
-          this.selectorPolicies.delete(key);
-        } else {
-          this.selectorPolicies.set(key, readL7Authorization(object as never));
-          this.selectorPolicyErrors.delete(key);
-          this.policies.delete(key);
-          this.targetedErrors.delete(key);
-          this.policyGenerations.delete(key);
-        }
-      } catch (err) {
-        if (!(err instanceof InvalidPolicyError)) throw err;
-        if (targetsSomething) {
-          this.targetedErrors.set(key, err.message);
+      const previous = this.policyRecords.get(key);
+      if (isTargeted(object as { spec?: unknown })) {
+        const record: PolicyRecord = { kind: 'targeted', generation: object.metadata?.generation ?? 0, good: previous?.kind === 'targeted' ? previous.good : undefined };
+        try {
+          record.good = readTargetedPolicy(object as never) ?? record.good;
+        } catch (err) {
+          if (!(err instanceof InvalidPolicyError)) throw err;
+          record.error = err.message;
           this.rejectedPolicies.inc();
-          this.options.log.warn({ policy: key, field: err.field, reason: err.message, keeping: this.policies.has(key) ? 'last good version' : 'nothing' }, 'invalid AuthorizationPolicy for a waypoint rejected');
-        } else {
-          // Most selector policies are ztunnel's alone: the error matters only once a waypoint enforces it.
-          this.selectorPolicyErrors.set(key, err);
+          this.options.log.warn({ policy: key, field: err.field, reason: err.message, keeping: record.good ? 'last good version' : 'nothing' }, 'invalid AuthorizationPolicy for a waypoint rejected');
         }
+        this.policyRecords.set(key, record);
+      } else {
+        const record: PolicyRecord = { kind: 'selector', good: previous?.kind === 'selector' ? previous.good : undefined };
+        try {
+          record.good = readL7Authorization(object as never);
+        } catch (err) {
+          if (!(err instanceof InvalidPolicyError)) throw err;
+          record.error = err;
+        }
+        this.policyRecords.set(key, record);
       }
       this.schedule();
     };
@@ -195,7 +188,7 @@ export class WaypointController {
       names.add(name);
       const { services, workloads } = servedBy(gateway, this.options.addresses(), this.options.domainSuffix);
       servedServices.set(name, services);
-      const authorizations = [...placePolicies(gateway, this.policies.values(), services, this.options.domainSuffix), ...this.workloadPolicies(gateway, workloads)];
+      const authorizations = [...placePolicies(gateway, this.targetedPolicies(), services, this.options.domainSuffix), ...this.workloadPolicies(gateway, workloads)];
       authorizations.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
       const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services, workloads, authorizations });
       this.options.cache.set(WAYPOINT_TYPE_URL, name, toBinary(WaypointSchema, resource));
@@ -224,37 +217,54 @@ export class WaypointController {
     }
   }
 
+  /** The last good translation of every policy with targetRefs. */
+  private *targetedPolicies(): Iterable<TargetedPolicy> {
+    for (const record of this.policyRecords.values()) if (record.kind === 'targeted' && record.good) yield record.good;
+  }
+
   /** The selector policies of the workloads a waypoint serves, placed; a policy the waypoint cannot read is reported once. */
   private workloadPolicies(gateway: WaypointGateway, workloads: readonly string[]): L7Authorization[] {
-    const { placed, used } = placeSelectorPolicies(workloads, (uid) => this.options.waypointPolicies?.(uid), this.selectorPolicies);
+    const selectorRecord = (name: string) => {
+      const record = this.policyRecords.get(name);
+      return record?.kind === 'selector' ? record : undefined;
+    };
+    const { placed, used } = placeSelectorPolicies(workloads, (uid) => this.options.waypointPolicies?.(uid), { get: (name) => selectorRecord(name)?.good });
     for (const name of used) {
-      const error = this.selectorPolicyErrors.get(name);
+      const record = selectorRecord(name);
+      const error = record?.error;
       if (!error || this.reportedErrors.has(`${name}|${error.message}`)) continue;
       this.reportedErrors.add(`${name}|${error.message}`);
       this.rejectedPolicies.inc();
-      this.options.log.warn({ policy: name, waypoint: `${gateway.namespace}/${gateway.name}`, field: error.field, reason: error.message, keeping: this.selectorPolicies.has(name) ? 'last good version' : 'nothing' }, 'AuthorizationPolicy on workloads behind a waypoint cannot be enforced there');
+      this.options.log.warn({ policy: name, waypoint: `${gateway.namespace}/${gateway.name}`, field: error.field, reason: error.message, keeping: record.good ? 'last good version' : 'nothing' }, 'AuthorizationPolicy on workloads behind a waypoint cannot be enforced there');
     }
     return placed;
   }
 
   /** The WaypointAccepted condition of every policy with targetRefs, written when it changes. */
   private async writePolicyStatuses(servedServices: ReadonlyMap<string, readonly string[]>): Promise<void> {
-    for (const key of new Set([...this.policies.keys(), ...this.targetedErrors.keys()])) {
-      const condition = waypointAcceptance(this.policies.get(key), this.targetedErrors.get(key), this.gateways.values(), servedServices, this.options.domainSuffix);
-      const writtenKey = `policy-status:${key}`;
-      const comparable = JSON.stringify(condition);
-      if (this.written.get(writtenKey) === comparable) continue;
+    for (const [key, record] of this.policyRecords) {
+      if (record.kind !== 'targeted') continue;
+      const condition = waypointAcceptance(record.good, record.error, this.gateways.values(), servedServices, this.options.domainSuffix);
       const [namespace, name] = key.split('/') as [string, string];
-      const status = { conditions: [{ ...condition, observedGeneration: this.policyGenerations.get(key) ?? 0, lastTransitionTime: kubeTime(new Date()) }] };
       try {
-        await this.custom.patchNamespacedCustomObjectStatus({ group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', namespace, name, body: statusPatch(status) }, mergePatch);
-        this.written.set(writtenKey, comparable);
+        await this.writeIfChanged(`policy-status:${key}`, condition, async () => {
+          const status = { conditions: [{ ...condition, observedGeneration: record.generation, lastTransitionTime: kubeTime(new Date()) }] };
+          await this.custom.patchNamespacedCustomObjectStatus({ group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', namespace, name, body: statusPatch(status) }, mergePatch);
+        });
       } catch (err) {
         if (isNotFound(err)) continue;
         this.options.log.warn({ policy: key, err: errorMessage(err) }, 'cannot write the AuthorizationPolicy status; retrying');
         setTimeout(() => this.schedule(), 2000).unref();
       }
     }
+  }
+
+  /** Runs `write` unless `value` (without lastTransitionTime) is what was last written under `key`, and remembers it once written. */
+  private async writeIfChanged(key: string, value: unknown, write: () => Promise<void>): Promise<void> {
+    const comparable = JSON.stringify(value, (k, v: unknown) => (k === 'lastTransitionTime' ? undefined : v));
+    if (this.written.get(key) === comparable) return;
+    await write();
+    this.written.set(key, comparable);
   }
 
   private async ensureClasses(): Promise<void> {
@@ -300,12 +310,8 @@ export class WaypointController {
   }
 
   private async writeStatus(gateway: WaypointGateway, status: { conditions: Array<Record<string, unknown>> }): Promise<void> {
-    const key = `status:${gateway.namespace}/${gateway.name}`;
-    const comparable = JSON.stringify(status, (k, v: unknown) => (k === 'lastTransitionTime' ? undefined : v));
-    if (this.written.get(key) === comparable) return;
     try {
-      await this.api.patchGatewayStatus(gateway.namespace, gateway.name, status as never);
-      this.written.set(key, comparable);
+      await this.writeIfChanged(`status:${gateway.namespace}/${gateway.name}`, status, () => this.api.patchGatewayStatus(gateway.namespace, gateway.name, status as never));
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

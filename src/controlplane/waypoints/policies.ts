@@ -174,7 +174,7 @@ export function placePolicies(gateway: WaypointGateway, policies: Iterable<Targe
 export function placeSelectorPolicies(
   workloads: readonly string[],
   policiesOf: (uid: string) => readonly string[] | undefined,
-  translations: ReadonlyMap<string, L7Authorization>,
+  translations: Pick<ReadonlyMap<string, L7Authorization>, 'get'>,
 ): { placed: L7Authorization[]; used: string[] } {
   const selected = new Map<string, string[]>();
   for (const uid of workloads) {
