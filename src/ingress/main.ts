@@ -13,6 +13,7 @@ import { gatewayIdentity } from '../gateway/identity.js';
 import type { GatewaySettings } from '../gateway/settings.js';
 import { HbonePool } from '../hbone/index.js';
 import { createLogger, type Logger } from '../util/log.js';
+import { stopOnSignals } from '../util/shutdown.js';
 import { startHttpEndpoint, text } from '../ztunnel/admin/server.js';
 import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
 import { createProxyMetrics } from '../ztunnel/metrics.js';
@@ -22,8 +23,10 @@ import { IngressProxy } from './proxy.js';
 
 /** The port served before any route arrives (Istio's ingress pod port behind Service port 80). */
 const DEFAULT_HTTP_PORT = 8080;
+/** How long requests in flight may finish after SIGTERM (the pod's grace period is 30 s). */
+const DRAIN_TIMEOUT_MS = 5000;
 
-export async function runIngress(settings: GatewaySettings, log: Logger = createLogger('ingress', { ingress: settings.gatewayName })): Promise<{ stop(): void }> {
+export async function runIngress(settings: GatewaySettings, log: Logger = createLogger('ingress', { ingress: settings.gatewayName })): Promise<{ stop(): Promise<void> }> {
   const state = new ZtunnelState({ network: settings.network, nodeName: settings.nodeName, clusterId: settings.clusterId, systemNamespace: settings.systemNamespace, logger: log.child({ part: 'state' }) });
   const identity = await gatewayIdentity({ trustDomain: settings.trustDomain, namespace: settings.podNamespace, gatewayName: settings.gatewayName, tokenPath: settings.tokenPath }, log.child({ part: 'identity' }));
   const certificates = certificateManagerFor(settings, log.child({ part: 'identity' }));
@@ -80,15 +83,14 @@ export async function runIngress(settings: GatewaySettings, log: Logger = create
       },
     );
   void certify();
-  const stop = () => {
-    proxy.close();
+  const { stop } = stopOnSignals(async () => {
+    log.info('shutting down: draining the HTTP listeners');
+    await proxy.stop(DRAIN_TIMEOUT_MS);
     pool.close();
     xds.stop();
     certificates.stop();
     for (const server of servers) server.close();
-  };
-  process.once('SIGTERM', () => (stop(), process.exit(0)));
-  process.once('SIGINT', () => (stop(), process.exit(0)));
+  });
   log.info({ identity, routes: resourceName, xds: settings.xdsAddress }, 'ingress started');
   return { stop };
 }

@@ -77,9 +77,18 @@ export class IngressProxy {
     for (const port of wanted) if (!this.servers.has(port)) await this.listen(port);
   }
 
-  close(): void {
-    for (const server of this.servers.values()) server.close();
+  /** Stops listening; requests in flight may finish for `drainTimeoutMs`, then every connection is cut. */
+  async stop(drainTimeoutMs = 5000): Promise<void> {
+    const servers = [...this.servers.values()];
     this.servers.clear();
+    const closed = servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const server of servers) server.closeIdleConnections();
+    const cut = setTimeout(() => {
+      for (const server of servers) server.closeAllConnections();
+    }, drainTimeoutMs);
+    cut.unref();
+    await Promise.all(closed);
+    clearTimeout(cut);
     this.upstreams.close();
   }
 
