@@ -1,14 +1,12 @@
+// `ambit gateway`: the east-west gateway process (see runGateway).
 import type { Server } from 'node:http';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLogger, type Logger } from '../util/log.js';
 import { stopOnSignals } from '../util/shutdown.js';
 import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
 import { startProxyEndpoints } from '../ztunnel/admin/proxy-endpoints.js';
-import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
-import { ZtunnelState } from '../ztunnel/state/store.js';
 import { HboneGateway } from './hbone-gateway.js';
-import { gatewayIdentity } from './identity.js';
 import { GatewayMetrics } from './metrics.js';
+import { startProxyBase } from './proxy-base.js';
 import type { GatewaySettings } from './settings.js';
 
 /** How long open streams may finish after SIGTERM before they are cut. */
@@ -27,22 +25,8 @@ export interface GatewayProcess {
  * localhost:15000. SIGTERM/SIGINT drain and exit.
  */
 export async function runGateway(settings: GatewaySettings, log: Logger = createLogger('gateway', { gateway: settings.gatewayName })): Promise<GatewayProcess> {
-  const state = new ZtunnelState({
-    network: settings.network,
-    nodeName: settings.nodeName,
-    clusterId: settings.clusterId,
-    systemNamespace: settings.systemNamespace,
-    logger: log.child({ part: 'state' }),
-  });
-  const identity = await gatewayIdentity(
-    { trustDomain: settings.trustDomain, namespace: settings.podNamespace, gatewayName: settings.gatewayName, tokenPath: settings.tokenPath },
-    log.child({ part: 'identity' }),
-  );
-  const certificates = certificateManagerFor(settings, log.child({ part: 'identity' }));
-  const xds = xdsClientFor(settings, state, proxyNodeId('router', settings.instanceIp, settings.podName, settings.podNamespace), log.child({ part: 'xds' }));
+  const { state, identity, certificates, xds, processMetrics } = await startProxyBase(settings, { account: settings.gatewayName, kind: 'router', log });
   const metrics = new GatewayMetrics();
-  const processMetrics = new Registry();
-  collectDefaultMetrics({ register: processMetrics });
   const gateway = new HboneGateway({
     identity,
     certificates,

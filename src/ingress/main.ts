@@ -5,19 +5,16 @@
  */
 import { create, fromBinary } from '@bufbuild/protobuf';
 import type { Server } from 'node:http';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 import { HBONE_PORT, METRICS_PORT, READINESS_PORT, ROUTE_TYPE_URL, routeResourceName } from '../api/resources.js';
 import { RouteConfigSchema, type RouteConfig } from '../gen/ambit/route/route_pb.js';
 import { WorkloadSchema } from '../gen/istio/workload/workload_pb.js';
-import { gatewayIdentity } from '../gateway/identity.js';
+import { startProxyBase } from '../gateway/proxy-base.js';
 import type { GatewaySettings } from '../gateway/settings.js';
 import { HbonePool } from '../hbone/index.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { stopOnSignals } from '../util/shutdown.js';
 import { startHttpEndpoint, text } from '../ztunnel/admin/server.js';
-import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
 import { createProxyMetrics } from '../ztunnel/metrics.js';
-import { ZtunnelState } from '../ztunnel/state/store.js';
 import { xdsExtraType } from '../ztunnel/xds/client.js';
 import { IngressProxy } from './proxy.js';
 
@@ -27,16 +24,6 @@ const DEFAULT_HTTP_PORT = 8080;
 const DRAIN_TIMEOUT_MS = 5000;
 
 export async function runIngress(settings: GatewaySettings, log: Logger = createLogger('ingress', { ingress: settings.gatewayName })): Promise<{ stop(): Promise<void> }> {
-  const state = new ZtunnelState({ network: settings.network, nodeName: settings.nodeName, clusterId: settings.clusterId, systemNamespace: settings.systemNamespace, logger: log.child({ part: 'state' }) });
-  const identity = await gatewayIdentity({ trustDomain: settings.trustDomain, namespace: settings.podNamespace, gatewayName: settings.gatewayName, tokenPath: settings.tokenPath }, log.child({ part: 'identity' }));
-  const certificates = certificateManagerFor(settings, log.child({ part: 'identity' }));
-  const metrics = createProxyMetrics();
-  const processMetrics = new Registry();
-  collectDefaultMetrics({ register: processMetrics });
-  const pool = new HbonePool({ certificates, log: log.child({ part: 'hbone' }), metrics, hbonePort: HBONE_PORT, dialAddress: (host, port) => ({ host, port }) });
-  const stand_in = create(WorkloadSchema, { name: settings.podName, namespace: settings.podNamespace, network: settings.network, workloadName: settings.gatewayName, serviceAccount: identity.split('/sa/')[1] ?? '' });
-  const self = () => (settings.instanceIp ? state.workloadByIp(settings.instanceIp) : undefined) ?? stand_in;
-  const proxy = new IngressProxy({ state, pool, identity, self, registry: metrics.registry, log: log.child({ part: 'proxy' }), defaultPorts: [DEFAULT_HTTP_PORT] });
   const resourceName = routeResourceName(settings.podNamespace, settings.gatewayName);
   let routesSynced = false;
   let certified = false;
@@ -55,7 +42,12 @@ export async function runIngress(settings: GatewaySettings, log: Logger = create
       }
     },
   });
-  const xds = xdsClientFor(settings, state, proxyNodeId('router', settings.instanceIp, settings.podName, settings.podNamespace), log.child({ part: 'xds' }), [routeType]);
+  const { state, identity, certificates, xds, processMetrics } = await startProxyBase(settings, { account: settings.gatewayName, kind: 'router', log, extraTypes: [routeType] });
+  const metrics = createProxyMetrics();
+  const pool = new HbonePool({ certificates, log: log.child({ part: 'hbone' }), metrics, hbonePort: HBONE_PORT, dialAddress: (host, port) => ({ host, port }) });
+  const stand_in = create(WorkloadSchema, { name: settings.podName, namespace: settings.podNamespace, network: settings.network, workloadName: settings.gatewayName, serviceAccount: identity.split('/sa/')[1] ?? '' });
+  const self = () => (settings.instanceIp ? state.workloadByIp(settings.instanceIp) : undefined) ?? stand_in;
+  const proxy = new IngressProxy({ state, pool, identity, self, registry: metrics.registry, log: log.child({ part: 'proxy' }), defaultPorts: [DEFAULT_HTTP_PORT] });
   let synced = false;
   const servers: Server[] = [];
   const metricsRoute = async () => ({ status: 200, type: metrics.registry.contentType, body: (await metrics.registry.metrics()) + (await processMetrics.metrics()) });

@@ -2,20 +2,17 @@
 import type { Server } from 'node:http';
 
 import { create, toJson } from '@bufbuild/protobuf';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 
 import { waypointResourceName } from '../api/resources.js';
 import { WaypointSchema } from '../gen/ambit/waypoint/waypoint_pb.js';
 import { WorkloadSchema, type Workload } from '../gen/istio/workload/workload_pb.js';
-import { gatewayIdentity } from '../gateway/identity.js';
+import { startProxyBase } from '../gateway/proxy-base.js';
 import { RequestMetrics } from '../l7/metrics.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { stopOnSignals } from '../util/shutdown.js';
 import { buildConfigDump } from '../ztunnel/admin/config-dump.js';
 import { startProxyEndpoints } from '../ztunnel/admin/proxy-endpoints.js';
-import { certificateManagerFor, proxyNodeId, xdsClientFor } from '../ztunnel/control-plane-client.js';
 import { createProxyMetrics } from '../ztunnel/metrics.js';
-import { ZtunnelState } from '../ztunnel/state/store.js';
 import { WaypointConfig } from './config.js';
 import type { WaypointSettings } from './settings.js';
 import { WaypointProxy } from './waypoint.js';
@@ -27,24 +24,10 @@ export interface WaypointProcess {
 }
 
 export async function runWaypoint(settings: WaypointSettings, log: Logger = createLogger('waypoint', { waypoint: settings.gatewayName })): Promise<WaypointProcess> {
-  const state = new ZtunnelState({
-    network: settings.network,
-    nodeName: settings.nodeName,
-    clusterId: settings.clusterId,
-    systemNamespace: settings.systemNamespace,
-    logger: log.child({ part: 'state' }),
-  });
-  const identity = await gatewayIdentity(
-    { trustDomain: settings.trustDomain, namespace: settings.podNamespace, gatewayName: settings.serviceAccount, tokenPath: settings.tokenPath },
-    log.child({ part: 'identity' }),
-  );
   const config = new WaypointConfig(waypointResourceName(settings.podNamespace, settings.gatewayName), log.child({ part: 'config' }));
-  const certificates = certificateManagerFor(settings, log.child({ part: 'identity' }));
-  const xds = xdsClientFor(settings, state, proxyNodeId('waypoint', settings.instanceIp, settings.podName, settings.podNamespace), log.child({ part: 'xds' }), [config.subscription()]);
+  const { state, identity, certificates, xds, processMetrics } = await startProxyBase(settings, { account: settings.serviceAccount, kind: 'waypoint', log, extraTypes: [config.subscription()] });
   const requestMetrics = new RequestMetrics();
   const proxyMetrics = createProxyMetrics();
-  const processMetrics = new Registry();
-  collectDefaultMetrics({ register: processMetrics });
   const fallbackSelf: Workload = create(WorkloadSchema, {
     uid: `${settings.clusterId}//Pod/${settings.podNamespace}/${settings.podName}`,
     name: settings.podName,
