@@ -5,12 +5,12 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
 import { ipToBytes } from '../src/api/ip.js';
 import { ListenerSchema, Protocol, RouteConfigSchema } from '../src/gen/ambit/route/route_pb.js';
 import { NetworkAddressSchema, PortListSchema, PortSchema, ServiceSchema, TunnelProtocol, WorkloadSchema } from '../src/gen/istio/workload/workload_pb.js';
-import type { HbonePool } from '../src/hbone/index.js';
+import type { HbonePool, InnerHbonePool } from '../src/hbone/index.js';
 import { IngressProxy } from '../src/ingress/proxy.js';
+import { RequestMetrics } from '../src/l7/metrics.js';
 import { ZtunnelState } from '../src/ztunnel/state/store.js';
 
 const CLUSTER = 'cluster1';
@@ -42,6 +42,7 @@ describe('ingress proxy', () => {
   let appPort = 0;
   let listenPort = 0;
   const delays = new Map<string, number>();
+  const metrics = new RequestMetrics();
 
   before(async () => {
     app = createServer((req, res) => {
@@ -77,9 +78,11 @@ describe('ingress proxy', () => {
     const ingress = new IngressProxy({
       state,
       pool: {} as HbonePool,
+      inner: {} as InnerHbonePool,
       identity: 'spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account',
-      self: () => create(WorkloadSchema, { name: 'istio-ingressgateway', namespace: 'istio-system' }),
-      registry: new Registry(),
+      self: () => create(WorkloadSchema, { name: 'istio-ingressgateway-aaaaa', workloadName: 'istio-ingressgateway', namespace: 'istio-system' }),
+      clusterId: CLUSTER,
+      requestMetrics: metrics,
       log: pino({ level: 'silent' }),
       defaultPorts: [],
     });
@@ -90,10 +93,26 @@ describe('ingress proxy', () => {
     return ingress;
   }
 
-  it('routes a request to the service over plain TCP', async () => {
+  it('routes a request to the service over plain TCP and counts it in istio_requests_total with Istio\'s labels', async () => {
     const ingress = await proxy();
     try {
       assert.deepEqual(await get(listenPort, '/now'), { status: 200, body: 'answered /now' });
+      const text = await metrics.registry.metrics();
+      const line = text.split('\n').find((l) => l.startsWith('istio_requests_total{') && l.includes('response_code="200"'));
+      assert.ok(line, text.slice(0, 1500));
+      for (const label of [
+        'reporter="source"',
+        'source_workload="istio-ingressgateway"',
+        'source_workload_namespace="istio-system"',
+        'source_principal="spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"',
+        `destination_service="${HOST}"`,
+        'destination_workload="slow-aaaaa"',
+        'destination_principal="spiffe://cluster.local/ns/default/sa/slow"',
+        'connection_security_policy="unknown"',
+      ]) {
+        assert.ok(line.includes(label), `${label} in ${line}`);
+      }
+      assert.match(text, /istio_request_duration_milliseconds_bucket\{/);
     } finally {
       await ingress.stop(100);
     }

@@ -10,7 +10,8 @@ import { RouteConfigSchema, type RouteConfig } from '../gen/ambit/route/route_pb
 import { WorkloadSchema } from '../gen/istio/workload/workload_pb.js';
 import { startProxyBase } from '../gateway/proxy-base.js';
 import type { GatewaySettings } from '../gateway/settings.js';
-import { HbonePool } from '../hbone/index.js';
+import { HbonePool, InnerHbonePool } from '../hbone/index.js';
+import { RequestMetrics } from '../l7/metrics.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { stopOnSignals } from '../util/shutdown.js';
 import { startHttpEndpoint, text } from '../ztunnel/admin/server.js';
@@ -47,10 +48,12 @@ export async function runIngress(settings: GatewaySettings, log: Logger = create
   const pool = new HbonePool({ certificates, log: log.child({ part: 'hbone' }), metrics, hbonePort: HBONE_PORT, dialAddress: (host, port) => ({ host, port }) });
   const stand_in = create(WorkloadSchema, { name: settings.podName, namespace: settings.podNamespace, network: settings.network, workloadName: settings.gatewayName, serviceAccount: identity.split('/sa/')[1] ?? '' });
   const self = () => (settings.instanceIp ? state.workloadByIp(settings.instanceIp) : undefined) ?? stand_in;
-  const proxy = new IngressProxy({ state, pool, identity, self, registry: metrics.registry, log: log.child({ part: 'proxy' }), defaultPorts: [DEFAULT_HTTP_PORT] });
+  const inner = new InnerHbonePool({ outer: pool, certificates, log: log.child({ part: 'hbone' }), metrics });
+  const requestMetrics = new RequestMetrics();
+  const proxy = new IngressProxy({ state, pool, inner, identity, self, clusterId: settings.clusterId, requestMetrics, log: log.child({ part: 'proxy' }), defaultPorts: [DEFAULT_HTTP_PORT] });
   let synced = false;
   const servers: Server[] = [];
-  const metricsRoute = async () => ({ status: 200, type: metrics.registry.contentType, body: (await metrics.registry.metrics()) + (await processMetrics.metrics()) });
+  const metricsRoute = async () => ({ status: 200, type: metrics.registry.contentType, body: (await requestMetrics.registry.metrics()) + (await metrics.registry.metrics()) + (await processMetrics.metrics()) });
   servers.push(await startHttpEndpoint('0.0.0.0', METRICS_PORT, { '/metrics': metricsRoute, '/stats/prometheus': metricsRoute }, log));
   servers.push(
     await startHttpEndpoint('0.0.0.0', READINESS_PORT, {
@@ -78,6 +81,7 @@ export async function runIngress(settings: GatewaySettings, log: Logger = create
   const { stop } = stopOnSignals(async () => {
     log.info('shutting down: draining the HTTP listeners');
     await proxy.stop(DRAIN_TIMEOUT_MS);
+    inner.close();
     pool.close();
     xds.stop();
     certificates.stop();

@@ -4,17 +4,18 @@
  * sent over HBONE with the ingress's own identity through a keep-alive pool of tunnels.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Counter, type Registry } from 'prom-client';
+import { identityOf, spiffeUri } from '../api/identity.js';
 import { bytesToIp } from '../api/ip.js';
 import type { RouteConfig, Listener } from '../gen/ambit/route/route_pb.js';
 import { Protocol } from '../gen/ambit/route/route_pb.js';
 import type { Service, Workload } from '../gen/istio/workload/workload_pb.js';
-import { formatAuthority, type HbonePool } from '../hbone/index.js';
+import { formatAuthority, type DialTarget, type HbonePool, type InnerHbonePool } from '../hbone/index.js';
+import type { RequestMetrics } from '../l7/metrics.js';
+import { isReachable, tunnelTargetFor, type UpstreamDialer } from '../l7/tunnel-target.js';
 import { forwardableHeaders, HttpUpstreams, type TunnelTarget } from '../l7/upstream.js';
 import type { Logger } from '../util/log.js';
-import type { Resolution } from '../ztunnel/state/types.js';
+import { peerFactsOf, type PeerFacts } from '../ztunnel/metrics.js';
 import type { ZtunnelState } from '../ztunnel/state/store.js';
 import { findRoute, pickDestination } from './routes.js';
 
@@ -26,32 +27,40 @@ const REQUEST_TIMEOUT_MS = 300_000;
 export interface IngressProxyOptions {
   state: ZtunnelState;
   pool: HbonePool;
+  /** Double HBONE to endpoints on other networks, through their east-west gateways. */
+  inner: InnerHbonePool;
   /** The ingress's own SPIFFE identity, presented on every tunnel. */
   identity: string;
   /** The ingress's own workload, as the mesh knows it (or a stand-in until it does). */
   self: () => Workload;
-  registry: Registry;
+  clusterId: string;
+  requestMetrics: RequestMetrics;
   log: Logger;
   /** Ports always served (404 until routes arrive). */
   defaultPorts: number[];
+  /** Where to dial an address (tests map pod addresses to loopback ports). */
+  dialAddress?: (ip: string, port: number) => DialTarget;
 }
 
-type Outcome = { code: number; flags: string; service: string };
+/** Where a routed request goes: the tunnel and, for the metrics, who answers. */
+interface Upstream {
+  tunnel: TunnelTarget;
+  destination: PeerFacts;
+  mutualTls: boolean;
+}
+
+type Outcome = { code: number; flags: string; service?: Service; upstream?: Upstream };
 
 export class IngressProxy {
   private config: RouteConfig | undefined;
   private readonly servers = new Map<number, Server>();
   private readonly upstreams = new HttpUpstreams();
-  private readonly requests: Counter;
   private readonly unsupported = new Set<number>();
+  private readonly dialer: UpstreamDialer;
 
   constructor(private readonly options: IngressProxyOptions) {
-    this.requests = new Counter({
-      name: 'istio_requests_total',
-      help: 'Requests the ingress forwarded, by destination and response code',
-      labelNames: ['reporter', 'source_workload', 'source_workload_namespace', 'source_principal', 'destination_service', 'response_code', 'response_flags', 'request_protocol', 'connection_security_policy'],
-      registers: [options.registry],
-    });
+    const dialAddress = options.dialAddress ?? ((ip: string, port: number) => ({ host: ip, port }));
+    this.dialer = { identity: options.identity, self: options.self, clusterId: options.clusterId, network: options.state.network, pool: options.pool, inner: options.inner, dialAddress, log: options.log };
   }
 
   get listening(): number[] {
@@ -124,47 +133,59 @@ export class IngressProxy {
     res.end(body);
   }
 
-  private record(outcome: Outcome): void {
+  private record(outcome: Outcome, started: number, requestBytes: number, responseBytes: number): void {
     const self = this.options.self();
-    this.requests.inc({
+    this.options.requestMetrics.record({
       reporter: 'source',
-      source_workload: self.workloadName || self.name || 'unknown',
-      source_workload_namespace: self.namespace || 'unknown',
-      source_principal: this.options.identity,
-      destination_service: outcome.service || 'unknown',
-      response_code: String(outcome.code),
-      response_flags: outcome.flags,
-      request_protocol: 'http',
-      connection_security_policy: outcome.flags === '-' ? 'mutual_tls' : 'unknown',
+      connection: {
+        source: peerFactsOf(self, this.options.identity, this.options.clusterId),
+        destination: outcome.upstream?.destination ?? {},
+        service: outcome.service,
+        mutualTls: outcome.upstream?.mutualTls ?? false,
+      },
+      protocol: 'http',
+      responseCode: outcome.code,
+      responseFlags: outcome.flags,
+      durationMs: performance.now() - started,
+      requestBytes,
+      responseBytes,
     });
   }
 
   private handle(port: number, req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    let requestBytes = 0;
+    let responseBytes = 0;
     const finish = (outcome: Outcome, body?: string) => {
-      if (body !== undefined) this.reply(res, outcome.code, body);
-      this.record(outcome);
+      if (body !== undefined) {
+        responseBytes += Buffer.byteLength(body);
+        this.reply(res, outcome.code, body);
+      }
+      this.record(outcome, started, requestBytes, responseBytes);
     };
     const listener = this.listener(port);
     const route = listener && findRoute(listener, { method: req.method ?? 'GET', url: req.url ?? '/', host: req.headers.host ?? '', headers: req.headers });
-    if (!route) return finish({ code: 404, flags: 'NR', service: '' }, '');
-    if (route.directStatus) return finish({ code: route.directStatus, flags: '-', service: '' }, '');
+    if (!route) return finish({ code: 404, flags: 'NR' }, '');
+    if (route.directStatus) return finish({ code: route.directStatus, flags: '-' }, '');
     const destination = pickDestination(route.destinations);
     const service = destination && this.options.state.services().find((s) => s.hostname === destination.hostname);
-    if (!destination || !service) return finish({ code: 503, flags: 'UH', service: destination?.hostname ?? '' }, 'no healthy upstream');
+    if (!destination || !service) return finish({ code: 503, flags: 'UH' }, 'no healthy upstream');
     const servicePort = destination.port || (service.ports.length === 1 ? service.ports[0]!.servicePort : 0);
-    const target = servicePort ? this.target(service, servicePort) : undefined;
-    if (!target) return finish({ code: 503, flags: 'UH', service: service.hostname }, 'no healthy upstream');
+    const upstreamTarget = servicePort ? this.upstreamFor(service, servicePort) : undefined;
+    if (!upstreamTarget) return finish({ code: 503, flags: 'UH', service }, 'no healthy upstream');
     const headers = forwardableHeaders(req.headers);
     const client = req.socket.remoteAddress ?? '';
     headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${String(headers['x-forwarded-for'])}, ${client}` : client;
     headers['x-forwarded-proto'] = 'http';
-    const upstream = this.upstreams.http1(target, { method: req.method ?? 'GET', path: req.url ?? '/', headers });
+    req.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
+    const upstream = this.upstreams.http1(upstreamTarget.tunnel, { method: req.method ?? 'GET', path: req.url ?? '/', headers });
     let done = false;
     upstream.on('response', (response) => {
       res.writeHead(response.statusCode ?? 502, forwardableHeaders(response.headers));
+      response.on('data', (chunk: Buffer) => (responseBytes += chunk.length));
       response.pipe(res);
       response.on('end', () => {
-        if (!done) finish({ code: response.statusCode ?? 502, flags: '-', service: service.hostname });
+        if (!done) finish({ code: response.statusCode ?? 502, flags: '-', service, upstream: upstreamTarget });
         done = true;
       });
       response.on('error', () => res.destroy());
@@ -173,51 +194,40 @@ export class IngressProxy {
       if (done) return;
       done = true;
       this.options.log.debug({ service: service.hostname, err: err.message }, 'upstream failed');
-      finish({ code: 503, flags: res.headersSent ? 'UC' : 'UF', service: service.hostname }, 'upstream connect error or disconnect/reset before headers');
+      finish({ code: 503, flags: res.headersSent ? 'UC' : 'UF', service, upstream: upstreamTarget }, 'upstream connect error or disconnect/reset before headers');
     });
     req.on('aborted', () => upstream.destroy());
     req.pipe(upstream);
   }
 
   /** Where a request to the service port goes, as ztunnel would send a connection there; undefined when nowhere. */
-  private target(service: Service, port: number): TunnelTarget | undefined {
+  private upstreamFor(service: Service, port: number): Upstream | undefined {
     const { state } = this.options;
     const address = service.addresses.find((a) => a.network === state.network) ?? service.addresses[0];
     if (!address) return undefined;
     const resolution = state.resolve(this.options.self(), bytesToIp(address.address), port);
-    return this.tunnelFor(resolution);
-  }
-
-  private tunnelFor(resolution: Resolution): TunnelTarget | undefined {
-    const { pool, identity } = this.options;
-    switch (resolution.kind) {
-      case 'hbone': {
-        const { upstream } = resolution;
-        const authority = formatAuthority(upstream.address, upstream.port);
-        return { key: `hbone|${upstream.address}|${authority}`, open: () => pool.connect({ sourceIdentity: identity, expectedIdentities: upstream.expectedIdentities, destination: upstream.address, authority, headers: {} }) as Promise<Duplex> };
-      }
-      case 'waypoint': {
-        const { upstream, authority } = resolution;
-        return {
-          key: `waypoint|${upstream.address}:${upstream.port}|${authority}`,
-          open: () => pool.connect({ sourceIdentity: identity, expectedIdentities: upstream.expectedIdentities, destination: upstream.address, port: upstream.port, authority, headers: {} }) as Promise<Duplex>,
-        };
-      }
-      case 'plaintext': {
-        const { upstream } = resolution;
-        return {
-          key: `tcp|${formatAuthority(upstream.address, upstream.port)}`,
-          open: () =>
-            new Promise<Duplex>((resolve, reject) => {
-              const socket = netConnect({ host: upstream.address, port: upstream.port });
-              socket.once('connect', () => resolve(socket));
-              socket.once('error', reject);
-            }),
-        };
-      }
-      default:
-        // Remote networks (double HBONE) are not reached from the ingress yet; unavailable and passthrough have no endpoint.
-        return undefined;
+    if (isReachable(resolution)) {
+      const workload = resolution.upstream.workload;
+      return {
+        tunnel: tunnelTargetFor(resolution, this.dialer),
+        destination: peerFactsOf(workload, spiffeUri(identityOf(workload)), this.options.clusterId),
+        mutualTls: resolution.kind !== 'plaintext',
+      };
     }
+    if (resolution.kind === 'waypoint') {
+      const { upstream, authority } = resolution;
+      const { pool, identity } = this.options;
+      return {
+        tunnel: {
+          key: `waypoint ${formatAuthority(upstream.address, upstream.port)} ${authority}`,
+          open: () => pool.connect({ sourceIdentity: identity, expectedIdentities: upstream.expectedIdentities, destination: upstream.address, port: upstream.port, authority, headers: {} }) as Promise<Duplex>,
+        },
+        // The waypoint reports the destination; the ingress knows only that it went through one.
+        destination: {},
+        mutualTls: true,
+      };
+    }
+    // Unavailable services and passthrough have no endpoint.
+    return undefined;
   }
 }
