@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { readState } from '../src/lab/state.js';
-import { ambit, kubectl, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
+import { ambit, kubectl, labExec, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
 import { curlFrom } from './helpers/mesh.js';
 import { labDownChecked } from './helpers/multicluster.js';
 
@@ -57,6 +57,23 @@ describe('ingress gateway (seed 004)', { timeout: 900_000 }, () => {
     await kubectl(CTX, ['label', 'namespace', 'default', 'istio.io/dataplane-mode=ambient']);
     await new Promise((r) => setTimeout(r, 3000));
     for (let i = 0; i < 5; i++) assert.equal(await firstLine('http://istio-ingressgateway.istio-system/productpage'), expected);
+  });
+
+  it('the ingress counts its requests in istio_requests_total: productpage, 200, mutual TLS, both principals', async () => {
+    const r = await labExec(CLUSTER, 'istio-system', 'deploy/istio-ingressgateway', ['sh', '-c', 'curl -s http://localhost:15020/stats/prometheus | grep "^istio_requests_total"']);
+    const line = r.stdout.split('\n').find((l) => l.includes('response_code="200"') && l.includes('connection_security_policy="mutual_tls"'));
+    assert.ok(line, r.stdout.slice(0, 2000));
+    for (const label of [
+      'reporter="source"',
+      'source_workload="istio-ingressgateway"',
+      'source_principal="spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"',
+      'destination_service="productpage.default.svc.cluster.local"',
+      'destination_workload="productpage-v1"',
+      'destination_principal="spiffe://cluster.local/ns/default/sa/bookinfo-productpage"',
+    ]) {
+      assert.ok(line.includes(label), `${label} in ${line}`);
+    }
+    assert.ok(Number(line.split(' ').at(-1)) >= 5, `the five requests counted: ${line}`);
   });
 
   it('a Gateway API Gateway of class istio with an HTTPRoute serves the same page', async () => {
