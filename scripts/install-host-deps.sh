@@ -40,6 +40,15 @@ apt_install() {
 }
 
 apt_install "${RUNTIME_PKGS[@]}"
+# `ambit image build` (debootstrap) and its test (a throwaway containerd with runc; skopeo reads the archives).
+IMAGE_PKGS=(debootstrap containerd runc skopeo)
+containerd_was_missing=$(missing_pkgs containerd | sed '/^$/d' | wc -l)
+apt_install "${IMAGE_PKGS[@]}"
+# Debian's containerd package starts a system containerd under systemd; nothing of ambit uses it
+# (the test and the lab run their own), so one this script brought in is stopped again.
+if [ "$containerd_was_missing" = 1 ] && systemctl is-active --quiet containerd 2>/dev/null; then
+  systemctl disable --now containerd >/dev/null 2>&1 || true
+fi
 # etcd-server's package starts a system etcd on 2379; the lab runs its own per cluster.
 if systemctl is-active --quiet etcd 2>/dev/null; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 

@@ -14,18 +14,20 @@ const program = new Command('ambit')
 
 // A role (what a pod runs) needs none of the user commands: their modules stay unloaded (about 10 MiB of a proxy's RSS).
 if (!ROLE_COMMANDS.has(process.argv[2] ?? '')) {
-  const [lab, mesh, explain, multicluster, waypoint] = await Promise.all([
+  const [lab, mesh, explain, multicluster, waypoint, image] = await Promise.all([
     import('./lab-commands.js'),
     import('./mesh-commands.js'),
     import('./explain-command.js'),
     import('./multicluster-commands.js'),
     import('./waypoint-commands.js'),
+    import('./image-commands.js'),
   ]);
   lab.registerLabCommands(program);
   mesh.registerMeshCommands(program);
   explain.registerExplainCommand(program);
   multicluster.registerMulticlusterCommands(program);
   waypoint.registerWaypointCommands(program);
+  image.registerImageCommands(program);
 }
 registerRoleCommands(program);
 
