@@ -212,7 +212,15 @@ describe('lab: a real kubelet + containerd node', { timeout: 900_000 }, () => {
     await stopRealNode(spec);
     numbers.push(`stop (${before.length} processes: kubelet, containerd, shims, containers) ${((Date.now() - stopped) / 1000).toFixed(1)} s`);
     assert.deepEqual(nodeLeftovers(spec), []);
-    assert.deepEqual(before.filter((p) => existsSync(`/proc/${p}`) && comm(p) !== ''), [], 'no process of the node is left');
+    const stat = (pid: number) => {
+      try {
+        const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        return `${pid} ${comm(pid)} state ${fields[0]} ppid ${fields[1]}`;
+      } catch {
+        return undefined;
+      }
+    };
+    assert.deepEqual(before.map(stat).filter(Boolean), [], 'no process of the node is left');
     assert.ok(!existsSync('/var/log/pods') || readdirSync('/var/log/pods').length === 0, 'no /var/log/pods entries on the host');
     assert.ok(!existsSync('/var/lib/cni') || readdirSync('/var/lib/cni').length === 0, 'no CNI state on the host');
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8');

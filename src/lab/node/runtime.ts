@@ -141,9 +141,11 @@ export function nodePids(spec: Pick<RealNodeSpec, 'name' | 'stateDir'>): number[
 export async function stopRealNode(spec: Pick<RealNodeSpec, 'name' | 'stateDir'>): Promise<void> {
   const record = readNodeRecord(spec.stateDir);
   if (record?.kubeletPid) await terminate([record.kubeletPid], 5000);
+  const killed = new Set<number>();
   for (let round = 0; round < 50; round++) {
     const pids = nodePids(spec);
     if (!pids.length) break;
+    for (const pid of pids) killed.add(pid);
     setFrozen(spec.name, true);
     for (const pid of pids) {
       try {
@@ -157,6 +159,10 @@ export async function stopRealNode(spec: Pick<RealNodeSpec, 'name' | 'stateDir'>
   }
   const still = nodePids(spec);
   if (still.length) throw new RealNodeError(`node ${spec.name}: processes ${still.join(', ')} survive SIGKILL`);
+  // Shims and containers are reparented to PID 1 when containerd dies: wait until it has reaped them
+  // (a zombie is out of every cgroup and namespace already, but still a process-table entry).
+  const reapDeadline = Date.now() + 10_000;
+  while (Date.now() < reapDeadline && [...killed].some((pid) => existsSync(`/proc/${pid}`))) await sleep(50);
   let left: string[] = [];
   for (let attempt = 0; attempt < 50; attempt++) {
     left = removeCgroupTree(spec.name);
