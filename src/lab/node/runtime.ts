@@ -20,6 +20,8 @@ export interface NodeRecord {
   name: string;
   containerdPid: number;
   kubeletPid: number;
+  /** When kubelet was started (ms since the epoch). */
+  startedKubeletAt: number;
   /** Inode of the node's mount namespace: every process still in it is the node's. */
   mountNs?: string;
 }
@@ -77,7 +79,7 @@ export async function startRealNode(spec: RealNodeSpec, bins: NodeBinaries = fin
   const env = { PATH: `${[...new Set([bins.shim, bins.runc, bins.containerd].map((b) => b.slice(0, b.lastIndexOf('/'))))].join(':')}:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: spec.stateDir };
   const containerdLog = join(paths.logs, 'containerd.log');
   const containerdPid = spawnLauncher(containerdLauncher(spec, paths, bins.containerd), containerdLog, env);
-  const record: NodeRecord = { name: spec.name, containerdPid, kubeletPid: 0 };
+  const record: NodeRecord = { name: spec.name, containerdPid, kubeletPid: 0, startedKubeletAt: 0 };
   writeFileAtomic(paths.record, JSON.stringify(record));
   await waitForContainerd(paths.containerdSocket, containerdPid, containerdLog);
   record.mountNs = mountNsOf(containerdPid);
@@ -90,6 +92,7 @@ export async function startRealNode(spec: RealNodeSpec, bins: NodeBinaries = fin
   rmSync(pauseArchive);
 
   const kubeletLog = join(paths.logs, 'kubelet.log');
+  record.startedKubeletAt = Date.now();
   record.kubeletPid = spawnLauncher(kubeletLauncher(spec, containerdPid, kubeletArgv(spec, paths, bins)), kubeletLog, env);
   writeFileAtomic(paths.record, JSON.stringify(record));
   await sleep(300);
