@@ -80,6 +80,8 @@ export async function ensureClusterPki(cluster: ClusterPlan, root?: string): Pro
     // The node agent plays kubelet, kube-proxy, CoreDNS and the LoadBalancer controller at once.
     ['agent', 'ambit-lab-agent', ['system:masters']],
   ];
+  // kube-apiserver's client certificate towards kubelets (exec, logs, port-forward, attach).
+  await leaf('apiserver-kubelet-client', { commonName: 'kube-apiserver-kubelet-client', organizations: ['system:masters'], client: true });
   for (const [file, cn, groups] of clients) {
     const pair = await leaf(file, { commonName: cn, organizations: groups, client: true });
     const path = join(files.dir, `${file}.kubeconfig`);
@@ -134,9 +136,17 @@ function components(cluster: ClusterPlan, files: ClusterFiles): Component[] {
         `--api-audiences=https://kubernetes.default.svc.${CLUSTER_DOMAIN}`,
         `--service-cluster-ip-range=${cluster.serviceCidr}`,
         '--service-node-port-range=30000-32767',
-        '--authorization-mode=RBAC',
+        // Node: a real kubelet (system:node:<name>) may read what its own pods need, as on any cluster.
+        '--authorization-mode=Node,RBAC',
         '--allow-privileged=true',
-        '--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota,DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
+        '--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota,DefaultTolerationSeconds,NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
+        // Towards kubelets: a client certificate (kubelet authenticates it against the cluster CA), the
+        // kubelet's serving certificate checked against the same CA, and the node's InternalIP (its
+        // name does not resolve).
+        `--kubelet-client-certificate=${pki('apiserver-kubelet-client.crt')}`,
+        `--kubelet-client-key=${pki('apiserver-kubelet-client.key')}`,
+        `--kubelet-certificate-authority=${pki('ca.crt')}`,
+        '--kubelet-preferred-address-types=InternalIP',
         '--profiling=false',
         '--event-ttl=30m',
         '--v=1',

@@ -71,21 +71,28 @@ async function buildNetworkRouter(plan: LabPlan, network: NetworkPlan, existing:
     await replaceRoute(CORE_NETNS, [cluster.loadBalancerCidr, 'via', network.routerSide, 'dev', network.corePort]);
     for (const node of cluster.nodes) await replaceRoute(ns, [node.podCidr, 'via', node.ip, 'dev', 'br0']);
   }
-  await run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: routerRules() });
+  // The control planes of this network's clusters reach its nodes (kube-apiserver → kubelet :10250).
+  await replaceRoute(CORE_NETNS, [network.subnet, 'via', network.routerSide, 'dev', network.corePort]);
+  const controlPlanes = plan.clusters.filter((c) => c.network === network.name).map((c) => c.cpIp);
+  await run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: routerRules(network, controlPlanes) });
 }
 
 /**
  * A network's edge: traffic leaving the network is masqueraded (pod CIDRs of different networks
- * overlap); from outside only replies and LoadBalancer addresses (DNAT'd by the LB table) enter.
+ * overlap); from outside only replies, LoadBalancer addresses (DNAT'd by the LB table) and the
+ * network's own control planes (to node addresses, as a kube-apiserver reaches its kubelets) enter.
  */
-function routerRules(): string {
+function routerRules(network: NetworkPlan, controlPlanes: string[]): string {
+  const fromControlPlanes = controlPlanes.length
+    ? `\n    iifname "uplink" ip saddr { ${controlPlanes.join(', ')} } ip daddr ${network.subnet} accept`
+    : '';
   return `table ip ${ROUTER_TABLE} {}
 delete table ip ${ROUTER_TABLE}
 table ip ${ROUTER_TABLE} {
   chain forward {
     type filter hook forward priority filter; policy accept;
     iifname "uplink" ct state established,related accept
-    iifname "uplink" ct status dnat accept
+    iifname "uplink" ct status dnat accept${fromControlPlanes}
     iifname "uplink" counter drop
   }
   chain postrouting {
@@ -104,6 +111,29 @@ async function buildControlPlaneNetns(cluster: ClusterPlan, existing: Set<string
   await ip(CORE_NETNS, ['link', 'set', corePort, 'master', 'mgmt', 'up']);
   await setAddress(ns, 'eth0', `${cluster.cpIp}/24`);
   await replaceRoute(ns, ['default', 'via', MGMT_GATEWAY, 'dev', 'eth0']);
+}
+
+/**
+ * Joins one more node (not in the topology) to its network: its namespace and link as for the
+ * topology's nodes, plus the routes to its pod CIDR in the network's router and in its peers.
+ */
+export async function attachNode(plan: LabPlan, node: NodePlan): Promise<void> {
+  const network = plan.networks.find((n) => n.name === node.network)!;
+  await buildNode(plan, node, await listNetns());
+  await replaceRoute(network.netns, [node.podCidr, 'via', node.ip, 'dev', 'br0']);
+  for (const peer of plan.clusters.flatMap((c) => c.nodes)) {
+    if (peer.network === node.network && peer.netns !== node.netns) await replaceRoute(peer.netns, [node.podCidr, 'via', node.ip, 'dev', 'eth0']);
+  }
+}
+
+/** Undoes attachNode: the routes to the node's pods, then its namespace (its link goes with it). */
+export async function detachNode(plan: LabPlan, node: NodePlan): Promise<void> {
+  const network = plan.networks.find((n) => n.name === node.network)!;
+  await succeeds('ip', ['-n', network.netns, 'route', 'del', node.podCidr, 'via', node.ip]);
+  for (const peer of plan.clusters.flatMap((c) => c.nodes)) {
+    if (peer.network === node.network && peer.netns !== node.netns) await succeeds('ip', ['-n', peer.netns, 'route', 'del', node.podCidr, 'via', node.ip]);
+  }
+  await succeeds('ip', ['netns', 'delete', node.netns]);
 }
 
 async function buildNode(plan: LabPlan, node: NodePlan, existing: Set<string>): Promise<void> {
