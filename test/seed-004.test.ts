@@ -183,7 +183,17 @@ describe('seed 004: ambient getting started, L4 and L7 (waypoint, ingress, reque
     assert.match(down.stdout, /^(000 exit=(52|56|7)|503 exit=0)/, `a reset or a 503, not a hang: ${down.stdout}`);
     await kubectl(CTX, ['scale', 'deploy/bookinfo-productpage-waypoint-proxy', '-n', 'default', '--replicas=1']);
     const started = Date.now();
-    await waitFor('requests through the new waypoint', async () => (await firstLine('sleep', 'http://productpage:9080/')).trim() === PAGE_FIRST_LINE, 120_000, 500);
+    try {
+      // Each probe is bounded, so one request that hangs does not use up the wait.
+      await waitFor('requests through the new waypoint', async () => (await firstLine('sleep', 'http://productpage:9080/', '--max-time 10')).trim() === PAGE_FIRST_LINE, 120_000, 500);
+    } catch (error) {
+      // Say why: what sleep gets, the waypoint pod and its log.
+      const curl = await labExec(CLUSTER, 'default', 'deploy/sleep', ['sh', '-c', 'curl -sv --max-time 5 http://productpage:9080/ 2>&1 | tail -n 15']);
+      const podsNow = await kubectl(CTX, ['get', 'pods', '-n', 'default', '-o', 'wide']).catch((e: unknown) => String(e));
+      const log = await ambit(['lab', 'logs', '--cluster', CLUSTER, '-n', 'default', 'deploy/bookinfo-productpage-waypoint-proxy']);
+      const gateway = await kubectl(CTX, ['get', 'gateway', 'productpage', '-n', 'default', '-o', 'yaml']).catch((e: unknown) => String(e));
+      throw new Error(`${String(error)}\n--- curl from sleep:\n${curl.stdout}\n--- pods:\n${podsNow}\n--- waypoint log (tail):\n${(log.stdout + log.stderr).split('\n').slice(-40).join('\n')}\n--- gateway:\n${gateway.slice(-1500)}`);
+    }
     numbers.push(`waypoint scaled back → requests answered in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
 });
