@@ -15,6 +15,7 @@ import { checkTargets } from '../bench/report/targets.js';
 import { CASE_IDS, isMixedNetworkCase, isOneClusterCase, isTwoNetworkCase, type BenchReport, type CaseResult, type CaseRow } from '../bench/report/types.js';
 import { planLab, type ClusterPlan } from '../src/lab/plan.js';
 import { loadTopology } from '../src/lab/topology.js';
+import { percentiles, wrkOutput } from './helpers/bench-fakes.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 
@@ -206,21 +207,6 @@ describe('bench mixed-network case: measuring (a fake client pod)', () => {
     [hosts[SAME_NETWORK]]: { p50Us: 420, rps: 9_000, cps: 1_800 },
     [hosts[GATEWAY]]: { p50Us: 900, rps: 5_000, cps: 800 },
   };
-  const percentiles = (p50: number) => ({ count: 1000, min: p50 / 2, mean: p50, p50, p90: p50 * 2, p99: p50 * 3, p999: p50 * 4, max: p50 * 5 });
-  const wrkOutput = (rps: number) => `Running 10s test @ http://x:8080/
-  1 threads and 32 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency   812.00us  301.55us  15.02ms   91.20%
-    Req/Sec    39.41k     1.02k   41.23k    76.00%
-  Latency Distribution
-     50%  760.00us
-     75%    0.91ms
-     90%    1.10ms
-     99%    2.00ms
-  ${rps * 10} requests in 10.00s, 58.71MB read
-Requests/sec:  ${rps.toFixed(2)}
-Transfer/sec:      5.87MB
-`;
 
   function fakeClient(calls: string[][], fail?: (argv: string[]) => boolean): Place {
     return {

@@ -15,6 +15,7 @@ import { CASE_IDS, isOneClusterCase, ONE_CLUSTER_CASE_IDS, type BenchReport, typ
 import { HAPROXY_HTTP, L4, mibToMb, pathCheckProblem, pathCheckSentence, WAYPOINT, WAYPOINT_VARIANTS, waypointNotes, waypointVerdicts, withWaypointComparisons } from '../bench/waypoint/compare.js';
 import { hasWaypointApply, TARGET_LABEL_KEY, waypointApplyArgs, waypointGateway, waypointService, WAYPOINT_NAME, WAYPOINT_SERVICE } from '../bench/waypoint/manifests.js';
 import { sendRequests, type WaypointSetup } from '../bench/waypoint/setup.js';
+import { percentiles, wrkOutput } from './helpers/bench-fakes.js';
 
 const near = (actual: number | null | undefined, expected: number, what = '') => assert.ok(actual != null && Math.abs(actual - expected) < 1e-9, `${what} ${actual} ≈ ${expected}`);
 
@@ -213,21 +214,6 @@ describe('bench waypoint case: measuring (a fake client pod and waypoint)', () =
     [hosts[WAYPOINT]]: { p50Us: 800, rps: 4_000 },
     [hosts[HAPROXY_HTTP]]: { p50Us: 500, rps: 8_000 },
   };
-  const percentiles = (p50: number) => ({ count: 1000, min: p50 / 2, mean: p50, p50, p90: p50 * 2, p99: p50 * 3, p999: p50 * 4, max: p50 * 5 });
-  const wrkOutput = (rps: number, seconds: number) => `Running ${seconds}s test @ http://x:8080/
-  1 threads and 32 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency   812.00us  301.55us  15.02ms   91.20%
-    Req/Sec    39.41k     1.02k   41.23k    76.00%
-  Latency Distribution
-     50%  760.00us
-     75%    0.91ms
-     90%    1.10ms
-     99%    2.00ms
-  ${rps * seconds} requests in ${seconds}.00s, 58.71MB read
-Requests/sec:  ${rps.toFixed(2)}
-Transfer/sec:      5.87MB
-`;
 
   /** The client answers wrk and the fixed-rate tool by target host; requests to the Service VIP count at the waypoint. */
   function fakeClient(calls: string[][], counter: { n: number }, fail?: (argv: string[]) => boolean): Place {
