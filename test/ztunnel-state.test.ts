@@ -149,6 +149,35 @@ describe('ztunnel state: indexing', () => {
     assert.equal(state.workloads().length, 3);
   });
 
+  it('an address a deleted pod gave back belongs to the pod that got it: found by IP, and captured only for its owner', () => {
+    const state = newState();
+    // productpage is being deleted: still listed (unhealthy) while its address went to a new
+    // waypoint pod, which is outside the mesh (not captured) and not ready yet.
+    const old = pod('productpage-old', { ips: ['10.0.0.6'], status: WorkloadStatus.UNHEALTHY });
+    const other = pod('sleep', { ips: ['10.0.0.7'] });
+    addWorkloads(state, old, other);
+    assert.deepEqual(state.capturedAddresses().sort(), ['10.0.0.6', '10.0.0.7']);
+    const waypoint = pod('waypoint', { ips: ['10.0.0.6'], tunnelProtocol: TunnelProtocol.NONE, status: WorkloadStatus.UNHEALTHY });
+    addWorkloads(state, waypoint);
+    // Not ready yet: the mesh pod that is going away still answers for the address.
+    assert.equal(state.workloadByIp('10.0.0.6')?.name, 'productpage-old');
+    // Ready: the new pod owns it; the old pod's updates (it is still terminating) change nothing.
+    addWorkloads(state, pod('waypoint', { ips: ['10.0.0.6'], tunnelProtocol: TunnelProtocol.NONE }));
+    addWorkloads(state, pod('productpage-old', { ips: ['10.0.0.6'], status: WorkloadStatus.UNHEALTHY, canonicalRevision: 'v1' }));
+    assert.equal(state.workloadByIp('10.0.0.6')?.name, 'waypoint');
+    assert.deepEqual(state.capturedAddresses(), ['10.0.0.7'], 'the waypoint\'s address is not captured');
+    assert.deepEqual(state.localEnrolledWorkloads().map((w) => w.name).sort(), ['productpage-old', 'sleep']);
+    state.applyAddresses([], [old.uid]);
+    assert.equal(state.workloadByIp('10.0.0.6')?.name, 'waypoint');
+    // Two mesh pods, both ready, one address: the one seen last owns it.
+    const reused = pod('reused', { ips: ['10.0.0.7'] });
+    addWorkloads(state, reused);
+    assert.equal(state.workloadByIp('10.0.0.7')?.name, 'reused');
+    addWorkloads(state, pod('sleep', { ips: ['10.0.0.7'], canonicalRevision: 'v2' }));
+    assert.equal(state.workloadByIp('10.0.0.7')?.name, 'reused', 'an update keeps when a workload was first seen');
+    assert.deepEqual(state.capturedAddresses(), ['10.0.0.7']);
+  });
+
   it('a pod of another cluster on a node named like ours is not on this node (kind names nodes alike in every cluster)', () => {
     const state = newState();
     const mine = pod('mine', { ips: ['10.0.0.2'] });

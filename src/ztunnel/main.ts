@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { identityOf, spiffeUri } from '../api/identity.js';
-import { bytesToIp } from '../api/ip.js';
 import { ADMIN_PORT, METRICS_PORT, READINESS_PORT } from '../api/resources.js';
 import { ZTUNNEL_NAME } from '../api/names.js';
 import { createLogger, type Logger } from '../util/log.js';
@@ -39,7 +38,7 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
   const localUids = new Set<string>();
   const syncLocalWorkloads = () => {
     const enrolled = state.localEnrolledWorkloads();
-    const ips = enrolled.flatMap((w) => w.addresses.map((a) => bytesToIp(a)));
+    const ips = state.capturedAddresses();
     captured.clear();
     for (const ip of ips) captured.add(ip);
     localUids.clear();

@@ -275,6 +275,14 @@ export class ZtunnelState implements ProxyState, StateUpdates {
       .filter((workload) => workload.tunnelProtocol === TunnelProtocol.HBONE && workload.networkMode === NetworkMode.STANDARD);
   }
 
+  /**
+   * The pod addresses this ztunnel captures: those of local enrolled workloads that own them. An
+   * address a deleted pod gave back and a pod outside the mesh (a waypoint, say) got is not captured.
+   */
+  capturedAddresses(): string[] {
+    return this.localEnrolledWorkloads().flatMap((workload) => this.workloadIndex.ownedAddresses(workload));
+  }
+
   // ---- data path --------------------------------------------------------------------------------
 
   resolve(source: Workload, destinationIp: string, destinationPort: number, options: ResolveOptions = {}): Resolution {

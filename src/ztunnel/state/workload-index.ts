@@ -1,4 +1,4 @@
-import { NetworkMode, TunnelProtocol, type Workload } from '../../gen/istio/workload/workload_pb.js';
+import { NetworkMode, TunnelProtocol, WorkloadStatus, type Workload } from '../../gen/istio/workload/workload_pb.js';
 import { decodeAddresses, networkAddressKey } from './addresses.js';
 
 /** The network a workload is on; an empty `network` means the local one. */
@@ -12,13 +12,21 @@ export function isOnNode(workload: Workload, clusterId: string, nodeName: string
 }
 
 /**
- * When several workloads claim one address, prefer pods (hard to spoof, most likely what is really
- * there), then mesh workloads, as ztunnel does.
+ * When several workloads claim one address, prefer pods (hard to spoof), then healthy ones, then
+ * mesh workloads, then the one seen last. Two pods share an address when a pod that is being deleted
+ * (still listed, unhealthy) has given its address back and a new pod got it: the new pod owns it,
+ * whatever the old one was.
  */
-function addressOwnerRank(workload: Workload): number {
-  const isPod = workload.uid.includes('//Pod/') ? 2 : 0;
+function addressOwnerRank(workload: Workload, seen: number): number[] {
+  const isPod = workload.uid.includes('//Pod/') ? 1 : 0;
+  const isHealthy = workload.status === WorkloadStatus.HEALTHY ? 1 : 0;
   const isMesh = workload.tunnelProtocol === TunnelProtocol.HBONE ? 1 : 0;
-  return isPod + isMesh;
+  return [isPod, isHealthy, isMesh, seen];
+}
+
+function outranks(a: number[], b: number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! > b[i]!;
+  return false;
 }
 
 /**
@@ -28,6 +36,9 @@ function addressOwnerRank(workload: Workload): number {
  */
 export class WorkloadIndex {
   private readonly byName = new Map<string, Workload>();
+  /** When each workload was first seen (an update keeps it): the tie-break for a shared address. */
+  private readonly firstSeen = new Map<string, number>();
+  private seenCounter = 0;
   private readonly byAddress = new Map<string, string[]>();
   private readonly onThisNode = new Set<string>();
   /** Pods' own DNS names (`Workload.hostname`) → resource names. */
@@ -64,12 +75,20 @@ export class WorkloadIndex {
   byIp(ip: string, network: string): Workload | undefined {
     const names = this.byAddress.get(networkAddressKey(network, ip));
     if (!names) return undefined;
-    let best: Workload | undefined;
+    let best: { workload: Workload; rank: number[] } | undefined;
     for (const name of names) {
       const candidate = this.byName.get(name);
-      if (candidate && (!best || addressOwnerRank(candidate) > addressOwnerRank(best))) best = candidate;
+      if (!candidate) continue;
+      const rank = addressOwnerRank(candidate, this.firstSeen.get(name) ?? 0);
+      if (!best || outranks(rank, best.rank)) best = { workload: candidate, rank };
     }
-    return best;
+    return best?.workload;
+  }
+
+  /** The addresses of `workload` that it owns (another workload may have taken one over). */
+  ownedAddresses(workload: Workload): string[] {
+    const network = networkOf(workload, this.localNetwork);
+    return [...new Set(decodeAddresses(workload.addresses))].filter((ip) => this.byIp(ip, network)?.uid === workload.uid);
   }
 
   /** Workloads whose own DNS name is `hostname` (lower-case, no trailing dot). */
@@ -90,7 +109,9 @@ export class WorkloadIndex {
   }
 
   upsert(name: string, workload: Workload): void {
+    const seen = this.firstSeen.get(name) ?? ++this.seenCounter;
     this.remove(name);
+    this.firstSeen.set(name, seen);
     this.byName.set(name, workload);
     if (workload.hostname) addTo(this.byHostname, workload.hostname.toLowerCase(), name);
     for (const key of this.nodeAddressKeys(workload)) addTo(this.byNodeAddress, key, name);
@@ -108,6 +129,7 @@ export class WorkloadIndex {
     const previous = this.byName.get(name);
     if (!previous) return undefined;
     this.byName.delete(name);
+    this.firstSeen.delete(name);
     if (previous.hostname) deleteFrom(this.byHostname, previous.hostname.toLowerCase(), name);
     for (const key of this.nodeAddressKeys(previous)) deleteFrom(this.byNodeAddress, key, name);
     const network = networkOf(previous, this.localNetwork);
