@@ -4,15 +4,15 @@
  * sent over HBONE with the ingress's own identity through a keep-alive pool of tunnels.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { identityOf, spiffeUri } from '../api/identity.js';
 import { bytesToIp } from '../api/ip.js';
 import type { RouteConfig, Listener } from '../gen/ambit/route/route_pb.js';
 import { Protocol } from '../gen/ambit/route/route_pb.js';
 import type { Service, Workload } from '../gen/istio/workload/workload_pb.js';
-import { formatAuthority, type DialTarget, type HbonePool, type InnerHbonePool } from '../hbone/index.js';
+import type { DialTarget, HbonePool, InnerHbonePool } from '../hbone/index.js';
 import type { RequestMetrics } from '../l7/metrics.js';
 import { isReachable, tunnelTargetFor, type UpstreamDialer } from '../l7/tunnel-target.js';
+import { answerPlain, NO_HEALTHY_UPSTREAM, relayHttp1 } from '../l7/forward-http1.js';
 import { forwardableHeaders, HttpUpstreams, type TunnelTarget } from '../l7/upstream.js';
 import type { Logger } from '../util/log.js';
 import { peerFactsOf, type PeerFacts } from '../ztunnel/metrics.js';
@@ -127,12 +127,6 @@ export class IngressProxy {
     return this.config?.listeners.find((l) => l.port === port && l.protocol === Protocol.HTTP);
   }
 
-  private reply(res: ServerResponse, code: number, body: string): void {
-    if (res.headersSent) return void res.destroy();
-    res.writeHead(code, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  }
-
   private record(outcome: Outcome, started: number, requestBytes: number, responseBytes: number): void {
     const self = this.options.self();
     this.options.requestMetrics.record({
@@ -154,50 +148,36 @@ export class IngressProxy {
 
   private handle(port: number, req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
-    let requestBytes = 0;
-    let responseBytes = 0;
-    const finish = (outcome: Outcome, body?: string) => {
-      if (body !== undefined) {
-        responseBytes += Buffer.byteLength(body);
-        this.reply(res, outcome.code, body);
-      }
-      this.record(outcome, started, requestBytes, responseBytes);
+    const answer = (outcome: Outcome, body: string) => {
+      const responseBytes = answerPlain(res, outcome.code, body);
+      req.resume();
+      this.record(outcome, started, 0, responseBytes);
     };
     const listener = this.listener(port);
     const route = listener && findRoute(listener, { method: req.method ?? 'GET', url: req.url ?? '/', host: req.headers.host ?? '', headers: req.headers });
-    if (!route) return finish({ code: 404, flags: 'NR' }, '');
-    if (route.directStatus) return finish({ code: route.directStatus, flags: '-' }, '');
+    if (!route) return answer({ code: 404, flags: 'NR' }, '');
+    if (route.directStatus) return answer({ code: route.directStatus, flags: '-' }, '');
     const destination = pickDestination(route.destinations);
     const service = destination && this.options.state.services().find((s) => s.hostname === destination.hostname);
-    if (!destination || !service) return finish({ code: 503, flags: 'UH' }, 'no healthy upstream');
+    if (!destination || !service) return answer({ code: 503, flags: 'UH' }, NO_HEALTHY_UPSTREAM);
     const servicePort = destination.port || (service.ports.length === 1 ? service.ports[0]!.servicePort : 0);
-    const upstreamTarget = servicePort ? this.upstreamFor(service, servicePort) : undefined;
-    if (!upstreamTarget) return finish({ code: 503, flags: 'UH', service }, 'no healthy upstream');
+    const upstream = servicePort ? this.upstreamFor(service, servicePort) : undefined;
+    if (!upstream) return answer({ code: 503, flags: 'UH', service }, NO_HEALTHY_UPSTREAM);
     const headers = forwardableHeaders(req.headers);
     const client = req.socket.remoteAddress ?? '';
     headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${String(headers['x-forwarded-for'])}, ${client}` : client;
     headers['x-forwarded-proto'] = 'http';
-    req.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
-    const upstream = this.upstreams.http1(upstreamTarget.tunnel, { method: req.method ?? 'GET', path: req.url ?? '/', headers });
-    let done = false;
-    upstream.on('response', (response) => {
-      res.writeHead(response.statusCode ?? 502, forwardableHeaders(response.headers));
-      response.on('data', (chunk: Buffer) => (responseBytes += chunk.length));
-      response.pipe(res);
-      response.on('end', () => {
-        if (!done) finish({ code: response.statusCode ?? 502, flags: '-', service, upstream: upstreamTarget });
-        done = true;
-      });
-      response.on('error', () => res.destroy());
+    relayHttp1({
+      upstreams: this.upstreams,
+      tunnel: upstream.tunnel,
+      req,
+      res,
+      headers,
+      onDone: (outcome) => {
+        if (outcome.error) this.options.log.debug({ service: service.hostname, err: outcome.error.message }, 'upstream failed');
+        this.record({ code: outcome.status, flags: outcome.flags, service, upstream }, started, outcome.requestBytes, outcome.responseBytes);
+      },
     });
-    upstream.on('error', (err) => {
-      if (done) return;
-      done = true;
-      this.options.log.debug({ service: service.hostname, err: err.message }, 'upstream failed');
-      finish({ code: 503, flags: res.headersSent ? 'UC' : 'UF', service, upstream: upstreamTarget }, 'upstream connect error or disconnect/reset before headers');
-    });
-    req.on('aborted', () => upstream.destroy());
-    req.pipe(upstream);
   }
 
   /** Where a request to the service port goes, as ztunnel would send a connection there; undefined when nowhere. */
@@ -214,19 +194,8 @@ export class IngressProxy {
         mutualTls: resolution.kind !== 'plaintext',
       };
     }
-    if (resolution.kind === 'waypoint') {
-      const { upstream, authority } = resolution;
-      const { pool, identity } = this.options;
-      return {
-        tunnel: {
-          key: `waypoint ${formatAuthority(upstream.address, upstream.port)} ${authority}`,
-          open: () => pool.connect({ sourceIdentity: identity, expectedIdentities: upstream.expectedIdentities, destination: upstream.address, port: upstream.port, authority, headers: {} }) as Promise<Duplex>,
-        },
-        // The waypoint reports the destination; the ingress knows only that it went through one.
-        destination: {},
-        mutualTls: true,
-      };
-    }
+    // The waypoint reports the destination; the ingress knows only that it went through one.
+    if (resolution.kind === 'waypoint') return { tunnel: tunnelTargetFor(resolution, this.dialer), destination: {}, mutualTls: true };
     // Unavailable services and passthrough have no endpoint.
     return undefined;
   }

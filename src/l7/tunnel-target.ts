@@ -1,4 +1,4 @@
-// From an endpoint a proxy picked (waypoint, ingress) to a tunnel there: HBONE to the pod's node, double HBONE through an east-west gateway, or plain TCP.
+// From an endpoint a proxy picked (waypoint, ingress) to a tunnel there: HBONE to the pod's node or to its waypoint, double HBONE through an east-west gateway, or plain TCP.
 import { identityOf, spiffeUri } from '../api/identity.js';
 import type { Workload } from '../gen/istio/workload/workload_pb.js';
 import {
@@ -29,6 +29,8 @@ export interface UpstreamDialer {
 }
 
 type Reachable = Extract<Resolution, { kind: 'hbone' | 'gateway' | 'plaintext' }>;
+/** A destination's waypoint: a proxy that is not itself that waypoint (the ingress) sends the request there. */
+type ToWaypoint = Extract<Resolution, { kind: 'waypoint' }>;
 
 /** Whether the resolution names an endpoint the waypoint can reach. */
 export function isReachable(resolution: Resolution): resolution is Reachable {
@@ -36,10 +38,18 @@ export function isReachable(resolution: Resolution): resolution is Reachable {
 }
 
 /** The tunnel to one picked endpoint; its key pools HTTP connections per endpoint (per gateway and service across networks). */
-export function tunnelTargetFor(resolution: Reachable, dialer: UpstreamDialer): TunnelTarget {
+export function tunnelTargetFor(resolution: Reachable | ToWaypoint, dialer: UpstreamDialer): TunnelTarget {
   const { upstream } = resolution;
-  const expectedIdentities = upstream.expectedIdentities.length ? upstream.expectedIdentities : [spiffeUri(identityOf(upstream.workload))];
   const headers = () => ({ baggage: baggageFor(dialer.self(), dialer.clusterId), traceparent: newTraceparent() });
+  if (resolution.kind === 'waypoint') {
+    // Dialled directly on its own HBONE port; the CONNECT names the destination, not the waypoint.
+    const { authority } = resolution;
+    return {
+      key: `waypoint ${formatAuthority(upstream.address, upstream.port)} ${authority}`,
+      open: () => dialer.pool.connect({ sourceIdentity: dialer.identity, expectedIdentities: upstream.expectedIdentities, destination: upstream.address, port: upstream.port, authority, headers: headers() }),
+    };
+  }
+  const expectedIdentities = upstream.expectedIdentities.length ? upstream.expectedIdentities : [spiffeUri(identityOf(upstream.workload))];
   switch (resolution.kind) {
     case 'hbone': {
       const authority = formatAuthority(upstream.address, upstream.port);

@@ -25,6 +25,7 @@ import { authorizeRequest, type L7Decision, type RequestFacts } from '../l7/auth
 import type { RequestMetrics } from '../l7/metrics.js';
 import { StreamSocket } from '../l7/stream-socket.js';
 import { forwardableHeaders, HttpUpstreams, type TunnelTarget } from '../l7/upstream.js';
+import { answerPlain, NO_HEALTHY_UPSTREAM, relayHttp1, UPSTREAM_FAILED } from '../l7/forward-http1.js';
 import type { Logger } from '../util/log.js';
 import type { CertificateSource } from '../ztunnel/identity/types.js';
 import { identityFacts, peerFactsOf, type PeerFacts, type ProxyMetrics, type TcpConnectionDescription } from '../ztunnel/metrics.js';
@@ -42,8 +43,6 @@ export const MAX_REQUEST_HEADER_BYTES = 32 * 1024;
 const DETECT_TIMEOUT_MS = 1000;
 const DETECT_MAX_BYTES = 64;
 const DENIED_BODY = 'RBAC: access denied';
-const NO_HEALTHY_UPSTREAM = 'no healthy upstream';
-const UPSTREAM_FAILED = 'upstream connect error or disconnect/reset before headers';
 const GRPC_PERMISSION_DENIED = '7';
 const GRPC_UNAVAILABLE = '14';
 
@@ -438,18 +437,11 @@ export class WaypointProxy {
       headers: req.headers,
       protocol: String(req.headers['content-type'] ?? '').startsWith('application/grpc') ? 'grpc' : 'http',
     };
-    let requestBytes = 0;
-    let responseBytes = 0;
-    // Most requests have no body (no Content-Length or 0, no Transfer-Encoding): nothing to count or relay.
-    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-    if (hasBody) req.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
-    const done = (status: number, flags: string) => this.finishRequest(context, view, plan, { status, flags, started, requestBytes, responseBytes });
     const plan = this.plan(context, view);
     const answer = (status: number, body: string, flags: string) => {
-      responseBytes += Buffer.byteLength(body);
-      res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) }).end(body);
+      const responseBytes = answerPlain(res, status, body);
       req.resume();
-      done(status, flags);
+      this.finishRequest(context, view, plan, { status, flags, started, requestBytes: 0, responseBytes });
     };
     if (plan.kind === 'deny') return answer(403, DENIED_BODY, '-');
     if (plan.kind === 'unavailable') {
@@ -459,49 +451,17 @@ export class WaypointProxy {
     const headers = forwardableHeaders(req.headers);
     headers['x-forwarded-proto'] ??= 'http';
     headers['x-request-id'] ??= randomUUID();
-    const idempotent = view.method === 'GET' || view.method === 'HEAD' || view.method === 'OPTIONS';
-    let finished = false;
-    const send = (retry: boolean) => {
-      const upstream = this.upstreams.http1(plan.tunnel, { method: view.method, path: view.target, headers });
-      upstream.on('response', (response) => {
-        res.writeHead(response.statusCode ?? 502, forwardableHeaders(response.headers));
-        response.on('data', (chunk: Buffer) => (responseBytes += chunk.length));
-        response.pipe(res);
-        response.on('end', () => {
-          finished = true;
-          done(response.statusCode ?? 502, '-');
-        });
-        response.on('error', () => res.destroy());
-      });
-      upstream.on('error', (error: Error & { code?: string }) => {
-        if (finished) return;
-        // A kept-alive connection the upstream closed meanwhile: an idempotent request without a body is tried once more.
-        if (!res.headersSent && retry && upstream.reusedSocket && idempotent && requestBytes === 0 && error.code === 'ECONNRESET') {
-          send(false);
-          return;
-        }
-        finished = true;
-        this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: error.message }, 'upstream request failed');
-        if (!res.headersSent) answer(503, `${UPSTREAM_FAILED}. reset reason: ${error.code === 'ECONNRESET' ? 'connection termination' : 'connection failure'}`, 'UF');
-        else {
-          res.destroy();
-          done(res.statusCode, 'UC');
-        }
-      });
-      res.once('close', () => {
-        if (!finished) {
-          finished = true;
-          upstream.destroy();
-          done(0, 'DC');
-        }
-      });
-      if (retry && hasBody) req.pipe(upstream);
-      else {
-        upstream.end();
-        if (retry) req.resume();
-      }
-    };
-    send(true);
+    relayHttp1({
+      upstreams: this.upstreams,
+      tunnel: plan.tunnel,
+      req,
+      res,
+      headers,
+      onDone: (outcome) => {
+        if (outcome.error) this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: outcome.error.message }, 'upstream request failed');
+        this.finishRequest(context, view, plan, { ...outcome, started });
+      },
+    });
   }
 
   private async onHttp2Stream(downstream: ServerHttp2Stream, headers: IncomingHttpHeaders, context: TunnelContext): Promise<void> {
