@@ -59,13 +59,15 @@ spec:
   gatewayClassName: istio-mesh
 `;
 
-async function killAndRecoverWaypoint(): Promise<void> {
+/** Scales the waypoint to 0 and back; `whileDown` runs in between. Resolves to the new waypoint pod. */
+async function killAndRecoverWaypoint(whileDown?: () => Promise<void>): Promise<{ ip: string; node: string }> {
     const [waypointPod] = await pods(CTX, 'default', 'gateway.networking.k8s.io/gateway-name=productpage');
     assert.ok(waypointPod, 'a waypoint pod');
     await kubectl(CTX, ['scale', 'deploy/bookinfo-productpage-waypoint-proxy', '-n', 'default', '--replicas=0']);
     await waitFor('the waypoint gone', async () => (await pods(CTX, 'default', 'gateway.networking.k8s.io/gateway-name=productpage')).length === 0, 60_000, 300);
     const down = await labExec(CLUSTER, 'default', 'deploy/sleep', ['sh', '-c', 'curl -s -o /dev/null -w "%{http_code}" --max-time 5 http://productpage:9080/; echo " exit=$?"']);
     assert.match(down.stdout, /^(000 exit=(52|56|7)|503 exit=0)/, `a reset or a 503, not a hang: ${down.stdout}`);
+    await whileDown?.();
     await kubectl(CTX, ['scale', 'deploy/bookinfo-productpage-waypoint-proxy', '-n', 'default', '--replicas=1']);
     const started = Date.now();
     try {
@@ -80,7 +82,44 @@ async function killAndRecoverWaypoint(): Promise<void> {
       throw new Error(`${String(error)}\n--- curl from sleep:\n${curl.stdout}\n--- pods:\n${podsNow}\n--- waypoint log (tail):\n${(log.stdout + log.stderr).split('\n').slice(-40).join('\n')}\n--- gateway:\n${gateway.slice(-1500)}`);
     }
     numbers.push(`waypoint scaled back → requests answered in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const [waypoint] = await pods(CTX, 'default', 'gateway.networking.k8s.io/gateway-name=productpage');
+    assert.ok(waypoint, 'the new waypoint pod');
+    return waypoint;
   }
+
+/**
+ * A mesh pod on `node` that stays Terminating (a finalizer holds it) after its processes stopped and
+ * its address was given back: the API still lists it with that address, as Kubernetes does for a pod
+ * whose deletion is slow.
+ */
+async function podHeldTerminating(node: string): Promise<{ ip: string; release: () => Promise<void> }> {
+  await apply(`apiVersion: v1
+kind: Pod
+metadata:
+  name: held
+  namespace: default
+  labels: { app: held }
+  finalizers: ["ambit.test/hold"]
+spec:
+  nodeName: ${node}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: sleep
+    image: curlimages/curl
+    command: ["/bin/sleep", "infinity"]
+`);
+  await kubectl(CTX, ['wait', '--for=condition=Ready', 'pod/held', '-n', 'default', '--timeout=60s']);
+  const [held] = await pods(CTX, 'default', 'app=held');
+  assert.ok(held?.ip, 'the held pod has an address');
+  await kubectl(CTX, ['delete', 'pod', 'held', '-n', 'default', '--wait=false']);
+  // Its processes stop at once (no grace period); the address is free again while the object stays.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  const release = async () => {
+    await kubectl(CTX, ['patch', 'pod', 'held', '-n', 'default', '--type=json', '-p', '[{"op":"remove","path":"/metadata/finalizers"}]']);
+    await waitFor('the held pod gone', async () => (await kubectl(CTX, ['get', 'pod', 'held', '-n', 'default', '--ignore-not-found', '-o', 'name'])).trim() === '', 60_000, 300);
+  };
+  return { ip: held.ip, release };
+}
 
 describe('seed 004: ambient getting started, L4 and L7 (waypoint, ingress, request metrics)', { timeout: 1_500_000 }, () => {
   before(async () => {
@@ -166,7 +205,7 @@ describe('seed 004: ambient getting started, L4 and L7 (waypoint, ingress, reque
     assert.ok(Number(line.split(' ').at(-1)) >= 2, `two 403s counted: ${line}`);
   });
 
-  it('killing the waypoint: requests fail clearly, then recover when it is back', killAndRecoverWaypoint);
+  it('killing the waypoint: requests fail clearly, then recover when it is back', async () => void (await killAndRecoverWaypoint()));
 
   it('a capture between the nodes: sleep\'s ztunnel → waypoint → productpage\'s ztunnel, both hops HBONE on 15008, no clear text', async () => {
     // Both hops cross the network between the nodes only if the waypoint runs on the other node.
@@ -199,8 +238,21 @@ describe('seed 004: ambient getting started, L4 and L7 (waypoint, ingress, reque
     numbers.push(`capture between the nodes, 5 requests: into the waypoint ${intoWaypoint[0]}, out of it ${outOfWaypoint[0]}`);
   });
 
-  // Known bug, found by this test in CI (2 of 2 runs, never in 12 rounds run alone): after pods were re-created
-  // (the pinning above), a waypoint that comes back is Ready but sleep's requests are reset for minutes.
-  // Runs and reports (with diagnostics) without failing the suite until it is fixed.
-  it('killing the waypoint after the pods moved: requests recover when it is back', { todo: 'known bug: stale path to a waypoint back on a reused pod address' }, killAndRecoverWaypoint);
+  // CI found this (3 of 3 runs): a waypoint back on the address of a pod that is still Terminating got
+  // its HBONE port captured for that old mesh pod, and sleep's requests were reset for minutes. The
+  // held pod makes the address reuse happen every time (the lab gives out the lowest free address).
+  it('a waypoint back on the address of a pod still Terminating: requests recover, its port is not captured', async () => {
+    const [far] = (await pods(CTX, 'default', 'gateway.networking.k8s.io/gateway-name=productpage')).map((p) => p.node);
+    assert.ok(far, 'the waypoint\'s node');
+    let held: { ip: string; release: () => Promise<void> } | undefined;
+    try {
+      const waypoint = await killAndRecoverWaypoint(async () => {
+        held = await podHeldTerminating(far);
+      });
+      assert.equal(waypoint.ip, held?.ip, 'the new waypoint got the held pod\'s address (the case under test)');
+      numbers.push(`waypoint back on ${waypoint.ip}, the address of a pod still Terminating`);
+    } finally {
+      await held?.release();
+    }
+  });
 });
