@@ -12,6 +12,7 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { pino } from 'pino';
 
 import { ipToBytes } from '../src/api/ip.js';
+import { HttpRouteSchema, WeightedDestinationSchema } from '../src/gen/ambit/route/route_pb.js';
 import { Action, L7AuthorizationSchema, RuleSchema, SourceSchema, OperationSchema, StringMatchSchema, WaypointSchema, type L7Authorization } from '../src/gen/ambit/waypoint/waypoint_pb.js';
 import {
   AppProtocol,
@@ -129,11 +130,23 @@ interface Fixture {
   ports: Map<string, number>;
 }
 
+const flakyServed = new Set<string>();
+
 async function startDestination(f: Fixture, pod: string, ip: string, identity: string, kind: 'http1' | 'http2' | 'echo'): Promise<void> {
   const app = createHttpServer((req, res) => {
     let body = 0;
     req.on('data', (c: Buffer) => (body += c.length));
-    req.on('end', () => res.end(`pod=${pod} ${req.method} ${req.url} body=${body} xfp=${String(req.headers['x-forwarded-proto'])}\n`));
+    req.on('end', () => {
+      const url = req.url ?? '/';
+      // `/slow`: answers after a second; `/flaky-…`: the first request to each such path in the app (any pod) fails with 503.
+      if (url === '/slow') return void setTimeout(() => res.end(`pod=${pod} slow\n`), 1000);
+      if (url.startsWith('/flaky-') && !flakyServed.has(url)) {
+        flakyServed.add(url);
+        return void res.writeHead(503).end('try again');
+      }
+      res.setHeader('x-app', pod);
+      res.end(`pod=${pod} ${req.method} ${url} body=${body} xfp=${String(req.headers['x-forwarded-proto'])} canary=${String(req.headers['x-canary'])}\n`);
+    });
   });
   f.apps.push(app);
   const destination = new HboneEndpoint({
@@ -418,5 +431,120 @@ describe('waypoint proxy', () => {
     assert.match(await raw('GET / HTTP/9.9\r\n\r\n'), /^HTTP\/1\.1 400/);
     assert.equal((await http1(await sleep.connect(`${VIP}:9080`), 'GET', '/after')).status, 200);
     sleep.pool.destroy();
+  });
+
+  describe('mesh routes (VirtualService, DestinationRule subsets)', () => {
+    const V1 = `${CLUSTER}//Pod/default/productpage-v1-aaaaa`;
+    const V2 = `${CLUSTER}//Pod/default/productpage-v2-bbbbb`;
+    const HOSTNAME = 'productpage.default.svc.cluster.local';
+    const to = (subset: string, workloads: string[], weight = 1) => create(WeightedDestinationSchema, { hostname: HOSTNAME, weight, subset, workloads });
+    const withRoutes = (...routes: Array<MessageInitShape<typeof HttpRouteSchema>>) =>
+      f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN], routes: [{ service: PP, routes }] }) }], []);
+    const podsOf = async (agent: Agent, count: number, headers: Record<string, string> = {}) => {
+      const counts = new Map<string, number>();
+      for (let i = 0; i < count; i++) {
+        const res = await http1(agent, 'GET', `/r${i}`, headers);
+        assert.equal(res.status, 200, res.body);
+        const pod = res.body.split(' ')[0]!;
+        counts.set(pod, (counts.get(pod) ?? 0) + 1);
+      }
+      return counts;
+    };
+    let sleep: ReturnType<typeof client>;
+    let agent: Agent;
+    before(async () => {
+      sleep = client(f, SLEEP, '10.20.0.31');
+      agent = new TunnelAgent(new StreamSocket(await sleep.connect(`${VIP}:9080`)));
+    });
+    after(() => {
+      agent.destroy();
+      sleep.pool.destroy();
+      f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN] }) }], []);
+    });
+
+    test('90/10 by subset splits requests of one kept-alive connection per request; a subset without endpoints is 503', async () => {
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v1', [V1], 90), to('v2', [V2], 10)] });
+      const counts = await podsOf(agent, 300);
+      const v2 = counts.get('pod=productpage-v2') ?? 0;
+      // Expected 30 of 300 (binomial sd 5.2): far outside [8, 70] only by a broken split.
+      assert.ok(v2 >= 8 && v2 <= 70, `v2 got ${v2} of 300: ${JSON.stringify([...counts])}`);
+      assert.equal((counts.get('pod=productpage-v1') ?? 0) + v2, 300);
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v1', [V1], 100), to('v2', [V2], 0)] });
+      assert.deepEqual([...(await podsOf(agent, 20))], [['pod=productpage-v1', 20]]);
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v9', [])] });
+      const none = await http1(agent, 'GET', '/none');
+      assert.equal(none.status, 503);
+      assert.equal(none.body, 'no healthy upstream');
+    });
+
+    test('a header match sends end-user: jason to v2 and everyone else to v1 (Istio\'s request-routing task)', async () => {
+      withRoutes(
+        { source: 'VirtualService/default/pp#0', matches: [{ headers: [{ name: 'end-user', value: { match: { case: 'exact', value: 'jason' } } }] }], destinations: [to('v2', [V2])] },
+        { source: 'VirtualService/default/pp#1', destinations: [to('v1', [V1])] },
+      );
+      assert.deepEqual([...(await podsOf(agent, 15, { 'end-user': 'jason' }))], [['pod=productpage-v2', 15]]);
+      assert.deepEqual([...(await podsOf(agent, 15, { 'end-user': 'someone' }))], [['pod=productpage-v1', 15]]);
+      assert.deepEqual([...(await podsOf(agent, 5))], [['pod=productpage-v1', 5]]);
+    });
+
+    test('fault abort 500 for every request: 500 "fault filter abort", counted with flag FI; nothing reaches the app', async () => {
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v1', [V1])], fault: { abortStatus: 500, abortPercent: 100 } });
+      const before = f.seen.length;
+      const before500 = await counter(f, { response_code: '500', response_flags: 'FI' });
+      for (let i = 0; i < 5; i++) assert.deepEqual(await http1(agent, 'GET', '/x'), { status: 500, body: 'fault filter abort' });
+      assert.equal(await counter(f, { response_code: '500', response_flags: 'FI' }), before500 + 5);
+      assert.equal(f.seen.length, before, 'no tunnel opened for aborted requests');
+    });
+
+    test('fault delay: the request is answered no sooner than the delay, flag DI', async () => {
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v1', [V1])], fault: { delayMs: 400, delayPercent: 100 } });
+      const started = performance.now();
+      const res = await http1(agent, 'GET', '/delayed');
+      const elapsed = performance.now() - started;
+      assert.equal(res.status, 200);
+      assert.ok(elapsed >= 395, `answered after ${elapsed.toFixed(0)} ms, delay 400 ms`);
+      assert.ok((await counter(f, { response_flags: 'DI' })) >= 1);
+    });
+
+    test('a route timeout: 504 "upstream request timeout" (UT) for a slow endpoint; the connection keeps serving', async () => {
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v1', [V1])], timeoutMs: 200 });
+      assert.deepEqual(await http1(agent, 'GET', '/slow'), { status: 504, body: 'upstream request timeout' });
+      assert.ok((await counter(f, { response_code: '504', response_flags: 'UT' })) >= 1);
+      assert.equal((await http1(agent, 'GET', '/after-timeout')).status, 200);
+    });
+
+    test('retries on 5xx: a failing first try is retried and answered; without retries the 503 reaches the client', async () => {
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('both', [V1, V2])], retry: { attempts: 2, retryOn: ['5xx'] } });
+      const retried = await http1(agent, 'GET', '/flaky-retried');
+      assert.equal(retried.status, 200, retried.body);
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('both', [V1, V2])] });
+      assert.deepEqual(await http1(agent, 'GET', '/flaky-plain'), { status: 503, body: 'try again' });
+      // A per-try timeout is retried too, and the last try's timeout is the answer.
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v1', [V1])], retry: { attempts: 1, perTryTimeoutMs: 150, retryOn: ['5xx'] } });
+      const started = performance.now();
+      assert.deepEqual(await http1(agent, 'GET', '/slow'), { status: 504, body: 'upstream request timeout' });
+      assert.ok(performance.now() - started >= 295, 'two tries of 150 ms');
+    });
+
+    test('header changes: a request header set, a response header removed', async () => {
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v1', [V1])], requestHeaders: { set: { 'x-canary': 'yes' } }, responseHeaders: { remove: ['x-app'] } });
+      const res = await new Promise<{ body: string; headers: Record<string, unknown> }>((resolve, reject) => {
+        const req = httpRequest({ agent, method: 'GET', path: '/h', headers: { host: 'productpage:9080' } }, (response) => {
+          let text = '';
+          response.on('data', (c: Buffer) => (text += c.toString()));
+          response.on('end', () => resolve({ body: text, headers: response.headers }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.match(res.body, /canary=yes/);
+      assert.equal(res.headers['x-app'], undefined);
+    });
+
+    test('a bad route on the wire (invalid regex) is refused and the previous routes stay', () => {
+      withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v1', [V1])] });
+      assert.throws(() => withRoutes({ source: 'bad', matches: [{ path: { match: { case: 'regex', value: '(' } } }], destinations: [to('v1', [V1])] }), /invalid regular expression/);
+      assert.equal(f.config.served.routes.get(PP)?.[0]?.source, 'VirtualService/default/pp#0');
+    });
   });
 });

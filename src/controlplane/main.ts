@@ -22,6 +22,7 @@ import type { ControlPlaneSettings } from './settings.js';
 import { XdsAccessPolicy, xdsAuthenticator } from './xds/access.js';
 import { RouteController } from './routes/controller.js';
 import { WaypointController } from './waypoints/controller.js';
+import type { ServiceRoutesInit } from './routes/mesh-routes.js';
 import { ResourceCache } from './xds/resource-cache.js';
 import { createXdsMetrics } from './xds/metrics.js';
 import { DeltaXdsServer } from './xds/server.js';
@@ -162,8 +163,9 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   remotes.watch(kubeConfig);
   notReady = 'starting the east-west gateway controller';
   gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
-  routes = await startRouteController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log, accessChanged);
-  waypoints = await startWaypointController(settings, kubeConfig, core, localView, mesh, cache, metricsRegistry, log, accessChanged);
+  routes = await startRouteController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log, accessChanged, () => waypoints?.schedule(100));
+  const meshRoutes = routes;
+  waypoints = await startWaypointController(settings, kubeConfig, core, localView, mesh, cache, metricsRegistry, log, accessChanged, meshRoutes && ((service) => meshRoutes.meshRoutesOf(service)));
   gatewayController.startedAt = Date.now();
   notReady = undefined;
   log.info({ addresses: mesh.addresses().size, authorizations: mesh.authorizations().size, ca: authority.describe().source }, 'control plane ready');
@@ -235,6 +237,7 @@ async function startWaypointController(
   registry: Registry,
   log: Logger,
   onAccessChanged: () => void,
+  routesOf: ((service: string) => ServiceRoutesInit | undefined) | undefined,
 ): Promise<WaypointController | undefined> {
   try {
     const own = await ownImage(core, settings.systemNamespace, settings.podName);
@@ -246,6 +249,7 @@ async function startWaypointController(
       workload: proxyWorkloadSettings(settings, own),
       addresses: () => mesh.addresses(),
       waypointPolicies: (uid) => local.registry.waypointPolicies(uid),
+      routesOf,
       registry,
       log: log.child({ part: 'waypoints' }),
       onAccessChanged,
@@ -271,6 +275,7 @@ async function startRouteController(
   registry: Registry,
   log: Logger,
   onAccessChanged: () => void,
+  onMeshRoutesChanged: () => void,
 ): Promise<RouteController | undefined> {
   try {
     const own = await ownImage(core, settings.systemNamespace, settings.podName);
@@ -285,6 +290,8 @@ async function startRouteController(
       log: log.child({ part: 'routes' }),
       registry,
       onAccessChanged,
+      endpointsOf: (hostname) => mesh.endpointsOf(hostname),
+      onMeshRoutesChanged,
     });
     mesh.onChange((change) => {
       // A backend appearing or going changes HTTPRoute status.

@@ -1,9 +1,11 @@
-// One HTTP/1.1 request relayed to an upstream tunnel, as the waypoint and the ingress both do: bodies streamed, bytes counted, a stale kept-alive connection retried once, failures answered as Envoy words them.
+// One HTTP/1.1 request relayed to an upstream tunnel, as the waypoint and the ingress both do: bodies streamed, bytes counted, a route's timeout and retries, a stale kept-alive connection retried once, failures answered as Envoy words them.
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { HeaderOperations, Retry } from '../gen/ambit/route/route_pb.js';
 import { forwardableHeaders, type HttpUpstreams, type TunnelTarget } from './upstream.js';
 
 export const NO_HEALTHY_UPSTREAM = 'no healthy upstream';
 export const UPSTREAM_FAILED = 'upstream connect error or disconnect/reset before headers';
+export const UPSTREAM_TIMEOUT = 'upstream request timeout';
 
 /** How a relayed request ended, with Envoy's response flags: `-`, `UF` (no upstream answer), `UC` (upstream cut mid-response), `DC` (client went away). */
 export interface Http1Outcome {
@@ -24,6 +26,42 @@ export interface Http1Relay {
   headers: OutgoingHttpHeaders;
   /** Called once, when the request is over either way. */
   onDone: (outcome: Http1Outcome) => void;
+  /** The route's limits: the whole request (ms, 0 none) and its retries. */
+  timeoutMs?: number;
+  retry?: Retry;
+  /** Where a retry goes (Envoy picks the endpoint again); default: the same tunnel. */
+  nextTunnel?: () => TunnelTarget | undefined;
+  responseHeaders?: HeaderOperations;
+}
+
+/** Applies Istio's header operations (set, add, remove) to outgoing headers, in place. */
+export function applyHeaderOperations(headers: OutgoingHttpHeaders, operations: HeaderOperations | undefined): OutgoingHttpHeaders {
+  if (!operations) return headers;
+  for (const [name, value] of Object.entries(operations.set)) headers[name] = value;
+  for (const [name, value] of Object.entries(operations.add)) {
+    const existing = headers[name];
+    headers[name] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [String(existing)]), value];
+  }
+  for (const name of operations.remove) delete headers[name];
+  return headers;
+}
+
+/** Whether a response status asks for a retry under Envoy's retry_on words. */
+export function retriableStatus(status: number, retryOn: readonly string[]): boolean {
+  for (const word of retryOn) {
+    if (word === '5xx' && status >= 500) return true;
+    if (word === 'gateway-error' && (status === 502 || status === 503 || status === 504)) return true;
+    if (word === 'retriable-4xx' && status === 409) return true;
+    if ((word === 'unavailable' || word === 'retriable-status-codes') && status === 503) return true;
+    if (/^\d{3}$/.test(word) && Number(word) === status) return true;
+  }
+  return false;
+}
+
+/** Whether a failure before any response asks for a retry: a connection that could not be made or was reset. */
+function retriableFailure(error: Error & { code?: string }, retryOn: readonly string[]): boolean {
+  const reset = error.code === 'ECONNRESET' || error.code === 'EPIPE' || /socket hang up/.test(error.message);
+  return retryOn.some((word) => word === '5xx' || word === 'gateway-error' || (word === 'reset' && reset) || (word === 'connect-failure' && !reset) || word === 'refused-stream' || word === 'unavailable' || word === 'cancelled');
 }
 
 /** Whether a request carries a body (Content-Length above 0 or Transfer-Encoding): most do not, and need no relay of it. */
@@ -42,49 +80,96 @@ export function answerPlain(res: ServerResponse, status: number, body: string): 
   return length;
 }
 
-export function relayHttp1({ upstreams, tunnel, req, res, headers, onDone }: Http1Relay): void {
+export function relayHttp1({ upstreams, tunnel, req, res, headers, onDone, timeoutMs = 0, retry, nextTunnel, responseHeaders }: Http1Relay): void {
   const method = req.method ?? 'GET';
   const path = req.url ?? '/';
   const withBody = hasRequestBody(req);
   const idempotent = method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
+  // A body is streamed, not kept, so only requests without one are retried by the route's policy.
+  let retriesLeft = retry && !withBody ? retry.attempts : 0;
+  const retryOn = retry?.retryOn ?? [];
   let requestBytes = 0;
   let responseBytes = 0;
   if (withBody) req.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
   let finished = false;
+  let current: ReturnType<HttpUpstreams['http1']> | undefined;
+  let overall: NodeJS.Timeout | undefined;
   const finish = (status: number, flags: string, error?: Error & { code?: string }) => {
     if (finished) return;
     finished = true;
+    clearTimeout(overall);
     onDone({ status, flags, requestBytes, responseBytes, error });
   };
-  const send = (firstTry: boolean) => {
-    const upstream = upstreams.http1(tunnel, { method, path, headers });
+  const fail = (status: number, flags: string, body: string, error?: Error & { code?: string }) => {
+    if (!res.headersSent) {
+      responseBytes += answerPlain(res, status, body);
+      finish(status, flags, error);
+    } else {
+      res.destroy();
+      finish(res.statusCode, flags === 'UT' ? 'UT' : 'UC', error);
+    }
+  };
+  if (timeoutMs > 0) {
+    overall = setTimeout(() => {
+      current?.destroy();
+      fail(504, 'UT', UPSTREAM_TIMEOUT);
+    }, timeoutMs);
+  }
+  res.once('close', () => {
+    if (finished) return;
+    current?.destroy();
+    finish(0, 'DC');
+  });
+  const send = (target: TunnelTarget, firstTry: boolean, staleRetried: boolean) => {
+    const upstream = upstreams.http1(target, { method, path, headers });
+    current = upstream;
+    let tryTimer: NodeJS.Timeout | undefined;
+    let settled = false;
+    const again = (): boolean => {
+      if (retriesLeft <= 0 || finished || res.headersSent) return false;
+      retriesLeft--;
+      settled = true;
+      clearTimeout(tryTimer);
+      upstream.destroy();
+      send(nextTunnel?.() ?? target, false, staleRetried);
+      return true;
+    };
+    if (retry && retry.perTryTimeoutMs > 0) {
+      tryTimer = setTimeout(() => {
+        if (settled || finished) return;
+        if (!again()) {
+          settled = true;
+          upstream.destroy();
+          fail(504, 'UT', UPSTREAM_TIMEOUT);
+        }
+      }, retry.perTryTimeoutMs);
+    }
     upstream.on('response', (response) => {
-      res.writeHead(response.statusCode ?? 502, forwardableHeaders(response.headers));
+      if (settled || finished) return void response.resume();
+      const status = response.statusCode ?? 502;
+      if (retriableStatus(status, retryOn) && again()) return void response.resume();
+      settled = true;
+      clearTimeout(tryTimer);
+      res.writeHead(status, applyHeaderOperations(forwardableHeaders(response.headers), responseHeaders));
       response.on('data', (chunk: Buffer) => (responseBytes += chunk.length));
       response.pipe(res);
-      response.on('end', () => finish(response.statusCode ?? 502, '-'));
+      response.on('end', () => finish(status, '-'));
       response.on('error', () => res.destroy());
     });
     upstream.on('error', (error: Error & { code?: string }) => {
-      if (finished) return;
+      if (settled || finished) return;
       // A kept-alive connection the upstream closed meanwhile: an idempotent request without a body is tried once more.
-      if (!res.headersSent && firstTry && upstream.reusedSocket && idempotent && requestBytes === 0 && error.code === 'ECONNRESET') {
-        send(false);
+      if (!res.headersSent && !staleRetried && upstream.reusedSocket && idempotent && requestBytes === 0 && error.code === 'ECONNRESET') {
+        settled = true;
+        clearTimeout(tryTimer);
+        send(target, false, true);
         return;
       }
-      if (!res.headersSent) {
-        const reason = error.code === 'ECONNRESET' ? 'connection termination' : 'connection failure';
-        responseBytes += answerPlain(res, 503, `${UPSTREAM_FAILED}. reset reason: ${reason}`);
-        finish(503, 'UF', error);
-      } else {
-        res.destroy();
-        finish(res.statusCode, 'UC', error);
-      }
-    });
-    res.once('close', () => {
-      if (finished) return;
-      upstream.destroy();
-      finish(0, 'DC');
+      if (retriableFailure(error, retryOn) && again()) return;
+      settled = true;
+      clearTimeout(tryTimer);
+      const reason = error.code === 'ECONNRESET' ? 'connection termination' : 'connection failure';
+      fail(503, res.headersSent ? 'UC' : 'UF', `${UPSTREAM_FAILED}. reset reason: ${reason}`, error);
     });
     if (!firstTry) return void upstream.end();
     if (withBody) req.pipe(upstream);
@@ -93,5 +178,5 @@ export function relayHttp1({ upstreams, tunnel, req, res, headers, onDone }: Htt
       req.resume();
     }
   };
-  send(true);
+  send(tunnel, true, false);
 }

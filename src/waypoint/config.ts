@@ -5,6 +5,8 @@ import { WAYPOINT_TYPE_URL } from '../api/resources.js';
 import { WaypointSchema, type L7Authorization, type StringMatch, type Waypoint } from '../gen/ambit/waypoint/waypoint_pb.js';
 import type { Logger } from '../util/log.js';
 import { compileL7Policy, type CompiledL7Policy } from '../l7/authorization.js';
+import { routeProblems } from '../l7/route-match.js';
+import type { HttpRoute } from '../gen/ambit/route/route_pb.js';
 import { InvalidResourceError, StateUpdateError } from '../ztunnel/state/validation.js';
 import { xdsExtraType, type XdsExtraType } from '../ztunnel/xds/client.js';
 
@@ -13,9 +15,11 @@ export interface ServedTraffic {
   readonly services: ReadonlySet<string>;
   readonly workloads: ReadonlySet<string>;
   readonly policies: readonly CompiledL7Policy[];
+  /** Mesh routes by service (`<ns>/<hostname>`); a service without an entry goes where it was addressed. */
+  readonly routes: ReadonlyMap<string, readonly HttpRoute[]>;
 }
 
-const NOTHING: ServedTraffic = { services: new Set(), workloads: new Set(), policies: [] };
+const NOTHING: ServedTraffic = { services: new Set(), workloads: new Set(), policies: [], routes: new Map() };
 
 function stringMatchProblems(field: string, matches: readonly StringMatch[]): string[] {
   return matches.flatMap((m, i) => (m.match.case === undefined ? [`${field}[${i}] has no match`] : []));
@@ -93,9 +97,12 @@ export class WaypointConfig {
     }
     const latest = mine.at(-1);
     if (!latest) return;
-    const problems = latest.resource.authorizations.flatMap(l7AuthorizationProblems);
+    const problems = [
+      ...latest.resource.authorizations.flatMap(l7AuthorizationProblems),
+      ...latest.resource.routes.flatMap((entry) => (entry.service ? entry.routes.flatMap((route, i) => routeProblems(route, `routes of ${entry.service}[${i}]`)) : ['routes without a service'])),
+    ];
     if (problems.length) {
-      this.log.error({ waypoint: this.name, problems: problems.slice(0, 10) }, 'refusing a waypoint configuration with invalid policies; the previous one stays in force');
+      this.log.error({ waypoint: this.name, problems: problems.slice(0, 10) }, 'refusing a waypoint configuration with invalid policies or routes; the previous one stays in force');
       throw new StateUpdateError([new InvalidResourceError('waypoint', latest.name, problems)]);
     }
     this.resource = latest.resource;
@@ -103,8 +110,9 @@ export class WaypointConfig {
       services: new Set(latest.resource.services),
       workloads: new Set(latest.resource.workloads),
       policies: latest.resource.authorizations.map(compileL7Policy),
+      routes: new Map(latest.resource.routes.map((entry) => [entry.service, entry.routes])),
     };
-    this.log.info({ waypoint: this.name, services: latest.resource.services.length, workloads: latest.resource.workloads.length, policies: latest.resource.authorizations.length }, 'waypoint configuration applied');
+    this.log.info({ waypoint: this.name, services: latest.resource.services.length, workloads: latest.resource.workloads.length, policies: latest.resource.authorizations.length, routedServices: latest.resource.routes.length }, 'waypoint configuration applied');
     this.changed();
   }
 

@@ -2,6 +2,7 @@
 import { AppProtocol, type Service, type Workload } from '../gen/istio/workload/workload_pb.js';
 import { parseAuthority } from '../hbone/headers.js';
 import { serviceResourceName } from '../api/resources.js';
+import { requestHost } from '../l7/route-match.js';
 import type { ServedTraffic } from './config.js';
 
 export type WaypointTarget =
@@ -70,4 +71,23 @@ export function detectProtocol(first: Buffer): 'http2' | 'http1' | 'tcp' | 'need
   if (HTTP1_REQUEST_LINE.test(head)) return 'http1';
   if (head.length < 8 && /^[A-Z]*$/.test(head)) return 'need-more';
   return 'tcp';
+}
+
+/**
+ * The service whose mesh routes apply to a request: the service addressed; for a workload addressed
+ * by pod IP (a service-account waypoint), the service of that workload the Host header names
+ * (`reviews`, `reviews.default`, `reviews.default.svc`, the full name), with the service port that
+ * maps to the port the workload was addressed on.
+ */
+export function routedServiceOf(target: Exclude<WaypointTarget, { kind: 'reject' }>, host: string): { name: string; port: number } | undefined {
+  if (target.kind === 'service') return { name: target.serviceName, port: target.port };
+  const requested = requestHost(host);
+  for (const [name, ports] of Object.entries(target.workload.services)) {
+    const hostname = name.slice(name.indexOf('/') + 1);
+    const [short, namespace] = hostname.split('.');
+    if (requested !== hostname && requested !== short && requested !== `${short}.${namespace}` && requested !== `${short}.${namespace}.svc`) continue;
+    const port = ports.ports.find((p) => p.targetPort === target.port || (p.targetPort === 0 && p.servicePort === target.port));
+    if (port) return { name, port: port.servicePort };
+  }
+  return undefined;
 }

@@ -5,7 +5,7 @@ import { constants as h2, performServerHandshake, type IncomingHttpHeaders, type
 import type { Duplex } from 'node:stream';
 
 import { parseSpiffeUri, spiffeUri, identityOf } from '../api/identity.js';
-import { HBONE_PORT } from '../api/resources.js';
+import { HBONE_PORT, serviceResourceName } from '../api/resources.js';
 import type { Workload } from '../gen/istio/workload/workload_pb.js';
 import {
   abort,
@@ -25,7 +25,7 @@ import { authorizeRequest, type L7Decision, type RequestFacts } from '../l7/auth
 import type { RequestMetrics } from '../l7/metrics.js';
 import { StreamSocket } from '../l7/stream-socket.js';
 import { forwardableHeaders, HttpUpstreams, type TunnelTarget } from '../l7/upstream.js';
-import { answerPlain, NO_HEALTHY_UPSTREAM, relayHttp1, UPSTREAM_FAILED } from '../l7/forward-http1.js';
+import { answerPlain, applyHeaderOperations, NO_HEALTHY_UPSTREAM, relayHttp1, UPSTREAM_FAILED } from '../l7/forward-http1.js';
 import type { Logger } from '../util/log.js';
 import type { CertificateSource } from '../ztunnel/identity/types.js';
 import { identityFacts, peerFactsOf, type PeerFacts, type ProxyMetrics, type TcpConnectionDescription } from '../ztunnel/metrics.js';
@@ -34,7 +34,10 @@ import { pickWeighted } from '../ztunnel/state/load-balancer.js';
 import type { DestinationAnalysis, ZtunnelState } from '../ztunnel/state/store.js';
 import type { ProxyState, Resolution } from '../ztunnel/state/types.js';
 import type { WaypointConfig } from './config.js';
-import { detectProtocol, protocolHint, waypointTarget, type TargetState, type WaypointTarget } from './target.js';
+import { detectProtocol, protocolHint, routedServiceOf, waypointTarget, type TargetState, type WaypointTarget } from './target.js';
+import { drawFault, FAULT_ABORT_BODY, firstMatchingRoute, pickDestination } from '../l7/route-match.js';
+import type { HttpRoute } from '../gen/ambit/route/route_pb.js';
+import { bytesToIp } from '../api/ip.js';
 import { isReachable, tunnelTargetFor, type UpstreamDialer } from '../l7/tunnel-target.js';
 
 /** Largest request head accepted (HTTP/1.1 request line and headers; HTTP/2 header list). */
@@ -45,13 +48,15 @@ const DETECT_MAX_BYTES = 64;
 const DENIED_BODY = 'RBAC: access denied';
 const GRPC_PERMISSION_DENIED = '7';
 const GRPC_UNAVAILABLE = '14';
+/** What gRPC clients see for an injected HTTP abort (UNKNOWN, as Envoy maps most HTTP statuses). */
+const GRPC_ABORTED_BY_FAULT = '2';
 
 export interface WaypointProxyOptions {
   /** The waypoint's SPIFFE identity. */
   identity: string;
   certificates: EndpointCertificateSource & CertificateSource;
   /** The mesh state; `onChange` tells the waypoint to drop what it derived from it (the endpoint evaluations it picks from per request). */
-  state: ProxyState & TargetState & Pick<ZtunnelState, 'onChange' | 'analyzeDestination' | 'resolutionThrough'>;
+  state: ProxyState & TargetState & Pick<ZtunnelState, 'onChange' | 'analyzeDestination' | 'resolutionThrough' | 'service'>;
   config: WaypointConfig;
   /** The waypoint's own workload (from xDS when it is there). */
   self: () => Workload;
@@ -105,7 +110,29 @@ interface HttpRequestView {
 type RequestPlan =
   | { kind: 'deny'; decision: L7Decision; connection: Connection }
   | { kind: 'unavailable'; reason: string; connection: Connection }
-  | { kind: 'forward'; tunnel: TunnelTarget; decision: L7Decision; connection: Connection; endpoint: string };
+  /** A route answers by itself: its direct status, or an injected abort (`FI`). */
+  | { kind: 'direct'; status: number; body: string; flags: string; decision: L7Decision; connection: Connection }
+  | {
+      kind: 'forward';
+      tunnel: TunnelTarget;
+      decision: L7Decision;
+      connection: Connection;
+      endpoint: string;
+      /** The mesh route the request follows, if one matched: its timeout, retries and header changes. */
+      route?: HttpRoute;
+      /** An injected delay (ms) before the request is sent. */
+      delayMs: number;
+      /** Another pick of the same destination, for a retry. */
+      retarget: () => TunnelTarget | undefined;
+    };
+
+/** Where a matched route sends one request: a destination service (a subset of it) and port. */
+interface RoutedDestination {
+  route: HttpRoute;
+  hostname: string;
+  port: number;
+  subset?: { name: string; workloads: ReadonlySet<string> };
+}
 
 /** Destinations (VIP:port, pod IP:port) whose endpoint evaluation is kept; more are evaluated per request. */
 const MAX_CACHED_DESTINATIONS = 4096;
@@ -160,6 +187,8 @@ export class WaypointProxy {
   private generation = 0;
   /** Per destination, what resolve() evaluates before its pick; cleared on every change. */
   private readonly analyses = new Map<string, DestinationAnalysis>();
+  /** Subset workload sets by the route's own list; cleared with the config. */
+  private subsets = new WeakMap<readonly string[], ReadonlySet<string>>();
 
   constructor(private readonly options: WaypointProxyOptions) {
     parseSpiffeUri(options.identity);
@@ -181,6 +210,7 @@ export class WaypointProxy {
     const invalidate = () => {
       this.generation++;
       this.analyses.clear();
+      this.subsets = new WeakMap();
     };
     options.state.onChange(invalidate);
     options.config.onChange(invalidate);
@@ -307,22 +337,26 @@ export class WaypointProxy {
   private plan(context: TunnelContext, view: HttpRequestView | undefined): RequestPlan {
     const { config, log } = this.options;
     const { target } = context;
-    let resolution: Resolution;
-    try {
-      resolution = this.resolve(target.ip, target.port);
-    } catch (error) {
-      log.error({ target: `${target.ip}:${target.port}`, err: errorText(error) }, 'resolving the destination failed');
-      resolution = { kind: 'passthrough' };
-    }
+    const routing = view ? this.routeOf(context, view) : undefined;
+    const resolveOnce = (): Resolution => {
+      try {
+        if (routing?.kind === 'route') return this.resolveRouted(routing.destination);
+        return this.resolve(target.ip, target.port);
+      } catch (error) {
+        log.error({ target: `${target.ip}:${target.port}`, err: errorText(error) }, 'resolving the destination failed');
+        return { kind: 'passthrough' };
+      }
+    };
+    const resolution = routing?.kind === 'direct' ? undefined : resolveOnce();
     const service = target.kind === 'service' ? target.service : undefined;
     const base = { source: context.source, destination: {}, service, mutualTls: true };
-    if (!isReachable(resolution)) {
-      const reason = resolution.kind === 'unavailable' ? resolution.reason : `no endpoint for ${target.kind === 'service' ? target.serviceName : target.workload.uid}`;
+    if (resolution && !isReachable(resolution)) {
+      const routed = routing?.kind === 'route' ? `${routing.destination.hostname}${routing.destination.subset ? ` subset ${routing.destination.subset.name}` : ''}` : undefined;
+      const reason = resolution.kind === 'unavailable' ? resolution.reason : `no endpoint for ${routed ?? (target.kind === 'service' ? target.serviceName : target.workload.uid)}`;
       return { kind: 'unavailable', reason, connection: base };
     }
-    const destination = resolution.upstream.workload;
-    const forward = this.endpointPlan(context, resolution, base);
-    const { connection } = forward;
+    const forward = resolution && this.endpointPlan(context, resolution, base);
+    const connection = forward?.connection ?? base;
     const facts: RequestFacts = {
       sourcePrincipal: context.sourcePrincipal,
       sourceNamespace: context.sourceNamespace,
@@ -332,10 +366,62 @@ export class WaypointProxy {
       destinationPort: target.port,
       http: view && config.served.policies.length > 0 ? httpFacts(view) : undefined,
     };
-    const decision = authorizeRequest(config.served.policies, { service: target.kind === 'service' ? target.serviceName : undefined, workload: destination.uid }, facts);
+    const workload = resolution?.upstream.workload.uid ?? (target.kind === 'workload' ? target.workload.uid : undefined);
+    const decision = authorizeRequest(config.served.policies, { service: target.kind === 'service' ? target.serviceName : undefined, workload }, facts);
     if (decision.dryRun) log.info({ source: context.peerIdentity, wouldAllow: decision.dryRun.allowed, policy: decision.dryRun.policy }, 'dry-run policy would decide differently');
     if (!decision.allowed) return { kind: 'deny', decision, connection };
-    return { kind: 'forward', tunnel: forward.tunnel, decision, connection, endpoint: forward.endpoint };
+    if (routing?.kind === 'direct') return { kind: 'direct', status: routing.status, body: '', flags: '-', decision, connection };
+    const route = routing?.route;
+    const fault = route ? drawFault(route) : { delayMs: 0, abortStatus: 0 };
+    if (fault.abortStatus) return { kind: 'direct', status: fault.abortStatus, body: FAULT_ABORT_BODY, flags: 'FI', decision, connection };
+    const retarget = () => {
+      const again = resolveOnce();
+      return isReachable(again) ? this.endpointPlan(context, again, base).tunnel : undefined;
+    };
+    return { kind: 'forward', tunnel: forward!.tunnel, decision, connection, endpoint: forward!.endpoint, route, delayMs: fault.delayMs, retarget };
+  }
+
+  /** The mesh route a request follows, if its service has routes and one matches. */
+  private routeOf(context: TunnelContext, view: HttpRequestView): { kind: 'route'; route: HttpRoute; destination: RoutedDestination } | { kind: 'direct'; route: HttpRoute; status: number } | undefined {
+    const { routes } = this.options.config.served;
+    if (routes.size === 0) return undefined;
+    const service = routedServiceOf(context.target, view.host);
+    const serviceRoutes = service && routes.get(service.name);
+    if (!service || !serviceRoutes) return undefined;
+    const route = firstMatchingRoute(serviceRoutes, { method: view.method, url: view.target, host: view.host, headers: view.headers, port: service.port });
+    if (!route) return undefined;
+    if (route.directStatus) return { kind: 'direct', route, status: route.directStatus };
+    const picked = pickDestination(route.destinations);
+    if (!picked) return { kind: 'direct', route, status: 503 };
+    return {
+      kind: 'route',
+      route,
+      destination: {
+        route,
+        hostname: picked.hostname,
+        port: picked.port || service.port,
+        ...(picked.subset ? { subset: { name: picked.subset, workloads: this.subsetWorkloads(picked.workloads) } } : {}),
+      },
+    };
+  }
+
+  /** Sets of subset uids, kept per config (the same lists come with every request). */
+  private subsetWorkloads(uids: readonly string[]): ReadonlySet<string> {
+    let set = this.subsets.get(uids);
+    if (!set) this.subsets.set(uids, (set = new Set(uids)));
+    return set;
+  }
+
+  /** A routed destination resolved like resolve() does for its VIP, among the subset's workloads when it names one. */
+  private resolveRouted(destination: RoutedDestination): Resolution {
+    const { state } = this.options;
+    const namespace = destination.hostname.split('.')[1] ?? '';
+    const service = state.service(serviceResourceName(namespace, destination.hostname));
+    const address = service && (service.addresses.find((a) => a.network === state.network) ?? service.addresses[0]);
+    if (!service || !address) return { kind: 'passthrough' };
+    const vip = bytesToIp(address.address);
+    if (!destination.subset) return this.resolve(vip, destination.port);
+    return state.resolve(this.options.self(), vip, destination.port, { ignoreWaypoints: true, subset: destination.subset });
   }
 
   /**
@@ -448,19 +534,36 @@ export class WaypointProxy {
       this.options.log.warn({ source: context.peerIdentity, reason: plan.reason }, 'no healthy upstream for a request');
       return answer(503, NO_HEALTHY_UPSTREAM, 'UH');
     }
+    if (plan.kind === 'direct') return answer(plan.status, plan.body, plan.flags);
     const headers = forwardableHeaders(req.headers);
     headers['x-forwarded-proto'] ??= 'http';
     headers['x-request-id'] ??= randomUUID();
-    relayHttp1({
-      upstreams: this.upstreams,
-      tunnel: plan.tunnel,
-      req,
-      res,
-      headers,
-      onDone: (outcome) => {
-        if (outcome.error) this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: outcome.error.message }, 'upstream request failed');
-        this.finishRequest(context, view, plan, { ...outcome, started });
-      },
+    const { route } = plan;
+    applyHeaderOperations(headers, route?.requestHeaders);
+    const relay = () =>
+      relayHttp1({
+        upstreams: this.upstreams,
+        tunnel: plan.tunnel,
+        req,
+        res,
+        headers,
+        timeoutMs: route?.timeoutMs,
+        retry: route?.retry,
+        nextTunnel: plan.retarget,
+        responseHeaders: route?.responseHeaders,
+        onDone: (outcome) => {
+          if (outcome.error) this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: outcome.error.message }, 'upstream request failed');
+          this.finishRequest(context, view, plan, { ...outcome, flags: plan.delayMs && outcome.flags === '-' ? 'DI' : outcome.flags, started });
+        },
+      });
+    if (!plan.delayMs) return relay();
+    // An injected delay: the request waits, unless its client goes away meanwhile.
+    req.pause();
+    const timer = setTimeout(relay, plan.delayMs);
+    res.once('close', () => {
+      if (res.headersSent) return;
+      clearTimeout(timer);
+      this.finishRequest(context, view, plan, { status: 0, flags: 'DC', started, requestBytes: 0, responseBytes: 0 });
     });
   }
 
@@ -494,6 +597,9 @@ export class WaypointProxy {
     };
     if (plan.kind === 'deny') return answer(403, DENIED_BODY, '-', GRPC_PERMISSION_DENIED);
     if (plan.kind === 'unavailable') return answer(503, NO_HEALTHY_UPSTREAM, 'UH', GRPC_UNAVAILABLE);
+    if (plan.kind === 'direct') return answer(plan.status, plan.body, plan.flags, plan.status === 503 ? GRPC_UNAVAILABLE : GRPC_ABORTED_BY_FAULT);
+    if (plan.delayMs) await new Promise((resolve) => setTimeout(resolve, plan.delayMs));
+    if (downstream.destroyed) return done(0, 'DC');
     let session;
     try {
       session = await this.upstreams.http2(plan.tunnel);
@@ -504,6 +610,7 @@ export class WaypointProxy {
     const forwarded = forwardableHeaders(headers);
     forwarded['x-forwarded-proto'] ??= 'http';
     forwarded['x-request-id'] ??= randomUUID();
+    applyHeaderOperations(forwarded, plan.route?.requestHeaders);
     const upstream = session.request({ ...forwarded, ':method': view.method, ':path': view.target, ':authority': view.host || formatAuthority(context.target.ip, context.target.port), ':scheme': 'http' });
     let trailers: IncomingHttpHeaders | undefined;
     let status = 0;
@@ -511,7 +618,7 @@ export class WaypointProxy {
     upstream.on('response', (response) => {
       status = Number(response[':status'] ?? 502);
       if (downstream.destroyed) return;
-      downstream.respond({ ...forwardableHeaders(response), ':status': status }, { waitForTrailers: true });
+      downstream.respond({ ...applyHeaderOperations(forwardableHeaders(response), plan.route?.responseHeaders), ':status': status }, { waitForTrailers: true });
       upstream.on('data', (chunk: Buffer) => (responseBytes += chunk.length));
       upstream.pipe(downstream);
     });
@@ -548,7 +655,7 @@ export class WaypointProxy {
   private serveTcp(stream: Duplex, context: TunnelContext): void {
     const plan = this.plan(context, undefined);
     if (plan.kind !== 'forward') {
-      this.options.log.info({ source: context.peerIdentity, target: `${context.target.ip}:${context.target.port}`, reason: plan.kind === 'deny' ? plan.decision.reason : plan.reason }, 'TCP through the waypoint refused');
+      this.options.log.info({ source: context.peerIdentity, target: `${context.target.ip}:${context.target.port}`, reason: plan.kind === 'deny' ? plan.decision.reason : plan.kind === 'unavailable' ? plan.reason : `status ${plan.status}` }, 'TCP through the waypoint refused');
       abort(stream);
       return;
     }

@@ -246,6 +246,23 @@ export class MeshView implements RemoteClusterSink {
     return { ...this.counters };
   }
 
+  /**
+   * The workloads (in every cluster) backing the service of `hostname`, with their pod labels:
+   * what DestinationRule subsets select from. A workload that is no pod has no labels here.
+   */
+  endpointsOf(hostname: string): Array<{ uid: string; labels: Readonly<Record<string, string>> }> {
+    const suffix = `/${hostname}`;
+    const endpoints: Array<{ uid: string; labels: Readonly<Record<string, string>> }> = [];
+    for (const [uid, address] of this.addressResources.all()) {
+      if (address.type.case !== 'workload') continue;
+      const workload = address.type.value;
+      if (!Object.keys(workload.services).some((key) => key.endsWith(suffix))) continue;
+      const member = workload.clusterId === this.local.view.clusterId ? this.local : this.remotes.get(workload.clusterId);
+      endpoints.push({ uid, labels: member?.view.registry.podLabels(workload.namespace, workload.name) ?? {} });
+    }
+    return endpoints;
+  }
+
   /** Every cluster in the view, local first, for diagnostics. */
   clusters(): Array<{ clusterId: string; network: string; local: boolean; gateways: readonly GatewayInfo[] }> {
     return [this.local, ...this.sortedRemotes].map((member) => ({

@@ -25,6 +25,8 @@ import { readHttpRoute, readK8sGateway, type K8sGateway, type K8sHttpRoute } fro
 import { INGRESS_CONTROLLER_NAME, ingressDeploymentName, ingressLabels, renderIngressObjects } from './ingress-objects.js';
 import { readIstioGateway, readVirtualService, type IstioGateway, type VirtualService } from './istio.js';
 import { translateRoutes, type IngressProxy, type RouteParentStatus } from './translate.js';
+import { readDestinationRule, type DestinationRule } from './destination-rule.js';
+import { meshRoutesOf, type MeshRouteInput, type ServiceRoutesInit } from './mesh-routes.js';
 
 export interface RouteControllerOptions {
   kube: KubeConfig;
@@ -38,15 +40,20 @@ export interface RouteControllerOptions {
   registry: Registry;
   /** Called when the ingresses changed: which ServiceAccount may read which RouteConfig. */
   onAccessChanged?: () => void;
+  /** The endpoints of a service hostname with their pod labels (DestinationRule subsets select among them). */
+  endpointsOf?: MeshRouteInput['endpointsOf'];
+  /** Called when the mesh routes' inputs changed (VirtualServices, DestinationRules, HTTPRoutes): the waypoints' turn. */
+  onMeshRoutesChanged?: () => void;
 }
 
-type Kind = 'IstioGateway' | 'VirtualService' | 'Gateway' | 'HTTPRoute';
+type Kind = 'IstioGateway' | 'VirtualService' | 'Gateway' | 'HTTPRoute' | 'DestinationRule';
 
 const SOURCES: Array<{ kind: Kind; group: string; version: string; plural: string }> = [
   { kind: 'IstioGateway', group: 'networking.istio.io', version: 'v1', plural: 'gateways' },
   { kind: 'VirtualService', group: 'networking.istio.io', version: 'v1', plural: 'virtualservices' },
   { kind: 'Gateway', group: GATEWAY_API_GROUP, version: 'v1', plural: 'gateways' },
   { kind: 'HTTPRoute', group: GATEWAY_API_GROUP, version: 'v1', plural: 'httproutes' },
+  { kind: 'DestinationRule', group: 'networking.istio.io', version: 'v1', plural: 'destinationrules' },
 ];
 
 /** Parsed objects by key; an object that stops parsing keeps its last good version here. */
@@ -61,6 +68,8 @@ export class RouteController {
   private readonly virtualServices = new LastGood<VirtualService>();
   private readonly k8sGateways = new LastGood<K8sGateway & { uid: string }>();
   private readonly httpRoutes = new LastGood<K8sHttpRoute>();
+  private readonly destinationRules = new LastGood<DestinationRule>();
+  private readonly reportedMeshProblems = new Set<string>();
   private readonly api: GatewayApi;
   private readonly custom: CustomObjectsApi;
   private readonly written = new Map<string, unknown>();
@@ -154,13 +163,38 @@ export class RouteController {
     if (kind === 'IstioGateway') read(this.istioGateways, readIstioGateway);
     else if (kind === 'VirtualService') read(this.virtualServices, readVirtualService);
     else if (kind === 'HTTPRoute') read(this.httpRoutes, readHttpRoute);
+    else if (kind === 'DestinationRule') read(this.destinationRules, readDestinationRule);
     else if (deleted || (object as { spec?: { gatewayClassName?: string } }).spec?.gatewayClassName === INGRESS_GATEWAY_CLASS) read(this.k8sGateways, (o) => ({ ...readK8sGateway(o), uid: o.metadata?.uid ?? '' }));
     else {
       this.k8sGateways.items.delete(key);
       this.k8sGateways.rejected.delete(key);
     }
-    for (const [label, store] of [['Gateway', this.istioGateways], ['VirtualService', this.virtualServices], ['HTTPRoute', this.httpRoutes]] as const) this.rejectedNow.set({ kind: label }, store.rejected.size);
-    this.schedule();
+    for (const [label, store] of [['Gateway', this.istioGateways], ['VirtualService', this.virtualServices], ['HTTPRoute', this.httpRoutes], ['DestinationRule', this.destinationRules]] as const) this.rejectedNow.set({ kind: label }, store.rejected.size);
+    if (kind !== 'IstioGateway' && kind !== 'Gateway') this.options.onMeshRoutesChanged?.();
+    if (kind !== 'DestinationRule') this.schedule();
+  }
+
+  /**
+   * The mesh routes of service `<namespace>/<hostname>` (its waypoint applies them), from the last good
+   * VirtualServices, DestinationRules and HTTPRoutes; undefined when nothing routes it. Problems (an
+   * unknown host or subset) are logged once each; such a destination has no endpoint (503).
+   */
+  meshRoutesOf(service: string): ServiceRoutesInit | undefined {
+    const result = meshRoutesOf(service, {
+      virtualServices: [...this.virtualServices.items.values()],
+      destinationRules: [...this.destinationRules.items.values()],
+      httpRoutes: [...this.httpRoutes.items.values()],
+      domainSuffix: this.options.domainSuffix ?? 'cluster.local',
+      serviceExists: this.options.serviceExists,
+      endpointsOf: this.options.endpointsOf ?? (() => []),
+    });
+    for (const problem of result?.problems ?? []) {
+      if (this.reportedMeshProblems.has(problem)) continue;
+      if (this.reportedMeshProblems.size > 10_000) this.reportedMeshProblems.clear();
+      this.reportedMeshProblems.add(problem);
+      this.options.log.warn({ service, problem }, 'mesh route cannot be followed as written');
+    }
+    return result?.routes;
   }
 
   private proxies(): IngressProxy[] {

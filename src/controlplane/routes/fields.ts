@@ -85,6 +85,25 @@ export class Field {
     return out;
   }
 
+  /** A protobuf Duration as Istio writes it (`2s`, `0.5s`, `100ms`, `1m`, `1h`), in whole milliseconds within [min, max]. */
+  durationMs(minMs = 1, maxMs = 86_400_000): number {
+    const text = this.string();
+    const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text);
+    if (!match) this.fail(`expected a duration such as "2s" or "100ms", got "${text.slice(0, 40)}"`);
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'h'];
+    const ms = Math.round(Number(match[1]) * unit);
+    if (ms < minMs || ms > maxMs) this.fail(`must be between ${minMs} ms and ${maxMs} ms, got ${text}`);
+    return ms;
+  }
+
+  /** A percentage 0–100 (Istio's `Percent { value }` or a number). */
+  percent(): number {
+    const value = typeof this.value === 'object' && this.value !== null && !Array.isArray(this.value) ? this.child('value').value : this.value;
+    if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(`expected a percentage, got ${describe(value)}`);
+    if (value < 0 || value > 100) this.fail(`must be between 0 and 100, got ${value}`);
+    return value;
+  }
+
   /** A regular expression that must compile (matched against the whole value). */
   regex(): string {
     const source = this.string();

@@ -26,6 +26,8 @@ export interface K8sGateway {
 }
 
 export interface ParentRef {
+  /** A Gateway (the ingress) or a Service (mesh routing at its waypoint, Gateway API's GAMMA). */
+  kind: 'Gateway' | 'Service';
   namespace: string;
   name: string;
   sectionName?: string;
@@ -118,8 +120,11 @@ export function readHttpRoute(object: KubernetesObject): K8sHttpRoute {
   const parents = spec.child('parentRefs').items().map((ref): ParentRef => {
     const group = ref.child('group').optionalString() ?? GATEWAY_API_GROUP;
     const kind = ref.child('kind').optionalString() ?? 'Gateway';
-    if (group !== GATEWAY_API_GROUP || kind !== 'Gateway') ref.fail(`only Gateways (${GATEWAY_API_GROUP}) are served as parents by the ingress; got ${group}/${kind}`);
+    const isGateway = group === GATEWAY_API_GROUP && kind === 'Gateway';
+    const isService = (group === '' || group === 'core') && kind === 'Service';
+    if (!isGateway && !isService) ref.fail(`a parent is a Gateway (${GATEWAY_API_GROUP}) or a Service (core); got ${group || 'core'}/${kind}`);
     return {
+      kind: isGateway ? 'Gateway' : 'Service',
       namespace: ref.child('namespace').optionalString() ?? namespace,
       name: ref.child('name').nonEmptyString(),
       sectionName: ref.child('sectionName').optionalString(),

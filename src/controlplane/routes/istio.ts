@@ -36,10 +36,20 @@ export interface VsMatch {
   gateways?: string[];
 }
 
+export interface VsDestination {
+  host: string;
+  port: number;
+  weight: number;
+  /** A DestinationRule subset of the host, by name. */
+  subset?: string;
+}
+
 export interface VsRule {
   source: string;
   matches: VsMatch[];
-  destinations: Array<{ host: string; port: number; weight: number }>;
+  destinations: VsDestination[];
+  /** Fault, timeout, retries and header changes, as the proxies take them (ambit.route.HttpRoute fields). */
+  behaviour: Pick<HttpRouteInit, 'fault' | 'timeoutMs' | 'retry' | 'requestHeaders' | 'responseHeaders'>;
 }
 
 export interface VirtualService {
@@ -49,6 +59,10 @@ export interface VirtualService {
   hosts: string[];
   /** `ns/name` of the gateways it binds to (`mesh` dropped). */
   gateways: string[];
+  /** Whether it applies to mesh traffic (no `gateways`, or `mesh` among them): the waypoints'. */
+  mesh: boolean;
+  /** Creation time (ms): among VirtualServices for one host, the oldest wins, as in Istio. */
+  created: number;
   rules: VsRule[];
   /** Fields accepted but not applied (for a log line). */
   ignored: string[];
@@ -87,7 +101,7 @@ export function readStringMatch(field: Field): StringMatchInit {
 
 /** `ns/name` of a gateway reference as a VirtualService writes it. */
 function gatewayRef(text: string, namespace: string): string {
-  return text.includes('/') ? text : `${namespace}/${text}`;
+  return text === 'mesh' || text.includes('/') ? text : `${namespace}/${text}`;
 }
 
 function readMatch(field: Field, namespace: string): VsMatch {
@@ -105,14 +119,73 @@ function readMatch(field: Field, namespace: string): VsMatch {
   return result;
 }
 
-const IGNORED_RULE_FIELDS = ['rewrite', 'redirect', 'retries', 'timeout', 'fault', 'mirror', 'mirrorPercentage', 'mirrors', 'corsPolicy', 'headers', 'directResponse', 'delegate'];
+const IGNORED_RULE_FIELDS = ['rewrite', 'redirect', 'mirror', 'mirrorPercentage', 'mirrors', 'corsPolicy', 'directResponse', 'delegate'];
+
+/** Envoy's retry_on words Istio passes through, plus status codes. */
+const RETRY_ON = new Set(['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-4xx', 'refused-stream', 'retriable-status-codes', 'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable']);
+
+type HeaderOperationsInit = NonNullable<HttpRouteInit['requestHeaders']>;
+
+function readHeaderOperations(field: Field): HeaderOperationsInit | undefined {
+  if (!field.present) return undefined;
+  const lower = (map: Record<string, string>) => Object.fromEntries(Object.entries(map).map(([k, v]) => [k.toLowerCase(), v]));
+  return {
+    set: lower(field.child('set').stringMap()),
+    add: lower(field.child('add').stringMap()),
+    remove: field.child('remove').items().map((item) => item.nonEmptyString().toLowerCase()),
+  };
+}
+
+function readBehaviour(rule: Field): VsRule['behaviour'] {
+  const behaviour: VsRule['behaviour'] = {};
+  const fault = rule.child('fault');
+  if (fault.present) {
+    const delay = fault.child('delay');
+    const abort = fault.child('abort');
+    if (!delay.present && !abort.present) fault.fail('expected delay or abort');
+    behaviour.fault = {};
+    if (delay.present) {
+      if (delay.child('exponentialDelay').present) delay.child('exponentialDelay').fail('exponentialDelay is not supported (Istio does not support it either)');
+      behaviour.fault.delayMs = delay.child('fixedDelay').durationMs(1);
+      behaviour.fault.delayPercent = delay.child('percentage').present ? delay.child('percentage').percent() : delay.child('percent').present ? delay.child('percent').integer(0, 100) : 100;
+    }
+    if (abort.present) {
+      if (abort.child('grpcStatus').present || abort.child('http2Error').present) abort.fail('only httpStatus aborts are supported');
+      behaviour.fault.abortStatus = abort.child('httpStatus').integer(200, 599);
+      behaviour.fault.abortPercent = abort.child('percentage').present ? abort.child('percentage').percent() : 100;
+    }
+  }
+  if (rule.child('timeout').present) behaviour.timeoutMs = rule.child('timeout').durationMs(0);
+  const retries = rule.child('retries');
+  if (retries.present) {
+    const retryOn = (retries.child('retryOn').optionalString() ?? '')
+      .split(',')
+      .map((word) => word.trim())
+      .filter((word) => word !== '');
+    for (const word of retryOn) if (!RETRY_ON.has(word) && !/^[1-5]\d\d$/.test(word)) retries.child('retryOn').fail(`unknown retry condition "${word.slice(0, 40)}"`);
+    behaviour.retry = {
+      attempts: retries.child('attempts').present ? retries.child('attempts').integer(0, 100) : 0,
+      perTryTimeoutMs: retries.child('perTryTimeout').present ? retries.child('perTryTimeout').durationMs(1) : 0,
+      // Istio's default conditions when retryOn is not given.
+      retryOn: retryOn.length ? retryOn : ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', '503'],
+    };
+  }
+  const headers = rule.child('headers');
+  if (headers.present) {
+    behaviour.requestHeaders = readHeaderOperations(headers.child('request'));
+    behaviour.responseHeaders = readHeaderOperations(headers.child('response'));
+  }
+  return behaviour;
+}
 
 export function readVirtualService(object: KubernetesObject): VirtualService {
   const spec = specOf('VirtualService', object);
   const namespace = object.metadata?.namespace ?? 'default';
   const name = object.metadata?.name ?? '';
   const hosts = spec.child('hosts').items().map((h) => h.nonEmptyString().toLowerCase());
-  const gateways = spec.child('gateways').items().map((g) => g.nonEmptyString()).filter((g) => g !== 'mesh').map((g) => gatewayRef(g, namespace));
+  const written = spec.child('gateways').items().map((g) => g.nonEmptyString());
+  const gateways = written.filter((g) => g !== 'mesh').map((g) => gatewayRef(g, namespace));
+  const mesh = written.length === 0 || written.includes('mesh');
   const ignored: string[] = [];
   const rules = spec.child('http').items().map((rule, index): VsRule => {
     for (const key of IGNORED_RULE_FIELDS) if (rule.child(key).present) ignored.push(`${rule.path}.${key}`);
@@ -123,13 +196,15 @@ export function readVirtualService(object: KubernetesObject): VirtualService {
       const destination = route.child('destination');
       const host = destination.child('host').nonEmptyString().toLowerCase();
       const port = destination.child('port').child('number').present ? destination.child('port').child('number').port() : 0;
-      if (destination.child('subset').present) ignored.push(`${destination.path}.subset`);
+      const subset = destination.child('subset').present ? destination.child('subset').nonEmptyString() : undefined;
       // No weights at all: an equal split; some weights: the unweighted get none (Istio's reading of a missing weight).
       const weight = route.child('weight').present ? route.child('weight').integer(0, 1_000_000) : routes.some((r) => r.child('weight').present) ? 0 : 1;
-      return { host, port, weight };
+      return { host, port, weight, ...(subset ? { subset } : {}) };
     });
-    return { source: `VirtualService/${namespace}/${name}#${index}`, matches, destinations };
+    if (destinations.every((d) => d.weight === 0)) rule.child('route').fail('the weights add up to 0: no destination would get a request');
+    return { source: `VirtualService/${namespace}/${name}#${index}`, matches, destinations, behaviour: readBehaviour(rule) };
   });
   if (spec.child('tcp').present || spec.child('tls').present) ignored.push('spec.tcp/spec.tls');
-  return { key: objectKey('VirtualService', object), namespace, name, hosts, gateways, rules, ignored };
+  const created = Date.parse(object.metadata?.creationTimestamp ? String(object.metadata.creationTimestamp) : '') || 0;
+  return { key: objectKey('VirtualService', object), namespace, name, hosts, gateways, mesh, created, rules, ignored };
 }

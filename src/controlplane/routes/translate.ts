@@ -136,6 +136,8 @@ function translateIstio(input: TranslationInput, builders: ConfigBuilder[], note
           for (const rule of vs.rules) {
             const matches = rule.matches.filter((m) => (m.port === undefined || m.port === server.port) && (m.gateways === undefined || m.gateways.includes(ref)));
             if (rule.matches.length && !matches.length) continue;
+            const unserved = [...Object.keys(rule.behaviour), ...(rule.destinations.some((d) => d.subset) ? ['subset'] : [])];
+            if (unserved.length) notes.push(`${rule.source}: ${unserved.join(', ')} not applied at the ingress yet (the waypoint of the destination applies its own mesh routes)`);
             routes.push({
               source: rule.source,
               matches: matches.map((m) => m.match),
@@ -195,7 +197,7 @@ function translateGatewayApi(input: TranslationInput, builders: ConfigBuilder[],
   for (const route of [...input.httpRoutes].sort((a, b) => a.key.localeCompare(b.key))) {
     const statuses: RouteParentStatus[] = [];
     for (const ref of route.parents) {
-      const gateway = gateways.get(`${ref.namespace}/${ref.name}`);
+      const gateway = ref.kind === 'Gateway' ? gateways.get(`${ref.namespace}/${ref.name}`) : undefined;
       if (!gateway) continue;
       const builder = builders.find((b) => b.proxy.gateway?.namespace === gateway.namespace && b.proxy.gateway.name === gateway.name);
       const listeners = gateway.listeners.filter((l) => listenerAccepts(l, ref, route, gateway));

@@ -21,6 +21,7 @@ import { kubeTime } from '../gateways/status.js';
 import type { ResourceCache } from '../xds/resource-cache.js';
 import { readWaypointGateway, renderWaypointObjects, WAYPOINT_CONTROLLER_NAME, type WaypointGateway } from './objects.js';
 import { waypointAcceptance } from './policy-status.js';
+import type { ServiceRoutesInit } from '../routes/mesh-routes.js';
 import { InvalidPolicyError, isTargeted, placePolicies, placeSelectorPolicies, readL7Authorization, readTargetedPolicy, type TargetedPolicy } from './policies.js';
 
 export interface WaypointControllerOptions {
@@ -37,6 +38,18 @@ export interface WaypointControllerOptions {
   log: Logger;
   /** Called when the waypoint Gateways changed: which ServiceAccount may read which Waypoint resource. */
   onAccessChanged?: () => void;
+  /** The mesh routes of a service (`<ns>/<hostname>`), if any route it. */
+  routesOf?: (service: string) => ServiceRoutesInit | undefined;
+}
+
+/** The services whose requests a waypoint routes: those it serves, and those its served workloads back. */
+export function routedServices(services: readonly string[], workloads: readonly string[], addresses: ReadonlyMap<string, Address>): string[] {
+  const names = new Set(services);
+  for (const uid of workloads) {
+    const address = addresses.get(uid);
+    if (address?.type.case === 'workload') for (const name of Object.keys(address.type.value.services)) names.add(name);
+  }
+  return [...names].sort();
 }
 
 /** The services (`<ns>/<hostname>`) and workloads (uids) whose Service.waypoint / Workload.waypoint names this waypoint's Service. */
@@ -190,7 +203,8 @@ export class WaypointController {
       servedServices.set(name, services);
       const authorizations = [...placePolicies(gateway, this.targetedPolicies(), services, this.options.domainSuffix), ...this.workloadPolicies(gateway, workloads)];
       authorizations.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
-      const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services, workloads, authorizations });
+      const routes = routedServices(services, workloads, this.options.addresses()).flatMap((service) => this.options.routesOf?.(service) ?? []);
+      const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services, workloads, authorizations, routes });
       this.options.cache.set(WAYPOINT_TYPE_URL, name, toBinary(WaypointSchema, resource));
     }
     for (const name of this.published) if (!names.has(name)) this.options.cache.delete(WAYPOINT_TYPE_URL, name);

@@ -286,7 +286,7 @@ export class ZtunnelState implements ProxyState, StateUpdates {
   // ---- data path --------------------------------------------------------------------------------
 
   resolve(source: Workload, destinationIp: string, destinationPort: number, options: ResolveOptions = {}): Resolution {
-    const destination = this.destinationOf(source, destinationIp, destinationPort);
+    const destination = this.destinationOf(source, destinationIp, destinationPort, options.subset);
     if (destination.kind === 'passthrough') return { kind: 'passthrough' };
     const honour = !options.ignoreWaypoints;
     if (destination.kind === 'workload') return (honour && this.workloadWaypoint(source, destination.upstream, destinationPort, this.random)) || this.toResolution(destination.upstream);
@@ -405,7 +405,7 @@ export class ZtunnelState implements ProxyState, StateUpdates {
    * resolution; otherwise why the connection passes through. Waypoint pods are picked deterministically.
    */
   analyzeDestination(source: Workload, destinationIp: string, destinationPort: number, options: ResolveOptions = {}): DestinationAnalysis {
-    const destination = this.destinationOf(source, destinationIp, destinationPort);
+    const destination = this.destinationOf(source, destinationIp, destinationPort, options.subset);
     if (destination.kind === 'passthrough') return destination;
     const honour = !options.ignoreWaypoints;
     const first = () => 0;
@@ -430,18 +430,18 @@ export class ZtunnelState implements ProxyState, StateUpdates {
     return (!analysis.ignoreWaypoints && this.endpointWaypoint(analysis.source, resolution, () => 0)) || resolution;
   }
 
-  private destinationOf(source: Workload, destinationIp: string, port: number): Destination {
+  private destinationOf(source: Workload, destinationIp: string, port: number, subset?: ResolveOptions['subset']): Destination {
     const ip = canonicalIp(destinationIp);
     if (ip === undefined) return { kind: 'passthrough', reason: `${destinationIp} is not an IP address` };
     const network = source.network || this.network;
     const found = this.serviceIndex.findByVip(ip, network, source.namespace);
-    if (found) return this.serviceDestination(source, network, found.name, found.service, ip, port);
+    if (found) return this.serviceDestination(source, network, found.name, found.service, ip, port, subset);
     const workload = this.workloadIndex.byIp(ip, network);
     if (workload) return { kind: 'workload', upstream: { workload, address: ip, port, expectedIdentities: [identityUri(workload)] } };
     return { kind: 'passthrough', reason: `${ip} is neither a service VIP nor a workload address the mesh knows on network ${network}` };
   }
 
-  private serviceDestination(source: Workload, network: string, serviceName: string, service: Service, vip: string, port: number): Destination {
+  private serviceDestination(source: Workload, network: string, serviceName: string, service: Service, vip: string, port: number, subset?: ResolveOptions['subset']): Destination {
     const passthrough = (reason: string): Destination => ({ kind: 'passthrough', reason: `service ${serviceName} ${reason}`, service });
     if (service.loadBalancing?.mode === LoadBalancing_Mode.PASSTHROUGH) return passthrough('has load balancing mode PASSTHROUGH: the original address is dialled');
     const servicePort = service.ports.find((candidate) => candidate.servicePort === port);
@@ -453,10 +453,10 @@ export class ZtunnelState implements ProxyState, StateUpdates {
     const request: EvaluationRequest = {
       source,
       sourceNetwork: network,
-      serviceName,
+      serviceName: subset ? `${serviceName} subset ${subset.name}` : serviceName,
       loadBalancing: service.loadBalancing,
       servicePort,
-      endpoints,
+      endpoints: subset ? endpoints.filter((endpoint) => subset.workloads.has(endpoint.workload.uid)) : endpoints,
       destinationFamily: ipFamily(vip),
       gatewayWorkload: (ip, gatewayNetwork) => this.workloadIndex.byIp(ip, gatewayNetwork),
     };

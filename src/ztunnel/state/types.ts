@@ -95,6 +95,8 @@ export interface ResolveOptions {
    * L7): resolve to an endpoint, never to a waypoint.
    */
   ignoreWaypoints?: boolean;
+  /** A route's DestinationRule subset (a waypoint): only these workloads (uids) of the service are endpoints. */
+  subset?: { name: string; workloads: ReadonlySet<string> };
 }
 
 /** Read side of ztunnel's view of the mesh, used by the data path. */

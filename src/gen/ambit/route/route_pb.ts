@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ambit/route/route.proto.
  */
 export const file_ambit_route_route: GenFile = /*@__PURE__*/
-  fileDesc("ChdhbWJpdC9yb3V0ZS9yb3V0ZS5wcm90bxILYW1iaXQucm91dGUiWAoLUm91dGVDb25maWcSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSKAoJbGlzdGVuZXJzGAMgAygLMhUuYW1iaXQucm91dGUuTGlzdGVuZXIigwEKCExpc3RlbmVyEgwKBHBvcnQYASABKA0SJwoIcHJvdG9jb2wYAiABKA4yFS5hbWJpdC5yb3V0ZS5Qcm90b2NvbBIPCgdzb3VyY2VzGAMgAygJEi8KDXZpcnR1YWxfaG9zdHMYBCADKAsyGC5hbWJpdC5yb3V0ZS5WaXJ0dWFsSG9zdCJGCgtWaXJ0dWFsSG9zdBIPCgdkb21haW5zGAEgAygJEiYKBnJvdXRlcxgCIAMoCzIWLmFtYml0LnJvdXRlLkh0dHBSb3V0ZSKUAQoJSHR0cFJvdXRlEg4KBnNvdXJjZRgBIAEoCRIoCgdtYXRjaGVzGAIgAygLMhcuYW1iaXQucm91dGUuUm91dGVNYXRjaBI2CgxkZXN0aW5hdGlvbnMYAyADKAsyIC5hbWJpdC5yb3V0ZS5XZWlnaHRlZERlc3RpbmF0aW9uEhUKDWRpcmVjdF9zdGF0dXMYBCABKA0ivQEKClJvdXRlTWF0Y2gSJgoEcGF0aBgBIAEoCzIYLmFtYml0LnJvdXRlLlN0cmluZ01hdGNoEikKB2hlYWRlcnMYAiADKAsyGC5hbWJpdC5yb3V0ZS5IZWFkZXJNYXRjaBIoCgZtZXRob2QYAyABKAsyGC5hbWJpdC5yb3V0ZS5TdHJpbmdNYXRjaBIyCgxxdWVyeV9wYXJhbXMYBCADKAsyHC5hbWJpdC5yb3V0ZS5RdWVyeVBhcmFtTWF0Y2giYQoLU3RyaW5nTWF0Y2gSDwoFZXhhY3QYASABKAlIABIQCgZwcmVmaXgYAiABKAlIABIPCgVyZWdleBgDIAEoCUgAEhUKC3BhdGhfcHJlZml4GAQgASgJSABCBwoFbWF0Y2giVAoLSGVhZGVyTWF0Y2gSDAoEbmFtZRgBIAEoCRInCgV2YWx1ZRgCIAEoCzIYLmFtYml0LnJvdXRlLlN0cmluZ01hdGNoEg4KBmludmVydBgDIAEoCCJICg9RdWVyeVBhcmFtTWF0Y2gSDAoEbmFtZRgBIAEoCRInCgV2YWx1ZRgCIAEoCzIYLmFtYml0LnJvdXRlLlN0cmluZ01hdGNoIkUKE1dlaWdodGVkRGVzdGluYXRpb24SEAoIaG9zdG5hbWUYASABKAkSDAoEcG9ydBgCIAEoDRIOCgZ3ZWlnaHQYAyABKA0qHwoIUHJvdG9jb2wSCAoESFRUUBAAEgkKBUhUVFBTEAFiBnByb3RvMw");
+  fileDesc("ChdhbWJpdC9yb3V0ZS9yb3V0ZS5wcm90bxILYW1iaXQucm91dGUiWAoLUm91dGVDb25maWcSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSKAoJbGlzdGVuZXJzGAMgAygLMhUuYW1iaXQucm91dGUuTGlzdGVuZXIigwEKCExpc3RlbmVyEgwKBHBvcnQYASABKA0SJwoIcHJvdG9jb2wYAiABKA4yFS5hbWJpdC5yb3V0ZS5Qcm90b2NvbBIPCgdzb3VyY2VzGAMgAygJEi8KDXZpcnR1YWxfaG9zdHMYBCADKAsyGC5hbWJpdC5yb3V0ZS5WaXJ0dWFsSG9zdCJGCgtWaXJ0dWFsSG9zdBIPCgdkb21haW5zGAEgAygJEiYKBnJvdXRlcxgCIAMoCzIWLmFtYml0LnJvdXRlLkh0dHBSb3V0ZSLfAgoJSHR0cFJvdXRlEg4KBnNvdXJjZRgBIAEoCRIoCgdtYXRjaGVzGAIgAygLMhcuYW1iaXQucm91dGUuUm91dGVNYXRjaBI2CgxkZXN0aW5hdGlvbnMYAyADKAsyIC5hbWJpdC5yb3V0ZS5XZWlnaHRlZERlc3RpbmF0aW9uEhUKDWRpcmVjdF9zdGF0dXMYBCABKA0SIQoFZmF1bHQYBSABKAsyEi5hbWJpdC5yb3V0ZS5GYXVsdBISCgp0aW1lb3V0X21zGAYgASgNEiEKBXJldHJ5GAcgASgLMhIuYW1iaXQucm91dGUuUmV0cnkSNgoPcmVxdWVzdF9oZWFkZXJzGAggASgLMh0uYW1iaXQucm91dGUuSGVhZGVyT3BlcmF0aW9ucxI3ChByZXNwb25zZV9oZWFkZXJzGAkgASgLMh0uYW1iaXQucm91dGUuSGVhZGVyT3BlcmF0aW9ucyJdCgVGYXVsdBIQCghkZWxheV9tcxgBIAEoDRIVCg1kZWxheV9wZXJjZW50GAIgASgBEhQKDGFib3J0X3N0YXR1cxgDIAEoDRIVCg1hYm9ydF9wZXJjZW50GAQgASgBIkcKBVJldHJ5EhAKCGF0dGVtcHRzGAEgASgNEhoKEnBlcl90cnlfdGltZW91dF9tcxgCIAEoDRIQCghyZXRyeV9vbhgDIAMoCSLkAQoQSGVhZGVyT3BlcmF0aW9ucxIzCgNzZXQYASADKAsyJi5hbWJpdC5yb3V0ZS5IZWFkZXJPcGVyYXRpb25zLlNldEVudHJ5EjMKA2FkZBgCIAMoCzImLmFtYml0LnJvdXRlLkhlYWRlck9wZXJhdGlvbnMuQWRkRW50cnkSDgoGcmVtb3ZlGAMgAygJGioKCFNldEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIQWRkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLLAQoKUm91dGVNYXRjaBImCgRwYXRoGAEgASgLMhguYW1iaXQucm91dGUuU3RyaW5nTWF0Y2gSKQoHaGVhZGVycxgCIAMoCzIYLmFtYml0LnJvdXRlLkhlYWRlck1hdGNoEigKBm1ldGhvZBgDIAEoCzIYLmFtYml0LnJvdXRlLlN0cmluZ01hdGNoEjIKDHF1ZXJ5X3BhcmFtcxgEIAMoCzIcLmFtYml0LnJvdXRlLlF1ZXJ5UGFyYW1NYXRjaBIMCgRwb3J0GAUgASgNImEKC1N0cmluZ01hdGNoEg8KBWV4YWN0GAEgASgJSAASEAoGcHJlZml4GAIgASgJSAASDwoFcmVnZXgYAyABKAlIABIVCgtwYXRoX3ByZWZpeBgEIAEoCUgAQgcKBW1hdGNoIlQKC0hlYWRlck1hdGNoEgwKBG5hbWUYASABKAkSJwoFdmFsdWUYAiABKAsyGC5hbWJpdC5yb3V0ZS5TdHJpbmdNYXRjaBIOCgZpbnZlcnQYAyABKAgiSAoPUXVlcnlQYXJhbU1hdGNoEgwKBG5hbWUYASABKAkSJwoFdmFsdWUYAiABKAsyGC5hbWJpdC5yb3V0ZS5TdHJpbmdNYXRjaCJoChNXZWlnaHRlZERlc3RpbmF0aW9uEhAKCGhvc3RuYW1lGAEgASgJEgwKBHBvcnQYAiABKA0SDgoGd2VpZ2h0GAMgASgNEg4KBnN1YnNldBgEIAEoCRIRCgl3b3JrbG9hZHMYBSADKAkqHwoIUHJvdG9jb2wSCAoESFRUUBAAEgkKBUhUVFBTEAFiBnByb3RvMw");
 
 /**
  * @generated from message ambit.route.RouteConfig
@@ -143,6 +143,37 @@ export type HttpRoute = Message<"ambit.route.HttpRoute"> & {
    * @generated from field: uint32 direct_status = 4;
    */
   directStatus: number;
+
+  /**
+   * Istio's HTTPFaultInjection: applied before the request is sent anywhere.
+   *
+   * @generated from field: ambit.route.Fault fault = 5;
+   */
+  fault?: Fault | undefined;
+
+  /**
+   * The whole request, retries included, in milliseconds; 0 means no limit.
+   *
+   * @generated from field: uint32 timeout_ms = 6;
+   */
+  timeoutMs: number;
+
+  /**
+   * Absent: only a kept-alive connection found closed is tried again (idempotent requests without a body).
+   *
+   * @generated from field: ambit.route.Retry retry = 7;
+   */
+  retry?: Retry | undefined;
+
+  /**
+   * @generated from field: ambit.route.HeaderOperations request_headers = 8;
+   */
+  requestHeaders?: HeaderOperations | undefined;
+
+  /**
+   * @generated from field: ambit.route.HeaderOperations response_headers = 9;
+   */
+  responseHeaders?: HeaderOperations | undefined;
 };
 
 /**
@@ -151,6 +182,105 @@ export type HttpRoute = Message<"ambit.route.HttpRoute"> & {
  */
 export const HttpRouteSchema: GenMessage<HttpRoute> = /*@__PURE__*/
   messageDesc(file_ambit_route_route, 3);
+
+/**
+ * @generated from message ambit.route.Fault
+ */
+export type Fault = Message<"ambit.route.Fault"> & {
+  /**
+   * Delay this share of requests (0 to 100, fractions allowed) by delay_ms before sending them.
+   *
+   * @generated from field: uint32 delay_ms = 1;
+   */
+  delayMs: number;
+
+  /**
+   * @generated from field: double delay_percent = 2;
+   */
+  delayPercent: number;
+
+  /**
+   * Answer this share of requests with abort_status (HTTP) without sending them.
+   *
+   * @generated from field: uint32 abort_status = 3;
+   */
+  abortStatus: number;
+
+  /**
+   * @generated from field: double abort_percent = 4;
+   */
+  abortPercent: number;
+};
+
+/**
+ * Describes the message ambit.route.Fault.
+ * Use `create(FaultSchema)` to create a new message.
+ */
+export const FaultSchema: GenMessage<Fault> = /*@__PURE__*/
+  messageDesc(file_ambit_route_route, 4);
+
+/**
+ * @generated from message ambit.route.Retry
+ */
+export type Retry = Message<"ambit.route.Retry"> & {
+  /**
+   * Tries after the first one.
+   *
+   * @generated from field: uint32 attempts = 1;
+   */
+  attempts: number;
+
+  /**
+   * Each try, in milliseconds; 0 means the route's timeout alone.
+   *
+   * @generated from field: uint32 per_try_timeout_ms = 2;
+   */
+  perTryTimeoutMs: number;
+
+  /**
+   * Envoy's retry_on words (5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream)
+   * and HTTP status codes as numbers.
+   *
+   * @generated from field: repeated string retry_on = 3;
+   */
+  retryOn: string[];
+};
+
+/**
+ * Describes the message ambit.route.Retry.
+ * Use `create(RetrySchema)` to create a new message.
+ */
+export const RetrySchema: GenMessage<Retry> = /*@__PURE__*/
+  messageDesc(file_ambit_route_route, 5);
+
+/**
+ * Istio's Headers.HeaderOperations: set replaces, add appends, remove drops (names lower-cased).
+ *
+ * @generated from message ambit.route.HeaderOperations
+ */
+export type HeaderOperations = Message<"ambit.route.HeaderOperations"> & {
+  /**
+   * @generated from field: map<string, string> set = 1;
+   */
+  set: { [key: string]: string };
+
+  /**
+   * @generated from field: map<string, string> add = 2;
+   */
+  add: { [key: string]: string };
+
+  /**
+   * @generated from field: repeated string remove = 3;
+   */
+  remove: string[];
+};
+
+/**
+ * Describes the message ambit.route.HeaderOperations.
+ * Use `create(HeaderOperationsSchema)` to create a new message.
+ */
+export const HeaderOperationsSchema: GenMessage<HeaderOperations> = /*@__PURE__*/
+  messageDesc(file_ambit_route_route, 6);
 
 /**
  * Every field set must match.
@@ -179,6 +309,13 @@ export type RouteMatch = Message<"ambit.route.RouteMatch"> & {
    * @generated from field: repeated ambit.route.QueryParamMatch query_params = 4;
    */
   queryParams: QueryParamMatch[];
+
+  /**
+   * The port the request was sent to (a waypoint: the service port); 0 means any.
+   *
+   * @generated from field: uint32 port = 5;
+   */
+  port: number;
 };
 
 /**
@@ -186,7 +323,7 @@ export type RouteMatch = Message<"ambit.route.RouteMatch"> & {
  * Use `create(RouteMatchSchema)` to create a new message.
  */
 export const RouteMatchSchema: GenMessage<RouteMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 4);
+  messageDesc(file_ambit_route_route, 7);
 
 /**
  * @generated from message ambit.route.StringMatch
@@ -231,7 +368,7 @@ export type StringMatch = Message<"ambit.route.StringMatch"> & {
  * Use `create(StringMatchSchema)` to create a new message.
  */
 export const StringMatchSchema: GenMessage<StringMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 5);
+  messageDesc(file_ambit_route_route, 8);
 
 /**
  * @generated from message ambit.route.HeaderMatch
@@ -262,7 +399,7 @@ export type HeaderMatch = Message<"ambit.route.HeaderMatch"> & {
  * Use `create(HeaderMatchSchema)` to create a new message.
  */
 export const HeaderMatchSchema: GenMessage<HeaderMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 6);
+  messageDesc(file_ambit_route_route, 9);
 
 /**
  * @generated from message ambit.route.QueryParamMatch
@@ -284,7 +421,7 @@ export type QueryParamMatch = Message<"ambit.route.QueryParamMatch"> & {
  * Use `create(QueryParamMatchSchema)` to create a new message.
  */
 export const QueryParamMatchSchema: GenMessage<QueryParamMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 7);
+  messageDesc(file_ambit_route_route, 10);
 
 /**
  * A mesh service, by hostname (`productpage.default.svc.cluster.local`) and service port.
@@ -298,7 +435,7 @@ export type WeightedDestination = Message<"ambit.route.WeightedDestination"> & {
   hostname: string;
 
   /**
-   * The service port; 0 means the service's only port.
+   * The service port; 0 means the service's only port (or, in a waypoint, the port the request came to).
    *
    * @generated from field: uint32 port = 2;
    */
@@ -308,6 +445,20 @@ export type WeightedDestination = Message<"ambit.route.WeightedDestination"> & {
    * @generated from field: uint32 weight = 3;
    */
   weight: number;
+
+  /**
+   * A DestinationRule subset by name (for logs and explain); when set, only `workloads` are endpoints.
+   *
+   * @generated from field: string subset = 4;
+   */
+  subset: string;
+
+  /**
+   * The workloads (uids) the subset's labels select among the service's endpoints, in every cluster.
+   *
+   * @generated from field: repeated string workloads = 5;
+   */
+  workloads: string[];
 };
 
 /**
@@ -315,7 +466,7 @@ export type WeightedDestination = Message<"ambit.route.WeightedDestination"> & {
  * Use `create(WeightedDestinationSchema)` to create a new message.
  */
 export const WeightedDestinationSchema: GenMessage<WeightedDestination> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 8);
+  messageDesc(file_ambit_route_route, 11);
 
 /**
  * @generated from enum ambit.route.Protocol

@@ -11,13 +11,15 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { HttpRoute } from "../route/route_pb.js";
+import { file_ambit_route_route } from "../route/route_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file ambit/waypoint/waypoint.proto.
  */
 export const file_ambit_waypoint_waypoint: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hbWJpdC93YXlwb2ludC93YXlwb2ludC5wcm90bxIOYW1iaXQud2F5cG9pbnQijwEKCFdheXBvaW50EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEhAKCHNlcnZpY2VzGAMgAygJEhEKCXdvcmtsb2FkcxgEIAMoCRI3Cg5hdXRob3JpemF0aW9ucxgFIAMoCzIfLmFtYml0LndheXBvaW50Lkw3QXV0aG9yaXphdGlvbkoECAYQByLKAQoPTDdBdXRob3JpemF0aW9uEgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEiYKBmFjdGlvbhgDIAEoDjIWLmFtYml0LndheXBvaW50LkFjdGlvbhIjCgVydWxlcxgEIAMoCzIULmFtYml0LndheXBvaW50LlJ1bGUSDwoHZHJ5X3J1bhgFIAEoCBITCgthbGxfdHJhZmZpYxgGIAEoCBIQCghzZXJ2aWNlcxgHIAMoCRIRCgl3b3JrbG9hZHMYCCADKAkifAoEUnVsZRIkCgRmcm9tGAEgAygLMhYuYW1iaXQud2F5cG9pbnQuU291cmNlEiUKAnRvGAIgAygLMhkuYW1iaXQud2F5cG9pbnQuT3BlcmF0aW9uEicKBHdoZW4YAyADKAsyGS5hbWJpdC53YXlwb2ludC5Db25kaXRpb24ihAQKBlNvdXJjZRIvCgpwcmluY2lwYWxzGAEgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSMwoObm90X3ByaW5jaXBhbHMYAiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBI3ChJyZXF1ZXN0X3ByaW5jaXBhbHMYAyADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBI7ChZub3RfcmVxdWVzdF9wcmluY2lwYWxzGAQgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSLwoKbmFtZXNwYWNlcxgFIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEjMKDm5vdF9uYW1lc3BhY2VzGAYgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSJwoJaXBfYmxvY2tzGAcgAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkchIrCg1ub3RfaXBfYmxvY2tzGAggAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkchIuChByZW1vdGVfaXBfYmxvY2tzGAkgAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkchIyChRub3RfcmVtb3RlX2lwX2Jsb2NrcxgKIAMoCzIULmFtYml0LndheXBvaW50LkNpZHIixQIKCU9wZXJhdGlvbhIqCgVob3N0cxgBIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi4KCW5vdF9ob3N0cxgCIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEg0KBXBvcnRzGAMgAygNEhEKCW5vdF9wb3J0cxgEIAMoDRIsCgdtZXRob2RzGAUgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSMAoLbm90X21ldGhvZHMYBiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIqCgVwYXRocxgHIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi4KCW5vdF9wYXRocxgIIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoInYKCUNvbmRpdGlvbhILCgNrZXkYASABKAkSKwoGdmFsdWVzGAIgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSLwoKbm90X3ZhbHVlcxgDIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoIl8KC1N0cmluZ01hdGNoEg8KBWV4YWN0GAEgASgJSAASEAoGcHJlZml4GAIgASgJSAASEAoGc3VmZml4GAMgASgJSAASEgoIcHJlc2VuY2UYBCABKAhIAEIHCgVtYXRjaCInCgRDaWRyEg8KB2FkZHJlc3MYASABKAwSDgoGbGVuZ3RoGAIgASgNKigKBkFjdGlvbhIJCgVBTExPVxAAEggKBERFTlkQARIJCgVBVURJVBACYgZwcm90bzM");
+  fileDesc("Ch1hbWJpdC93YXlwb2ludC93YXlwb2ludC5wcm90bxIOYW1iaXQud2F5cG9pbnQiuAEKCFdheXBvaW50EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEhAKCHNlcnZpY2VzGAMgAygJEhEKCXdvcmtsb2FkcxgEIAMoCRI3Cg5hdXRob3JpemF0aW9ucxgFIAMoCzIfLmFtYml0LndheXBvaW50Lkw3QXV0aG9yaXphdGlvbhItCgZyb3V0ZXMYBiADKAsyHS5hbWJpdC53YXlwb2ludC5TZXJ2aWNlUm91dGVzIkgKDVNlcnZpY2VSb3V0ZXMSDwoHc2VydmljZRgBIAEoCRImCgZyb3V0ZXMYAiADKAsyFi5hbWJpdC5yb3V0ZS5IdHRwUm91dGUiygEKD0w3QXV0aG9yaXphdGlvbhIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRImCgZhY3Rpb24YAyABKA4yFi5hbWJpdC53YXlwb2ludC5BY3Rpb24SIwoFcnVsZXMYBCADKAsyFC5hbWJpdC53YXlwb2ludC5SdWxlEg8KB2RyeV9ydW4YBSABKAgSEwoLYWxsX3RyYWZmaWMYBiABKAgSEAoIc2VydmljZXMYByADKAkSEQoJd29ya2xvYWRzGAggAygJInwKBFJ1bGUSJAoEZnJvbRgBIAMoCzIWLmFtYml0LndheXBvaW50LlNvdXJjZRIlCgJ0bxgCIAMoCzIZLmFtYml0LndheXBvaW50Lk9wZXJhdGlvbhInCgR3aGVuGAMgAygLMhkuYW1iaXQud2F5cG9pbnQuQ29uZGl0aW9uIoQECgZTb3VyY2USLwoKcHJpbmNpcGFscxgBIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEjMKDm5vdF9wcmluY2lwYWxzGAIgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSNwoScmVxdWVzdF9wcmluY2lwYWxzGAMgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSOwoWbm90X3JlcXVlc3RfcHJpbmNpcGFscxgEIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi8KCm5hbWVzcGFjZXMYBSADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIzCg5ub3RfbmFtZXNwYWNlcxgGIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEicKCWlwX2Jsb2NrcxgHIAMoCzIULmFtYml0LndheXBvaW50LkNpZHISKwoNbm90X2lwX2Jsb2NrcxgIIAMoCzIULmFtYml0LndheXBvaW50LkNpZHISLgoQcmVtb3RlX2lwX2Jsb2NrcxgJIAMoCzIULmFtYml0LndheXBvaW50LkNpZHISMgoUbm90X3JlbW90ZV9pcF9ibG9ja3MYCiADKAsyFC5hbWJpdC53YXlwb2ludC5DaWRyIsUCCglPcGVyYXRpb24SKgoFaG9zdHMYASADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIuCglub3RfaG9zdHMYAiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBINCgVwb3J0cxgDIAMoDRIRCglub3RfcG9ydHMYBCADKA0SLAoHbWV0aG9kcxgFIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEjAKC25vdF9tZXRob2RzGAYgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSKgoFcGF0aHMYByADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIuCglub3RfcGF0aHMYCCADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaCJ2CglDb25kaXRpb24SCwoDa2V5GAEgASgJEisKBnZhbHVlcxgCIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi8KCm5vdF92YWx1ZXMYAyADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaCJfCgtTdHJpbmdNYXRjaBIPCgVleGFjdBgBIAEoCUgAEhAKBnByZWZpeBgCIAEoCUgAEhAKBnN1ZmZpeBgDIAEoCUgAEhIKCHByZXNlbmNlGAQgASgISABCBwoFbWF0Y2giJwoEQ2lkchIPCgdhZGRyZXNzGAEgASgMEg4KBmxlbmd0aBgCIAEoDSooCgZBY3Rpb24SCQoFQUxMT1cQABIICgRERU5ZEAESCQoFQVVESVQQAmIGcHJvdG8z", [file_ambit_route_route]);
 
 /**
  * @generated from message ambit.waypoint.Waypoint
@@ -57,6 +59,14 @@ export type Waypoint = Message<"ambit.waypoint.Waypoint"> & {
    * @generated from field: repeated ambit.waypoint.L7Authorization authorizations = 5;
    */
   authorizations: L7Authorization[];
+
+  /**
+   * The mesh routes (VirtualService, HTTPRoute with a Service parent) of the services whose traffic
+   * this waypoint takes: the served services, and the services of the served workloads.
+   *
+   * @generated from field: repeated ambit.waypoint.ServiceRoutes routes = 6;
+   */
+  routes: ServiceRoutes[];
 };
 
 /**
@@ -65,6 +75,33 @@ export type Waypoint = Message<"ambit.waypoint.Waypoint"> & {
  */
 export const WaypointSchema: GenMessage<Waypoint> = /*@__PURE__*/
   messageDesc(file_ambit_waypoint_waypoint, 0);
+
+/**
+ * One service's routes: its requests go by the first route that matches; none matching (or no entry
+ * for the service) means the service itself, as addressed.
+ *
+ * @generated from message ambit.waypoint.ServiceRoutes
+ */
+export type ServiceRoutes = Message<"ambit.waypoint.ServiceRoutes"> & {
+  /**
+   * `<namespace>/<hostname>`, as in `services`.
+   *
+   * @generated from field: string service = 1;
+   */
+  service: string;
+
+  /**
+   * @generated from field: repeated ambit.route.HttpRoute routes = 2;
+   */
+  routes: HttpRoute[];
+};
+
+/**
+ * Describes the message ambit.waypoint.ServiceRoutes.
+ * Use `create(ServiceRoutesSchema)` to create a new message.
+ */
+export const ServiceRoutesSchema: GenMessage<ServiceRoutes> = /*@__PURE__*/
+  messageDesc(file_ambit_waypoint_waypoint, 1);
 
 /**
  * One AuthorizationPolicy as the waypoint enforces it. Istio's semantics: the policy matches a request
@@ -126,7 +163,7 @@ export type L7Authorization = Message<"ambit.waypoint.L7Authorization"> & {
  * Use `create(L7AuthorizationSchema)` to create a new message.
  */
 export const L7AuthorizationSchema: GenMessage<L7Authorization> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 1);
+  messageDesc(file_ambit_waypoint_waypoint, 2);
 
 /**
  * @generated from message ambit.waypoint.Rule
@@ -153,7 +190,7 @@ export type Rule = Message<"ambit.waypoint.Rule"> & {
  * Use `create(RuleSchema)` to create a new message.
  */
 export const RuleSchema: GenMessage<Rule> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 2);
+  messageDesc(file_ambit_waypoint_waypoint, 3);
 
 /**
  * @generated from message ambit.waypoint.Source
@@ -215,7 +252,7 @@ export type Source = Message<"ambit.waypoint.Source"> & {
  * Use `create(SourceSchema)` to create a new message.
  */
 export const SourceSchema: GenMessage<Source> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 3);
+  messageDesc(file_ambit_waypoint_waypoint, 4);
 
 /**
  * @generated from message ambit.waypoint.Operation
@@ -269,7 +306,7 @@ export type Operation = Message<"ambit.waypoint.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 4);
+  messageDesc(file_ambit_waypoint_waypoint, 5);
 
 /**
  * A `when` condition: key as Istio spells it (`request.headers[x-token]`, `source.ip`,
@@ -300,7 +337,7 @@ export type Condition = Message<"ambit.waypoint.Condition"> & {
  * Use `create(ConditionSchema)` to create a new message.
  */
 export const ConditionSchema: GenMessage<Condition> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 5);
+  messageDesc(file_ambit_waypoint_waypoint, 6);
 
 /**
  * Istio's string forms: `abc` exact, `abc*` prefix, `*abc` suffix, `*` presence.
@@ -343,7 +380,7 @@ export type StringMatch = Message<"ambit.waypoint.StringMatch"> & {
  * Use `create(StringMatchSchema)` to create a new message.
  */
 export const StringMatchSchema: GenMessage<StringMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 6);
+  messageDesc(file_ambit_waypoint_waypoint, 7);
 
 /**
  * @generated from message ambit.waypoint.Cidr
@@ -365,7 +402,7 @@ export type Cidr = Message<"ambit.waypoint.Cidr"> & {
  * Use `create(CidrSchema)` to create a new message.
  */
 export const CidrSchema: GenMessage<Cidr> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 7);
+  messageDesc(file_ambit_waypoint_waypoint, 8);
 
 /**
  * @generated from enum ambit.waypoint.Action

@@ -1,0 +1,156 @@
+// Mesh routes for waypoints: seed 004's VirtualService + DestinationRule samples, HTTPRoutes with a Service parent, precedence, and bad input named by field.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
+
+import { readDestinationRule } from '../src/controlplane/routes/destination-rule.js';
+import { InvalidObjectError } from '../src/controlplane/routes/fields.js';
+import { readHttpRoute } from '../src/controlplane/routes/gateway-api.js';
+import { readVirtualService } from '../src/controlplane/routes/istio.js';
+import { meshRoutesOf, type MeshRouteInput } from '../src/controlplane/routes/mesh-routes.js';
+import { AppProtocol, PortListSchema, PortSchema, WorkloadSchema } from '../src/gen/istio/workload/workload_pb.js';
+import { routedServiceOf } from '../src/waypoint/target.js';
+import { create } from '@bufbuild/protobuf';
+
+const sample = (name: string) => (parseAllDocuments(readFileSync(new URL(`../../shared/samples/istio/${name}`, import.meta.url), 'utf8')) as Array<{ toJS(): unknown }>).map((d) => d.toJS() as KubernetesObject);
+const inDefault = (o: KubernetesObject, created = '2026-12-01T00:00:00Z') => ({ ...o, metadata: { ...o.metadata, namespace: 'default', creationTimestamp: created as unknown as Date } });
+const REVIEWS = 'default/reviews.default.svc.cluster.local';
+const HOST = 'reviews.default.svc.cluster.local';
+
+const pods = [
+  { uid: 'cluster1//Pod/default/reviews-v1-a', labels: { app: 'reviews', version: 'v1' } },
+  { uid: 'cluster2//Pod/default/reviews-v1-b', labels: { app: 'reviews', version: 'v1' } },
+  { uid: 'cluster1//Pod/default/reviews-v2-a', labels: { app: 'reviews', version: 'v2' } },
+  { uid: 'cluster1//Pod/default/reviews-v3-a', labels: { app: 'reviews', version: 'v3' } },
+];
+
+function input(partial: Partial<MeshRouteInput>): MeshRouteInput {
+  return {
+    virtualServices: [],
+    destinationRules: [],
+    httpRoutes: [],
+    domainSuffix: 'cluster.local',
+    serviceExists: (hostname) => hostname === HOST || hostname === 'ratings.default.svc.cluster.local',
+    endpointsOf: (hostname) => (hostname === HOST ? pods : []),
+    ...partial,
+  };
+}
+
+function vs(spec: unknown, name = 'reviews', created?: string): KubernetesObject {
+  return inDefault({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name }, spec } as KubernetesObject, created);
+}
+
+function rejects(read: () => unknown, field: RegExp): void {
+  assert.throws(read, (error: unknown) => error instanceof InvalidObjectError && field.test(error.problem.field), `rejected naming ${field}`);
+}
+
+describe('mesh routes (waypoint)', () => {
+  it('seed 004: virtual-service-reviews-90-10.yaml + destination-rule-reviews.yaml → 90/10 between the pods of v1 and v2, every cluster', () => {
+    const [vsObject] = sample('virtual-service-reviews-90-10.yaml');
+    const [drObject] = sample('destination-rule-reviews.yaml');
+    const result = meshRoutesOf(REVIEWS, input({ virtualServices: [readVirtualService(inDefault(vsObject!))], destinationRules: [readDestinationRule(inDefault(drObject!))] }));
+    assert.ok(result);
+    assert.deepEqual(result.problems, []);
+    assert.deepEqual(result.sources, ['VirtualService/default/reviews']);
+    const [route] = result.routes.routes!;
+    assert.deepEqual(
+      route!.destinations!.map((d) => ({ hostname: d.hostname, weight: d.weight, subset: d.subset, workloads: d.workloads })),
+      [
+        { hostname: HOST, weight: 90, subset: 'v1', workloads: ['cluster1//Pod/default/reviews-v1-a', 'cluster2//Pod/default/reviews-v1-b'] },
+        { hostname: HOST, weight: 10, subset: 'v2', workloads: ['cluster1//Pod/default/reviews-v2-a'] },
+      ],
+    );
+  });
+
+  it('a subset no DestinationRule defines: named as a problem, and the destination has no endpoint', () => {
+    const result = meshRoutesOf(REVIEWS, input({ virtualServices: [readVirtualService(vs({ hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v9' } }] }] }))] }));
+    assert.match(result!.problems.join('\n'), /spec\.http\[0\]\.route\[0\]\.destination\.subset: no DestinationRule of reviews\.default\.svc\.cluster\.local has a subset "v9"/);
+    assert.deepEqual(result!.routes.routes![0]!.destinations![0]!.workloads, []);
+  });
+
+  it('a VirtualService bound to gateways only is not a mesh route; with `mesh` among them it is', () => {
+    const gatewayOnly = readVirtualService(vs({ hosts: ['reviews'], gateways: ['bookinfo-gateway'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }));
+    assert.equal(meshRoutesOf(REVIEWS, input({ virtualServices: [gatewayOnly] })), undefined);
+    const both = readVirtualService(vs({ hosts: ['reviews'], gateways: ['bookinfo-gateway', 'mesh'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }));
+    assert.ok(meshRoutesOf(REVIEWS, input({ virtualServices: [both] })));
+  });
+
+  it('several VirtualServices for one host: an exact host beats a wildcard, then the oldest wins (Istio)', () => {
+    const route = (host: string) => ({ hosts: [host], http: [{ route: [{ destination: { host: 'reviews' } }] }] });
+    const newer = readVirtualService(vs(route('reviews'), 'newer', '2026-12-03T00:00:00Z'));
+    const older = readVirtualService(vs(route('reviews.default.svc.cluster.local'), 'older', '2026-12-02T00:00:00Z'));
+    const wildcard = readVirtualService(vs(route('*.default.svc.cluster.local'), 'wildcard', '2026-11-01T00:00:00Z'));
+    assert.deepEqual(meshRoutesOf(REVIEWS, input({ virtualServices: [newer, wildcard, older] }))!.sources, ['VirtualService/default/older']);
+    assert.deepEqual(meshRoutesOf(REVIEWS, input({ virtualServices: [wildcard] }))!.sources, ['VirtualService/default/wildcard']);
+  });
+
+  it('reads header matches, fault, timeout, retries and header changes into the route', () => {
+    const object = vs({
+      hosts: ['reviews'],
+      http: [
+        { match: [{ headers: { 'end-user': { exact: 'jason' } }, port: 9080 }], route: [{ destination: { host: 'reviews', subset: 'v2' } }], timeout: '0.5s', retries: { attempts: 3, perTryTimeout: '100ms', retryOn: '5xx,reset' } },
+        { route: [{ destination: { host: 'reviews' } }], fault: { abort: { httpStatus: 500, percentage: { value: 100 } }, delay: { fixedDelay: '2s', percentage: { value: 50 } } }, headers: { request: { set: { 'X-Canary': 'no' } }, response: { remove: ['Server'] } } },
+      ],
+    });
+    const [jason, rest] = meshRoutesOf(REVIEWS, input({ virtualServices: [readVirtualService(object)] }))!.routes.routes!;
+    assert.equal(jason!.matches![0]!.port, 9080);
+    assert.deepEqual(jason!.matches![0]!.headers, [{ name: 'end-user', value: { match: { case: 'exact', value: 'jason' } }, invert: false }]);
+    assert.equal(jason!.timeoutMs, 500);
+    assert.deepEqual(jason!.retry, { attempts: 3, perTryTimeoutMs: 100, retryOn: ['5xx', 'reset'] });
+    assert.deepEqual(rest!.fault, { delayMs: 2000, delayPercent: 50, abortStatus: 500, abortPercent: 100 });
+    assert.deepEqual(rest!.requestHeaders, { set: { 'x-canary': 'no' }, add: {}, remove: [] });
+    assert.deepEqual(rest!.responseHeaders, { set: {}, add: {}, remove: ['server'] });
+  });
+
+  it('Istio\'s default retry conditions when retryOn is not given', () => {
+    const object = vs({ hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }], retries: { attempts: 2 } }] });
+    assert.deepEqual(readVirtualService(object).rules[0]!.behaviour.retry!.retryOn, ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', '503']);
+  });
+
+  it('bad input is rejected naming the field: weights adding up to 0, a bad duration, a percentage over 100, an unknown retry condition, a bad regex, a bad subset name', () => {
+    const base = { hosts: ['reviews'] };
+    rejects(() => readVirtualService(vs({ ...base, http: [{ route: [{ destination: { host: 'reviews' }, weight: 0 }] }] })), /^spec\.http\[0\]\.route$/);
+    rejects(() => readVirtualService(vs({ ...base, http: [{ route: [{ destination: { host: 'reviews' } }], timeout: 'soon' }] })), /^spec\.http\[0\]\.timeout$/);
+    rejects(() => readVirtualService(vs({ ...base, http: [{ route: [{ destination: { host: 'reviews' } }], fault: { abort: { httpStatus: 500, percentage: { value: 120 } } } }] })), /^spec\.http\[0\]\.fault\.abort\.percentage$/);
+    rejects(() => readVirtualService(vs({ ...base, http: [{ route: [{ destination: { host: 'reviews' } }], retries: { attempts: 2, retryOn: '5xx,sometimes' } }] })), /^spec\.http\[0\]\.retries\.retryOn$/);
+    rejects(() => readVirtualService(vs({ ...base, http: [{ match: [{ uri: { regex: '(' } }], route: [{ destination: { host: 'reviews' } }] }] })), /^spec\.http\[0\]\.match\[0\]\.uri\.regex$/);
+    rejects(() => readDestinationRule(inDefault({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'r' }, spec: { host: 'reviews', subsets: [{ name: 'v 1' }] } } as KubernetesObject)), /^spec\.subsets\[0\]\.name$/);
+  });
+
+  it('an HTTPRoute with the Service as parent (Gateway API mesh routing) wins over a VirtualService', () => {
+    const httpRoute = readHttpRoute(
+      inDefault({
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name: 'reviews' },
+        spec: { parentRefs: [{ group: '', kind: 'Service', name: 'reviews', port: 9080 }], rules: [{ backendRefs: [{ name: 'reviews', port: 9080, weight: 90 }, { name: 'ratings', port: 9080, weight: 10 }] }] },
+      } as KubernetesObject),
+    );
+    const virtualService = readVirtualService(vs({ hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }));
+    const result = meshRoutesOf(REVIEWS, input({ httpRoutes: [httpRoute], virtualServices: [virtualService] }))!;
+    assert.deepEqual(result.sources, ['HTTPRoute/default/reviews']);
+    const [route] = result.routes.routes!;
+    assert.equal(route!.matches![0]!.port, 9080);
+    assert.deepEqual(route!.destinations!.map((d) => [d.hostname, d.weight]), [[HOST, 90], ['ratings.default.svc.cluster.local', 10]]);
+  });
+});
+
+describe('which service\'s routes a request follows at a waypoint', () => {
+  const workloadTarget = (port: number) => ({
+    kind: 'workload' as const,
+    ip: '10.20.0.5',
+    port,
+    appProtocol: AppProtocol.UNKNOWN,
+    workload: create(WorkloadSchema, { uid: 'cluster1//Pod/default/reviews-v1-a', services: { [REVIEWS]: create(PortListSchema, { ports: [create(PortSchema, { servicePort: 9080, targetPort: 9081 })] }) } }),
+  });
+
+  it('a pod addressed directly (service-account waypoint): the service of the pod the Host header names, at the service port of the target port', () => {
+    for (const host of ['reviews:9080', 'reviews', 'reviews.default', 'reviews.default.svc', 'REVIEWS.default.svc.cluster.local:9080']) {
+      assert.deepEqual(routedServiceOf(workloadTarget(9081), host), { name: REVIEWS, port: 9080 }, host);
+    }
+    assert.equal(routedServiceOf(workloadTarget(9081), 'ratings:9080'), undefined, 'another service');
+    assert.equal(routedServiceOf(workloadTarget(7000), 'reviews'), undefined, 'a port the service does not map');
+  });
+});
