@@ -187,6 +187,161 @@ describe('seed 004: ambient getting started, L4 and L7 (waypoint, ingress, reque
     assert.equal((await firstLine('sleep', 'http://istio-ingressgateway.istio-system/productpage')).trim(), PAGE_FIRST_LINE, 'the ingress gateway may GET');
   });
 
+  it('traffic control: the reviews waypoint, virtual-service-reviews-90-10.yaml and destination-rule-reviews.yaml as written; 100 requests through the ingress: v1 and v2 only, about 10% v2', async () => {
+    await apply(`apiVersion: gateway.networking.k8s.io/v1beta1
+kind: Gateway
+metadata:
+  name: reviews
+  annotations:
+    istio.io/service-account: bookinfo-reviews
+spec:
+  gatewayClassName: istio-mesh
+`);
+    await waitFor('the reviews waypoint Ready', async () => {
+      const gateway = JSON.parse(await kubectl(CTX, ['get', 'gateway', 'reviews', '-n', 'default', '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string }> } };
+      return gateway.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+    }, 120_000, 500);
+    await rolloutStatus(CTX, 'default', ['bookinfo-reviews-waypoint-proxy']);
+    const applied = Date.now();
+    await kubectl(CTX, ['apply', '-f', `${samples}virtual-service-reviews-90-10.yaml`]);
+    await kubectl(CTX, ['apply', '-f', `${samples}destination-rule-reviews.yaml`]);
+    // The seed's own loop, as written.
+    const loop = () => exec('sleep', 'for i in $(seq 1 100); do curl -s http://istio-ingressgateway.istio-system/productpage | grep reviews-v.-; done');
+    const tally = (out: string) => ({ v1: (out.match(/reviews-v1-/g) ?? []).length, v2: (out.match(/reviews-v2-/g) ?? []).length, v3: (out.match(/reviews-v3-/g) ?? []).length });
+    // In force once 20 requests in a row avoid v3 (a third of requests reach it without the route).
+    await waitFor('the route in force (no reviews-v3 in 20 requests)', async () => {
+      const out = await exec('sleep', 'for i in $(seq 1 20); do curl -s http://istio-ingressgateway.istio-system/productpage | grep reviews-v.-; done');
+      const t = tally(out);
+      return t.v1 + t.v2 === 20 && t.v3 === 0;
+    }, 60_000, 500);
+    numbers.push(`90/10 VirtualService applied → in force (20 requests without v3) in ${((Date.now() - applied) / 1000).toFixed(1)} s`);
+    // Binomial(100, 0.1) falls outside [3, 20] about 0.3% of the time: one more run before calling it wrong.
+    let counts = tally(await loop());
+    if (counts.v2 < 3 || counts.v2 > 20) counts = tally(await loop());
+    numbers.push(`seed 004's loop, 100 requests: v1 ${counts.v1}, v2 ${counts.v2}, v3 ${counts.v3}`);
+    assert.equal(counts.v3, 0, 'never v3');
+    assert.equal(counts.v1 + counts.v2, 100, `every request answered by v1 or v2: ${JSON.stringify(counts)}`);
+    assert.ok(counts.v2 >= 3 && counts.v2 <= 20, `about 10% v2: ${JSON.stringify(counts)}`);
+    // The requests went through the reviews waypoint, which reports them per destination workload.
+    const stats = await labExec(CLUSTER, 'default', 'deploy/bookinfo-reviews-waypoint-proxy', ['sh', '-c', 'curl -s http://localhost:15020/stats/prometheus | grep "^istio_requests_total"']);
+    assert.match(stats.stdout, /destination_workload="reviews-v2"/, stats.stdout.slice(0, 2000));
+    // What the waypoint holds, as `istioctl proxy-config routes` shows it.
+    const [reviewsWaypoint] = await pods(CTX, 'default', 'gateway.networking.k8s.io/gateway-name=reviews');
+    assert.ok(reviewsWaypoint, 'the reviews waypoint pod');
+    const shown = await ambit(['proxy-config', 'routes', `${reviewsWaypoint.name}.default`, '--context', CTX]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /default\/reviews\.default\.svc\.cluster\.local +VirtualService\/default\/reviews#0 +\* +reviews\.default\.svc\.cluster\.local subset v1 \(1 pods\) 90%/);
+    assert.match(shown.stdout, /reviews\.default\.svc\.cluster\.local subset v2 \(1 pods\) 10%/);
+  });
+
+  it('the same 90/10 split with a Gateway API HTTPRoute whose parent is the reviews Service (backendRefs reviews-v1 and reviews-v2)', async () => {
+    const versionService = (version: string) => `apiVersion: v1
+kind: Service
+metadata:
+  name: reviews-${version}
+  namespace: default
+spec:
+  selector:
+    app: reviews
+    version: ${version}
+  ports:
+  - name: http
+    port: 9080
+`;
+    await apply(versionService('v1'));
+    await apply(versionService('v2'));
+    await apply(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  parentRefs:
+  - group: ""
+    kind: Service
+    name: reviews
+    port: 9080
+  rules:
+  - backendRefs:
+    - name: reviews-v1
+      port: 9080
+      weight: 90
+    - name: reviews-v2
+      port: 9080
+      weight: 10
+`);
+    const tally = (out: string) => ({ v1: (out.match(/reviews-v1-/g) ?? []).length, v2: (out.match(/reviews-v2-/g) ?? []).length, v3: (out.match(/reviews-v3-/g) ?? []).length });
+    const run = async (count: number) => tally(await exec('sleep', `for i in $(seq 1 ${count}); do curl -s http://istio-ingressgateway.istio-system/productpage | grep reviews-v.-; done`));
+    await waitFor('the HTTPRoute in force (no reviews-v3 in 20 requests)', async () => {
+      const t = await run(20);
+      return t.v1 + t.v2 === 20 && t.v3 === 0;
+    }, 60_000, 500);
+    let counts = await run(100);
+    if (counts.v2 < 3 || counts.v2 > 20) counts = await run(100);
+    numbers.push(`HTTPRoute 90/10, 100 requests: v1 ${counts.v1}, v2 ${counts.v2}, v3 ${counts.v3}`);
+    assert.equal(counts.v3, 0);
+    assert.equal(counts.v1 + counts.v2, 100, JSON.stringify(counts));
+    assert.ok(counts.v2 >= 3 && counts.v2 <= 20, `about 10% v2: ${JSON.stringify(counts)}`);
+    await kubectl(CTX, ['delete', 'httproute', 'reviews', '-n', 'default']);
+  });
+
+  it('Istio\'s request-routing and fault-injection tasks on the reviews waypoint: end-user jason → v2, abort 500, delay 2 s', async () => {
+    const reviewsRoute = (rules: string) => apply(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts:
+  - reviews
+  http:
+${rules}`);
+    await reviewsRoute(`  - match:
+    - headers:
+        end-user:
+          exact: jason
+    route:
+    - destination:
+        host: reviews
+        subset: v2
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+`);
+    const served = (user: string) => exec('sleep', `for i in $(seq 1 10); do curl -s ${user ? `-H 'end-user: ${user}' ` : ''}http://istio-ingressgateway.istio-system/productpage | grep -o 'reviews-v.-'; done | sort | uniq -c`);
+    await waitFor('jason routed to v2', async () => /^\s*10 reviews-v2-$/.test((await served('jason')).trim()), 60_000, 500);
+    assert.match((await served('someone')).trim(), /^\s*10 reviews-v1-$/);
+    assert.match((await served('')).trim(), /^\s*10 reviews-v1-$/);
+    // Every call aborted with 500 by the waypoint; the app is not reached.
+    await reviewsRoute(`  - fault:
+      abort:
+        httpStatus: 500
+        percentage:
+          value: 100
+    route:
+    - destination:
+        host: reviews
+`);
+    const codes = () => exec('sleep', 'for i in $(seq 1 5); do curl -s -o /dev/null -w "%{http_code} " http://reviews:9080/reviews/0; done');
+    await waitFor('every call 500', async () => (await codes()).trim() === '500 500 500 500 500', 60_000, 500);
+    assert.equal(await exec('sleep', 'curl -s http://reviews:9080/reviews/0'), 'fault filter abort');
+    await reviewsRoute(`  - fault:
+      delay:
+        fixedDelay: 2s
+        percentage:
+          value: 100
+    route:
+    - destination:
+        host: reviews
+`);
+    await waitFor('the abort lifted', async () => (await codes()).trim() === '200 200 200 200 200', 60_000, 500);
+    const seconds = Number((await exec('sleep', 'curl -s -o /dev/null -w "%{time_total}" http://reviews:9080/reviews/0')).trim());
+    numbers.push(`fault delay 2s: the call took ${seconds.toFixed(2)} s`);
+    assert.ok(seconds >= 2, `delayed by at least 2 s: ${seconds} s`);
+    await kubectl(CTX, ['delete', 'virtualservice', 'reviews', '-n', 'default']);
+  });
+
   it('the waypoint serves istio_requests_total with the 403s of notsleep, both principals and mutual_tls', async () => {
     const r = await labExec(CLUSTER, 'default', 'deploy/bookinfo-productpage-waypoint-proxy', ['sh', '-c', 'curl -s http://localhost:15020/stats/prometheus | grep istio_requests_total']);
     const denied = r.stdout.split('\n').filter((line) => line.includes('response_code="403"') && line.includes('source_workload="notsleep"'));

@@ -8,7 +8,8 @@ import { DEFAULT_TIMEOUT_MS, dryRunInstall, installMesh, uninstallMesh } from '.
 import { resolveContext } from '../install/kubectl.js';
 import { renderYaml } from '../install/manifests.js';
 import { parseConfigDump } from '../install/proxy-config/config-dump.js';
-import { fetchConfigDump, locateZtunnel } from '../install/proxy-config/fetch.js';
+import { fetchConfigDump, locatePod, locateZtunnel } from '../install/proxy-config/fetch.js';
+import { routesTable, waypointRoutes } from '../install/proxy-config/routes.js';
 import { adminFetcher } from './lab-commands.js';
 import { parseView, renderView, viewJson, VIEWS } from '../install/proxy-config/tables.js';
 import { loadValues, type ResolvedValues } from '../install/values.js';
@@ -119,19 +120,27 @@ function registerInstall(program: Command): void {
 function registerProxyConfig(program: Command): void {
   program
     .command('proxy-config')
-    .description('show what a node\'s ztunnel knows: workloads, services, policies, certificates (from its admin endpoint)')
-    .argument('<view>', `one of ${VIEWS.join(', ')} (or istioctl's singular names: workload, service, policy, certificate)`)
-    .argument('<target>', 'a node name, or the name of a ztunnel pod')
+    .description('show what a proxy knows, from its admin endpoint: a node\'s ztunnel (workloads, services, policies, certificates) or a waypoint (routes)')
+    .argument('<view>', `one of ${VIEWS.join(', ')} (or istioctl's singular names: workload, service, policy, certificate) for a ztunnel; routes for a waypoint`)
+    .argument('<target>', 'a node name or a ztunnel pod; for routes, a waypoint pod (<pod> or <pod>.<namespace>)')
     .option('--context <context>', 'kubeconfig context (default: the current context)')
-    .option('-n, --namespace <ns>', 'namespace of the ztunnel pods', DEFAULT_SYSTEM_NAMESPACE)
+    .option('-n, --namespace <ns>', `namespace of the pod (default: ${DEFAULT_SYSTEM_NAMESPACE} for ztunnel views, default for routes)`)
     .option('-o, --output <format>', 'table or json', 'table')
-    .addHelpText('after', '\nExamples:\n  ambit proxy-config workloads --context lab-cluster1 cluster1-node1\n  ambit proxy-config certs ztunnel-7x2kq -o json')
-    .action(async (viewName: string, target: string, options: { context?: string; namespace: string; output: string }) => {
-      const view = parseView(viewName);
-      if (!view) throw new Error(`proxy-config: unknown view "${viewName}"; expected one of ${VIEWS.join(', ')}`);
+    .addHelpText('after', '\nExamples:\n  ambit proxy-config workloads --context lab-cluster1 cluster1-node1\n  ambit proxy-config certs ztunnel-7x2kq -o json\n  ambit proxy-config routes bookinfo-reviews-waypoint-proxy-5d9f8-x7k2p.default')
+    .action(async (viewName: string, target: string, options: { context?: string; namespace?: string; output: string }) => {
       if (options.output !== 'table' && options.output !== 'json') throw new Error(`--output: expected table or json, got "${options.output}"`);
       const context = await resolveContext(options.context);
-      const pod = await locateZtunnel(context, options.namespace, target);
+      if (viewName === 'routes' || viewName === 'route') {
+        const dot = target.indexOf('.');
+        const [name, namespace] = dot > 0 ? [target.slice(0, dot), target.slice(dot + 1)] : [target, options.namespace ?? 'default'];
+        const pod = await locatePod(context, namespace, name);
+        const routes = waypointRoutes(await fetchConfigDump(context, pod, adminFetcher), `pod ${namespace}/${name}`);
+        process.stdout.write(`${options.output === 'json' ? JSON.stringify(routes, null, 2) : routesTable(routes)}\n`);
+        return;
+      }
+      const view = parseView(viewName);
+      if (!view) throw new Error(`proxy-config: unknown view "${viewName}"; expected one of ${VIEWS.join(', ')}, routes`);
+      const pod = await locateZtunnel(context, options.namespace ?? DEFAULT_SYSTEM_NAMESPACE, target);
       const dump = parseConfigDump(await fetchConfigDump(context, pod, adminFetcher), `ztunnel ${pod.name} on node ${pod.node}`);
       const text = options.output === 'json' ? JSON.stringify(viewJson(dump, view), null, 2) : renderView(dump, view, pod.name);
       process.stdout.write(`${text}\n`);

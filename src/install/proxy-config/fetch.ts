@@ -126,3 +126,17 @@ export function fetchConfigDump(context: string, pod: ZtunnelPod, via: AdminFetc
 export function fetchAdminPath(context: string, pod: ZtunnelPod, path: string, via: AdminFetcher = portForwardFetcher): Promise<string> {
   return via(context, pod, path);
 }
+
+/** A proxy pod by name (a waypoint), to read its admin endpoint; it must be Running. */
+export async function locatePod(context: string, namespace: string, name: string): Promise<ZtunnelPod> {
+  let item: PodItem;
+  try {
+    item = JSON.parse((await kubectl(['--context', context, '-n', namespace, 'get', 'pod', name, '-o', 'json'])).stdout) as PodItem;
+  } catch (err) {
+    if (err instanceof KubectlError) throw new ProxyConfigError(`no pod ${name} in namespace ${namespace} of context ${context} (${err.message})`);
+    throw err;
+  }
+  const pod = { name, namespace, node: item.spec?.nodeName ?? '', phase: item.status?.phase ?? 'Unknown' };
+  if (pod.phase !== 'Running') throw new ProxyConfigError(`pod ${namespace}/${name} is ${pod.phase}, not Running`);
+  return pod;
+}
