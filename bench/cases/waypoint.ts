@@ -70,7 +70,7 @@ async function measureEach(
   }
 }
 
-/** Measures the three rows of an open setup (which stays open) and makes the case's result. */
+/** Measures the rows of an open setup (which stays open) and makes the case's result. */
 export async function measureWaypoint(context: CaseContext, setup: WaypointSetup): Promise<CaseResult> {
   const idleSeconds = context.quick ? 1 : 5;
   const seconds = context.quick ? 3 : 10;
@@ -151,7 +151,7 @@ export async function measureWaypoint(context: CaseContext, setup: WaypointSetup
     return { path: ROW_PATH[variant], variant, values, ...(errors.length ? { error: errors.join('; ') } : {}) };
   });
   const w = rows.find((r) => r.variant === WAYPOINT)?.values;
-  const counted = w?.waypointCounted != null && w.requests != null ? `Over the measurements the waypoint counted ${w.waypointCounted.toLocaleString('en')} requests during its row's runs (the clients sent about ${w.requests.toLocaleString('en')}), and ${rows.filter((r) => r.variant !== WAYPOINT).map((r) => `${r.values.waypointCounted ?? '–'} during ${rowName(r.variant as WaypointVariant)}'s`).join(' and ')}.` : undefined;
+  const counted = w?.waypointCounted != null && w.requests != null ? `Over the measurements the waypoint counted ${w.waypointCounted.toLocaleString('en')} requests during its row's runs (the clients sent about ${w.requests.toLocaleString('en')}), and ${rows.filter((r) => r.variant !== WAYPOINT).map((r) => `${r.values.waypointCounted?.toLocaleString('en') ?? '–'} during ${rowName(r.variant as WaypointVariant)}'s`).join(' and ')}.` : undefined;
   const groups = setup.targets.map((t) => `${rowName(t.variant)}: ${t.error !== undefined ? 'not set up' : t.proxies.map((g) => g.label).join(', ')}`).join('; ');
   return {
     id: 'waypoint',
@@ -160,7 +160,7 @@ export async function measureWaypoint(context: CaseContext, setup: WaypointSetup
       `In namespace bench-mesh (ambient) the client pod (cluster1-node1) reaches nginx in the server pod (cluster1-node2) two ways. ${setup.description}. ` +
       `Before measuring, the paths are checked: the waypoint's ${REQUEST_METRIC} (port 15020, /stats/prometheus) must grow by at least ${PATH_CHECK_REQUESTS} while the client sends ${PATH_CHECK_REQUESTS} requests to the cluster IP, and not at all while it sends ${PATH_CHECK_REQUESTS} to the pod IP; it is also read around every run (the "waypoint counted" column). ` +
       `haproxy http is HAProxy in mode http between the nodes of the bench-direct pods (the same two nodes; the bench-mesh pods' traffic would be captured by ztunnel), dialled at the client node. ` +
-      `First, not counted, ${warmupSeconds} s of wrk with ${WARMUP_CONNECTIONS} connections on each row (the waypoint is a fresh process: JIT, upstream pools). Then for the three rows in turn: latency \`node --import tsx bench/tools/fixed-rate.ts ${shellQuote(fixedRateArgv({ host: '<target>', port: HTTP_PORT }, rate).slice(4))}\` (open loop, ${rate.connections} keep-alive connections, as the latency case), ` +
+      `First, not counted, ${warmupSeconds} s of wrk with ${WARMUP_CONNECTIONS} connections on each row (the waypoint is a fresh process: JIT, upstream pools). Then for each row in turn: latency \`node --import tsx bench/tools/fixed-rate.ts ${shellQuote(fixedRateArgv({ host: '<target>', port: HTTP_PORT }, rate).slice(4))}\` (open loop, ${rate.connections} keep-alive connections, as the latency case), ` +
       `then keep-alive \`${shellQuote(wrkArgv('http://<target>/', { connections: 0, durationSeconds: seconds })).replace('-c 0', '-c <n>')}\` for n = ${WAYPOINT_CONNECTION_COUNTS.join(' and ')}. ` +
       `CPU: utime + stime (/proc/<pid>/stat, threads and children) of each row's proxies over the run, per 1,000 requests (the fixed-rate run's warm-up requests counted); the processes: ${groups}. ` +
       `Waypoint RSS: VmRSS idle (${idleSeconds} s with no traffic, before the runs) and the largest sample (every 250 ms) over its row's runs; 1 MB = 10^6 bytes, 1 MiB = 2^20. ` +

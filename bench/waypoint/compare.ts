@@ -12,9 +12,11 @@ import { ratio } from '../stats.js';
 export const L4 = 'L4';
 export const WAYPOINT = 'waypoint';
 export const HAPROXY_HTTP = 'http';
-export const WAYPOINT_VARIANTS = [L4, WAYPOINT, HAPROXY_HTTP] as const;
+/** Through the waypoint with a 90/10 VirtualService by DestinationRule subsets (issue 14's bench case). */
+export const ROUTES = 'waypoint+routes';
+export const WAYPOINT_VARIANTS = [L4, WAYPOINT, ROUTES, HAPROXY_HTTP] as const;
 export type WaypointVariant = (typeof WAYPOINT_VARIANTS)[number];
-export const ROW_PATH: Record<WaypointVariant, PathName> = { [L4]: 'ambit', [WAYPOINT]: 'ambit', [HAPROXY_HTTP]: 'haproxy' };
+export const ROW_PATH: Record<WaypointVariant, PathName> = { [L4]: 'ambit', [WAYPOINT]: 'ambit', [ROUTES]: 'ambit', [HAPROXY_HTTP]: 'haproxy' };
 export const rowName = (variant: WaypointVariant) => `${ROW_PATH[variant]} ${variant}`;
 
 /** Istio's published waypoint cost at 1,000 req/s: about 0.25 vCPU (0.25 CPU-s per 1,000 requests) and 60 MB. */
@@ -84,7 +86,9 @@ export function waypointNotes(rows: readonly CaseRow[], pathCheck?: string): str
   const l4 = usable(rows, L4);
   const waypoint = usable(rows, WAYPOINT);
   const haproxy = usable(rows, HAPROXY_HTTP);
+  const routed = usable(rows, ROUTES);
   const w = waypoint?.values ?? {};
+  const wr = routed?.values ?? {};
   const rssLoad = w.waypointRssLoadMiB;
   const notes = [
     `${rowName(WAYPOINT)} / ${rowName(L4)}: ${inWords(versusL4(waypoint, l4))} (goal: added p50 ≤ ${GOAL_ADDED_P50_MS} ms).`,
@@ -95,6 +99,9 @@ export function waypointNotes(rows: readonly CaseRow[], pathCheck?: string): str
       `the goals are ≤ ${GOAL_CPU_PER_1K} CPU-s per 1,000 requests and ≤ ${GOAL_RSS_MB} MB.`,
   ];
   if (pathCheck) notes.push(pathCheck);
+  if (routed) {
+    notes.push(`${rowName(ROUTES)} / ${rowName(WAYPOINT)} (what the 90/10 route costs): ${inWords(versusL4(routed, waypoint))}; the waypoint alone ${num(wr.waypointCpuPer1kAtRate, 4)} CPU-s per 1,000 requests at 1,000 req/s with the route, ${num(w.waypointCpuPer1kAtRate, 4)} without.`);
+  }
   return notes;
 }
 

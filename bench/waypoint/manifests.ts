@@ -45,3 +45,25 @@ export function hasWaypointApply(helpText: string): boolean {
 export function waypointApplyArgs(namespace: string, context: string | undefined, name: string = WAYPOINT_NAME): string[] {
   return ['waypoint', 'apply', ...(context ? ['--context', context] : []), '-n', namespace, '--name', name];
 }
+
+export const ROUTED_SERVICE = 'bench-server-routed';
+
+/**
+ * The routes row's objects: a second Service for the server pod, through the same waypoint, with a
+ * 90/10 VirtualService between two DestinationRule subsets (both select the server pod: the row
+ * measures matching, the weighted pick and the subset filter, not a second server).
+ */
+export function routedObjects(namespace: string, port: number): object[] {
+  const host = ROUTED_SERVICE;
+  const subset = (name: string) => ({ name, labels: { [TARGET_LABEL_KEY]: TARGET_LABEL_VALUE } });
+  return [
+    waypointService(namespace, port, WAYPOINT_NAME, ROUTED_SERVICE),
+    { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: host, namespace }, spec: { host, subsets: [subset('a'), subset('b')] } },
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: host, namespace },
+      spec: { hosts: [host], http: [{ match: [{ uri: { prefix: '/' } }], route: [{ destination: { host, subset: 'a' }, weight: 90 }, { destination: { host, subset: 'b' }, weight: 10 }] }] },
+    },
+  ];
+}

@@ -19,8 +19,8 @@ import { haproxyHttpPath } from '../paths/haproxy.js';
 import type { Address, OpenPath } from '../paths/path.js';
 import type { ProcessGroup } from '../process-cost.js';
 import { HTTP_BODY, HTTP_PORT, startNginx } from '../servers.js';
-import { HAPROXY_HTTP, L4, pathCheckProblem, WAYPOINT, type PathCheckCounts, type WaypointVariant } from './compare.js';
-import { hasWaypointApply, TARGET_LABEL_KEY, TARGET_LABEL_VALUE, waypointApplyArgs, waypointGateway, waypointService, WAYPOINT_NAME, WAYPOINT_SERVICE } from './manifests.js';
+import { HAPROXY_HTTP, L4, pathCheckProblem, ROUTES, WAYPOINT, type PathCheckCounts, type WaypointVariant } from './compare.js';
+import { hasWaypointApply, routedObjects, ROUTED_SERVICE, TARGET_LABEL_KEY, TARGET_LABEL_VALUE, waypointApplyArgs, waypointGateway, waypointService, WAYPOINT_NAME, WAYPOINT_SERVICE } from './manifests.js';
 
 export const REQUEST_METRIC = 'istio_requests_total';
 /** Requests sent each way by the path check. */
@@ -130,7 +130,8 @@ export async function openWaypoint(context: CaseContext, ambit: OpenPath): Promi
   const close = async () => {
     await haproxy?.close().catch((err: unknown) => log(`  closing HAProxy (mode http): ${String(err)}`));
     await Promise.all(started.splice(0).map((s) => s.stop()));
-    await kubectl(CONTEXT, ['delete', 'service', '-n', MESH_NAMESPACE, WAYPOINT_SERVICE, '--ignore-not-found', '--wait=false']).catch(() => undefined);
+    await kubectl(CONTEXT, ['delete', 'service', '-n', MESH_NAMESPACE, WAYPOINT_SERVICE, ROUTED_SERVICE, '--ignore-not-found', '--wait=false']).catch(() => undefined);
+    await kubectl(CONTEXT, ['delete', 'virtualservice,destinationrule', '-n', MESH_NAMESPACE, ROUTED_SERVICE, '--ignore-not-found', '--wait=false']).catch(() => undefined);
     await kubectl(CONTEXT, ['delete', GATEWAY_RESOURCE, '-n', MESH_NAMESPACE, WAYPOINT_NAME, '--ignore-not-found', '--wait=false']).catch(() => undefined);
     await kubectl(CONTEXT, ['label', 'pod', '-n', MESH_NAMESPACE, SERVER_POD, `${TARGET_LABEL_KEY}-`]).catch(() => undefined);
   };
@@ -171,6 +172,25 @@ export async function openWaypoint(context: CaseContext, ambit: OpenPath): Promi
     const problem = pathCheckProblem(pathCheck);
     if (problem) throw new BenchCommandError(problem);
 
+    // The routes row: the same server through the same waypoint, by a 90/10 VirtualService.
+    let routesTarget: WaypointTarget;
+    try {
+      await kubectl(CONTEXT, ['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: routedObjects(MESH_NAMESPACE, HTTP_PORT) }) });
+      const routedVip = (await kubectl(CONTEXT, ['get', 'service', '-n', MESH_NAMESPACE, ROUTED_SERVICE, '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+      if (!routedVip) throw new BenchCommandError(`Service ${MESH_NAMESPACE}/${ROUTED_SERVICE} has no cluster IP`);
+      const routed: Address = { host: routedVip, port: HTTP_PORT };
+      const before = await waypointRequests();
+      await waitUntil(`requests to ${routedVip}:${HTTP_PORT} to be answered through the waypoint's route`, async () => {
+        await probeHttp(client, routed, HTTP_BODY);
+        return (await waypointRequests()) > before;
+      }, 120_000, 1000);
+      routesTarget = { variant: ROUTES, client, address: routed, proxies: [waypoint, ...ambit.proxies] };
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      log(`  waypoint with routes: ${message}`);
+      routesTarget = { variant: ROUTES, error: `waypoint with routes: ${message}` };
+    }
+
     let haproxyTarget: WaypointTarget;
     try {
       haproxy = await openHaproxyHttp(context, started);
@@ -183,11 +203,12 @@ export async function openWaypoint(context: CaseContext, ambit: OpenPath): Promi
     const targets: WaypointTarget[] = [
       { variant: L4, client, address: l4, proxies: ambit.proxies },
       { variant: WAYPOINT, client, address: viaWaypoint, proxies: [waypoint, ...ambit.proxies] },
+      routesTarget,
       haproxyTarget,
     ];
     const description =
       `The waypoint is ${how}; its pod ${pod.name} runs on ${pod.node}. Service ${WAYPOINT_SERVICE} (label istio.io/use-waypoint=${WAYPOINT_NAME}, port ${HTTP_PORT} appProtocol http) selects only the server pod; ` +
-      `ambit L4 dials the server pod IP (${l4.host}), ambit waypoint the Service's cluster IP (${vip})`;
+      `ambit L4 dials the server pod IP (${l4.host}), ambit waypoint the Service's cluster IP (${vip}), ambit waypoint+routes the cluster IP of Service ${ROUTED_SERVICE} (same pod, same waypoint) with a 90/10 VirtualService between two DestinationRule subsets`;
     return { targets, waypoint, waypointRequests, pathCheck, description, close };
   } catch (err) {
     await close();
