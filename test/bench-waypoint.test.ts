@@ -12,7 +12,7 @@ import type { PathContext } from '../bench/paths/path.js';
 import { renderMarkdown } from '../bench/report/markdown.js';
 import { checkTargets } from '../bench/report/targets.js';
 import { CASE_IDS, isOneClusterCase, ONE_CLUSTER_CASE_IDS, type BenchReport, type CaseResult, type CaseRow } from '../bench/report/types.js';
-import { HAPROXY_HTTP, L4, mibToMb, pathCheckProblem, pathCheckSentence, WAYPOINT, WAYPOINT_VARIANTS, waypointNotes, waypointVerdicts, withWaypointComparisons } from '../bench/waypoint/compare.js';
+import { HAPROXY_HTTP, L4, mibToMb, ROUTES, pathCheckProblem, pathCheckSentence, WAYPOINT, WAYPOINT_VARIANTS, waypointNotes, waypointVerdicts, withWaypointComparisons } from '../bench/waypoint/compare.js';
 import { hasWaypointApply, TARGET_LABEL_KEY, waypointApplyArgs, waypointGateway, waypointService, WAYPOINT_NAME, WAYPOINT_SERVICE } from '../bench/waypoint/manifests.js';
 import { sendRequests, type WaypointSetup } from '../bench/waypoint/setup.js';
 import { percentiles, wrkOutput } from './helpers/bench-fakes.js';
@@ -208,10 +208,11 @@ describe('bench waypoint case: comparisons, path check and goals', () => {
 });
 
 describe('bench waypoint case: measuring (a fake client pod and waypoint)', () => {
-  const hosts = { [L4]: '10.244.2.5', [WAYPOINT]: '10.96.0.77', [HAPROXY_HTTP]: '10.250.0.1' } as const;
+  const hosts = { [L4]: '10.244.2.5', [WAYPOINT]: '10.96.0.77', [ROUTES]: '10.96.0.78', [HAPROXY_HTTP]: '10.250.0.1' } as const;
   const figures: Record<string, { p50Us: number; rps: number }> = {
     [hosts[L4]]: { p50Us: 400, rps: 10_000 },
     [hosts[WAYPOINT]]: { p50Us: 800, rps: 4_000 },
+    [hosts[ROUTES]]: { p50Us: 850, rps: 3_800 },
     [hosts[HAPROXY_HTTP]]: { p50Us: 500, rps: 8_000 },
   };
 
@@ -226,10 +227,10 @@ describe('bench waypoint case: measuring (a fake client pod and waypoint)', () =
         const f = figures[url.hostname]!;
         if (argv[0] === 'wrk') {
           const seconds = Number(argv[argv.indexOf('-d') + 1]!.replace('s', ''));
-          if (url.hostname === hosts[WAYPOINT]) counter.n += f.rps * seconds;
+          if (url.hostname === hosts[WAYPOINT] || url.hostname === hosts[ROUTES]) counter.n += f.rps * seconds;
           return { code: 0, stdout: wrkOutput(f.rps, seconds), stderr: '' };
         }
-        if (url.hostname === hosts[WAYPOINT]) counter.n += 6000;
+        if (url.hostname === hosts[WAYPOINT] || url.hostname === hosts[ROUTES]) counter.n += 6000;
         const result = { url: url.href, rate: 1000, connections: 8, durationSeconds: 5, issued: 5000, completed: 5000, errors: 0, achievedRate: 1000, latencyUs: percentiles(f.p50Us), latencyFromScheduleUs: percentiles(f.p50Us), scheduleLagUs: percentiles(50) };
         return { code: 0, stdout: `${JSON.stringify(result)}\n`, stderr: '' };
       },
@@ -248,6 +249,7 @@ describe('bench waypoint case: measuring (a fake client pod and waypoint)', () =
       targets: [
         { variant: L4, client, address: address(L4), proxies: ztunnels },
         { variant: WAYPOINT, client, address: address(WAYPOINT), proxies: [waypoint, ...ztunnels] },
+        { variant: ROUTES, client, address: address(ROUTES), proxies: [waypoint, ...ztunnels] },
         haproxyError ? { variant: HAPROXY_HTTP, error: haproxyError } : { variant: HAPROXY_HTTP, client, address: address(HAPROXY_HTTP), proxies: haproxyPair },
       ],
       waypoint,
@@ -262,15 +264,15 @@ describe('bench waypoint case: measuring (a fake client pod and waypoint)', () =
   const target = (argv: string[]) => new URL(argv.includes('--url') ? argv[argv.indexOf('--url') + 1]! : argv[argv.length - 1]!).hostname;
   const kind = (argv: string[]) => (argv[0] === 'wrk' ? `c=${argv[argv.indexOf('-c') + 1]}` : 'rate');
 
-  it('runs the fixed rate, then keep-alive at 1 and 32 connections, over the three rows in turn, and fills the rows', async () => {
+  it('runs the fixed rate, then keep-alive at 1 and 32 connections, over the four rows in turn, and fills the rows', async () => {
     const calls: string[][] = [];
     const counter = { n: 100 };
     const result = await measureWaypoint(context(), fakeSetup(fakeClient(calls, counter), counter));
-    const [l, w, h] = [hosts[L4], hosts[WAYPOINT], hosts[HAPROXY_HTTP]];
-    assert.deepEqual(calls.map((a) => `${kind(a)} ${target(a)}`), [`c=8 ${l}`, `c=8 ${w}`, `c=8 ${h}`, `rate ${l}`, `rate ${w}`, `rate ${h}`, `c=1 ${l}`, `c=1 ${w}`, `c=1 ${h}`, `c=32 ${l}`, `c=32 ${w}`, `c=32 ${h}`]);
+    const [l, w, r, h] = [hosts[L4], hosts[WAYPOINT], hosts[ROUTES], hosts[HAPROXY_HTTP]];
+    assert.deepEqual(calls.map((a) => `${kind(a)} ${target(a)}`), ['c=8', 'rate', 'c=1', 'c=32'].flatMap((k) => [l, w, r, h].map((host) => `${k} ${host}`)));
     assert.equal(result.id, 'waypoint');
-    assert.deepEqual(result.rows.map((r) => [r.path, r.variant, r.error]), [['ambit', L4, undefined], ['ambit', WAYPOINT, undefined], ['haproxy', HAPROXY_HTTP, undefined]]);
-    const [l4, waypoint, http] = result.rows;
+    assert.deepEqual(result.rows.map((row) => [row.path, row.variant, row.error]), [['ambit', L4, undefined], ['ambit', WAYPOINT, undefined], ['ambit', ROUTES, undefined], ['haproxy', HAPROXY_HTTP, undefined]]);
+    const [l4, waypoint, routed, http] = result.rows;
     assert.equal(l4!.values.p50, 0.4);
     assert.equal(l4!.values.p90, 0.8);
     assert.equal(l4!.values.rps1, 10_000);
@@ -282,6 +284,9 @@ describe('bench waypoint case: measuring (a fake client pod and waypoint)', () =
     near(waypoint!.values.p50OverL4Ms, 0.4);
     near(waypoint!.values.rps32VsL4, 0.4);
     near(http!.values.p50OverL4Ms, 0.1);
+    near(routed!.values.p50OverL4Ms, 0.45);
+    assert.equal(routed!.values.waypointCounted, 6000 + 11_400 + 11_400);
+    assert.equal(typeof routed!.values.waypointCpuPer1kAtRate, 'number', 'the waypoint\'s CPU on the routes row');
     for (const key of ['waypointCpuPer1kAtRate', 'waypointCpuPer1kSaturated', 'waypointRssIdleMiB', 'waypointRssLoadMiB', 'waypointIdleCpuPercent']) {
       assert.equal(typeof waypoint!.values[key], 'number', `${key} on the waypoint row`);
       assert.equal(l4!.values[key], null, `no ${key} on the L4 row`);
@@ -290,9 +295,10 @@ describe('bench waypoint case: measuring (a fake client pod and waypoint)', () =
     assert.ok((waypoint!.values.waypointRssIdleMiB ?? 0) > 0, 'the waypoint process (here: this test) has an RSS');
     for (const r of result.rows) assert.equal(typeof r.values.cpuPer1kAtRate, 'number', `proxies' CPU on ${r.variant}`);
     assert.ok(result.metrics.every((m) => result.rows.every((r) => m.key in r.values)), 'every shown metric has a value (or null) in every row');
-    assert.equal(result.notes?.length, 5);
+    assert.equal(result.notes?.length, 6);
     assert.match(result.notes![3]!, /^Path check before measuring: /);
-    assert.match(result.notes![4]!, /the waypoint counted 30,000 requests during its row's runs \(the clients sent about 30,000\), and 0 during ambit L4's and 0 during haproxy http's\./);
+    assert.match(result.notes![4]!, /^ambit waypoint\+routes \/ ambit waypoint \(what the 90\/10 route costs\): keep-alive requests\/s 0\.95× at 1 connection, 0\.95× at 32; at 1,000 req\/s p50 1\.06×.* added p50 \+0\.050 ms/);
+    assert.match(result.notes![5]!, /the waypoint counted 30,000 requests during its row's runs \(the clients sent about 30,000\), and 0 during ambit L4's and 28,800 during ambit waypoint\+routes's and 0 during haproxy http's\./);
     assert.match(result.method, /--rate 1000 --duration 5/);
     assert.match(result.method, /`wrk --latency -t 1 -c <n> -d 3s --timeout 5s http:\/\/<target>\/` for n = 1 and 32/);
     assert.match(result.method, /The waypoint is made by a test\./);
@@ -307,9 +313,9 @@ describe('bench waypoint case: measuring (a fake client pod and waypoint)', () =
     const counter = { n: 0 };
     const failWaypointC1 = (argv: string[]) => argv[0] === 'wrk' && argv.includes('1') && argv[argv.indexOf('-c') + 1] === '1' && target(argv) === hosts[WAYPOINT];
     const result = await measureWaypoint(context(), fakeSetup(fakeClient(calls, counter, failWaypointC1), counter, 'HAProxy (mode http): haproxy exited early'));
-    assert.equal(calls.length, 8, 'nothing is run for the row that was not set up (warm-up, fixed rate, c=1, c=32 on the other two)');
+    assert.equal(calls.length, 12, 'nothing is run for the row that was not set up (warm-up, fixed rate, c=1, c=32 on the other three)');
     assert.ok(calls.every((a) => target(a) !== hosts[HAPROXY_HTTP]));
-    const [l4, waypoint, http] = result.rows;
+    const [l4, waypoint, , http] = result.rows;
     assert.equal(l4!.error, undefined);
     assert.match(waypoint!.error!, /^keep-alive c=1: wrk .* exited 1: unable to connect$/);
     assert.equal(http!.error, 'HAProxy (mode http): haproxy exited early');
@@ -338,7 +344,7 @@ describe('bench waypoint case: options', () => {
     assert.equal(CASES.waypoint.id, 'waypoint');
     assert.deepEqual(parseOptions(['--quick', '--cases', 'waypoint']).cases, ['waypoint']);
     assert.deepEqual(parseOptions(['--cases', 'waypoint,latency']).cases, ['latency', 'waypoint']);
-    assert.deepEqual(WAYPOINT_VARIANTS, ['L4', 'waypoint', 'http']);
+    assert.deepEqual(WAYPOINT_VARIANTS, ['L4', 'waypoint', 'waypoint+routes', 'http']);
   });
 
   it('without the ambit path (e.g. --skip-lab) it is reported as not measured', async () => {
