@@ -9,7 +9,8 @@ import { readDestinationRule } from '../src/controlplane/routes/destination-rule
 import { InvalidObjectError } from '../src/controlplane/routes/fields.js';
 import { readHttpRoute } from '../src/controlplane/routes/gateway-api.js';
 import { readVirtualService } from '../src/controlplane/routes/istio.js';
-import { meshRoutesOf, type MeshRouteInput } from '../src/controlplane/routes/mesh-routes.js';
+import { destinationPolicyOf, meshRoutesOf, type MeshRouteInput } from '../src/controlplane/routes/mesh-routes.js';
+import { LoadBalancer_Simple } from '../src/gen/ambit/waypoint/waypoint_pb.js';
 import { AppProtocol, PortListSchema, PortSchema, WorkloadSchema } from '../src/gen/istio/workload/workload_pb.js';
 import { routedServiceOf } from '../src/waypoint/target.js';
 import { create } from '@bufbuild/protobuf';
@@ -152,5 +153,37 @@ describe('which service\'s routes a request follows at a waypoint', () => {
     }
     assert.equal(routedServiceOf(workloadTarget(9081), 'ratings:9080'), undefined, 'another service');
     assert.equal(routedServiceOf(workloadTarget(7000), 'reviews'), undefined, 'a port the service does not map');
+  });
+});
+
+describe('DestinationRule traffic policy (waypoint load balancing and outlier detection)', () => {
+  const dr = (trafficPolicy: unknown) => readDestinationRule(inDefault({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'reviews' }, spec: { host: 'reviews', trafficPolicy } } as KubernetesObject));
+
+  it('reads simple and consistent-hash load balancing, and outlier detection with Istio\'s defaults', () => {
+    const [reviewsRule] = sample('destination-rule-reviews.yaml');
+    assert.deepEqual(readDestinationRule(inDefault(reviewsRule!)).loadBalancer, { simple: LoadBalancer_Simple.RANDOM });
+    assert.deepEqual(dr({ loadBalancer: { simple: 'LEAST_REQUEST' } }).loadBalancer, { simple: LoadBalancer_Simple.LEAST_REQUEST });
+    assert.deepEqual(dr({ loadBalancer: { consistentHash: { httpHeaderName: 'X-User' } } }).loadBalancer, { hashHeader: 'x-user' });
+    assert.deepEqual(dr({ loadBalancer: { consistentHash: { httpCookie: { name: 'user', ttl: '0s' } } } }).loadBalancer, { hashCookie: 'user' });
+    assert.deepEqual(dr({ loadBalancer: { consistentHash: { useSourceIp: true } } }).loadBalancer, { hashSourceIp: true });
+    assert.deepEqual(dr({ outlierDetection: { consecutive5xxErrors: 3, interval: '1s', baseEjectionTime: '15s', maxEjectionPercent: 50 } }).outlierDetection, { consecutive5xxErrors: 3, consecutiveGatewayErrors: 0, baseEjectionTimeMs: 15_000, maxEjectionPercent: 50 });
+    assert.deepEqual(dr({ outlierDetection: {} }).outlierDetection, { consecutive5xxErrors: 5, consecutiveGatewayErrors: 0, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 });
+    assert.ok(dr({ connectionPool: { http: { http1MaxPendingRequests: 1 } } }).ignored.includes('spec.trafficPolicy.connectionPool'), 'not applied yet, and said so');
+  });
+
+  it('bad input is rejected naming the field', () => {
+    rejects(() => dr({ loadBalancer: { simple: 'FASTEST' } }), /^spec\.trafficPolicy\.loadBalancer\.simple$/);
+    rejects(() => dr({ loadBalancer: { simple: 'RANDOM', consistentHash: { useSourceIp: true } } }), /^spec\.trafficPolicy\.loadBalancer$/);
+    rejects(() => dr({ loadBalancer: { consistentHash: {} } }), /^spec\.trafficPolicy\.loadBalancer\.consistentHash$/);
+    rejects(() => dr({ outlierDetection: { baseEjectionTime: 'long' } }), /^spec\.trafficPolicy\.outlierDetection\.baseEjectionTime$/);
+    rejects(() => dr({ outlierDetection: { maxEjectionPercent: 150 } }), /^spec\.trafficPolicy\.outlierDetection\.maxEjectionPercent$/);
+  });
+
+  it('the policy of a destination comes from its oldest DestinationRule; none without load balancer or outlier detection', () => {
+    const withPolicy = dr({ loadBalancer: { simple: 'ROUND_ROBIN' } });
+    const plain = readDestinationRule(inDefault({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'plain' }, spec: { host: 'ratings' } } as KubernetesObject));
+    const base = { domainSuffix: 'cluster.local', serviceExists: () => true };
+    assert.deepEqual(destinationPolicyOf(HOST, { ...base, destinationRules: [withPolicy, plain] }), { hostname: HOST, source: 'default/reviews', loadBalancer: { simple: LoadBalancer_Simple.ROUND_ROBIN }, outlierDetection: undefined });
+    assert.equal(destinationPolicyOf('ratings.default.svc.cluster.local', { ...base, destinationRules: [withPolicy, plain] }), undefined);
   });
 });

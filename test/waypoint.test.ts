@@ -13,6 +13,7 @@ import { pino } from 'pino';
 
 import { ipToBytes } from '../src/api/ip.js';
 import { HttpRouteSchema, WeightedDestinationSchema } from '../src/gen/ambit/route/route_pb.js';
+import { DestinationPolicySchema, LoadBalancer_Simple } from '../src/gen/ambit/waypoint/waypoint_pb.js';
 import { Action, L7AuthorizationSchema, RuleSchema, SourceSchema, OperationSchema, StringMatchSchema, WaypointSchema, type L7Authorization } from '../src/gen/ambit/waypoint/waypoint_pb.js';
 import {
   AppProtocol,
@@ -140,6 +141,7 @@ async function startDestination(f: Fixture, pod: string, ip: string, identity: s
       const url = req.url ?? '/';
       // `/slow`: answers after a second; `/flaky-…`: the first request to each such path in the app (any pod) fails with 503.
       if (url === '/slow') return void setTimeout(() => res.end(`pod=${pod} slow\n`), 1000);
+      if (url.startsWith('/fails-on-v1') && pod === 'productpage-v1') return void res.writeHead(500).end('broken');
       if (url.startsWith('/flaky-') && !flakyServed.has(url)) {
         flakyServed.add(url);
         return void res.writeHead(503).end('try again');
@@ -211,6 +213,12 @@ async function http1(tunnel: ClientHttp2Stream | Agent, method: string, path: st
     req.on('error', reject);
     req.end(body);
   });
+}
+
+async function ejectionCountOf(f: Fixture): Promise<number> {
+  const metric = f.metrics.registry.getSingleMetric('ambit_waypoint_outlier_ejections_total');
+  if (!metric) return 0;
+  return (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
 }
 
 async function counter(f: Fixture, labels: Record<string, string>): Promise<number> {
@@ -440,6 +448,8 @@ describe('waypoint proxy', () => {
     const to = (subset: string, workloads: string[], weight = 1) => create(WeightedDestinationSchema, { hostname: HOSTNAME, weight, subset, workloads });
     const withRoutes = (...routes: Array<MessageInitShape<typeof HttpRouteSchema>>) =>
       f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN], routes: [{ service: PP, routes }] }) }], []);
+    const withPolicy = (destinationPolicy: MessageInitShape<typeof DestinationPolicySchema>) =>
+      f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN], destinationPolicies: [{ hostname: HOSTNAME, source: 'default/pp', ...destinationPolicy }] }) }], []);
     const podsOf = async (agent: Agent, count: number, headers: Record<string, string> = {}) => {
       const counts = new Map<string, number>();
       for (let i = 0; i < count; i++) {
@@ -452,6 +462,7 @@ describe('waypoint proxy', () => {
     };
     let sleep: ReturnType<typeof client>;
     let agent: Agent;
+    const ejectionCount = () => ejectionCountOf(f);
     before(async () => {
       sleep = client(f, SLEEP, '10.20.0.31');
       agent = new TunnelAgent(new StreamSocket(await sleep.connect(`${VIP}:9080`)));
@@ -539,6 +550,30 @@ describe('waypoint proxy', () => {
       });
       assert.match(res.body, /canary=yes/);
       assert.equal(res.headers['x-app'], undefined);
+    });
+
+    test('DestinationRule load balancing at the waypoint: round robin alternates; consistent hash by header keeps a user on one pod', async () => {
+      withPolicy({ loadBalancer: { simple: LoadBalancer_Simple.ROUND_ROBIN } });
+      const order: string[] = [];
+      for (let i = 0; i < 6; i++) order.push((await http1(agent, 'GET', `/rr${i}`)).body.split(' ')[0]!);
+      assert.ok(order.every((pod, i) => i === 0 || pod !== order[i - 1]), `alternates: ${order.join(', ')}`);
+      withPolicy({ loadBalancer: { hashHeader: 'x-user' } });
+      for (const user of ['alice', 'bob', 'carol']) {
+        const pods = new Set<string>();
+        for (let i = 0; i < 8; i++) pods.add((await http1(agent, 'GET', `/h${i}`, { 'x-user': user })).body.split(' ')[0]!);
+        assert.equal(pods.size, 1, `${user} stays on one pod: ${[...pods].join(', ')}`);
+      }
+    });
+
+    test('outlier detection: an endpoint answering 5xx in a row is ejected (counted, logged) and the rest of the requests succeed on the other', async () => {
+      withPolicy({ outlierDetection: { consecutive5xxErrors: 2, baseEjectionTimeMs: 60_000, maxEjectionPercent: 50 } });
+      const before = await ejectionCount();
+      const statuses: number[] = [];
+      for (let i = 0; i < 30; i++) statuses.push((await http1(agent, 'GET', `/fails-on-v1-${i}`)).status);
+      assert.equal(await ejectionCount(), before + 1, 'one ejection');
+      assert.ok(statuses.filter((s) => s === 500).length <= 2, `at most the two 500s that tripped it: ${statuses.join(' ')}`);
+      assert.deepEqual(statuses.slice(-20), Array(20).fill(200), 'after the ejection only productpage-v2 answers');
+      assert.ok(captured.lines.some((line) => line.msg === 'outlier detection ejected an endpoint' && String(line.endpoint).includes('productpage-v1')), 'logged, naming the endpoint');
     });
 
     test('a bad route on the wire (invalid regex) is refused and the previous routes stay', () => {

@@ -21,8 +21,7 @@ import type { RegistryChange } from './registry/index.js';
 import type { ControlPlaneSettings } from './settings.js';
 import { XdsAccessPolicy, xdsAuthenticator } from './xds/access.js';
 import { RouteController } from './routes/controller.js';
-import { WaypointController } from './waypoints/controller.js';
-import type { ServiceRoutesInit } from './routes/mesh-routes.js';
+import { WaypointController, type WaypointControllerOptions } from './waypoints/controller.js';
 import { ResourceCache } from './xds/resource-cache.js';
 import { createXdsMetrics } from './xds/metrics.js';
 import { DeltaXdsServer } from './xds/server.js';
@@ -165,7 +164,10 @@ export async function runControlPlane(settings: ControlPlaneSettings, log: Logge
   gateways = await startGatewayController(settings, kubeConfig, core, localView.network(), metricsRegistry, log);
   routes = await startRouteController(settings, kubeConfig, core, localView.network(), mesh, cache, metricsRegistry, log, accessChanged, () => waypoints?.schedule(100));
   const meshRoutes = routes;
-  waypoints = await startWaypointController(settings, kubeConfig, core, localView, mesh, cache, metricsRegistry, log, accessChanged, meshRoutes && ((service) => meshRoutes.meshRoutesOf(service)));
+  waypoints = await startWaypointController(settings, kubeConfig, core, localView, mesh, cache, metricsRegistry, log, accessChanged, meshRoutes && {
+    routesOf: (service) => meshRoutes.meshRoutesOf(service),
+    destinationPolicyOf: (hostname) => meshRoutes.destinationPolicyOf(hostname),
+  });
   gatewayController.startedAt = Date.now();
   notReady = undefined;
   log.info({ addresses: mesh.addresses().size, authorizations: mesh.authorizations().size, ca: authority.describe().source }, 'control plane ready');
@@ -237,7 +239,7 @@ async function startWaypointController(
   registry: Registry,
   log: Logger,
   onAccessChanged: () => void,
-  routesOf: ((service: string) => ServiceRoutesInit | undefined) | undefined,
+  meshRoutes: Pick<WaypointControllerOptions, 'routesOf' | 'destinationPolicyOf'> | undefined,
 ): Promise<WaypointController | undefined> {
   try {
     const own = await ownImage(core, settings.systemNamespace, settings.podName);
@@ -249,7 +251,7 @@ async function startWaypointController(
       workload: proxyWorkloadSettings(settings, own),
       addresses: () => mesh.addresses(),
       waypointPolicies: (uid) => local.registry.waypointPolicies(uid),
-      routesOf,
+      ...meshRoutes,
       registry,
       log: log.child({ part: 'waypoints' }),
       onAccessChanged,

@@ -7,6 +7,7 @@ import type { Logger } from '../util/log.js';
 import { compileL7Policy, type CompiledL7Policy } from '../l7/authorization.js';
 import { routeProblems } from '../l7/route-match.js';
 import type { HttpRoute } from '../gen/ambit/route/route_pb.js';
+import type { DestinationPolicy } from '../gen/ambit/waypoint/waypoint_pb.js';
 import { InvalidResourceError, StateUpdateError } from '../ztunnel/state/validation.js';
 import { xdsExtraType, type XdsExtraType } from '../ztunnel/xds/client.js';
 
@@ -17,9 +18,11 @@ export interface ServedTraffic {
   readonly policies: readonly CompiledL7Policy[];
   /** Mesh routes by service (`<ns>/<hostname>`); a service without an entry goes where it was addressed. */
   readonly routes: ReadonlyMap<string, readonly HttpRoute[]>;
+  /** DestinationRule traffic policies by destination hostname. */
+  readonly destinationPolicies: ReadonlyMap<string, DestinationPolicy>;
 }
 
-const NOTHING: ServedTraffic = { services: new Set(), workloads: new Set(), policies: [], routes: new Map() };
+const NOTHING: ServedTraffic = { services: new Set(), workloads: new Set(), policies: [], routes: new Map(), destinationPolicies: new Map() };
 
 function stringMatchProblems(field: string, matches: readonly StringMatch[]): string[] {
   return matches.flatMap((m, i) => (m.match.case === undefined ? [`${field}[${i}] has no match`] : []));
@@ -100,6 +103,7 @@ export class WaypointConfig {
     const problems = [
       ...latest.resource.authorizations.flatMap(l7AuthorizationProblems),
       ...latest.resource.routes.flatMap((entry) => (entry.service ? entry.routes.flatMap((route, i) => routeProblems(route, `routes of ${entry.service}[${i}]`)) : ['routes without a service'])),
+      ...latest.resource.destinationPolicies.flatMap((policy) => (!policy.hostname ? ['a destination policy without a hostname'] : (policy.outlierDetection?.maxEjectionPercent ?? 0) > 100 ? [`destination policy of ${policy.hostname}: maxEjectionPercent over 100`] : [])),
     ];
     if (problems.length) {
       this.log.error({ waypoint: this.name, problems: problems.slice(0, 10) }, 'refusing a waypoint configuration with invalid policies or routes; the previous one stays in force');
@@ -111,6 +115,7 @@ export class WaypointConfig {
       workloads: new Set(latest.resource.workloads),
       policies: latest.resource.authorizations.map(compileL7Policy),
       routes: new Map(latest.resource.routes.map((entry) => [entry.service, entry.routes])),
+      destinationPolicies: new Map(latest.resource.destinationPolicies.map((policy) => [policy.hostname, policy])),
     };
     this.log.info({ waypoint: this.name, services: latest.resource.services.length, workloads: latest.resource.workloads.length, policies: latest.resource.authorizations.length, routedServices: latest.resource.routes.length }, 'waypoint configuration applied');
     this.changed();

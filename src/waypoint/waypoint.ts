@@ -36,6 +36,9 @@ import type { ProxyState, Resolution } from '../ztunnel/state/types.js';
 import type { WaypointConfig } from './config.js';
 import { detectProtocol, protocolHint, routedServiceOf, waypointTarget, type TargetState, type WaypointTarget } from './target.js';
 import { drawFault, FAULT_ABORT_BODY, firstMatchingRoute, pickDestination } from '../l7/route-match.js';
+import { EndpointPicker, type HashFacts } from './endpoint-picker.js';
+import type { DestinationPolicy } from '../gen/ambit/waypoint/waypoint_pb.js';
+import { Counter } from 'prom-client';
 import type { HttpRoute } from '../gen/ambit/route/route_pb.js';
 import { bytesToIp } from '../api/ip.js';
 import { isReachable, tunnelTargetFor, type UpstreamDialer } from '../l7/tunnel-target.js';
@@ -124,7 +127,12 @@ type RequestPlan =
       delayMs: number;
       /** Another pick of the same destination, for a retry. */
       retarget: () => TunnelTarget | undefined;
+      /** Outlier detection and requests in flight of the picked endpoint, when its destination has a DestinationRule policy. */
+      watched?: Watched;
     };
+
+/** An endpoint whose outcomes outlier detection watches. */
+type Watched = { hostname: string; uid: string; policy: DestinationPolicy; endpoints: readonly string[] };
 
 /** Where a matched route sends one request: a destination service (a subset of it) and port. */
 interface RoutedDestination {
@@ -187,6 +195,9 @@ export class WaypointProxy {
   private generation = 0;
   /** Per destination, what resolve() evaluates before its pick; cleared on every change. */
   private readonly analyses = new Map<string, DestinationAnalysis>();
+  /** Load-balancer positions, requests in flight and outlier detection per endpoint; outlives config changes. */
+  private readonly picker = new EndpointPicker();
+  private readonly ejections: Counter<'destination_service'>;
   /** Subset workload sets by the route's own list; cleared with the config. */
   private subsets = new WeakMap<readonly string[], ReadonlySet<string>>();
 
@@ -212,6 +223,7 @@ export class WaypointProxy {
       this.analyses.clear();
       this.subsets = new WeakMap();
     };
+    this.ejections = new Counter({ name: 'ambit_waypoint_outlier_ejections_total', help: 'Endpoints ejected by outlier detection (DestinationRule outlierDetection), by destination service', labelNames: ['destination_service'], registers: [options.requestMetrics.registry] });
     options.state.onChange(invalidate);
     options.config.onChange(invalidate);
     this.http1 = createHttpServer({ maxHeaderSize: MAX_REQUEST_HEADER_BYTES, headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.onHttp1Request(req, res));
@@ -338,9 +350,15 @@ export class WaypointProxy {
     const { config, log } = this.options;
     const { target } = context;
     const routing = view ? this.routeOf(context, view) : undefined;
+    const hash: HashFacts = { headers: view?.headers ?? {}, target: view?.target ?? '/', sourceIp: context.sourceIp };
+    let watched: Watched | undefined;
     const resolveOnce = (): Resolution => {
       try {
-        if (routing?.kind === 'route') return this.resolveRouted(routing.destination);
+        const picked = routing?.kind === 'route' ? this.resolveRouted(routing.destination, hash) : target.kind === 'service' ? this.resolveWithPolicy(target.service.hostname, target.ip, target.port, undefined, hash) : undefined;
+        if (picked) {
+          watched = picked.watched;
+          return picked.resolution;
+        }
         return this.resolve(target.ip, target.port);
       } catch (error) {
         log.error({ target: `${target.ip}:${target.port}`, err: errorText(error) }, 'resolving the destination failed');
@@ -378,7 +396,7 @@ export class WaypointProxy {
       const again = resolveOnce();
       return isReachable(again) ? this.endpointPlan(context, again, base).tunnel : undefined;
     };
-    return { kind: 'forward', tunnel: forward!.tunnel, decision, connection, endpoint: forward!.endpoint, route, delayMs: fault.delayMs, retarget };
+    return { kind: 'forward', tunnel: forward!.tunnel, decision, connection, endpoint: forward!.endpoint, route, delayMs: fault.delayMs, retarget, watched };
   }
 
   /** The mesh route a request follows, if its service has routes and one matches. */
@@ -412,16 +430,51 @@ export class WaypointProxy {
     return set;
   }
 
-  /** A routed destination resolved like resolve() does for its VIP, among the subset's workloads when it names one. */
-  private resolveRouted(destination: RoutedDestination): Resolution {
+  /** A routed destination resolved like resolve() does for its VIP, among the subset's workloads when it names one, under its DestinationRule policy. */
+  private resolveRouted(destination: RoutedDestination, hash: HashFacts): { resolution: Resolution; watched?: Watched } {
     const { state } = this.options;
     const namespace = destination.hostname.split('.')[1] ?? '';
     const service = state.service(serviceResourceName(namespace, destination.hostname));
     const address = service && (service.addresses.find((a) => a.network === state.network) ?? service.addresses[0]);
-    if (!service || !address) return { kind: 'passthrough' };
+    if (!service || !address) return { resolution: { kind: 'passthrough' } };
     const vip = bytesToIp(address.address);
-    if (!destination.subset) return this.resolve(vip, destination.port);
-    return state.resolve(this.options.self(), vip, destination.port, { ignoreWaypoints: true, subset: destination.subset });
+    const withPolicy = this.resolveWithPolicy(destination.hostname, vip, destination.port, destination.subset, hash);
+    if (withPolicy) return withPolicy;
+    if (!destination.subset) return { resolution: this.resolve(vip, destination.port) };
+    return { resolution: state.resolve(this.options.self(), vip, destination.port, { ignoreWaypoints: true, subset: destination.subset }) };
+  }
+
+  /**
+   * The pick under a DestinationRule policy (load balancer, outlier detection) for a destination that
+   * has one; undefined when it has none (the ordinary pick applies). The endpoints considered are
+   * resolve()'s (health, reachability, locality), the subset's when one is named.
+   */
+  private resolveWithPolicy(hostname: string, vip: string, port: number, subset: RoutedDestination['subset'], hash: HashFacts): { resolution: Resolution; watched?: Watched } | undefined {
+    const policy = this.options.config.served.destinationPolicies.get(hostname);
+    if (!policy) return undefined;
+    const key = `${formatAuthority(vip, port)} ${subset?.name ?? ''}`;
+    let analysis = this.analyses.get(key);
+    if (!analysis) {
+      analysis = this.options.state.analyzeDestination(this.options.self(), vip, port, { ignoreWaypoints: true, subset });
+      if (this.analyses.size >= MAX_CACHED_DESTINATIONS) this.analyses.clear();
+      this.analyses.set(key, analysis);
+    }
+    if (analysis.kind !== 'service') return { resolution: analysis.kind === 'workload' ? analysis.resolution : { kind: 'passthrough' } };
+    const { evaluation } = analysis;
+    if (evaluation.unavailable !== undefined) return { resolution: { kind: 'unavailable', service: analysis.service, reason: evaluation.unavailable } };
+    const candidates = evaluation.chosenFrom.map((e) => ({ uid: e.endpoint.workload.uid, capacity: e.capacity, evaluation: e }));
+    const chosen = this.picker.pick(key, candidates, policy, hash);
+    if (!chosen) return { resolution: { kind: 'unavailable', service: analysis.service, reason: `service ${hostname} has no endpoint with capacity` } };
+    return { resolution: this.options.state.resolutionThrough(analysis, chosen.evaluation), watched: { hostname, uid: chosen.uid, policy, endpoints: candidates.map((c) => c.uid) } };
+  }
+
+  /** How a request to a watched endpoint ended: outlier detection counts it, and an ejection is logged and counted. */
+  private reportOutcome(watched: Watched | undefined, status: number): void {
+    if (!watched) return;
+    const ejection = this.picker.report(watched.hostname, watched.uid, status, watched.policy.outlierDetection, watched.endpoints.length, watched.endpoints);
+    if (!ejection) return;
+    this.ejections.inc({ destination_service: ejection.hostname });
+    this.options.log.warn({ destination: ejection.hostname, endpoint: ejection.uid, forMs: ejection.forMs, policy: watched.policy.source }, 'outlier detection ejected an endpoint');
   }
 
   /**
@@ -552,17 +605,25 @@ export class WaypointProxy {
         nextTunnel: plan.retarget,
         responseHeaders: route?.responseHeaders,
         onDone: (outcome) => {
+          endInFlight?.();
           if (outcome.error) this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: outcome.error.message }, 'upstream request failed');
+          if (outcome.flags !== 'DC') this.reportOutcome(plan.watched, outcome.flags === 'UF' || outcome.flags === 'UC' ? 0 : outcome.status);
           this.finishRequest(context, view, plan, { ...outcome, flags: plan.delayMs && outcome.flags === '-' ? 'DI' : outcome.flags, started });
         },
       });
+    const endInFlight = plan.watched && this.picker.begin(plan.watched.uid);
     if (!plan.delayMs) return relay();
     // An injected delay: the request waits, unless its client goes away meanwhile.
     req.pause();
-    const timer = setTimeout(relay, plan.delayMs);
+    let relayed = false;
+    const timer = setTimeout(() => {
+      relayed = true;
+      relay();
+    }, plan.delayMs);
     res.once('close', () => {
-      if (res.headersSent) return;
+      if (relayed) return;
       clearTimeout(timer);
+      endInFlight?.();
       this.finishRequest(context, view, plan, { status: 0, flags: 'DC', started, requestBytes: 0, responseBytes: 0 });
     });
   }
@@ -581,7 +642,10 @@ export class WaypointProxy {
     downstream.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
     downstream.on('error', () => undefined);
     const plan = this.plan(context, view);
-    const done = (status: number, flags: string, grpcStatus?: string) => this.finishRequest(context, view, plan, { status, flags, grpcStatus, started, requestBytes, responseBytes });
+    const done = (status: number, flags: string, grpcStatus?: string) => {
+      if (plan.kind === 'forward' && flags !== 'DC') this.reportOutcome(plan.watched, flags === 'UF' || flags === 'UC' ? 0 : status);
+      this.finishRequest(context, view, plan, { status, flags, grpcStatus, started, requestBytes, responseBytes });
+    };
     const answer = (status: number, body: string, flags: string, grpcStatus: string) => {
       if (downstream.destroyed || downstream.headersSent) return;
       if (view.protocol === 'grpc') {

@@ -26,7 +26,7 @@ import { INGRESS_CONTROLLER_NAME, ingressDeploymentName, ingressLabels, renderIn
 import { readIstioGateway, readVirtualService, type IstioGateway, type VirtualService } from './istio.js';
 import { translateRoutes, type IngressProxy, type RouteParentStatus } from './translate.js';
 import { readDestinationRule, type DestinationRule } from './destination-rule.js';
-import { meshRoutesOf, type MeshRouteInput, type ServiceRoutesInit } from './mesh-routes.js';
+import { destinationPolicyOf, meshRoutesOf, type DestinationPolicyInit, type MeshRouteInput, type ServiceRoutesInit } from './mesh-routes.js';
 
 export interface RouteControllerOptions {
   kube: KubeConfig;
@@ -195,6 +195,11 @@ export class RouteController {
       this.options.log.warn({ service, problem }, 'mesh route cannot be followed as written');
     }
     return result?.routes;
+  }
+
+  /** The DestinationRule traffic policy for requests to `hostname` (load balancer, outlier detection), if any. */
+  destinationPolicyOf(hostname: string): DestinationPolicyInit | undefined {
+    return destinationPolicyOf(hostname, { destinationRules: [...this.destinationRules.items.values()], domainSuffix: this.options.domainSuffix ?? 'cluster.local', serviceExists: this.options.serviceExists });
   }
 
   private proxies(): IngressProxy[] {

@@ -5,13 +5,14 @@
  * them. Pure: objects in, routes and problems out.
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { ServiceRoutesSchema } from '../../gen/ambit/waypoint/waypoint_pb.js';
+import type { DestinationPolicySchema, ServiceRoutesSchema } from '../../gen/ambit/waypoint/waypoint_pb.js';
 import type { DestinationRule } from './destination-rule.js';
 import type { K8sHttpRoute } from './gateway-api.js';
 import type { HttpRouteInit, VirtualService, VsDestination } from './istio.js';
 import { intersectHost, qualifyHost } from './translate.js';
 
 export type ServiceRoutesInit = MessageInitShape<typeof ServiceRoutesSchema>;
+export type DestinationPolicyInit = MessageInitShape<typeof DestinationPolicySchema>;
 
 export interface MeshRouteInput {
   virtualServices: readonly VirtualService[];
@@ -55,7 +56,7 @@ export function virtualServiceFor(hostname: string, input: MeshRouteInput): Virt
 }
 
 /** The DestinationRule of `hostname`: the oldest naming it. */
-function destinationRuleFor(hostname: string, input: MeshRouteInput): DestinationRule | undefined {
+function destinationRuleFor(hostname: string, input: Pick<MeshRouteInput, 'destinationRules' | 'domainSuffix' | 'serviceExists'>): DestinationRule | undefined {
   return [...input.destinationRules].sort(byAge).find((dr) => qualifyHost(dr.host, dr.namespace, input) === hostname);
 }
 
@@ -137,4 +138,18 @@ export function meshRoutesOf(service: string, input: MeshRouteInput): MeshRoutes
   const vs = virtualServiceFor(hostname, input);
   if (!vs) return undefined;
   return { routes: { service, routes: fromVirtualService(vs, input, problems) }, sources: [vs.key], problems };
+}
+
+/** The DestinationRule traffic policy (load balancer, outlier detection) of requests to `hostname`, if a rule gives one. */
+export function destinationPolicyOf(hostname: string, input: Pick<MeshRouteInput, 'destinationRules' | 'domainSuffix' | 'serviceExists'>): DestinationPolicyInit | undefined {
+  const rule = destinationRuleFor(hostname, input);
+  if (!rule || (!rule.loadBalancer && !rule.outlierDetection)) return undefined;
+  return { hostname, source: `${rule.namespace}/${rule.name}`, loadBalancer: rule.loadBalancer, outlierDetection: rule.outlierDetection };
+}
+
+/** Every destination hostname of a service's routes, the service's own first. */
+export function destinationHostnames(service: string, routes: ServiceRoutesInit | undefined): string[] {
+  const names = new Set([service.slice(service.indexOf('/') + 1)]);
+  for (const route of routes?.routes ?? []) for (const d of route.destinations ?? []) if (d.hostname) names.add(d.hostname);
+  return [...names];
 }

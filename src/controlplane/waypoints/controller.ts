@@ -21,7 +21,7 @@ import { kubeTime } from '../gateways/status.js';
 import type { ResourceCache } from '../xds/resource-cache.js';
 import { readWaypointGateway, renderWaypointObjects, WAYPOINT_CONTROLLER_NAME, type WaypointGateway } from './objects.js';
 import { waypointAcceptance } from './policy-status.js';
-import type { ServiceRoutesInit } from '../routes/mesh-routes.js';
+import { destinationHostnames, type DestinationPolicyInit, type ServiceRoutesInit } from '../routes/mesh-routes.js';
 import { InvalidPolicyError, isTargeted, placePolicies, placeSelectorPolicies, readL7Authorization, readTargetedPolicy, type TargetedPolicy } from './policies.js';
 
 export interface WaypointControllerOptions {
@@ -40,6 +40,8 @@ export interface WaypointControllerOptions {
   onAccessChanged?: () => void;
   /** The mesh routes of a service (`<ns>/<hostname>`), if any route it. */
   routesOf?: (service: string) => ServiceRoutesInit | undefined;
+  /** The DestinationRule traffic policy of requests to a hostname, if any. */
+  destinationPolicyOf?: (hostname: string) => DestinationPolicyInit | undefined;
 }
 
 /** The services whose requests a waypoint routes: those it serves, and those its served workloads back. */
@@ -203,8 +205,11 @@ export class WaypointController {
       servedServices.set(name, services);
       const authorizations = [...placePolicies(gateway, this.targetedPolicies(), services, this.options.domainSuffix), ...this.workloadPolicies(gateway, workloads)];
       authorizations.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
-      const routes = routedServices(services, workloads, this.options.addresses()).flatMap((service) => this.options.routesOf?.(service) ?? []);
-      const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services, workloads, authorizations, routes });
+      const routed = routedServices(services, workloads, this.options.addresses()).map((service) => ({ service, routes: this.options.routesOf?.(service) }));
+      const routes = routed.flatMap((r) => r.routes ?? []);
+      const hostnames = new Set(routed.flatMap((r) => destinationHostnames(r.service, r.routes)));
+      const destinationPolicies = [...hostnames].sort().flatMap((hostname) => this.options.destinationPolicyOf?.(hostname) ?? []);
+      const resource = create(WaypointSchema, { name: gateway.name, namespace: gateway.namespace, services, workloads, authorizations, routes, destinationPolicies });
       this.options.cache.set(WAYPOINT_TYPE_URL, name, toBinary(WaypointSchema, resource));
     }
     for (const name of this.published) if (!names.has(name)) this.options.cache.delete(WAYPOINT_TYPE_URL, name);

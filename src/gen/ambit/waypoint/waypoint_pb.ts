@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ambit/waypoint/waypoint.proto.
  */
 export const file_ambit_waypoint_waypoint: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hbWJpdC93YXlwb2ludC93YXlwb2ludC5wcm90bxIOYW1iaXQud2F5cG9pbnQiuAEKCFdheXBvaW50EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEhAKCHNlcnZpY2VzGAMgAygJEhEKCXdvcmtsb2FkcxgEIAMoCRI3Cg5hdXRob3JpemF0aW9ucxgFIAMoCzIfLmFtYml0LndheXBvaW50Lkw3QXV0aG9yaXphdGlvbhItCgZyb3V0ZXMYBiADKAsyHS5hbWJpdC53YXlwb2ludC5TZXJ2aWNlUm91dGVzIkgKDVNlcnZpY2VSb3V0ZXMSDwoHc2VydmljZRgBIAEoCRImCgZyb3V0ZXMYAiADKAsyFi5hbWJpdC5yb3V0ZS5IdHRwUm91dGUiygEKD0w3QXV0aG9yaXphdGlvbhIMCgRuYW1lGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRImCgZhY3Rpb24YAyABKA4yFi5hbWJpdC53YXlwb2ludC5BY3Rpb24SIwoFcnVsZXMYBCADKAsyFC5hbWJpdC53YXlwb2ludC5SdWxlEg8KB2RyeV9ydW4YBSABKAgSEwoLYWxsX3RyYWZmaWMYBiABKAgSEAoIc2VydmljZXMYByADKAkSEQoJd29ya2xvYWRzGAggAygJInwKBFJ1bGUSJAoEZnJvbRgBIAMoCzIWLmFtYml0LndheXBvaW50LlNvdXJjZRIlCgJ0bxgCIAMoCzIZLmFtYml0LndheXBvaW50Lk9wZXJhdGlvbhInCgR3aGVuGAMgAygLMhkuYW1iaXQud2F5cG9pbnQuQ29uZGl0aW9uIoQECgZTb3VyY2USLwoKcHJpbmNpcGFscxgBIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEjMKDm5vdF9wcmluY2lwYWxzGAIgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSNwoScmVxdWVzdF9wcmluY2lwYWxzGAMgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSOwoWbm90X3JlcXVlc3RfcHJpbmNpcGFscxgEIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi8KCm5hbWVzcGFjZXMYBSADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIzCg5ub3RfbmFtZXNwYWNlcxgGIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEicKCWlwX2Jsb2NrcxgHIAMoCzIULmFtYml0LndheXBvaW50LkNpZHISKwoNbm90X2lwX2Jsb2NrcxgIIAMoCzIULmFtYml0LndheXBvaW50LkNpZHISLgoQcmVtb3RlX2lwX2Jsb2NrcxgJIAMoCzIULmFtYml0LndheXBvaW50LkNpZHISMgoUbm90X3JlbW90ZV9pcF9ibG9ja3MYCiADKAsyFC5hbWJpdC53YXlwb2ludC5DaWRyIsUCCglPcGVyYXRpb24SKgoFaG9zdHMYASADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIuCglub3RfaG9zdHMYAiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBINCgVwb3J0cxgDIAMoDRIRCglub3RfcG9ydHMYBCADKA0SLAoHbWV0aG9kcxgFIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEjAKC25vdF9tZXRob2RzGAYgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSKgoFcGF0aHMYByADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIuCglub3RfcGF0aHMYCCADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaCJ2CglDb25kaXRpb24SCwoDa2V5GAEgASgJEisKBnZhbHVlcxgCIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi8KCm5vdF92YWx1ZXMYAyADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaCJfCgtTdHJpbmdNYXRjaBIPCgVleGFjdBgBIAEoCUgAEhAKBnByZWZpeBgCIAEoCUgAEhAKBnN1ZmZpeBgDIAEoCUgAEhIKCHByZXNlbmNlGAQgASgISABCBwoFbWF0Y2giJwoEQ2lkchIPCgdhZGRyZXNzGAEgASgMEg4KBmxlbmd0aBgCIAEoDSooCgZBY3Rpb24SCQoFQUxMT1cQABIICgRERU5ZEAESCQoFQVVESVQQAmIGcHJvdG8z", [file_ambit_route_route]);
+  fileDesc("Ch1hbWJpdC93YXlwb2ludC93YXlwb2ludC5wcm90bxIOYW1iaXQud2F5cG9pbnQi+QEKCFdheXBvaW50EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEhAKCHNlcnZpY2VzGAMgAygJEhEKCXdvcmtsb2FkcxgEIAMoCRI3Cg5hdXRob3JpemF0aW9ucxgFIAMoCzIfLmFtYml0LndheXBvaW50Lkw3QXV0aG9yaXphdGlvbhItCgZyb3V0ZXMYBiADKAsyHS5hbWJpdC53YXlwb2ludC5TZXJ2aWNlUm91dGVzEj8KFGRlc3RpbmF0aW9uX3BvbGljaWVzGAcgAygLMiEuYW1iaXQud2F5cG9pbnQuRGVzdGluYXRpb25Qb2xpY3kipwEKEURlc3RpbmF0aW9uUG9saWN5EhAKCGhvc3RuYW1lGAEgASgJEjMKDWxvYWRfYmFsYW5jZXIYAiABKAsyHC5hbWJpdC53YXlwb2ludC5Mb2FkQmFsYW5jZXISOwoRb3V0bGllcl9kZXRlY3Rpb24YAyABKAsyIC5hbWJpdC53YXlwb2ludC5PdXRsaWVyRGV0ZWN0aW9uEg4KBnNvdXJjZRgEIAEoCSLuAQoMTG9hZEJhbGFuY2VyEjMKBnNpbXBsZRgBIAEoDjIjLmFtYml0LndheXBvaW50LkxvYWRCYWxhbmNlci5TaW1wbGUSEwoLaGFzaF9oZWFkZXIYAiABKAkSEwoLaGFzaF9jb29raWUYAyABKAkSFgoOaGFzaF9zb3VyY2VfaXAYBCABKAgSHAoUaGFzaF9xdWVyeV9wYXJhbWV0ZXIYBSABKAkiSQoGU2ltcGxlEg8KC1VOU1BFQ0lGSUVEEAASDwoLUk9VTkRfUk9CSU4QARIKCgZSQU5ET00QAhIRCg1MRUFTVF9SRVFVRVNUEAMikwEKEE91dGxpZXJEZXRlY3Rpb24SHgoWY29uc2VjdXRpdmVfNXh4X2Vycm9ycxgBIAEoDRIiChpjb25zZWN1dGl2ZV9nYXRld2F5X2Vycm9ycxgCIAEoDRIdChViYXNlX2VqZWN0aW9uX3RpbWVfbXMYAyABKA0SHAoUbWF4X2VqZWN0aW9uX3BlcmNlbnQYBCABKA0iSAoNU2VydmljZVJvdXRlcxIPCgdzZXJ2aWNlGAEgASgJEiYKBnJvdXRlcxgCIAMoCzIWLmFtYml0LnJvdXRlLkh0dHBSb3V0ZSLKAQoPTDdBdXRob3JpemF0aW9uEgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEiYKBmFjdGlvbhgDIAEoDjIWLmFtYml0LndheXBvaW50LkFjdGlvbhIjCgVydWxlcxgEIAMoCzIULmFtYml0LndheXBvaW50LlJ1bGUSDwoHZHJ5X3J1bhgFIAEoCBITCgthbGxfdHJhZmZpYxgGIAEoCBIQCghzZXJ2aWNlcxgHIAMoCRIRCgl3b3JrbG9hZHMYCCADKAkifAoEUnVsZRIkCgRmcm9tGAEgAygLMhYuYW1iaXQud2F5cG9pbnQuU291cmNlEiUKAnRvGAIgAygLMhkuYW1iaXQud2F5cG9pbnQuT3BlcmF0aW9uEicKBHdoZW4YAyADKAsyGS5hbWJpdC53YXlwb2ludC5Db25kaXRpb24ihAQKBlNvdXJjZRIvCgpwcmluY2lwYWxzGAEgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSMwoObm90X3ByaW5jaXBhbHMYAiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBI3ChJyZXF1ZXN0X3ByaW5jaXBhbHMYAyADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBI7ChZub3RfcmVxdWVzdF9wcmluY2lwYWxzGAQgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSLwoKbmFtZXNwYWNlcxgFIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEjMKDm5vdF9uYW1lc3BhY2VzGAYgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSJwoJaXBfYmxvY2tzGAcgAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkchIrCg1ub3RfaXBfYmxvY2tzGAggAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkchIuChByZW1vdGVfaXBfYmxvY2tzGAkgAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkchIyChRub3RfcmVtb3RlX2lwX2Jsb2NrcxgKIAMoCzIULmFtYml0LndheXBvaW50LkNpZHIixQIKCU9wZXJhdGlvbhIqCgVob3N0cxgBIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi4KCW5vdF9ob3N0cxgCIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEg0KBXBvcnRzGAMgAygNEhEKCW5vdF9wb3J0cxgEIAMoDRIsCgdtZXRob2RzGAUgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSMAoLbm90X21ldGhvZHMYBiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIqCgVwYXRocxgHIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi4KCW5vdF9wYXRocxgIIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoInYKCUNvbmRpdGlvbhILCgNrZXkYASABKAkSKwoGdmFsdWVzGAIgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSLwoKbm90X3ZhbHVlcxgDIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoIl8KC1N0cmluZ01hdGNoEg8KBWV4YWN0GAEgASgJSAASEAoGcHJlZml4GAIgASgJSAASEAoGc3VmZml4GAMgASgJSAASEgoIcHJlc2VuY2UYBCABKAhIAEIHCgVtYXRjaCInCgRDaWRyEg8KB2FkZHJlc3MYASABKAwSDgoGbGVuZ3RoGAIgASgNKigKBkFjdGlvbhIJCgVBTExPVxAAEggKBERFTlkQARIJCgVBVURJVBACYgZwcm90bzM", [file_ambit_route_route]);
 
 /**
  * @generated from message ambit.waypoint.Waypoint
@@ -67,6 +67,13 @@ export type Waypoint = Message<"ambit.waypoint.Waypoint"> & {
    * @generated from field: repeated ambit.waypoint.ServiceRoutes routes = 6;
    */
   routes: ServiceRoutes[];
+
+  /**
+   * DestinationRule traffic policies of the services this waypoint sends requests to.
+   *
+   * @generated from field: repeated ambit.waypoint.DestinationPolicy destination_policies = 7;
+   */
+  destinationPolicies: DestinationPolicy[];
 };
 
 /**
@@ -75,6 +82,153 @@ export type Waypoint = Message<"ambit.waypoint.Waypoint"> & {
  */
 export const WaypointSchema: GenMessage<Waypoint> = /*@__PURE__*/
   messageDesc(file_ambit_waypoint_waypoint, 0);
+
+/**
+ * How the waypoint picks and watches the endpoints of one destination service (DestinationRule
+ * trafficPolicy). Absent: a weighted random pick, no ejection.
+ *
+ * @generated from message ambit.waypoint.DestinationPolicy
+ */
+export type DestinationPolicy = Message<"ambit.waypoint.DestinationPolicy"> & {
+  /**
+   * The destination service's hostname.
+   *
+   * @generated from field: string hostname = 1;
+   */
+  hostname: string;
+
+  /**
+   * @generated from field: ambit.waypoint.LoadBalancer load_balancer = 2;
+   */
+  loadBalancer?: LoadBalancer | undefined;
+
+  /**
+   * @generated from field: ambit.waypoint.OutlierDetection outlier_detection = 3;
+   */
+  outlierDetection?: OutlierDetection | undefined;
+
+  /**
+   * `<ns>/<name>` of the DestinationRule, for logs.
+   *
+   * @generated from field: string source = 4;
+   */
+  source: string;
+};
+
+/**
+ * Describes the message ambit.waypoint.DestinationPolicy.
+ * Use `create(DestinationPolicySchema)` to create a new message.
+ */
+export const DestinationPolicySchema: GenMessage<DestinationPolicy> = /*@__PURE__*/
+  messageDesc(file_ambit_waypoint_waypoint, 1);
+
+/**
+ * @generated from message ambit.waypoint.LoadBalancer
+ */
+export type LoadBalancer = Message<"ambit.waypoint.LoadBalancer"> & {
+  /**
+   * @generated from field: ambit.waypoint.LoadBalancer.Simple simple = 1;
+   */
+  simple: LoadBalancer_Simple;
+
+  /**
+   * Consistent hashing (at most one is set): requests with the same value go to the same endpoint
+   * while the endpoints stay the same.
+   *
+   * @generated from field: string hash_header = 2;
+   */
+  hashHeader: string;
+
+  /**
+   * @generated from field: string hash_cookie = 3;
+   */
+  hashCookie: string;
+
+  /**
+   * @generated from field: bool hash_source_ip = 4;
+   */
+  hashSourceIp: boolean;
+
+  /**
+   * @generated from field: string hash_query_parameter = 5;
+   */
+  hashQueryParameter: string;
+};
+
+/**
+ * Describes the message ambit.waypoint.LoadBalancer.
+ * Use `create(LoadBalancerSchema)` to create a new message.
+ */
+export const LoadBalancerSchema: GenMessage<LoadBalancer> = /*@__PURE__*/
+  messageDesc(file_ambit_waypoint_waypoint, 2);
+
+/**
+ * @generated from enum ambit.waypoint.LoadBalancer.Simple
+ */
+export enum LoadBalancer_Simple {
+  /**
+   * @generated from enum value: UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: ROUND_ROBIN = 1;
+   */
+  ROUND_ROBIN = 1,
+
+  /**
+   * @generated from enum value: RANDOM = 2;
+   */
+  RANDOM = 2,
+
+  /**
+   * @generated from enum value: LEAST_REQUEST = 3;
+   */
+  LEAST_REQUEST = 3,
+}
+
+/**
+ * Describes the enum ambit.waypoint.LoadBalancer.Simple.
+ */
+export const LoadBalancer_SimpleSchema: GenEnum<LoadBalancer_Simple> = /*@__PURE__*/
+  enumDesc(file_ambit_waypoint_waypoint, 2, 0);
+
+/**
+ * Envoy's outlier detection as Istio configures it: an endpoint answering this many 5xx (or 502,
+ * 503, 504 and connection failures for gateway errors) in a row is ejected for base_ejection_time
+ * times the number of its ejections; at most max_ejection_percent of the endpoints are ejected at
+ * once, and at least one.
+ *
+ * @generated from message ambit.waypoint.OutlierDetection
+ */
+export type OutlierDetection = Message<"ambit.waypoint.OutlierDetection"> & {
+  /**
+   * @generated from field: uint32 consecutive_5xx_errors = 1;
+   */
+  consecutive5xxErrors: number;
+
+  /**
+   * @generated from field: uint32 consecutive_gateway_errors = 2;
+   */
+  consecutiveGatewayErrors: number;
+
+  /**
+   * @generated from field: uint32 base_ejection_time_ms = 3;
+   */
+  baseEjectionTimeMs: number;
+
+  /**
+   * @generated from field: uint32 max_ejection_percent = 4;
+   */
+  maxEjectionPercent: number;
+};
+
+/**
+ * Describes the message ambit.waypoint.OutlierDetection.
+ * Use `create(OutlierDetectionSchema)` to create a new message.
+ */
+export const OutlierDetectionSchema: GenMessage<OutlierDetection> = /*@__PURE__*/
+  messageDesc(file_ambit_waypoint_waypoint, 3);
 
 /**
  * One service's routes: its requests go by the first route that matches; none matching (or no entry
@@ -101,7 +255,7 @@ export type ServiceRoutes = Message<"ambit.waypoint.ServiceRoutes"> & {
  * Use `create(ServiceRoutesSchema)` to create a new message.
  */
 export const ServiceRoutesSchema: GenMessage<ServiceRoutes> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 1);
+  messageDesc(file_ambit_waypoint_waypoint, 4);
 
 /**
  * One AuthorizationPolicy as the waypoint enforces it. Istio's semantics: the policy matches a request
@@ -163,7 +317,7 @@ export type L7Authorization = Message<"ambit.waypoint.L7Authorization"> & {
  * Use `create(L7AuthorizationSchema)` to create a new message.
  */
 export const L7AuthorizationSchema: GenMessage<L7Authorization> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 2);
+  messageDesc(file_ambit_waypoint_waypoint, 5);
 
 /**
  * @generated from message ambit.waypoint.Rule
@@ -190,7 +344,7 @@ export type Rule = Message<"ambit.waypoint.Rule"> & {
  * Use `create(RuleSchema)` to create a new message.
  */
 export const RuleSchema: GenMessage<Rule> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 3);
+  messageDesc(file_ambit_waypoint_waypoint, 6);
 
 /**
  * @generated from message ambit.waypoint.Source
@@ -252,7 +406,7 @@ export type Source = Message<"ambit.waypoint.Source"> & {
  * Use `create(SourceSchema)` to create a new message.
  */
 export const SourceSchema: GenMessage<Source> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 4);
+  messageDesc(file_ambit_waypoint_waypoint, 7);
 
 /**
  * @generated from message ambit.waypoint.Operation
@@ -306,7 +460,7 @@ export type Operation = Message<"ambit.waypoint.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 5);
+  messageDesc(file_ambit_waypoint_waypoint, 8);
 
 /**
  * A `when` condition: key as Istio spells it (`request.headers[x-token]`, `source.ip`,
@@ -337,7 +491,7 @@ export type Condition = Message<"ambit.waypoint.Condition"> & {
  * Use `create(ConditionSchema)` to create a new message.
  */
 export const ConditionSchema: GenMessage<Condition> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 6);
+  messageDesc(file_ambit_waypoint_waypoint, 9);
 
 /**
  * Istio's string forms: `abc` exact, `abc*` prefix, `*abc` suffix, `*` presence.
@@ -380,7 +534,7 @@ export type StringMatch = Message<"ambit.waypoint.StringMatch"> & {
  * Use `create(StringMatchSchema)` to create a new message.
  */
 export const StringMatchSchema: GenMessage<StringMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 7);
+  messageDesc(file_ambit_waypoint_waypoint, 10);
 
 /**
  * @generated from message ambit.waypoint.Cidr
@@ -402,7 +556,7 @@ export type Cidr = Message<"ambit.waypoint.Cidr"> & {
  * Use `create(CidrSchema)` to create a new message.
  */
 export const CidrSchema: GenMessage<Cidr> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 8);
+  messageDesc(file_ambit_waypoint_waypoint, 11);
 
 /**
  * @generated from enum ambit.waypoint.Action
