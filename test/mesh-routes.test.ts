@@ -187,3 +187,19 @@ describe('DestinationRule traffic policy (waypoint load balancing and outlier de
     assert.equal(destinationPolicyOf('ratings.default.svc.cluster.local', { ...base, destinationRules: [withPolicy, plain] }), undefined);
   });
 });
+
+describe('subsets across networks', () => {
+  it('a workload standing for another network\'s pods is in a subset when any of them is, and a partial match is named', () => {
+    const synthetic = 'network2/SyntheticGateway/default/reviews.default.svc.cluster.local';
+    const endpointsOf = () => [
+      { uid: 'cluster1//Pod/default/reviews-v1-a', labels: { version: 'v1' } },
+      { uid: synthetic, labels: { version: 'v2' } },
+      { uid: synthetic, labels: { version: 'v3' } },
+    ];
+    const [drObject] = sample('destination-rule-reviews.yaml');
+    const virtualService = readVirtualService(vs({ hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v1' }, weight: 50 }, { destination: { host: 'reviews', subset: 'v2' }, weight: 50 }] }] }));
+    const result = meshRoutesOf(REVIEWS, input({ virtualServices: [virtualService], destinationRules: [readDestinationRule(inDefault(drObject!))], endpointsOf }))!;
+    assert.deepEqual(result.routes.routes![0]!.destinations!.map((d) => d.workloads), [['cluster1//Pod/default/reviews-v1-a'], [synthetic]]);
+    assert.match(result.problems.join('\n'), /subset "v2" has 1 of the 2 endpoints that network2\/SyntheticGateway\/default\/reviews\.default\.svc\.cluster\.local stands for/);
+  });
+});

@@ -313,28 +313,20 @@ ${rules}`);
     await waitFor('jason routed to v2', async () => /^\s*10 reviews-v2-$/.test((await served('jason')).trim()), 60_000, 500);
     assert.match((await served('someone')).trim(), /^\s*10 reviews-v1-$/);
     assert.match((await served('')).trim(), /^\s*10 reviews-v1-$/);
+    // ambit explain shows which rule a request follows at the waypoint, and why.
+    const [productpagePod] = await pods(CTX, 'default', 'app=productpage');
+    assert.ok(productpagePod);
+    const explained = await ambit(['explain', '--context', CTX, '--from', `default/${productpagePod.name}`, '--to', 'reviews.default:9080', '--http', 'GET /reviews/0', '--header', 'end-user: jason']);
+    assert.equal(explained.code, 0, explained.stderr);
+    assert.match(explained.stdout, /HTTP ROUTE at waypoint default\/bookinfo-reviews-waypoint-proxy-[^\n]*\n\s+rule VirtualService\/default\/reviews#0 \(match end-user=jason\) sends GET \/reviews\/0 with end-user: jason to reviews\.default\.svc\.cluster\.local subset v2 \(1 pods\) 100%/, explained.stdout);
     // Every call aborted with 500 by the waypoint; the app is not reached.
-    await reviewsRoute(`  - fault:
-      abort:
-        httpStatus: 500
-        percentage:
-          value: 100
-    route:
-    - destination:
-        host: reviews
-`);
+    // A fault on every call to reviews (`fault` of the VirtualService's one rule, as YAML lines).
+    const faultOnEveryCall = (fault: string) => reviewsRoute(`  - fault:\n${fault}    route:\n    - destination:\n        host: reviews\n`);
+    await faultOnEveryCall('      abort:\n        httpStatus: 500\n        percentage:\n          value: 100\n');
     const codes = () => exec('sleep', 'for i in $(seq 1 5); do curl -s -o /dev/null -w "%{http_code} " http://reviews:9080/reviews/0; done');
     await waitFor('every call 500', async () => (await codes()).trim() === '500 500 500 500 500', 60_000, 500);
     assert.equal(await exec('sleep', 'curl -s http://reviews:9080/reviews/0'), 'fault filter abort');
-    await reviewsRoute(`  - fault:
-      delay:
-        fixedDelay: 2s
-        percentage:
-          value: 100
-    route:
-    - destination:
-        host: reviews
-`);
+    await faultOnEveryCall('      delay:\n        fixedDelay: 2s\n        percentage:\n          value: 100\n');
     await waitFor('the abort lifted', async () => (await codes()).trim() === '200 200 200 200 200', 60_000, 500);
     const seconds = Number((await exec('sleep', 'curl -s -o /dev/null -w "%{time_total}" http://reviews:9080/reviews/0')).trim());
     numbers.push(`fault delay 2s: the call took ${seconds.toFixed(2)} s`);

@@ -77,6 +77,7 @@ export function renderExplanation(explanation: Explanation): string {
   if (explanation.unavailable) sections.push(`REFUSED\n${indent(`the source ztunnel resets the connection: ${explanation.unavailable}`)}`);
   if (explanation.unresolved) sections.push(`NOT WORKED OUT\n${indent(explanation.unresolved)}`);
   if (explanation.paths.length > 0) sections.push(`PATHS\n${indent(explanation.paths.map(pathSection).join('\n\n'))}`);
+  if (explanation.http) sections.push(`HTTP ROUTE at waypoint ${explanation.http.waypoint}\n${indent(explanation.http.text)}`);
   if (explanation.notes.length > 0) sections.push(`NOTES\n${indent(explanation.notes.map((note) => `- ${note}`).join('\n'))}`);
   return sections.join('\n\n');
 }

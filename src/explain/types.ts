@@ -1,4 +1,5 @@
 /** The structured explanation `ambit explain -o json` prints. */
+import type { HttpRouteFacts } from './http-route.js';
 
 /** A workload as the explanation shows it. */
 export interface WorkloadFacts {
@@ -136,5 +137,7 @@ export interface Explanation {
   unavailable?: string;
   /** Why the destination cannot be worked out from ztunnel's state, when it cannot. */
   unresolved?: string;
+  /** With `--http`: the mesh route the request follows at the waypoint on the path. */
+  http?: HttpRouteFacts;
   notes: string[];
 }

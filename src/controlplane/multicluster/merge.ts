@@ -247,18 +247,25 @@ export class MeshView implements RemoteClusterSink {
   }
 
   /**
-   * The workloads (in every cluster) backing the service of `hostname`, with their pod labels:
-   * what DestinationRule subsets select from. A workload that is no pod has no labels here.
+   * The pods (in every cluster) backing the service of `hostname`, with their labels, each under the
+   * uid the mesh publishes it as: its own, or, on another network, the one workload that stands for
+   * the service's endpoints behind that network's gateways. What DestinationRule subsets select from.
    */
   endpointsOf(hostname: string): Array<{ uid: string; labels: Readonly<Record<string, string>> }> {
     const suffix = `/${hostname}`;
     const endpoints: Array<{ uid: string; labels: Readonly<Record<string, string>> }> = [];
-    for (const [uid, address] of this.addressResources.all()) {
-      if (address.type.case !== 'workload') continue;
-      const workload = address.type.value;
-      if (!Object.keys(workload.services).some((key) => key.endsWith(suffix))) continue;
-      const member = workload.clusterId === this.local.view.clusterId ? this.local : this.remotes.get(workload.clusterId);
-      endpoints.push({ uid, labels: member?.view.registry.podLabels(workload.namespace, workload.name) ?? {} });
+    for (const member of [this.local, ...this.sortedRemotes]) {
+      const { registry } = member.view;
+      for (const [uid, address] of registry.addresses()) {
+        if (address.type.case !== 'workload') continue;
+        const workload = address.type.value;
+        const key = Object.keys(workload.services).find((k) => k.endsWith(suffix));
+        if (!key) continue;
+        const network = workload.network || member.index.network;
+        const published = this.addressResources.get(uid) ? uid : network !== this.localNetwork() ? syntheticWorkloadUid(network, key) : undefined;
+        if (!published || !this.addressResources.get(published)) continue;
+        endpoints.push({ uid: published, labels: registry.podLabels(workload.namespace, workload.name) ?? {} });
+      }
     }
     return endpoints;
   }

@@ -72,7 +72,19 @@ function destinationOf(d: VsDestination, vs: VirtualService, input: MeshRouteInp
     problems.push(`${vs.key}: ${field}.destination.subset: no DestinationRule of ${hostname} has a subset "${d.subset}"`);
     return { ...destination, subset: d.subset, workloads: [] };
   }
-  const workloads = input.endpointsOf(hostname).filter((endpoint) => selects(subset.labels, endpoint.labels)).map((endpoint) => endpoint.uid).sort();
+  // A uid may stand for several pods (another network's, behind its gateways): in the subset when
+  // any of them is; said when only some are, since that network's gateway then picks among all.
+  const members = new Map<string, { matching: number; total: number }>();
+  for (const endpoint of input.endpointsOf(hostname)) {
+    const entry = members.get(endpoint.uid) ?? { matching: 0, total: 0 };
+    entry.total++;
+    if (selects(subset.labels, endpoint.labels)) entry.matching++;
+    members.set(endpoint.uid, entry);
+  }
+  const workloads = [...members].filter(([, m]) => m.matching > 0).map(([uid]) => uid).sort();
+  for (const [uid, m] of members) {
+    if (m.matching > 0 && m.matching < m.total) problems.push(`${vs.key}: ${field}.destination.subset: subset "${d.subset}" has ${m.matching} of the ${m.total} endpoints that ${uid} stands for (another network, behind its gateway): requests for the subset may reach the others there`);
+  }
   return { ...destination, subset: d.subset, workloads };
 }
 

@@ -10,7 +10,7 @@ interface StringMatchJson {
   pathPrefix?: string;
 }
 
-interface RouteJson {
+export interface RouteJson {
   source?: string;
   matches?: Array<{ path?: StringMatchJson; method?: StringMatchJson; headers?: Array<{ name: string; value?: StringMatchJson; invert?: boolean }>; queryParams?: Array<{ name: string; value?: StringMatchJson }>; port?: number }>;
   destinations?: Array<{ hostname: string; port?: number; weight?: number; subset?: string; workloads?: string[] }>;
@@ -45,7 +45,7 @@ function describeString(match: StringMatchJson | undefined): string {
   return `~${match.regex ?? ''}`;
 }
 
-function describeMatch(route: RouteJson): string {
+export function describeMatch(route: RouteJson): string {
   const matches = route.matches ?? [];
   if (!matches.length) return '*';
   return matches
@@ -62,7 +62,7 @@ function describeMatch(route: RouteJson): string {
     .join(' | ');
 }
 
-function describeBehaviour(route: RouteJson): string {
+export function describeBehaviour(route: RouteJson): string {
   const parts: string[] = [];
   if (route.fault?.abortStatus) parts.push(`abort ${route.fault.abortStatus} ${route.fault.abortPercent ?? 0}%`);
   if (route.fault?.delayMs) parts.push(`delay ${route.fault.delayMs}ms ${route.fault.delayPercent ?? 0}%`);
@@ -71,19 +71,23 @@ function describeBehaviour(route: RouteJson): string {
   return parts.join(', ') || '-';
 }
 
+/** Each destination of a route in words: host, port, subset with its pod count, share of the weight. */
+export function describeDestinations(route: RouteJson): string[] {
+  if (route.directStatus) return [`answers ${route.directStatus}`];
+  const destinations = route.destinations ?? [];
+  const total = destinations.reduce((sum, d) => sum + (d.weight ?? 0), 0);
+  return destinations.map((d) => {
+    const share = total ? `${Math.round(((d.weight ?? 0) / total) * 1000) / 10}%` : '-';
+    const subset = d.subset ? ` subset ${d.subset} (${(d.workloads ?? []).length} pods)` : '';
+    return `${d.hostname}${d.port ? `:${d.port}` : ''}${subset} ${share}`;
+  });
+}
+
 export function routesTable(services: readonly ServiceRoutesJson[]): string {
   const rows: string[][] = [];
   for (const entry of services) {
     for (const route of entry.routes ?? []) {
-      const destinations = route.destinations ?? [];
-      const total = destinations.reduce((sum, d) => sum + (d.weight ?? 0), 0);
-      const targets = route.directStatus
-        ? [`answers ${route.directStatus}`]
-        : destinations.map((d) => {
-            const share = total ? `${Math.round(((d.weight ?? 0) / total) * 1000) / 10}%` : '-';
-            const subset = d.subset ? ` subset ${d.subset} (${(d.workloads ?? []).length} pods)` : '';
-            return `${d.hostname}${d.port ? `:${d.port}` : ''}${subset} ${share}`;
-          });
+      const targets = describeDestinations(route);
       targets.forEach((target, i) => rows.push(i === 0 ? [entry.service, route.source ?? '', describeMatch(route), target, describeBehaviour(route)] : ['', '', '', target, '']));
     }
   }
