@@ -13,6 +13,8 @@ import { destinationPolicyOf, meshRoutesOf, type MeshRouteInput } from '../src/c
 import { LoadBalancer_Simple } from '../src/gen/ambit/waypoint/waypoint_pb.js';
 import { AppProtocol, PortListSchema, PortSchema, WorkloadSchema } from '../src/gen/istio/workload/workload_pb.js';
 import { routedServiceOf } from '../src/waypoint/target.js';
+import { HttpRouteSchema } from '../src/gen/ambit/route/route_pb.js';
+import { redirectLocation, rewrittenPath } from '../src/l7/route-match.js';
 import { create } from '@bufbuild/protobuf';
 
 const sample = (name: string) => (parseAllDocuments(readFileSync(new URL(`../../shared/samples/istio/${name}`, import.meta.url), 'utf8')) as Array<{ toJS(): unknown }>).map((d) => d.toJS() as KubernetesObject);
@@ -201,5 +203,48 @@ describe('subsets across networks', () => {
     const result = meshRoutesOf(REVIEWS, input({ virtualServices: [virtualService], destinationRules: [readDestinationRule(inDefault(drObject!))], endpointsOf }))!;
     assert.deepEqual(result.routes.routes![0]!.destinations!.map((d) => d.workloads), [['cluster1//Pod/default/reviews-v1-a'], [synthetic]]);
     assert.match(result.problems.join('\n'), /subset "v2" has 1 of the 2 endpoints that network2\/SyntheticGateway\/default\/reviews\.default\.svc\.cluster\.local stands for/);
+  });
+});
+
+describe('rewrite, redirect and mirror', () => {
+  it('reads them into the route, the mirror\'s subset resolved like a destination\'s', () => {
+    const [drObject] = sample('destination-rule-reviews.yaml');
+    const object = vs({
+      hosts: ['reviews'],
+      http: [
+        { match: [{ uri: { prefix: '/old' } }], rewrite: { uri: '/new', authority: 'reviews.example' }, route: [{ destination: { host: 'reviews', subset: 'v1' } }], mirror: { host: 'reviews', subset: 'v2' }, mirrorPercentage: { value: 25 } },
+        { match: [{ uri: { exact: '/moved' } }], redirect: { uri: '/here', authority: 'ratings', redirectCode: 308 } },
+        { rewrite: { uriRegexRewrite: { match: '^/v(\\d)/(.*)', rewrite: '/\\2?version=\\1' } }, route: [{ destination: { host: 'reviews' } }], mirrors: [{ destination: { host: 'ratings' }, percentage: { value: 5 } }] },
+      ],
+    });
+    const [first, second, third] = meshRoutesOf(REVIEWS, input({ virtualServices: [readVirtualService(object)], destinationRules: [readDestinationRule(inDefault(drObject!))] }))!.routes.routes!;
+    assert.deepEqual(first!.rewrite, { uri: '/new', authority: 'reviews.example' });
+    assert.deepEqual(first!.mirrors!.map((m) => [m.destination!.subset, m.destination!.workloads, m.percent]), [['v2', ['cluster1//Pod/default/reviews-v2-a'], 25]]);
+    assert.deepEqual(second!.redirect, { uri: '/here', authority: 'ratings', code: 308, scheme: '', port: 0 });
+    assert.deepEqual(second!.destinations, []);
+    assert.deepEqual(third!.rewrite, { uri: '', authority: '', uriRegex: '^/v(\\d)/(.*)', uriRegexSubstitution: '/\\2?version=\\1' });
+    assert.deepEqual(third!.mirrors!.map((m) => [m.destination!.hostname, m.percent]), [['ratings.default.svc.cluster.local', 5]]);
+  });
+
+  it('the path rewrite and the redirect Location as the waypoint computes them', () => {
+    const route = (init: Parameters<typeof create<typeof HttpRouteSchema>>[1]) => create(HttpRouteSchema, init);
+    const request = (url: string, host = 'reviews:9080') => ({ method: 'GET', url, host, headers: {} });
+    const prefix = route({ matches: [{ path: { match: { case: 'prefix', value: '/old' } } }], rewrite: { uri: '/new' } });
+    assert.equal(rewrittenPath(prefix, request('/old/page?x=1')), '/new/page?x=1');
+    const gatewayPrefix = route({ matches: [{ path: { match: { case: 'pathPrefix', value: '/old' } } }], rewrite: { uri: '/' } });
+    assert.equal(rewrittenPath(gatewayPrefix, request('/old/page')), '/page');
+    const regex = route({ rewrite: { uriRegex: '^/v(\\d)/(.*)', uriRegexSubstitution: '/\\2?version=\\1' } });
+    assert.equal(rewrittenPath(regex, request('/v2/reviews')), '/reviews?version=2');
+    const whole = route({ matches: [{ headers: [{ name: 'x', value: { match: { case: 'exact', value: '1' } } }] }], rewrite: { uri: '/all' } });
+    assert.equal(rewrittenPath(whole, { ...request('/any?q'), headers: { x: '1' } }), '/all?q', 'no path in the match: the whole path is replaced');
+    assert.equal(redirectLocation(route({ redirect: { uri: '/here' } }), request('/moved?q=1')), 'http://reviews:9080/here');
+    assert.equal(redirectLocation(route({ redirect: { authority: 'ratings', scheme: 'https', port: 8443 } }), request('/x')), 'https://ratings:8443/x');
+  });
+
+  it('bad input is named: route and redirect together, a redirect code that is no redirect, uri and uriRegexRewrite together', () => {
+    rejects(() => readVirtualService(vs({ hosts: ['reviews'], http: [{ redirect: { uri: '/x' }, route: [{ destination: { host: 'reviews' } }] }] })), /^spec\.http\[0\]$/);
+    rejects(() => readVirtualService(vs({ hosts: ['reviews'], http: [{ redirect: { uri: '/x', redirectCode: 305 } }] })), /^spec\.http\[0\]\.redirect\.redirectCode$/);
+    rejects(() => readVirtualService(vs({ hosts: ['reviews'], http: [{ rewrite: { uri: '/x', uriRegexRewrite: { match: 'a', rewrite: 'b' } }, route: [{ destination: { host: 'reviews' } }] }] })), /^spec\.http\[0\]\.rewrite$/);
+    rejects(() => readVirtualService(vs({ hosts: ['reviews'], http: [{ rewrite: { uriRegexRewrite: { match: '(', rewrite: 'b' } }, route: [{ destination: { host: 'reviews' } }] }] })), /^spec\.http\[0\]\.rewrite\.uriRegexRewrite\.match$/);
   });
 });

@@ -132,6 +132,8 @@ interface Fixture {
 }
 
 const flakyServed = new Set<string>();
+/** Every request the apps answered normally: which pod, path and Host. */
+const appRequests: Array<{ pod: string; url: string; host: string }> = [];
 
 async function startDestination(f: Fixture, pod: string, ip: string, identity: string, kind: 'http1' | 'http2' | 'echo'): Promise<void> {
   const app = createHttpServer((req, res) => {
@@ -146,6 +148,7 @@ async function startDestination(f: Fixture, pod: string, ip: string, identity: s
         flakyServed.add(url);
         return void res.writeHead(503).end('try again');
       }
+      appRequests.push({ pod, url, host: String(req.headers.host) });
       res.setHeader('x-app', pod);
       res.end(`pod=${pod} ${req.method} ${url} body=${body} xfp=${String(req.headers['x-forwarded-proto'])} canary=${String(req.headers['x-canary'])}\n`);
     });
@@ -213,6 +216,14 @@ async function http1(tunnel: ClientHttp2Stream | Agent, method: string, path: st
     req.on('error', reject);
     req.end(body);
   });
+}
+
+async function waitForCondition(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 async function ejectionCountOf(f: Fixture): Promise<number> {
@@ -574,6 +585,37 @@ describe('waypoint proxy', () => {
       assert.ok(statuses.filter((s) => s === 500).length <= 2, `at most the two 500s that tripped it: ${statuses.join(' ')}`);
       assert.deepEqual(statuses.slice(-20), Array(20).fill(200), 'after the ejection only productpage-v2 answers');
       assert.ok(captured.lines.some((line) => line.msg === 'outlier detection ejected an endpoint' && String(line.endpoint).includes('productpage-v1')), 'logged, naming the endpoint');
+    });
+
+    test('rewrite (prefix and authority), redirect (301 with Location) and a mirror (a copy with Host -shadow, its answer dropped)', async () => {
+      withRoutes({
+        source: 'VirtualService/default/pp#0',
+        matches: [{ path: { match: { case: 'prefix', value: '/old/' } } }],
+        destinations: [to('v1', [V1])],
+        rewrite: { uri: '/new/', authority: 'pp.example' },
+        mirrors: [{ destination: to('v2', [V2]), percent: 100 }],
+      }, {
+        source: 'VirtualService/default/pp#1',
+        matches: [{ path: { match: { case: 'exact', value: '/moved' } } }],
+        redirect: { uri: '/here', code: 301 },
+      });
+      const before = appRequests.length;
+      const res = await http1(agent, 'GET', '/old/page?x=1');
+      assert.equal(res.status, 200);
+      assert.match(res.body, /^pod=productpage-v1 GET \/new\/page\?x=1 /, 'the prefix rewritten, the query kept');
+      await waitForCondition(() => appRequests.length >= before + 2);
+      const seen = appRequests.slice(before);
+      assert.deepEqual(seen.find((r) => r.pod === 'productpage-v1'), { pod: 'productpage-v1', url: '/new/page?x=1', host: 'pp.example' });
+      assert.deepEqual(seen.find((r) => r.pod === 'productpage-v2'), { pod: 'productpage-v2', url: '/new/page?x=1', host: 'pp.example-shadow' }, 'the mirror got a copy');
+      const redirected = await new Promise<{ status: number; location?: string }>((resolve, reject) => {
+        const req = httpRequest({ agent, method: 'GET', path: '/moved?q=2', headers: { host: 'productpage:9080' } }, (response) => {
+          response.resume();
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, location: response.headers.location }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.deepEqual(redirected, { status: 301, location: 'http://productpage:9080/here' });
     });
 
     test('a bad route on the wire (invalid regex) is refused and the previous routes stay', () => {

@@ -32,6 +32,8 @@ export interface Http1Relay {
   /** Where a retry goes (Envoy picks the endpoint again); default: the same tunnel. */
   nextTunnel?: () => TunnelTarget | undefined;
   responseHeaders?: HeaderOperations;
+  /** The path (and query) sent upstream, when a rewrite changed it; default the request's. */
+  path?: string;
 }
 
 /** Applies Istio's header operations (set, add, remove) to outgoing headers, in place. */
@@ -70,19 +72,18 @@ export function hasRequestBody(req: IncomingMessage): boolean {
 }
 
 /** Writes a small plain-text answer (403, 503…) unless a response is already under way, which is cut instead. */
-export function answerPlain(res: ServerResponse, status: number, body: string): number {
+export function answerPlain(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): number {
   if (res.headersSent) {
     res.destroy();
     return 0;
   }
   const length = Buffer.byteLength(body);
-  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': length }).end(body);
+  res.writeHead(status, { ...headers, 'content-type': 'text/plain', 'content-length': length }).end(body);
   return length;
 }
 
-export function relayHttp1({ upstreams, tunnel, req, res, headers, onDone, timeoutMs = 0, retry, nextTunnel, responseHeaders }: Http1Relay): void {
+export function relayHttp1({ upstreams, tunnel, req, res, headers, onDone, timeoutMs = 0, retry, nextTunnel, responseHeaders, path = req.url ?? '/' }: Http1Relay): void {
   const method = req.method ?? 'GET';
-  const path = req.url ?? '/';
   const withBody = hasRequestBody(req);
   const idempotent = method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
   // A body is streamed, not kept, so only requests without one are retried by the route's policy.

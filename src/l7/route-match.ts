@@ -79,6 +79,42 @@ export function firstMatchingRoute(routes: readonly HttpRoute[], request: Reques
   return routes.find((route) => route.matches.length === 0 || route.matches.some((m) => routeMatches(m, request, path, (query ??= new URLSearchParams(queryAt >= 0 ? request.url.slice(queryAt + 1) : '')))));
 }
 
+/** The path after a route's rewrite: the matched prefix (or exact path) replaced, or every regex match substituted; the query stays. */
+export function rewrittenPath(route: HttpRoute, request: RequestFacts): string {
+  const rewrite = route.rewrite;
+  if (!rewrite || (!rewrite.uri && !rewrite.uriRegex)) return request.url;
+  const queryAt = request.url.indexOf('?');
+  const path = queryAt >= 0 ? request.url.slice(0, queryAt) : request.url;
+  const query = queryAt >= 0 ? request.url.slice(queryAt) : '';
+  if (rewrite.uriRegex) {
+    try {
+      // Istio writes groups as \1; JavaScript's replace reads $1.
+      return path.replace(new RegExp(rewrite.uriRegex, 'g'), rewrite.uriRegexSubstitution.replace(/\\(\d)/g, '$$$1')) + query;
+    } catch {
+      return request.url;
+    }
+  }
+  let params: URLSearchParams | undefined;
+  const accepted = route.matches.find((m) => routeMatches(m, request, path, (params ??= new URLSearchParams(query.slice(1)))));
+  const matched = accepted?.path?.match;
+  if (matched?.case === 'prefix' && path.startsWith(matched.value)) return rewrite.uri + path.slice(matched.value.length) + query;
+  if (matched?.case === 'pathPrefix') {
+    const prefix = matched.value.replace(/\/+$/, '');
+    if (path.startsWith(prefix)) return (rewrite.uri + path.slice(prefix.length)).replace(/^\/\//, '/') + query;
+  }
+  return rewrite.uri + query;
+}
+
+/** A redirect's Location for a request (scheme, host and port kept unless the redirect replaces them). */
+export function redirectLocation(route: HttpRoute, request: RequestFacts, scheme = 'http'): string {
+  const redirect = route.redirect!;
+  const host = redirect.authority || requestHost(request.host);
+  const port = redirect.port ? `:${redirect.port}` : redirect.authority ? '' : (/:(\d+)$/.exec(request.host)?.[0] ?? '');
+  const queryAt = request.url.indexOf('?');
+  const path = redirect.uri || (queryAt >= 0 ? request.url.slice(0, queryAt) : request.url);
+  return `${redirect.scheme || scheme}://${host}${port}${path}`;
+}
+
 /** A destination picked by weight (all weights zero: the first). */
 export function pickDestination(destinations: readonly WeightedDestination[], random: () => number = Math.random): WeightedDestination | undefined {
   const total = destinations.reduce((sum, d) => sum + d.weight, 0);
@@ -109,7 +145,16 @@ export function routeProblems(route: HttpRoute, where: string): string[] {
     match.headers.forEach((header, h) => problems.push(...stringMatchProblem(`${where}.matches[${i}].headers[${h}]`, header.value)));
     match.queryParams.forEach((param, q) => problems.push(...stringMatchProblem(`${where}.matches[${i}].queryParams[${q}]`, param.value)));
   });
-  if (!route.directStatus && route.destinations.length === 0) problems.push(`${where}: no destination and no direct status`);
+  if (!route.directStatus && !route.redirect && route.destinations.length === 0) problems.push(`${where}: no destination, redirect or direct status`);
+  if (route.redirect && route.redirect.code && ![301, 302, 303, 307, 308].includes(route.redirect.code)) problems.push(`${where}.redirect.code: ${route.redirect.code}`);
+  if (route.rewrite?.uriRegex) {
+    try {
+      new RegExp(route.rewrite.uriRegex);
+    } catch {
+      problems.push(`${where}.rewrite: invalid regular expression`);
+    }
+  }
+  for (const [i, mirror] of route.mirrors.entries()) if (!mirror.destination?.hostname || !(mirror.percent >= 0 && mirror.percent <= 100)) problems.push(`${where}.mirrors[${i}]: no destination or a percentage outside 0–100`);
   if (route.directStatus && (route.directStatus < 200 || route.directStatus > 599)) problems.push(`${where}: direct status ${route.directStatus}`);
   const fault = route.fault;
   if (fault) {

@@ -1,6 +1,6 @@
 // The waypoint proxy: a handler on the shared HBONE endpoint that reads each tunnel as HTTP/1.1, HTTP/2 or TCP, applies L7 policy, picks an endpoint and forwards.
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type OutgoingHttpHeaders, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { constants as h2, performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 
@@ -25,7 +25,7 @@ import { authorizeRequest, type L7Decision, type RequestFacts } from '../l7/auth
 import type { RequestMetrics } from '../l7/metrics.js';
 import { StreamSocket } from '../l7/stream-socket.js';
 import { forwardableHeaders, HttpUpstreams, type TunnelTarget } from '../l7/upstream.js';
-import { answerPlain, applyHeaderOperations, NO_HEALTHY_UPSTREAM, relayHttp1, UPSTREAM_FAILED } from '../l7/forward-http1.js';
+import { answerPlain, applyHeaderOperations, hasRequestBody, NO_HEALTHY_UPSTREAM, relayHttp1, UPSTREAM_FAILED } from '../l7/forward-http1.js';
 import type { Logger } from '../util/log.js';
 import type { CertificateSource } from '../ztunnel/identity/types.js';
 import { identityFacts, peerFactsOf, type PeerFacts, type ProxyMetrics, type TcpConnectionDescription } from '../ztunnel/metrics.js';
@@ -35,7 +35,7 @@ import type { DestinationAnalysis, ZtunnelState } from '../ztunnel/state/store.j
 import type { ProxyState, Resolution } from '../ztunnel/state/types.js';
 import type { WaypointConfig } from './config.js';
 import { detectProtocol, protocolHint, routedServiceOf, waypointTarget, type TargetState, type WaypointTarget } from './target.js';
-import { drawFault, FAULT_ABORT_BODY, firstMatchingRoute, pickDestination } from '../l7/route-match.js';
+import { drawFault, FAULT_ABORT_BODY, firstMatchingRoute, pickDestination, redirectLocation, rewrittenPath } from '../l7/route-match.js';
 import { EndpointPicker, type HashFacts } from './endpoint-picker.js';
 import type { DestinationPolicy } from '../gen/ambit/waypoint/waypoint_pb.js';
 import { Counter } from 'prom-client';
@@ -114,7 +114,7 @@ type RequestPlan =
   | { kind: 'deny'; decision: L7Decision; connection: Connection }
   | { kind: 'unavailable'; reason: string; connection: Connection }
   /** A route answers by itself: its direct status, or an injected abort (`FI`). */
-  | { kind: 'direct'; status: number; body: string; flags: string; decision: L7Decision; connection: Connection }
+  | { kind: 'direct'; status: number; body: string; flags: string; decision: L7Decision; connection: Connection; headers?: Record<string, string> }
   | {
       kind: 'forward';
       tunnel: TunnelTarget;
@@ -388,7 +388,7 @@ export class WaypointProxy {
     const decision = authorizeRequest(config.served.policies, { service: target.kind === 'service' ? target.serviceName : undefined, workload }, facts);
     if (decision.dryRun) log.info({ source: context.peerIdentity, wouldAllow: decision.dryRun.allowed, policy: decision.dryRun.policy }, 'dry-run policy would decide differently');
     if (!decision.allowed) return { kind: 'deny', decision, connection };
-    if (routing?.kind === 'direct') return { kind: 'direct', status: routing.status, body: '', flags: '-', decision, connection };
+    if (routing?.kind === 'direct') return { kind: 'direct', status: routing.status, body: '', flags: '-', decision, connection, ...(routing.headers ? { headers: routing.headers } : {}) };
     const route = routing?.route;
     const fault = route ? drawFault(route) : { delayMs: 0, abortStatus: 0 };
     if (fault.abortStatus) return { kind: 'direct', status: fault.abortStatus, body: FAULT_ABORT_BODY, flags: 'FI', decision, connection };
@@ -400,7 +400,7 @@ export class WaypointProxy {
   }
 
   /** The mesh route a request follows, if its service has routes and one matches. */
-  private routeOf(context: TunnelContext, view: HttpRequestView): { kind: 'route'; route: HttpRoute; destination: RoutedDestination } | { kind: 'direct'; route: HttpRoute; status: number } | undefined {
+  private routeOf(context: TunnelContext, view: HttpRequestView): { kind: 'route'; route: HttpRoute; destination: RoutedDestination } | { kind: 'direct'; route: HttpRoute; status: number; headers?: Record<string, string> } | undefined {
     const { routes } = this.options.config.served;
     if (routes.size === 0) return undefined;
     const service = routedServiceOf(context.target, view.host);
@@ -409,6 +409,10 @@ export class WaypointProxy {
     const route = firstMatchingRoute(serviceRoutes, { method: view.method, url: view.target, host: view.host, headers: view.headers, port: service.port });
     if (!route) return undefined;
     if (route.directStatus) return { kind: 'direct', route, status: route.directStatus };
+    if (route.redirect) {
+      const scheme = singleHeader(view.headers['x-forwarded-proto'] as string | undefined) === 'https' ? 'https' : 'http';
+      return { kind: 'direct', route, status: route.redirect.code || 301, headers: { location: redirectLocation(route, { method: view.method, url: view.target, host: view.host, headers: view.headers }, scheme) } };
+    }
     const picked = pickDestination(route.destinations);
     if (!picked) return { kind: 'direct', route, status: 503 };
     return {
@@ -466,6 +470,33 @@ export class WaypointProxy {
     const chosen = this.picker.pick(key, candidates, policy, hash);
     if (!chosen) return { resolution: { kind: 'unavailable', service: analysis.service, reason: `service ${hostname} has no endpoint with capacity` } };
     return { resolution: this.options.state.resolutionThrough(analysis, chosen.evaluation), watched: { hostname, uid: chosen.uid, policy, endpoints: candidates.map((c) => c.uid) } };
+  }
+
+  /**
+   * Copies of a request for the route's mirrors (each by its percentage), with the Host suffixed
+   * `-shadow` as Envoy does; their answers are dropped. Requests with a body are not mirrored (the
+   * body is streamed to the real destination, not kept).
+   */
+  private mirror(route: HttpRoute, req: IncomingMessage, path: string, headers: OutgoingHttpHeaders): void {
+    if (hasRequestBody(req)) return;
+    for (const mirror of route.mirrors) {
+      const destination = mirror.destination;
+      if (!destination || !(mirror.percent >= 100 || Math.random() * 100 < mirror.percent)) continue;
+      const routed: RoutedDestination = {
+        route,
+        hostname: destination.hostname,
+        port: destination.port || (this.options.state.service(serviceResourceName(destination.hostname.split('.')[1] ?? '', destination.hostname))?.ports[0]?.servicePort ?? 0),
+        ...(destination.subset ? { subset: { name: destination.subset, workloads: this.subsetWorkloads(destination.workloads) } } : {}),
+      };
+      const { resolution } = this.resolveRouted(routed, { headers: req.headers, target: path, sourceIp: '' });
+      if (!isReachable(resolution)) continue;
+      const host = String(headers.host ?? destination.hostname);
+      const copy = this.upstreams.http1(tunnelTargetFor(resolution, this.dialer), { method: req.method ?? 'GET', path, headers: { ...headers, host: `${host.replace(/:\d+$/, '')}-shadow` } });
+      copy.on('response', (response) => response.resume());
+      copy.on('error', (error) => this.options.log.debug({ mirror: destination.hostname, err: error.message }, 'mirrored request failed'));
+      copy.setTimeout(30_000, () => copy.destroy());
+      copy.end();
+    }
   }
 
   /** How a request to a watched endpoint ended: outlier detection counts it, and an ejection is logged and counted. */
@@ -577,8 +608,8 @@ export class WaypointProxy {
       protocol: String(req.headers['content-type'] ?? '').startsWith('application/grpc') ? 'grpc' : 'http',
     };
     const plan = this.plan(context, view);
-    const answer = (status: number, body: string, flags: string) => {
-      const responseBytes = answerPlain(res, status, body);
+    const answer = (status: number, body: string, flags: string, headers?: Record<string, string>) => {
+      const responseBytes = answerPlain(res, status, body, headers);
       req.resume();
       this.finishRequest(context, view, plan, { status, flags, started, requestBytes: 0, responseBytes });
     };
@@ -587,12 +618,16 @@ export class WaypointProxy {
       this.options.log.warn({ source: context.peerIdentity, reason: plan.reason }, 'no healthy upstream for a request');
       return answer(503, NO_HEALTHY_UPSTREAM, 'UH');
     }
-    if (plan.kind === 'direct') return answer(plan.status, plan.body, plan.flags);
+    if (plan.kind === 'direct') return answer(plan.status, plan.body, plan.flags, plan.headers);
     const headers = forwardableHeaders(req.headers);
     headers['x-forwarded-proto'] ??= 'http';
     headers['x-request-id'] ??= randomUUID();
     const { route } = plan;
     applyHeaderOperations(headers, route?.requestHeaders);
+    const facts = { method: view.method, url: view.target, host: view.host, headers: req.headers };
+    const path = route ? rewrittenPath(route, facts) : view.target;
+    if (route?.rewrite?.authority) headers.host = route.rewrite.authority;
+    if (route?.mirrors.length) this.mirror(route, req, path, headers);
     const relay = () =>
       relayHttp1({
         upstreams: this.upstreams,
@@ -604,6 +639,7 @@ export class WaypointProxy {
         retry: route?.retry,
         nextTunnel: plan.retarget,
         responseHeaders: route?.responseHeaders,
+        path,
         onDone: (outcome) => {
           endInFlight?.();
           if (outcome.error) this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: outcome.error.message }, 'upstream request failed');
@@ -653,7 +689,7 @@ export class WaypointProxy {
         done(200, flags, grpcStatus);
       } else {
         responseBytes += Buffer.byteLength(body);
-        downstream.respond({ ':status': status, 'content-type': 'text/plain' });
+        downstream.respond({ ...(plan.kind === 'direct' ? plan.headers : {}), ':status': status, 'content-type': 'text/plain' });
         downstream.end(body);
         done(status, flags);
       }
@@ -675,7 +711,10 @@ export class WaypointProxy {
     forwarded['x-forwarded-proto'] ??= 'http';
     forwarded['x-request-id'] ??= randomUUID();
     applyHeaderOperations(forwarded, plan.route?.requestHeaders);
-    const upstream = session.request({ ...forwarded, ':method': view.method, ':path': view.target, ':authority': view.host || formatAuthority(context.target.ip, context.target.port), ':scheme': 'http' });
+    const route = plan.route;
+    const path = route ? rewrittenPath(route, { method: view.method, url: view.target, host: view.host, headers }) : view.target;
+    const authority = route?.rewrite?.authority || view.host || formatAuthority(context.target.ip, context.target.port);
+    const upstream = session.request({ ...forwarded, ':method': view.method, ':path': path, ':authority': authority, ':scheme': 'http' });
     let trailers: IncomingHttpHeaders | undefined;
     let status = 0;
     let finished = false;

@@ -48,8 +48,10 @@ export interface VsRule {
   source: string;
   matches: VsMatch[];
   destinations: VsDestination[];
-  /** Fault, timeout, retries and header changes, as the proxies take them (ambit.route.HttpRoute fields). */
-  behaviour: Pick<HttpRouteInit, 'fault' | 'timeoutMs' | 'retry' | 'requestHeaders' | 'responseHeaders'>;
+  /** Fault, timeout, retries, header changes, rewrite and redirect, as the proxies take them (ambit.route.HttpRoute fields). */
+  behaviour: Pick<HttpRouteInit, 'fault' | 'timeoutMs' | 'retry' | 'requestHeaders' | 'responseHeaders' | 'rewrite' | 'redirect'>;
+  /** Where copies of the requests go (`mirror` + `mirrorPercentage`, or `mirrors`). */
+  mirrors: Array<VsDestination & { percent: number }>;
 }
 
 export interface VirtualService {
@@ -119,7 +121,27 @@ function readMatch(field: Field, namespace: string): VsMatch {
   return result;
 }
 
-const IGNORED_RULE_FIELDS = ['rewrite', 'redirect', 'mirror', 'mirrorPercentage', 'mirrors', 'corsPolicy', 'directResponse', 'delegate'];
+const IGNORED_RULE_FIELDS = ['corsPolicy', 'directResponse', 'delegate'];
+
+const REDIRECT_CODES = new Set([301, 302, 303, 307, 308]);
+
+function readDestinationRef(field: Field): VsDestination {
+  const host = field.child('host').nonEmptyString().toLowerCase();
+  const port = field.child('port').child('number').present ? field.child('port').child('number').port() : 0;
+  const subset = field.child('subset').present ? field.child('subset').nonEmptyString() : undefined;
+  return { host, port, weight: 1, ...(subset ? { subset } : {}) };
+}
+
+function readMirrors(rule: Field): VsRule['mirrors'] {
+  const mirrors: VsRule['mirrors'] = [];
+  if (rule.child('mirror').present) {
+    mirrors.push({ ...readDestinationRef(rule.child('mirror')), percent: rule.child('mirrorPercentage').present ? rule.child('mirrorPercentage').percent() : rule.child('mirrorPercent').present ? rule.child('mirrorPercent').integer(0, 100) : 100 });
+  }
+  for (const entry of rule.child('mirrors').items()) {
+    mirrors.push({ ...readDestinationRef(entry.child('destination')), percent: entry.child('percentage').present ? entry.child('percentage').percent() : 100 });
+  }
+  return mirrors;
+}
 
 /** Envoy's retry_on words Istio passes through, plus status codes. */
 const RETRY_ON = new Set(['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-4xx', 'refused-stream', 'retriable-status-codes', 'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable']);
@@ -170,6 +192,25 @@ function readBehaviour(rule: Field): VsRule['behaviour'] {
       retryOn: retryOn.length ? retryOn : ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', '503'],
     };
   }
+  const rewrite = rule.child('rewrite');
+  if (rewrite.present) {
+    const regex = rewrite.child('uriRegexRewrite');
+    if (regex.present && rewrite.child('uri').present) rewrite.fail('expected uri or uriRegexRewrite, not both');
+    behaviour.rewrite = {
+      uri: rewrite.child('uri').optionalString() ?? '',
+      authority: rewrite.child('authority').optionalString() ?? '',
+      ...(regex.present ? { uriRegex: regex.child('match').regex(), uriRegexSubstitution: regex.child('rewrite').string() } : {}),
+    };
+  }
+  const redirect = rule.child('redirect');
+  if (redirect.present) {
+    if (rule.child('route').present) rule.fail('a rule has route or redirect, not both');
+    const code = redirect.child('redirectCode').present ? redirect.child('redirectCode').integer(300, 399) : 301;
+    if (!REDIRECT_CODES.has(code)) redirect.child('redirectCode').fail(`expected 301, 302, 303, 307 or 308, got ${code}`);
+    const scheme = redirect.child('scheme').optionalString() ?? '';
+    if (scheme && scheme !== 'http' && scheme !== 'https') redirect.child('scheme').fail(`expected http or https, got "${scheme.slice(0, 20)}"`);
+    behaviour.redirect = { uri: redirect.child('uri').optionalString() ?? '', authority: redirect.child('authority').optionalString() ?? '', code, scheme, port: redirect.child('port').present ? redirect.child('port').port() : 0 };
+  }
   const headers = rule.child('headers');
   if (headers.present) {
     behaviour.requestHeaders = readHeaderOperations(headers.child('request'));
@@ -191,7 +232,7 @@ export function readVirtualService(object: KubernetesObject): VirtualService {
     for (const key of IGNORED_RULE_FIELDS) if (rule.child(key).present) ignored.push(`${rule.path}.${key}`);
     const matches = rule.child('match').items().map((m) => readMatch(m, namespace));
     const routes = rule.child('route').items();
-    if (!routes.length) rule.child('route').fail('at least one route destination is required');
+    if (!routes.length && !rule.child('redirect').present) rule.child('route').fail('at least one route destination is required');
     const destinations = routes.map((route) => {
       const destination = route.child('destination');
       const host = destination.child('host').nonEmptyString().toLowerCase();
@@ -201,8 +242,8 @@ export function readVirtualService(object: KubernetesObject): VirtualService {
       const weight = route.child('weight').present ? route.child('weight').integer(0, 1_000_000) : routes.some((r) => r.child('weight').present) ? 0 : 1;
       return { host, port, weight, ...(subset ? { subset } : {}) };
     });
-    if (destinations.every((d) => d.weight === 0)) rule.child('route').fail('the weights add up to 0: no destination would get a request');
-    return { source: `VirtualService/${namespace}/${name}#${index}`, matches, destinations, behaviour: readBehaviour(rule) };
+    if (destinations.length && destinations.every((d) => d.weight === 0)) rule.child('route').fail('the weights add up to 0: no destination would get a request');
+    return { source: `VirtualService/${namespace}/${name}#${index}`, matches, destinations, behaviour: readBehaviour(rule), mirrors: readMirrors(rule) };
   });
   if (spec.child('tcp').present || spec.child('tls').present) ignored.push('spec.tcp/spec.tls');
   const created = Date.parse(object.metadata?.creationTimestamp ? String(object.metadata.creationTimestamp) : '') || 0;

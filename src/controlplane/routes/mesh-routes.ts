@@ -98,6 +98,7 @@ function fromVirtualService(vs: VirtualService, input: MeshRouteInput, problems:
         source: rule.source,
         matches: matches.map((m) => ({ ...m.match, port: m.port ?? 0 })),
         destinations: rule.destinations.map((d, i) => destinationOf(d, vs, input, problems, `spec.http[${index}].route[${i}]`)),
+        mirrors: rule.mirrors.map((m, i) => ({ destination: destinationOf(m, vs, input, problems, `spec.http[${index}].mirrors[${i}]`), percent: m.percent })),
         ...rule.behaviour,
       },
     ];

@@ -136,8 +136,9 @@ function translateIstio(input: TranslationInput, builders: ConfigBuilder[], note
           for (const rule of vs.rules) {
             const matches = rule.matches.filter((m) => (m.port === undefined || m.port === server.port) && (m.gateways === undefined || m.gateways.includes(ref)));
             if (rule.matches.length && !matches.length) continue;
-            const unserved = [...Object.keys(rule.behaviour), ...(rule.destinations.some((d) => d.subset) ? ['subset'] : [])];
+            const unserved = [...Object.keys(rule.behaviour), ...(rule.destinations.some((d) => d.subset) ? ['subset'] : []), ...(rule.mirrors.length ? ['mirror'] : [])];
             if (unserved.length) notes.push(`${rule.source}: ${unserved.join(', ')} not applied at the ingress yet (the waypoint of the destination applies its own mesh routes)`);
+            if (!rule.destinations.length) continue;
             routes.push({
               source: rule.source,
               matches: matches.map((m) => m.match),

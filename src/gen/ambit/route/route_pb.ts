@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ambit/route/route.proto.
  */
 export const file_ambit_route_route: GenFile = /*@__PURE__*/
-  fileDesc("ChdhbWJpdC9yb3V0ZS9yb3V0ZS5wcm90bxILYW1iaXQucm91dGUiWAoLUm91dGVDb25maWcSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSKAoJbGlzdGVuZXJzGAMgAygLMhUuYW1iaXQucm91dGUuTGlzdGVuZXIigwEKCExpc3RlbmVyEgwKBHBvcnQYASABKA0SJwoIcHJvdG9jb2wYAiABKA4yFS5hbWJpdC5yb3V0ZS5Qcm90b2NvbBIPCgdzb3VyY2VzGAMgAygJEi8KDXZpcnR1YWxfaG9zdHMYBCADKAsyGC5hbWJpdC5yb3V0ZS5WaXJ0dWFsSG9zdCJGCgtWaXJ0dWFsSG9zdBIPCgdkb21haW5zGAEgAygJEiYKBnJvdXRlcxgCIAMoCzIWLmFtYml0LnJvdXRlLkh0dHBSb3V0ZSLfAgoJSHR0cFJvdXRlEg4KBnNvdXJjZRgBIAEoCRIoCgdtYXRjaGVzGAIgAygLMhcuYW1iaXQucm91dGUuUm91dGVNYXRjaBI2CgxkZXN0aW5hdGlvbnMYAyADKAsyIC5hbWJpdC5yb3V0ZS5XZWlnaHRlZERlc3RpbmF0aW9uEhUKDWRpcmVjdF9zdGF0dXMYBCABKA0SIQoFZmF1bHQYBSABKAsyEi5hbWJpdC5yb3V0ZS5GYXVsdBISCgp0aW1lb3V0X21zGAYgASgNEiEKBXJldHJ5GAcgASgLMhIuYW1iaXQucm91dGUuUmV0cnkSNgoPcmVxdWVzdF9oZWFkZXJzGAggASgLMh0uYW1iaXQucm91dGUuSGVhZGVyT3BlcmF0aW9ucxI3ChByZXNwb25zZV9oZWFkZXJzGAkgASgLMh0uYW1iaXQucm91dGUuSGVhZGVyT3BlcmF0aW9ucyJdCgVGYXVsdBIQCghkZWxheV9tcxgBIAEoDRIVCg1kZWxheV9wZXJjZW50GAIgASgBEhQKDGFib3J0X3N0YXR1cxgDIAEoDRIVCg1hYm9ydF9wZXJjZW50GAQgASgBIkcKBVJldHJ5EhAKCGF0dGVtcHRzGAEgASgNEhoKEnBlcl90cnlfdGltZW91dF9tcxgCIAEoDRIQCghyZXRyeV9vbhgDIAMoCSLkAQoQSGVhZGVyT3BlcmF0aW9ucxIzCgNzZXQYASADKAsyJi5hbWJpdC5yb3V0ZS5IZWFkZXJPcGVyYXRpb25zLlNldEVudHJ5EjMKA2FkZBgCIAMoCzImLmFtYml0LnJvdXRlLkhlYWRlck9wZXJhdGlvbnMuQWRkRW50cnkSDgoGcmVtb3ZlGAMgAygJGioKCFNldEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIQWRkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLLAQoKUm91dGVNYXRjaBImCgRwYXRoGAEgASgLMhguYW1iaXQucm91dGUuU3RyaW5nTWF0Y2gSKQoHaGVhZGVycxgCIAMoCzIYLmFtYml0LnJvdXRlLkhlYWRlck1hdGNoEigKBm1ldGhvZBgDIAEoCzIYLmFtYml0LnJvdXRlLlN0cmluZ01hdGNoEjIKDHF1ZXJ5X3BhcmFtcxgEIAMoCzIcLmFtYml0LnJvdXRlLlF1ZXJ5UGFyYW1NYXRjaBIMCgRwb3J0GAUgASgNImEKC1N0cmluZ01hdGNoEg8KBWV4YWN0GAEgASgJSAASEAoGcHJlZml4GAIgASgJSAASDwoFcmVnZXgYAyABKAlIABIVCgtwYXRoX3ByZWZpeBgEIAEoCUgAQgcKBW1hdGNoIlQKC0hlYWRlck1hdGNoEgwKBG5hbWUYASABKAkSJwoFdmFsdWUYAiABKAsyGC5hbWJpdC5yb3V0ZS5TdHJpbmdNYXRjaBIOCgZpbnZlcnQYAyABKAgiSAoPUXVlcnlQYXJhbU1hdGNoEgwKBG5hbWUYASABKAkSJwoFdmFsdWUYAiABKAsyGC5hbWJpdC5yb3V0ZS5TdHJpbmdNYXRjaCJoChNXZWlnaHRlZERlc3RpbmF0aW9uEhAKCGhvc3RuYW1lGAEgASgJEgwKBHBvcnQYAiABKA0SDgoGd2VpZ2h0GAMgASgNEg4KBnN1YnNldBgEIAEoCRIRCgl3b3JrbG9hZHMYBSADKAkqHwoIUHJvdG9jb2wSCAoESFRUUBAAEgkKBUhUVFBTEAFiBnByb3RvMw");
+  fileDesc("ChdhbWJpdC9yb3V0ZS9yb3V0ZS5wcm90bxILYW1iaXQucm91dGUiWAoLUm91dGVDb25maWcSDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSKAoJbGlzdGVuZXJzGAMgAygLMhUuYW1iaXQucm91dGUuTGlzdGVuZXIigwEKCExpc3RlbmVyEgwKBHBvcnQYASABKA0SJwoIcHJvdG9jb2wYAiABKA4yFS5hbWJpdC5yb3V0ZS5Qcm90b2NvbBIPCgdzb3VyY2VzGAMgAygJEi8KDXZpcnR1YWxfaG9zdHMYBCADKAsyGC5hbWJpdC5yb3V0ZS5WaXJ0dWFsSG9zdCJGCgtWaXJ0dWFsSG9zdBIPCgdkb21haW5zGAEgAygJEiYKBnJvdXRlcxgCIAMoCzIWLmFtYml0LnJvdXRlLkh0dHBSb3V0ZSLVAwoJSHR0cFJvdXRlEg4KBnNvdXJjZRgBIAEoCRIoCgdtYXRjaGVzGAIgAygLMhcuYW1iaXQucm91dGUuUm91dGVNYXRjaBI2CgxkZXN0aW5hdGlvbnMYAyADKAsyIC5hbWJpdC5yb3V0ZS5XZWlnaHRlZERlc3RpbmF0aW9uEhUKDWRpcmVjdF9zdGF0dXMYBCABKA0SIQoFZmF1bHQYBSABKAsyEi5hbWJpdC5yb3V0ZS5GYXVsdBISCgp0aW1lb3V0X21zGAYgASgNEiEKBXJldHJ5GAcgASgLMhIuYW1iaXQucm91dGUuUmV0cnkSNgoPcmVxdWVzdF9oZWFkZXJzGAggASgLMh0uYW1iaXQucm91dGUuSGVhZGVyT3BlcmF0aW9ucxI3ChByZXNwb25zZV9oZWFkZXJzGAkgASgLMh0uYW1iaXQucm91dGUuSGVhZGVyT3BlcmF0aW9ucxIlCgdyZXdyaXRlGAogASgLMhQuYW1iaXQucm91dGUuUmV3cml0ZRInCghyZWRpcmVjdBgLIAEoCzIVLmFtYml0LnJvdXRlLlJlZGlyZWN0EiQKB21pcnJvcnMYDCADKAsyEy5hbWJpdC5yb3V0ZS5NaXJyb3IiXAoHUmV3cml0ZRILCgN1cmkYASABKAkSEQoJYXV0aG9yaXR5GAIgASgJEhEKCXVyaV9yZWdleBgDIAEoCRIeChZ1cmlfcmVnZXhfc3Vic3RpdHV0aW9uGAQgASgJIlYKCFJlZGlyZWN0EgsKA3VyaRgBIAEoCRIRCglhdXRob3JpdHkYAiABKAkSDAoEY29kZRgDIAEoDRIOCgZzY2hlbWUYBCABKAkSDAoEcG9ydBgFIAEoDSJQCgZNaXJyb3ISNQoLZGVzdGluYXRpb24YASABKAsyIC5hbWJpdC5yb3V0ZS5XZWlnaHRlZERlc3RpbmF0aW9uEg8KB3BlcmNlbnQYAiABKAEiXQoFRmF1bHQSEAoIZGVsYXlfbXMYASABKA0SFQoNZGVsYXlfcGVyY2VudBgCIAEoARIUCgxhYm9ydF9zdGF0dXMYAyABKA0SFQoNYWJvcnRfcGVyY2VudBgEIAEoASJHCgVSZXRyeRIQCghhdHRlbXB0cxgBIAEoDRIaChJwZXJfdHJ5X3RpbWVvdXRfbXMYAiABKA0SEAoIcmV0cnlfb24YAyADKAki5AEKEEhlYWRlck9wZXJhdGlvbnMSMwoDc2V0GAEgAygLMiYuYW1iaXQucm91dGUuSGVhZGVyT3BlcmF0aW9ucy5TZXRFbnRyeRIzCgNhZGQYAiADKAsyJi5hbWJpdC5yb3V0ZS5IZWFkZXJPcGVyYXRpb25zLkFkZEVudHJ5Eg4KBnJlbW92ZRgDIAMoCRoqCghTZXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGioKCEFkZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiywEKClJvdXRlTWF0Y2gSJgoEcGF0aBgBIAEoCzIYLmFtYml0LnJvdXRlLlN0cmluZ01hdGNoEikKB2hlYWRlcnMYAiADKAsyGC5hbWJpdC5yb3V0ZS5IZWFkZXJNYXRjaBIoCgZtZXRob2QYAyABKAsyGC5hbWJpdC5yb3V0ZS5TdHJpbmdNYXRjaBIyCgxxdWVyeV9wYXJhbXMYBCADKAsyHC5hbWJpdC5yb3V0ZS5RdWVyeVBhcmFtTWF0Y2gSDAoEcG9ydBgFIAEoDSJhCgtTdHJpbmdNYXRjaBIPCgVleGFjdBgBIAEoCUgAEhAKBnByZWZpeBgCIAEoCUgAEg8KBXJlZ2V4GAMgASgJSAASFQoLcGF0aF9wcmVmaXgYBCABKAlIAEIHCgVtYXRjaCJUCgtIZWFkZXJNYXRjaBIMCgRuYW1lGAEgASgJEicKBXZhbHVlGAIgASgLMhguYW1iaXQucm91dGUuU3RyaW5nTWF0Y2gSDgoGaW52ZXJ0GAMgASgIIkgKD1F1ZXJ5UGFyYW1NYXRjaBIMCgRuYW1lGAEgASgJEicKBXZhbHVlGAIgASgLMhguYW1iaXQucm91dGUuU3RyaW5nTWF0Y2giaAoTV2VpZ2h0ZWREZXN0aW5hdGlvbhIQCghob3N0bmFtZRgBIAEoCRIMCgRwb3J0GAIgASgNEg4KBndlaWdodBgDIAEoDRIOCgZzdWJzZXQYBCABKAkSEQoJd29ya2xvYWRzGAUgAygJKh8KCFByb3RvY29sEggKBEhUVFAQABIJCgVIVFRQUxABYgZwcm90bzM");
 
 /**
  * @generated from message ambit.route.RouteConfig
@@ -174,6 +174,27 @@ export type HttpRoute = Message<"ambit.route.HttpRoute"> & {
    * @generated from field: ambit.route.HeaderOperations response_headers = 9;
    */
   responseHeaders?: HeaderOperations | undefined;
+
+  /**
+   * Istio's HTTPRewrite: applied to the request sent upstream.
+   *
+   * @generated from field: ambit.route.Rewrite rewrite = 10;
+   */
+  rewrite?: Rewrite | undefined;
+
+  /**
+   * Istio's HTTPRedirect: the proxy answers with a redirect instead of sending the request.
+   *
+   * @generated from field: ambit.route.Redirect redirect = 11;
+   */
+  redirect?: Redirect | undefined;
+
+  /**
+   * Istio's mirror(s): a copy of the request goes there too, its answer is dropped.
+   *
+   * @generated from field: repeated ambit.route.Mirror mirrors = 12;
+   */
+  mirrors: Mirror[];
 };
 
 /**
@@ -182,6 +203,116 @@ export type HttpRoute = Message<"ambit.route.HttpRoute"> & {
  */
 export const HttpRouteSchema: GenMessage<HttpRoute> = /*@__PURE__*/
   messageDesc(file_ambit_route_route, 3);
+
+/**
+ * @generated from message ambit.route.Rewrite
+ */
+export type Rewrite = Message<"ambit.route.Rewrite"> & {
+  /**
+   * Replaces the part of the path the route's match accepted (its prefix or exact value; the whole
+   * path when the match was a regex or there was none).
+   *
+   * @generated from field: string uri = 1;
+   */
+  uri: string;
+
+  /**
+   * Replaces the Host / :authority.
+   *
+   * @generated from field: string authority = 2;
+   */
+  authority: string;
+
+  /**
+   * uriRegexRewrite: every match of `regex` in the path is replaced by `substitution` (\1 for groups).
+   *
+   * @generated from field: string uri_regex = 3;
+   */
+  uriRegex: string;
+
+  /**
+   * @generated from field: string uri_regex_substitution = 4;
+   */
+  uriRegexSubstitution: string;
+};
+
+/**
+ * Describes the message ambit.route.Rewrite.
+ * Use `create(RewriteSchema)` to create a new message.
+ */
+export const RewriteSchema: GenMessage<Rewrite> = /*@__PURE__*/
+  messageDesc(file_ambit_route_route, 4);
+
+/**
+ * @generated from message ambit.route.Redirect
+ */
+export type Redirect = Message<"ambit.route.Redirect"> & {
+  /**
+   * Replaces the path (all of it); empty keeps it.
+   *
+   * @generated from field: string uri = 1;
+   */
+  uri: string;
+
+  /**
+   * Replaces the host; empty keeps it.
+   *
+   * @generated from field: string authority = 2;
+   */
+  authority: string;
+
+  /**
+   * 301 unless given (301, 302, 303, 307, 308).
+   *
+   * @generated from field: uint32 code = 3;
+   */
+  code: number;
+
+  /**
+   * http or https; empty keeps the request's.
+   *
+   * @generated from field: string scheme = 4;
+   */
+  scheme: string;
+
+  /**
+   * 0 keeps the request's port.
+   *
+   * @generated from field: uint32 port = 5;
+   */
+  port: number;
+};
+
+/**
+ * Describes the message ambit.route.Redirect.
+ * Use `create(RedirectSchema)` to create a new message.
+ */
+export const RedirectSchema: GenMessage<Redirect> = /*@__PURE__*/
+  messageDesc(file_ambit_route_route, 5);
+
+/**
+ * @generated from message ambit.route.Mirror
+ */
+export type Mirror = Message<"ambit.route.Mirror"> & {
+  /**
+   * @generated from field: ambit.route.WeightedDestination destination = 1;
+   */
+  destination?: WeightedDestination | undefined;
+
+  /**
+   * Share of requests mirrored, 0 to 100; 100 when not given.
+   *
+   * @generated from field: double percent = 2;
+   */
+  percent: number;
+};
+
+/**
+ * Describes the message ambit.route.Mirror.
+ * Use `create(MirrorSchema)` to create a new message.
+ */
+export const MirrorSchema: GenMessage<Mirror> = /*@__PURE__*/
+  messageDesc(file_ambit_route_route, 6);
 
 /**
  * @generated from message ambit.route.Fault
@@ -217,7 +348,7 @@ export type Fault = Message<"ambit.route.Fault"> & {
  * Use `create(FaultSchema)` to create a new message.
  */
 export const FaultSchema: GenMessage<Fault> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 4);
+  messageDesc(file_ambit_route_route, 7);
 
 /**
  * @generated from message ambit.route.Retry
@@ -251,7 +382,7 @@ export type Retry = Message<"ambit.route.Retry"> & {
  * Use `create(RetrySchema)` to create a new message.
  */
 export const RetrySchema: GenMessage<Retry> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 5);
+  messageDesc(file_ambit_route_route, 8);
 
 /**
  * Istio's Headers.HeaderOperations: set replaces, add appends, remove drops (names lower-cased).
@@ -280,7 +411,7 @@ export type HeaderOperations = Message<"ambit.route.HeaderOperations"> & {
  * Use `create(HeaderOperationsSchema)` to create a new message.
  */
 export const HeaderOperationsSchema: GenMessage<HeaderOperations> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 6);
+  messageDesc(file_ambit_route_route, 9);
 
 /**
  * Every field set must match.
@@ -323,7 +454,7 @@ export type RouteMatch = Message<"ambit.route.RouteMatch"> & {
  * Use `create(RouteMatchSchema)` to create a new message.
  */
 export const RouteMatchSchema: GenMessage<RouteMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 7);
+  messageDesc(file_ambit_route_route, 10);
 
 /**
  * @generated from message ambit.route.StringMatch
@@ -368,7 +499,7 @@ export type StringMatch = Message<"ambit.route.StringMatch"> & {
  * Use `create(StringMatchSchema)` to create a new message.
  */
 export const StringMatchSchema: GenMessage<StringMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 8);
+  messageDesc(file_ambit_route_route, 11);
 
 /**
  * @generated from message ambit.route.HeaderMatch
@@ -399,7 +530,7 @@ export type HeaderMatch = Message<"ambit.route.HeaderMatch"> & {
  * Use `create(HeaderMatchSchema)` to create a new message.
  */
 export const HeaderMatchSchema: GenMessage<HeaderMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 9);
+  messageDesc(file_ambit_route_route, 12);
 
 /**
  * @generated from message ambit.route.QueryParamMatch
@@ -421,7 +552,7 @@ export type QueryParamMatch = Message<"ambit.route.QueryParamMatch"> & {
  * Use `create(QueryParamMatchSchema)` to create a new message.
  */
 export const QueryParamMatchSchema: GenMessage<QueryParamMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 10);
+  messageDesc(file_ambit_route_route, 13);
 
 /**
  * A mesh service, by hostname (`productpage.default.svc.cluster.local`) and service port.
@@ -466,7 +597,7 @@ export type WeightedDestination = Message<"ambit.route.WeightedDestination"> & {
  * Use `create(WeightedDestinationSchema)` to create a new message.
  */
 export const WeightedDestinationSchema: GenMessage<WeightedDestination> = /*@__PURE__*/
-  messageDesc(file_ambit_route_route, 11);
+  messageDesc(file_ambit_route_route, 14);
 
 /**
  * @generated from enum ambit.route.Protocol
