@@ -9,6 +9,7 @@ import { readDestinationRule } from '../src/controlplane/routes/destination-rule
 import { InvalidObjectError } from '../src/controlplane/routes/fields.js';
 import { readHttpRoute } from '../src/controlplane/routes/gateway-api.js';
 import { readVirtualService } from '../src/controlplane/routes/istio.js';
+import { translateRoutes } from '../src/controlplane/routes/translate.js';
 import { destinationPolicyOf, meshRoutesOf, type MeshRouteInput } from '../src/controlplane/routes/mesh-routes.js';
 import { LoadBalancer_Simple } from '../src/gen/ambit/waypoint/waypoint_pb.js';
 import { AppProtocol, PortListSchema, PortSchema, WorkloadSchema } from '../src/gen/istio/workload/workload_pb.js';
@@ -246,5 +247,52 @@ describe('rewrite, redirect and mirror', () => {
     rejects(() => readVirtualService(vs({ hosts: ['reviews'], http: [{ redirect: { uri: '/x', redirectCode: 305 } }] })), /^spec\.http\[0\]\.redirect\.redirectCode$/);
     rejects(() => readVirtualService(vs({ hosts: ['reviews'], http: [{ rewrite: { uri: '/x', uriRegexRewrite: { match: 'a', rewrite: 'b' } }, route: [{ destination: { host: 'reviews' } }] }] })), /^spec\.http\[0\]\.rewrite$/);
     rejects(() => readVirtualService(vs({ hosts: ['reviews'], http: [{ rewrite: { uriRegexRewrite: { match: '(', rewrite: 'b' } }, route: [{ destination: { host: 'reviews' } }] }] })), /^spec\.http\[0\]\.rewrite\.uriRegexRewrite\.match$/);
+  });
+});
+
+describe('HTTPRoute filters and timeouts (mesh routing)', () => {
+  const httpRoute = (rules: unknown[]) =>
+    readHttpRoute(inDefault({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'reviews' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'reviews', port: 9080 }], rules } } as KubernetesObject));
+
+  it('header modifiers, URL rewrite, a mirror and the request timeout go into the route; a redirect rule has no backend', () => {
+    const route = httpRoute([
+      {
+        matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
+        filters: [
+          { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-Canary', value: 'yes' }], remove: ['X-Debug'] } },
+          { type: 'ResponseHeaderModifier', responseHeaderModifier: { add: [{ name: 'X-Served-By', value: 'waypoint' }] } },
+          { type: 'URLRewrite', urlRewrite: { hostname: 'reviews.example', path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } } },
+          { type: 'RequestMirror', requestMirror: { backendRef: { name: 'ratings', port: 9080 }, percent: 10 } },
+        ],
+        backendRefs: [{ name: 'reviews', port: 9080 }],
+        timeouts: { request: '1m30s' },
+      },
+      { matches: [{ path: { type: 'Exact', value: '/moved' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplaceFullPath', replaceFullPath: '/here' }, statusCode: 301 } }] },
+    ]);
+    const [rewritten, redirected] = meshRoutesOf(REVIEWS, input({ httpRoutes: [route] }))!.routes.routes!;
+    assert.deepEqual(rewritten!.requestHeaders, { set: { 'x-canary': 'yes' }, add: {}, remove: ['x-debug'] });
+    assert.deepEqual(rewritten!.responseHeaders, { set: {}, add: { 'x-served-by': 'waypoint' }, remove: [] });
+    assert.deepEqual(rewritten!.rewrite, { uri: '/new', fullPath: false, authority: 'reviews.example' });
+    assert.deepEqual(rewritten!.mirrors, [{ destination: { hostname: 'ratings.default.svc.cluster.local', port: 9080, weight: 1 }, percent: 10 }]);
+    assert.equal(rewritten!.timeoutMs, 90_000);
+    assert.deepEqual(redirected!.redirect, { uri: '/here', authority: '', code: 301, scheme: '', port: 0 });
+    assert.equal(redirected!.directStatus, 0, 'a redirect is no 500');
+  });
+
+  it('bad filters are named: an unknown type, a redirect with backends, a status code that is not 301/302', () => {
+    rejects(() => httpRoute([{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'x', kind: 'y', name: 'z' } }], backendRefs: [{ name: 'reviews', port: 9080 }] }]), /^spec\.rules\[0\]\.filters\[0\]\.type$/);
+    rejects(() => httpRoute([{ filters: [{ type: 'RequestRedirect', requestRedirect: { hostname: 'x' } }], backendRefs: [{ name: 'reviews', port: 9080 }] }]), /^spec\.rules\[0\]$/);
+    rejects(() => httpRoute([{ filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 307 } }] }]), /^spec\.rules\[0\]\.filters\[0\]\.requestRedirect\.statusCode$/);
+    rejects(() => httpRoute([{ filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'Sideways' } } }], backendRefs: [{ name: 'reviews', port: 9080 }] }]), /^spec\.rules\[0\]\.filters\[0\]\.urlRewrite\.path\.type$/);
+  });
+
+  it('a Service parent gets status from the mesh controller: Accepted, or NoMatchingParent when the Service is missing', () => {
+    const route = httpRoute([{ backendRefs: [{ name: 'reviews', port: 9080 }] }]);
+    const result = translateRoutes({ proxies: [], istioGateways: [], virtualServices: [], k8sGateways: [], httpRoutes: [route], domainSuffix: 'cluster.local', serviceExists: (h) => h === HOST });
+    const [parent] = result.routeParents.get('HTTPRoute/default/reviews')!;
+    assert.equal(parent!.mesh, true);
+    assert.deepEqual(parent!.conditions.map((c) => [c.type, c.status, c.reason]), [['Accepted', 'True', 'Accepted'], ['ResolvedRefs', 'True', 'ResolvedRefs']]);
+    const missing = translateRoutes({ proxies: [], istioGateways: [], virtualServices: [], k8sGateways: [], httpRoutes: [route], domainSuffix: 'cluster.local', serviceExists: () => false });
+    assert.deepEqual(missing.routeParents.get('HTTPRoute/default/reviews')![0]!.conditions.map((c) => [c.type, c.status, c.reason]), [['Accepted', 'False', 'NoMatchingParent'], ['ResolvedRefs', 'False', 'BackendNotFound']]);
   });
 });

@@ -282,6 +282,9 @@ spec:
     assert.equal(counts.v3, 0);
     assert.equal(counts.v1 + counts.v2, 100, JSON.stringify(counts));
     assert.ok(counts.v2 >= 3 && counts.v2 <= 20, `about 10% v2: ${JSON.stringify(counts)}`);
+    const status = JSON.parse(await kubectl(CTX, ['get', 'httproute', 'reviews', '-n', 'default', '-o', 'jsonpath={.status.parents[0]}'])) as { controllerName: string; conditions: Array<{ type: string; status: string }> };
+    assert.equal(status.controllerName, 'istio.io/mesh-controller');
+    assert.deepEqual(status.conditions.map((c) => [c.type, c.status]), [['Accepted', 'True'], ['ResolvedRefs', 'True']]);
     await kubectl(CTX, ['delete', 'httproute', 'reviews', '-n', 'default']);
   });
 

@@ -94,6 +94,7 @@ export function rewrittenPath(route: HttpRoute, request: RequestFacts): string {
       return request.url;
     }
   }
+  if (rewrite.fullPath) return rewrite.uri + query;
   let params: URLSearchParams | undefined;
   const accepted = route.matches.find((m) => routeMatches(m, request, path, (params ??= new URLSearchParams(query.slice(1)))));
   const matched = accepted?.path?.match;

@@ -23,6 +23,7 @@ import type { ResourceCache } from '../xds/resource-cache.js';
 import { InvalidObjectError, objectKey } from './fields.js';
 import { readHttpRoute, readK8sGateway, type K8sGateway, type K8sHttpRoute } from './gateway-api.js';
 import { INGRESS_CONTROLLER_NAME, ingressDeploymentName, ingressLabels, renderIngressObjects } from './ingress-objects.js';
+import { WAYPOINT_CONTROLLER_NAME } from '../waypoints/objects.js';
 import { readIstioGateway, readVirtualService, type IstioGateway, type VirtualService } from './istio.js';
 import { translateRoutes, type IngressProxy, type RouteParentStatus } from './translate.js';
 import { readDestinationRule, type DestinationRule } from './destination-rule.js';
@@ -292,7 +293,7 @@ export class RouteController {
       const status = {
         parents: statuses.map((p) => ({
           parentRef: p.parentRef,
-          controllerName: INGRESS_CONTROLLER_NAME,
+          controllerName: p.mesh ? WAYPOINT_CONTROLLER_NAME : INGRESS_CONTROLLER_NAME,
           conditions: p.conditions.map((c) => ({ ...c, observedGeneration: route.generation, lastTransitionTime: now })),
         })),
       };

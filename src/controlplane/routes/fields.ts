@@ -88,10 +88,12 @@ export class Field {
   /** A protobuf Duration as Istio writes it (`2s`, `0.5s`, `100ms`, `1m`, `1h`), in whole milliseconds within [min, max]. */
   durationMs(minMs = 1, maxMs = 86_400_000): number {
     const text = this.string();
-    const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text);
-    if (!match) this.fail(`expected a duration such as "2s" or "100ms", got "${text.slice(0, 40)}"`);
-    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'h'];
-    const ms = Math.round(Number(match[1]) * unit);
+    // One or more number+unit parts: "2s", "0.5s", "100ms", "1m30s" (Gateway API's form too).
+    if (!/^(\d+(?:\.\d+)?(ms|s|m|h))+$/.test(text)) this.fail(`expected a duration such as "2s", "100ms" or "1m30s", got "${text.slice(0, 40)}"`);
+    const units = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+    let total = 0;
+    for (const part of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(part[1]) * units[part[2] as keyof typeof units];
+    const ms = Math.round(total);
     if (ms < minMs || ms > maxMs) this.fail(`must be between ${minMs} ms and ${maxMs} ms, got ${text}`);
     return ms;
   }

@@ -5,7 +5,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { GATEWAY_API_GROUP } from '../../api/names.js';
 import { Field, objectKey, specOf } from './fields.js';
-import type { RouteMatchInit, StringMatchInit } from './istio.js';
+import type { HttpRouteInit, RouteMatchInit, StringMatchInit } from './istio.js';
 
 export interface K8sListener {
   name: string;
@@ -50,6 +50,10 @@ export interface HttpRouteRule {
   source: string;
   matches: RouteMatchInit[];
   backends: BackendRef[];
+  /** Filters and timeouts as the proxies take them (ambit.route.HttpRoute fields). */
+  behaviour: Pick<HttpRouteInit, 'requestHeaders' | 'responseHeaders' | 'rewrite' | 'redirect' | 'timeoutMs'>;
+  /** RequestMirror filters: Services that get a copy. */
+  mirrors: Array<BackendRef & { percent: number }>;
 }
 
 export interface K8sHttpRoute {
@@ -113,6 +117,87 @@ function readMatch(field: Field): RouteMatchInit {
   return match;
 }
 
+function readBackendRef(backend: Field, namespace: string): BackendRef {
+  const kind = backend.child('kind').optionalString() ?? 'Service';
+  const group = backend.child('group').optionalString() ?? '';
+  const port = kind === 'Service' && group === '' ? backend.child('port').port() : 0;
+  return {
+    namespace: backend.child('namespace').optionalString() ?? namespace,
+    name: backend.child('name').nonEmptyString(),
+    port,
+    weight: backend.child('weight').present ? backend.child('weight').integer(0, 1_000_000) : 1,
+    kind,
+    group,
+    field: backend.path,
+  };
+}
+
+type HeaderOperationsInit = NonNullable<HttpRouteInit['requestHeaders']>;
+
+function readHeaderModifier(field: Field): HeaderOperationsInit {
+  const pairs = (key: string) => Object.fromEntries(field.child(key).items().map((h) => [h.child('name').nonEmptyString().toLowerCase(), h.child('value').string()]));
+  return { set: pairs('set'), add: pairs('add'), remove: field.child('remove').items().map((h) => h.nonEmptyString().toLowerCase()) };
+}
+
+/** The path part of URLRewrite / RequestRedirect: ReplaceFullPath or ReplacePrefixMatch. */
+function readPathModifier(field: Field): { uri: string; fullPath: boolean } | undefined {
+  if (!field.present) return undefined;
+  const type = field.child('type').string();
+  if (type === 'ReplaceFullPath') return { uri: field.child('replaceFullPath').string(), fullPath: true };
+  if (type === 'ReplacePrefixMatch') return { uri: field.child('replacePrefixMatch').string(), fullPath: false };
+  return field.child('type').fail(`expected ReplaceFullPath or ReplacePrefixMatch, got "${type.slice(0, 40)}"`);
+}
+
+/** A rule's filters and timeouts (Gateway API v1): header modifiers, URL rewrite, redirect, mirrors. */
+function readFilters(rule: Field, namespace: string): Pick<HttpRouteRule, 'behaviour' | 'mirrors'> {
+  const behaviour: HttpRouteRule['behaviour'] = {};
+  const mirrors: HttpRouteRule['mirrors'] = [];
+  for (const filter of rule.child('filters').items()) {
+    const type = filter.child('type').string();
+    switch (type) {
+      case 'RequestHeaderModifier':
+        behaviour.requestHeaders = readHeaderModifier(filter.child('requestHeaderModifier'));
+        break;
+      case 'ResponseHeaderModifier':
+        behaviour.responseHeaders = readHeaderModifier(filter.child('responseHeaderModifier'));
+        break;
+      case 'URLRewrite': {
+        const path = readPathModifier(filter.child('urlRewrite').child('path'));
+        behaviour.rewrite = { uri: path?.uri ?? '', fullPath: path?.fullPath ?? false, authority: filter.child('urlRewrite').child('hostname').optionalString() ?? '' };
+        break;
+      }
+      case 'RequestRedirect': {
+        const redirect = filter.child('requestRedirect');
+        const path = readPathModifier(redirect.child('path'));
+        if (path && !path.fullPath) redirect.child('path').fail('ReplacePrefixMatch redirects are not served yet; use ReplaceFullPath');
+        const code = redirect.child('statusCode').present ? redirect.child('statusCode').integer(300, 399) : 302;
+        if (code !== 301 && code !== 302) redirect.child('statusCode').fail(`expected 301 or 302, got ${code}`);
+        const scheme = redirect.child('scheme').optionalString() ?? '';
+        if (scheme && scheme !== 'http' && scheme !== 'https') redirect.child('scheme').fail(`expected http or https, got "${scheme.slice(0, 20)}"`);
+        behaviour.redirect = { uri: path?.uri ?? '', authority: redirect.child('hostname').optionalString() ?? '', code, scheme, port: redirect.child('port').present ? redirect.child('port').port() : 0 };
+        break;
+      }
+      case 'RequestMirror': {
+        const mirror = filter.child('requestMirror');
+        const fraction = mirror.child('fraction');
+        const percent = mirror.child('percent').present
+          ? mirror.child('percent').integer(0, 100)
+          : fraction.present
+            ? (fraction.child('numerator').integer(0, 1_000_000) / (fraction.child('denominator').present ? fraction.child('denominator').integer(1, 1_000_000) : 100)) * 100
+            : 100;
+        mirrors.push({ ...readBackendRef(mirror.child('backendRef'), namespace), percent: Math.min(100, percent) });
+        break;
+      }
+      default:
+        filter.child('type').fail(`filter type "${type.slice(0, 40)}" is not served (RequestHeaderModifier, ResponseHeaderModifier, URLRewrite, RequestRedirect, RequestMirror are)`);
+    }
+  }
+  if (behaviour.redirect && rule.child('backendRefs').items().length) rule.fail('a rule with a RequestRedirect filter has no backendRefs');
+  const timeouts = rule.child('timeouts');
+  if (timeouts.child('request').present) behaviour.timeoutMs = timeouts.child('request').durationMs(0);
+  return { behaviour, mirrors };
+}
+
 export function readHttpRoute(object: KubernetesObject): K8sHttpRoute {
   const spec = specOf('HTTPRoute', object);
   const namespace = object.metadata?.namespace ?? 'default';
@@ -134,23 +219,11 @@ export function readHttpRoute(object: KubernetesObject): K8sHttpRoute {
   });
   const ignored: string[] = [];
   const rules = spec.child('rules').items().map((rule, index): HttpRouteRule => {
-    if (rule.child('filters').present) ignored.push(`${rule.path}.filters`);
     const matches = rule.child('matches').items().map(readMatch);
-    const backends = rule.child('backendRefs').items().map((backend): BackendRef => {
-      const kind = backend.child('kind').optionalString() ?? 'Service';
-      const group = backend.child('group').optionalString() ?? '';
-      const port = kind === 'Service' && group === '' ? backend.child('port').port() : 0;
-      return {
-        namespace: backend.child('namespace').optionalString() ?? namespace,
-        name: backend.child('name').nonEmptyString(),
-        port,
-        weight: backend.child('weight').present ? backend.child('weight').integer(0, 1_000_000) : 1,
-        kind,
-        group,
-        field: backend.path,
-      };
-    });
-    return { source: `HTTPRoute/${namespace}/${name}#${index}`, matches: matches.length ? matches : [{ path: { match: { case: 'pathPrefix', value: '/' } } }], backends };
+    const backends = rule.child('backendRefs').items().map((backend) => readBackendRef(backend, namespace));
+    for (const backend of rule.child('backendRefs').items()) if (backend.child('filters').present) ignored.push(`${backend.path}.filters`);
+    const { behaviour, mirrors } = readFilters(rule, namespace);
+    return { source: `HTTPRoute/${namespace}/${name}#${index}`, matches: matches.length ? matches : [{ path: { match: { case: 'pathPrefix', value: '/' } } }], backends, behaviour, mirrors };
   });
   return {
     key: objectKey('HTTPRoute', object),
@@ -159,7 +232,7 @@ export function readHttpRoute(object: KubernetesObject): K8sHttpRoute {
     generation: object.metadata?.generation ?? 0,
     parents,
     hostnames: spec.child('hostnames').items().map((h) => h.nonEmptyString().toLowerCase()),
-    rules: rules.length ? rules : [{ source: `HTTPRoute/${namespace}/${name}#0`, matches: [{ path: { match: { case: 'pathPrefix', value: '/' } } }], backends: [] }],
+    rules: rules.length ? rules : [{ source: `HTTPRoute/${namespace}/${name}#0`, matches: [{ path: { match: { case: 'pathPrefix', value: '/' } } }], backends: [], behaviour: {}, mirrors: [] }],
     ignored,
   };
 }

@@ -112,22 +112,25 @@ function fromHttpRoutes(serviceNamespace: string, serviceName: string, input: Me
     const parent = route.parents.find((p) => p.kind === 'Service' && p.namespace === serviceNamespace && p.name === serviceName);
     if (!parent) continue;
     sources.push(route.key);
+    const toService = (backend: K8sHttpRoute['rules'][number]['backends'][number]) => {
+      if (backend.kind !== 'Service' || backend.group !== '') {
+        problems.push(`${route.key}: ${backend.field}: ${backend.group || 'core'}/${backend.kind} is not a Service`);
+        return [];
+      }
+      const hostname = `${backend.name}.${backend.namespace}.svc.${input.domainSuffix}`;
+      if (!input.serviceExists(hostname)) problems.push(`${route.key}: ${backend.field}: Service ${backend.namespace}/${backend.name} not found`);
+      return [{ hostname, port: backend.port, weight: backend.weight }];
+    };
     for (const rule of route.rules) {
-      const destinations = rule.backends.flatMap((backend) => {
-        if (backend.kind !== 'Service' || backend.group !== '') {
-          problems.push(`${route.key}: ${backend.field}: ${backend.group || 'core'}/${backend.kind} is not a Service`);
-          return [];
-        }
-        const hostname = `${backend.name}.${backend.namespace}.svc.${input.domainSuffix}`;
-        if (!input.serviceExists(hostname)) problems.push(`${route.key}: ${backend.field}: Service ${backend.namespace}/${backend.name} not found`);
-        return [{ hostname, port: backend.port, weight: backend.weight }];
-      });
+      const destinations = rule.backends.flatMap(toService);
       routes.push({
         source: rule.source,
         matches: rule.matches.map((m) => ({ ...m, port: parent.port ?? 0 })),
         destinations,
-        // Gateway API: a rule without a usable backend answers 500.
-        directStatus: destinations.length ? 0 : 500,
+        mirrors: rule.mirrors.flatMap((m) => toService(m).map((destination) => ({ destination, percent: m.percent }))),
+        ...rule.behaviour,
+        // Gateway API: a rule without a usable backend (and no redirect) answers 500.
+        directStatus: destinations.length || rule.behaviour.redirect ? 0 : 500,
       });
     }
   }

@@ -43,6 +43,8 @@ export interface Condition {
 export interface RouteParentStatus {
   parentRef: Record<string, unknown>;
   conditions: Condition[];
+  /** Set for a Service parent (mesh routing, written as the mesh controller); the ingress controller otherwise. */
+  mesh?: boolean;
 }
 
 export interface TranslationResult {
@@ -198,7 +200,23 @@ function translateGatewayApi(input: TranslationInput, builders: ConfigBuilder[],
   for (const route of [...input.httpRoutes].sort((a, b) => a.key.localeCompare(b.key))) {
     const statuses: RouteParentStatus[] = [];
     for (const ref of route.parents) {
-      const gateway = ref.kind === 'Gateway' ? gateways.get(`${ref.namespace}/${ref.name}`) : undefined;
+      if (ref.kind === 'Service') {
+        // Mesh routing (GAMMA): the waypoint of the Service applies the route.
+        const problems: string[] = [];
+        route.rules.forEach((rule) => resolveBackends(route, rule.backends, input, problems));
+        const exists = input.serviceExists(`${ref.name}.${ref.namespace}.svc.${input.domainSuffix}`);
+        const firstProblem = problems[0];
+        statuses.push({
+          parentRef: ref.raw,
+          mesh: true,
+          conditions: [
+            exists ? condition('Accepted', true, 'Accepted', 'Route was valid') : condition('Accepted', false, 'NoMatchingParent', `Service ${ref.namespace}/${ref.name} not found`),
+            firstProblem ? condition('ResolvedRefs', false, firstProblem.slice(0, firstProblem.indexOf(':')), problems.map((p) => p.slice(p.indexOf(':') + 2)).join('; ')) : condition('ResolvedRefs', true, 'ResolvedRefs', 'All references resolved'),
+          ],
+        });
+        continue;
+      }
+      const gateway = gateways.get(`${ref.namespace}/${ref.name}`);
       if (!gateway) continue;
       const builder = builders.find((b) => b.proxy.gateway?.namespace === gateway.namespace && b.proxy.gateway.name === gateway.name);
       const listeners = gateway.listeners.filter((l) => listenerAccepts(l, ref, route, gateway));
@@ -212,6 +230,10 @@ function translateGatewayApi(input: TranslationInput, builders: ConfigBuilder[],
         result.attachedRoutes.get(gateway.key)!.set(listener.name, (result.attachedRoutes.get(gateway.key)!.get(listener.name) ?? 0) + 1);
         if (!builder) continue;
         const target = builder.listener(builder.proxy.targetPort(listener.port), listener.protocol === 'HTTPS' ? Protocol.HTTPS : Protocol.HTTP, gateway.key);
+        for (const { rule } of rules) {
+          const unserved = [...Object.keys(rule.behaviour), ...(rule.mirrors.length ? ['RequestMirror'] : [])];
+          if (unserved.length) result.notes.push(`${rule.source}: ${unserved.join(', ')} not applied at the ingress yet`);
+        }
         target.virtualHosts.push({
           domains: [...new Set(domains)],
           routes: rules.map(({ rule, destinations }) => ({
