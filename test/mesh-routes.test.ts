@@ -171,7 +171,8 @@ describe('DestinationRule traffic policy (waypoint load balancing and outlier de
     assert.deepEqual(dr({ loadBalancer: { consistentHash: { useSourceIp: true } } }).loadBalancer, { hashSourceIp: true });
     assert.deepEqual(dr({ outlierDetection: { consecutive5xxErrors: 3, interval: '1s', baseEjectionTime: '15s', maxEjectionPercent: 50 } }).outlierDetection, { consecutive5xxErrors: 3, consecutiveGatewayErrors: 0, baseEjectionTimeMs: 15_000, maxEjectionPercent: 50 });
     assert.deepEqual(dr({ outlierDetection: {} }).outlierDetection, { consecutive5xxErrors: 5, consecutiveGatewayErrors: 0, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 });
-    assert.ok(dr({ connectionPool: { http: { http1MaxPendingRequests: 1 } } }).ignored.includes('spec.trafficPolicy.connectionPool'), 'not applied yet, and said so');
+    assert.deepEqual(dr({ connectionPool: { tcp: { maxConnections: 10, connectTimeout: '1s' }, http: { http1MaxPendingRequests: 1, http2MaxRequests: 100, maxRequestsPerConnection: 5 } } }).connectionPool, { maxConnections: 10, maxPendingRequests: 1, maxRequests: 100 });
+    assert.deepEqual(dr({ connectionPool: { tcp: { connectTimeout: '1s' }, http: { maxRequestsPerConnection: 5 } } }).ignored, ['spec.trafficPolicy.connectionPool.tcp.connectTimeout', 'spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection'], 'what is not applied is said');
   });
 
   it('bad input is rejected naming the field', () => {
@@ -186,7 +187,7 @@ describe('DestinationRule traffic policy (waypoint load balancing and outlier de
     const withPolicy = dr({ loadBalancer: { simple: 'ROUND_ROBIN' } });
     const plain = readDestinationRule(inDefault({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'plain' }, spec: { host: 'ratings' } } as KubernetesObject));
     const base = { domainSuffix: 'cluster.local', serviceExists: () => true };
-    assert.deepEqual(destinationPolicyOf(HOST, { ...base, destinationRules: [withPolicy, plain] }), { hostname: HOST, source: 'default/reviews', loadBalancer: { simple: LoadBalancer_Simple.ROUND_ROBIN }, outlierDetection: undefined });
+    assert.deepEqual(destinationPolicyOf(HOST, { ...base, destinationRules: [withPolicy, plain] }), { hostname: HOST, source: 'default/reviews', loadBalancer: { simple: LoadBalancer_Simple.ROUND_ROBIN }, outlierDetection: undefined, connectionPool: undefined });
     assert.equal(destinationPolicyOf('ratings.default.svc.cluster.local', { ...base, destinationRules: [withPolicy, plain] }), undefined);
   });
 });

@@ -618,6 +618,22 @@ describe('waypoint proxy', () => {
       assert.deepEqual(redirected, { status: 301, location: 'http://productpage:9080/here' });
     });
 
+    test('connection pool limits (circuit breaking): a request beyond http2MaxRequests gets 503 UO while another is in flight, and passes once it is done', async () => {
+      withPolicy({ connectionPool: { maxRequests: 1 } });
+      const second = new TunnelAgent(new StreamSocket(await sleep.connect(`${VIP}:9080`)));
+      try {
+        const slow = http1(agent, 'GET', '/slow');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.deepEqual(await http1(second, 'GET', '/meanwhile'), { status: 503, body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow' });
+        assert.equal((await slow).status, 200);
+        assert.equal((await http1(second, 'GET', '/after')).status, 200);
+        const overflow = f.metrics.registry.getSingleMetric('ambit_waypoint_overflow_total');
+        assert.ok(overflow && (await overflow.get()).values.some((v) => v.value >= 1), 'counted');
+      } finally {
+        second.destroy();
+      }
+    });
+
     test('a bad route on the wire (invalid regex) is refused and the previous routes stay', () => {
       withRoutes({ source: 'VirtualService/default/pp#0', destinations: [to('v1', [V1])] });
       assert.throws(() => withRoutes({ source: 'bad', matches: [{ path: { match: { case: 'regex', value: '(' } } }], destinations: [to('v1', [V1])] }), /invalid regular expression/);

@@ -198,6 +198,9 @@ export class WaypointProxy {
   /** Load-balancer positions, requests in flight and outlier detection per endpoint; outlives config changes. */
   private readonly picker = new EndpointPicker();
   private readonly ejections: Counter<'destination_service'>;
+  private readonly overflows: Counter<'destination_service'>;
+  /** Requests in flight per destination with a connection pool limit. */
+  private readonly activeRequests = new Map<string, number>();
   /** Subset workload sets by the route's own list; cleared with the config. */
   private subsets = new WeakMap<readonly string[], ReadonlySet<string>>();
 
@@ -224,6 +227,7 @@ export class WaypointProxy {
       this.subsets = new WeakMap();
     };
     this.ejections = new Counter({ name: 'ambit_waypoint_outlier_ejections_total', help: 'Endpoints ejected by outlier detection (DestinationRule outlierDetection), by destination service', labelNames: ['destination_service'], registers: [options.requestMetrics.registry] });
+    this.overflows = new Counter({ name: 'ambit_waypoint_overflow_total', help: 'Requests refused (503 UO) by a DestinationRule connectionPool limit, by destination service', labelNames: ['destination_service'], registers: [options.requestMetrics.registry] });
     options.state.onChange(invalidate);
     options.config.onChange(invalidate);
     this.http1 = createHttpServer({ maxHeaderSize: MAX_REQUEST_HEADER_BYTES, headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.onHttp1Request(req, res));
@@ -499,6 +503,31 @@ export class WaypointProxy {
     }
   }
 
+  /**
+   * Circuit breaking (DestinationRule connectionPool) for a request to a watched destination: the
+   * release function when it may go, undefined when the destination is at its limit (counted).
+   */
+  private admit(watched: Watched | undefined): (() => void) | undefined {
+    const pool = watched?.policy.connectionPool;
+    if (!watched || !pool) return () => undefined;
+    const active = this.activeRequests.get(watched.hostname) ?? 0;
+    const byRequests = pool.maxRequests > 0 && active >= pool.maxRequests;
+    const byConnections = pool.maxConnections > 0 && active >= pool.maxConnections + (pool.maxPendingRequests || 0);
+    if (byRequests || byConnections) {
+      this.overflows.inc({ destination_service: watched.hostname });
+      return undefined;
+    }
+    this.activeRequests.set(watched.hostname, active + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.activeRequests.get(watched.hostname) ?? 1) - 1;
+      if (left > 0) this.activeRequests.set(watched.hostname, left);
+      else this.activeRequests.delete(watched.hostname);
+    };
+  }
+
   /** How a request to a watched endpoint ended: outlier detection counts it, and an ejection is logged and counted. */
   private reportOutcome(watched: Watched | undefined, status: number): void {
     if (!watched) return;
@@ -619,6 +648,8 @@ export class WaypointProxy {
       return answer(503, NO_HEALTHY_UPSTREAM, 'UH');
     }
     if (plan.kind === 'direct') return answer(plan.status, plan.body, plan.flags, plan.headers);
+    const admitted = this.admit(plan.watched);
+    if (!admitted) return answer(503, `${UPSTREAM_FAILED}. reset reason: overflow`, 'UO');
     const headers = forwardableHeaders(req.headers);
     headers['x-forwarded-proto'] ??= 'http';
     headers['x-request-id'] ??= randomUUID();
@@ -642,6 +673,7 @@ export class WaypointProxy {
         path,
         onDone: (outcome) => {
           endInFlight?.();
+          admitted();
           if (outcome.error) this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: outcome.error.message }, 'upstream request failed');
           if (outcome.flags !== 'DC') this.reportOutcome(plan.watched, outcome.flags === 'UF' || outcome.flags === 'UC' ? 0 : outcome.status);
           this.finishRequest(context, view, plan, { ...outcome, flags: plan.delayMs && outcome.flags === '-' ? 'DI' : outcome.flags, started });
@@ -660,6 +692,7 @@ export class WaypointProxy {
       if (relayed) return;
       clearTimeout(timer);
       endInFlight?.();
+      admitted();
       this.finishRequest(context, view, plan, { status: 0, flags: 'DC', started, requestBytes: 0, responseBytes: 0 });
     });
   }
@@ -698,6 +731,9 @@ export class WaypointProxy {
     if (plan.kind === 'deny') return answer(403, DENIED_BODY, '-', GRPC_PERMISSION_DENIED);
     if (plan.kind === 'unavailable') return answer(503, NO_HEALTHY_UPSTREAM, 'UH', GRPC_UNAVAILABLE);
     if (plan.kind === 'direct') return answer(plan.status, plan.body, plan.flags, plan.status === 503 ? GRPC_UNAVAILABLE : GRPC_ABORTED_BY_FAULT);
+    const admitted = this.admit(plan.watched);
+    if (!admitted) return answer(503, `${UPSTREAM_FAILED}. reset reason: overflow`, 'UO', GRPC_UNAVAILABLE);
+    downstream.once('close', admitted);
     if (plan.delayMs) await new Promise((resolve) => setTimeout(resolve, plan.delayMs));
     if (downstream.destroyed) return done(0, 'DC');
     let session;

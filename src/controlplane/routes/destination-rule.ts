@@ -5,11 +5,12 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { LoadBalancer_Simple, type LoadBalancerSchema, type OutlierDetectionSchema } from '../../gen/ambit/waypoint/waypoint_pb.js';
+import { LoadBalancer_Simple, type ConnectionPoolSchema, type LoadBalancerSchema, type OutlierDetectionSchema } from '../../gen/ambit/waypoint/waypoint_pb.js';
 import { type Field, objectKey, specOf } from './fields.js';
 
 export type LoadBalancerInit = MessageInitShape<typeof LoadBalancerSchema>;
 export type OutlierDetectionInit = MessageInitShape<typeof OutlierDetectionSchema>;
+export type ConnectionPoolInit = MessageInitShape<typeof ConnectionPoolSchema>;
 
 export interface Subset {
   name: string;
@@ -27,6 +28,7 @@ export interface DestinationRule {
   created: number;
   loadBalancer?: LoadBalancerInit;
   outlierDetection?: OutlierDetectionInit;
+  connectionPool?: ConnectionPoolInit;
   ignored: string[];
 }
 
@@ -90,6 +92,16 @@ function readOutlierDetection(field: Field, ignored: string[]): OutlierDetection
 
 const SUBSET_NAME = /^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$/;
 
+function readConnectionPool(field: Field, ignored: string[]): ConnectionPoolInit | undefined {
+  if (!field.present) return undefined;
+  const tcp = field.child('tcp');
+  const http = field.child('http');
+  for (const key of ['connectTimeout', 'tcpKeepalive', 'maxConnectionDuration', 'idleTimeout']) if (tcp.child(key).present) ignored.push(`${tcp.path}.${key}`);
+  for (const key of ['maxRequestsPerConnection', 'maxRetries', 'idleTimeout', 'h2UpgradePolicy', 'useClientProtocol', 'maxConcurrentStreams']) if (http.child(key).present) ignored.push(`${http.path}.${key}`);
+  const limit = (f: Field) => (f.present ? f.integer(0, 2 ** 31 - 1) : 0);
+  return { maxConnections: limit(tcp.child('maxConnections')), maxPendingRequests: limit(http.child('http1MaxPendingRequests')), maxRequests: limit(http.child('http2MaxRequests')) };
+}
+
 export function readDestinationRule(object: KubernetesObject): DestinationRule {
   const spec = specOf('DestinationRule', object);
   const namespace = object.metadata?.namespace ?? 'default';
@@ -107,7 +119,8 @@ export function readDestinationRule(object: KubernetesObject): DestinationRule {
   const policy = spec.child('trafficPolicy');
   const loadBalancer = readLoadBalancer(policy.child('loadBalancer'), ignored);
   const outlierDetection = readOutlierDetection(policy.child('outlierDetection'), ignored);
-  for (const key of ['connectionPool', 'tls', 'portLevelSettings', 'tunnel', 'proxyProtocol']) if (policy.child(key).present) ignored.push(`${policy.path}.${key}`);
+  const connectionPool = readConnectionPool(policy.child('connectionPool'), ignored);
+  for (const key of ['tls', 'portLevelSettings', 'tunnel', 'proxyProtocol']) if (policy.child(key).present) ignored.push(`${policy.path}.${key}`);
   const created = Date.parse(object.metadata?.creationTimestamp ? String(object.metadata.creationTimestamp) : '') || 0;
   return {
     key: objectKey('DestinationRule', object),
@@ -118,6 +131,7 @@ export function readDestinationRule(object: KubernetesObject): DestinationRule {
     created,
     ...(loadBalancer ? { loadBalancer } : {}),
     ...(outlierDetection ? { outlierDetection } : {}),
+    ...(connectionPool ? { connectionPool } : {}),
     ignored,
   };
 }

@@ -159,8 +159,8 @@ export function meshRoutesOf(service: string, input: MeshRouteInput): MeshRoutes
 /** The DestinationRule traffic policy (load balancer, outlier detection) of requests to `hostname`, if a rule gives one. */
 export function destinationPolicyOf(hostname: string, input: Pick<MeshRouteInput, 'destinationRules' | 'domainSuffix' | 'serviceExists'>): DestinationPolicyInit | undefined {
   const rule = destinationRuleFor(hostname, input);
-  if (!rule || (!rule.loadBalancer && !rule.outlierDetection)) return undefined;
-  return { hostname, source: `${rule.namespace}/${rule.name}`, loadBalancer: rule.loadBalancer, outlierDetection: rule.outlierDetection };
+  if (!rule || (!rule.loadBalancer && !rule.outlierDetection && !rule.connectionPool)) return undefined;
+  return { hostname, source: `${rule.namespace}/${rule.name}`, loadBalancer: rule.loadBalancer, outlierDetection: rule.outlierDetection, connectionPool: rule.connectionPool };
 }
 
 /** Every destination hostname of a service's routes, the service's own first. */

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ambit/waypoint/waypoint.proto.
  */
 export const file_ambit_waypoint_waypoint: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hbWJpdC93YXlwb2ludC93YXlwb2ludC5wcm90bxIOYW1iaXQud2F5cG9pbnQi+QEKCFdheXBvaW50EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEhAKCHNlcnZpY2VzGAMgAygJEhEKCXdvcmtsb2FkcxgEIAMoCRI3Cg5hdXRob3JpemF0aW9ucxgFIAMoCzIfLmFtYml0LndheXBvaW50Lkw3QXV0aG9yaXphdGlvbhItCgZyb3V0ZXMYBiADKAsyHS5hbWJpdC53YXlwb2ludC5TZXJ2aWNlUm91dGVzEj8KFGRlc3RpbmF0aW9uX3BvbGljaWVzGAcgAygLMiEuYW1iaXQud2F5cG9pbnQuRGVzdGluYXRpb25Qb2xpY3kipwEKEURlc3RpbmF0aW9uUG9saWN5EhAKCGhvc3RuYW1lGAEgASgJEjMKDWxvYWRfYmFsYW5jZXIYAiABKAsyHC5hbWJpdC53YXlwb2ludC5Mb2FkQmFsYW5jZXISOwoRb3V0bGllcl9kZXRlY3Rpb24YAyABKAsyIC5hbWJpdC53YXlwb2ludC5PdXRsaWVyRGV0ZWN0aW9uEg4KBnNvdXJjZRgEIAEoCSLuAQoMTG9hZEJhbGFuY2VyEjMKBnNpbXBsZRgBIAEoDjIjLmFtYml0LndheXBvaW50LkxvYWRCYWxhbmNlci5TaW1wbGUSEwoLaGFzaF9oZWFkZXIYAiABKAkSEwoLaGFzaF9jb29raWUYAyABKAkSFgoOaGFzaF9zb3VyY2VfaXAYBCABKAgSHAoUaGFzaF9xdWVyeV9wYXJhbWV0ZXIYBSABKAkiSQoGU2ltcGxlEg8KC1VOU1BFQ0lGSUVEEAASDwoLUk9VTkRfUk9CSU4QARIKCgZSQU5ET00QAhIRCg1MRUFTVF9SRVFVRVNUEAMikwEKEE91dGxpZXJEZXRlY3Rpb24SHgoWY29uc2VjdXRpdmVfNXh4X2Vycm9ycxgBIAEoDRIiChpjb25zZWN1dGl2ZV9nYXRld2F5X2Vycm9ycxgCIAEoDRIdChViYXNlX2VqZWN0aW9uX3RpbWVfbXMYAyABKA0SHAoUbWF4X2VqZWN0aW9uX3BlcmNlbnQYBCABKA0iSAoNU2VydmljZVJvdXRlcxIPCgdzZXJ2aWNlGAEgASgJEiYKBnJvdXRlcxgCIAMoCzIWLmFtYml0LnJvdXRlLkh0dHBSb3V0ZSLKAQoPTDdBdXRob3JpemF0aW9uEgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEiYKBmFjdGlvbhgDIAEoDjIWLmFtYml0LndheXBvaW50LkFjdGlvbhIjCgVydWxlcxgEIAMoCzIULmFtYml0LndheXBvaW50LlJ1bGUSDwoHZHJ5X3J1bhgFIAEoCBITCgthbGxfdHJhZmZpYxgGIAEoCBIQCghzZXJ2aWNlcxgHIAMoCRIRCgl3b3JrbG9hZHMYCCADKAkifAoEUnVsZRIkCgRmcm9tGAEgAygLMhYuYW1iaXQud2F5cG9pbnQuU291cmNlEiUKAnRvGAIgAygLMhkuYW1iaXQud2F5cG9pbnQuT3BlcmF0aW9uEicKBHdoZW4YAyADKAsyGS5hbWJpdC53YXlwb2ludC5Db25kaXRpb24ihAQKBlNvdXJjZRIvCgpwcmluY2lwYWxzGAEgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSMwoObm90X3ByaW5jaXBhbHMYAiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBI3ChJyZXF1ZXN0X3ByaW5jaXBhbHMYAyADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBI7ChZub3RfcmVxdWVzdF9wcmluY2lwYWxzGAQgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSLwoKbmFtZXNwYWNlcxgFIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEjMKDm5vdF9uYW1lc3BhY2VzGAYgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSJwoJaXBfYmxvY2tzGAcgAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkchIrCg1ub3RfaXBfYmxvY2tzGAggAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkchIuChByZW1vdGVfaXBfYmxvY2tzGAkgAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkchIyChRub3RfcmVtb3RlX2lwX2Jsb2NrcxgKIAMoCzIULmFtYml0LndheXBvaW50LkNpZHIixQIKCU9wZXJhdGlvbhIqCgVob3N0cxgBIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi4KCW5vdF9ob3N0cxgCIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEg0KBXBvcnRzGAMgAygNEhEKCW5vdF9wb3J0cxgEIAMoDRIsCgdtZXRob2RzGAUgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSMAoLbm90X21ldGhvZHMYBiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIqCgVwYXRocxgHIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEi4KCW5vdF9wYXRocxgIIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoInYKCUNvbmRpdGlvbhILCgNrZXkYASABKAkSKwoGdmFsdWVzGAIgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSLwoKbm90X3ZhbHVlcxgDIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoIl8KC1N0cmluZ01hdGNoEg8KBWV4YWN0GAEgASgJSAASEAoGcHJlZml4GAIgASgJSAASEAoGc3VmZml4GAMgASgJSAASEgoIcHJlc2VuY2UYBCABKAhIAEIHCgVtYXRjaCInCgRDaWRyEg8KB2FkZHJlc3MYASABKAwSDgoGbGVuZ3RoGAIgASgNKigKBkFjdGlvbhIJCgVBTExPVxAAEggKBERFTlkQARIJCgVBVURJVBACYgZwcm90bzM", [file_ambit_route_route]);
+  fileDesc("Ch1hbWJpdC93YXlwb2ludC93YXlwb2ludC5wcm90bxIOYW1iaXQud2F5cG9pbnQi+QEKCFdheXBvaW50EgwKBG5hbWUYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEhAKCHNlcnZpY2VzGAMgAygJEhEKCXdvcmtsb2FkcxgEIAMoCRI3Cg5hdXRob3JpemF0aW9ucxgFIAMoCzIfLmFtYml0LndheXBvaW50Lkw3QXV0aG9yaXphdGlvbhItCgZyb3V0ZXMYBiADKAsyHS5hbWJpdC53YXlwb2ludC5TZXJ2aWNlUm91dGVzEj8KFGRlc3RpbmF0aW9uX3BvbGljaWVzGAcgAygLMiEuYW1iaXQud2F5cG9pbnQuRGVzdGluYXRpb25Qb2xpY3ki4AEKEURlc3RpbmF0aW9uUG9saWN5EhAKCGhvc3RuYW1lGAEgASgJEjMKDWxvYWRfYmFsYW5jZXIYAiABKAsyHC5hbWJpdC53YXlwb2ludC5Mb2FkQmFsYW5jZXISOwoRb3V0bGllcl9kZXRlY3Rpb24YAyABKAsyIC5hbWJpdC53YXlwb2ludC5PdXRsaWVyRGV0ZWN0aW9uEg4KBnNvdXJjZRgEIAEoCRI3Cg9jb25uZWN0aW9uX3Bvb2wYBSABKAsyHi5hbWJpdC53YXlwb2ludC5Db25uZWN0aW9uUG9vbCJdCg5Db25uZWN0aW9uUG9vbBIXCg9tYXhfY29ubmVjdGlvbnMYASABKA0SHAoUbWF4X3BlbmRpbmdfcmVxdWVzdHMYAiABKA0SFAoMbWF4X3JlcXVlc3RzGAMgASgNIu4BCgxMb2FkQmFsYW5jZXISMwoGc2ltcGxlGAEgASgOMiMuYW1iaXQud2F5cG9pbnQuTG9hZEJhbGFuY2VyLlNpbXBsZRITCgtoYXNoX2hlYWRlchgCIAEoCRITCgtoYXNoX2Nvb2tpZRgDIAEoCRIWCg5oYXNoX3NvdXJjZV9pcBgEIAEoCBIcChRoYXNoX3F1ZXJ5X3BhcmFtZXRlchgFIAEoCSJJCgZTaW1wbGUSDwoLVU5TUEVDSUZJRUQQABIPCgtST1VORF9ST0JJThABEgoKBlJBTkRPTRACEhEKDUxFQVNUX1JFUVVFU1QQAyKTAQoQT3V0bGllckRldGVjdGlvbhIeChZjb25zZWN1dGl2ZV81eHhfZXJyb3JzGAEgASgNEiIKGmNvbnNlY3V0aXZlX2dhdGV3YXlfZXJyb3JzGAIgASgNEh0KFWJhc2VfZWplY3Rpb25fdGltZV9tcxgDIAEoDRIcChRtYXhfZWplY3Rpb25fcGVyY2VudBgEIAEoDSJICg1TZXJ2aWNlUm91dGVzEg8KB3NlcnZpY2UYASABKAkSJgoGcm91dGVzGAIgAygLMhYuYW1iaXQucm91dGUuSHR0cFJvdXRlIsoBCg9MN0F1dGhvcml6YXRpb24SDAoEbmFtZRgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSJgoGYWN0aW9uGAMgASgOMhYuYW1iaXQud2F5cG9pbnQuQWN0aW9uEiMKBXJ1bGVzGAQgAygLMhQuYW1iaXQud2F5cG9pbnQuUnVsZRIPCgdkcnlfcnVuGAUgASgIEhMKC2FsbF90cmFmZmljGAYgASgIEhAKCHNlcnZpY2VzGAcgAygJEhEKCXdvcmtsb2FkcxgIIAMoCSJ8CgRSdWxlEiQKBGZyb20YASADKAsyFi5hbWJpdC53YXlwb2ludC5Tb3VyY2USJQoCdG8YAiADKAsyGS5hbWJpdC53YXlwb2ludC5PcGVyYXRpb24SJwoEd2hlbhgDIAMoCzIZLmFtYml0LndheXBvaW50LkNvbmRpdGlvbiKEBAoGU291cmNlEi8KCnByaW5jaXBhbHMYASADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIzCg5ub3RfcHJpbmNpcGFscxgCIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEjcKEnJlcXVlc3RfcHJpbmNpcGFscxgDIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEjsKFm5vdF9yZXF1ZXN0X3ByaW5jaXBhbHMYBCADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIvCgpuYW1lc3BhY2VzGAUgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSMwoObm90X25hbWVzcGFjZXMYBiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBInCglpcF9ibG9ja3MYByADKAsyFC5hbWJpdC53YXlwb2ludC5DaWRyEisKDW5vdF9pcF9ibG9ja3MYCCADKAsyFC5hbWJpdC53YXlwb2ludC5DaWRyEi4KEHJlbW90ZV9pcF9ibG9ja3MYCSADKAsyFC5hbWJpdC53YXlwb2ludC5DaWRyEjIKFG5vdF9yZW1vdGVfaXBfYmxvY2tzGAogAygLMhQuYW1iaXQud2F5cG9pbnQuQ2lkciLFAgoJT3BlcmF0aW9uEioKBWhvc3RzGAEgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSLgoJbm90X2hvc3RzGAIgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSDQoFcG9ydHMYAyADKA0SEQoJbm90X3BvcnRzGAQgAygNEiwKB21ldGhvZHMYBSADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIwCgtub3RfbWV0aG9kcxgGIAMoCzIbLmFtYml0LndheXBvaW50LlN0cmluZ01hdGNoEioKBXBhdGhzGAcgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gSLgoJbm90X3BhdGhzGAggAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2gidgoJQ29uZGl0aW9uEgsKA2tleRgBIAEoCRIrCgZ2YWx1ZXMYAiADKAsyGy5hbWJpdC53YXlwb2ludC5TdHJpbmdNYXRjaBIvCgpub3RfdmFsdWVzGAMgAygLMhsuYW1iaXQud2F5cG9pbnQuU3RyaW5nTWF0Y2giXwoLU3RyaW5nTWF0Y2gSDwoFZXhhY3QYASABKAlIABIQCgZwcmVmaXgYAiABKAlIABIQCgZzdWZmaXgYAyABKAlIABISCghwcmVzZW5jZRgEIAEoCEgAQgcKBW1hdGNoIicKBENpZHISDwoHYWRkcmVzcxgBIAEoDBIOCgZsZW5ndGgYAiABKA0qKAoGQWN0aW9uEgkKBUFMTE9XEAASCAoEREVOWRABEgkKBUFVRElUEAJiBnByb3RvMw", [file_ambit_route_route]);
 
 /**
  * @generated from message ambit.waypoint.Waypoint
@@ -113,6 +113,11 @@ export type DestinationPolicy = Message<"ambit.waypoint.DestinationPolicy"> & {
    * @generated from field: string source = 4;
    */
   source: string;
+
+  /**
+   * @generated from field: ambit.waypoint.ConnectionPool connection_pool = 5;
+   */
+  connectionPool?: ConnectionPool | undefined;
 };
 
 /**
@@ -121,6 +126,42 @@ export type DestinationPolicy = Message<"ambit.waypoint.DestinationPolicy"> & {
  */
 export const DestinationPolicySchema: GenMessage<DestinationPolicy> = /*@__PURE__*/
   messageDesc(file_ambit_waypoint_waypoint, 1);
+
+/**
+ * Circuit breaking for the destination as a whole (Envoy's thresholds from connectionPool): a
+ * request beyond them is answered 503 with flag UO. 0 means no limit.
+ *
+ * @generated from message ambit.waypoint.ConnectionPool
+ */
+export type ConnectionPool = Message<"ambit.waypoint.ConnectionPool"> & {
+  /**
+   * tcp.maxConnections: HTTP/1.1 requests in flight hold one connection each.
+   *
+   * @generated from field: uint32 max_connections = 1;
+   */
+  maxConnections: number;
+
+  /**
+   * http.http1MaxPendingRequests: requests waiting beyond max_connections.
+   *
+   * @generated from field: uint32 max_pending_requests = 2;
+   */
+  maxPendingRequests: number;
+
+  /**
+   * http.http2MaxRequests: requests in flight at once.
+   *
+   * @generated from field: uint32 max_requests = 3;
+   */
+  maxRequests: number;
+};
+
+/**
+ * Describes the message ambit.waypoint.ConnectionPool.
+ * Use `create(ConnectionPoolSchema)` to create a new message.
+ */
+export const ConnectionPoolSchema: GenMessage<ConnectionPool> = /*@__PURE__*/
+  messageDesc(file_ambit_waypoint_waypoint, 2);
 
 /**
  * @generated from message ambit.waypoint.LoadBalancer
@@ -160,7 +201,7 @@ export type LoadBalancer = Message<"ambit.waypoint.LoadBalancer"> & {
  * Use `create(LoadBalancerSchema)` to create a new message.
  */
 export const LoadBalancerSchema: GenMessage<LoadBalancer> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 2);
+  messageDesc(file_ambit_waypoint_waypoint, 3);
 
 /**
  * @generated from enum ambit.waypoint.LoadBalancer.Simple
@@ -191,7 +232,7 @@ export enum LoadBalancer_Simple {
  * Describes the enum ambit.waypoint.LoadBalancer.Simple.
  */
 export const LoadBalancer_SimpleSchema: GenEnum<LoadBalancer_Simple> = /*@__PURE__*/
-  enumDesc(file_ambit_waypoint_waypoint, 2, 0);
+  enumDesc(file_ambit_waypoint_waypoint, 3, 0);
 
 /**
  * Envoy's outlier detection as Istio configures it: an endpoint answering this many 5xx (or 502,
@@ -228,7 +269,7 @@ export type OutlierDetection = Message<"ambit.waypoint.OutlierDetection"> & {
  * Use `create(OutlierDetectionSchema)` to create a new message.
  */
 export const OutlierDetectionSchema: GenMessage<OutlierDetection> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 3);
+  messageDesc(file_ambit_waypoint_waypoint, 4);
 
 /**
  * One service's routes: its requests go by the first route that matches; none matching (or no entry
@@ -255,7 +296,7 @@ export type ServiceRoutes = Message<"ambit.waypoint.ServiceRoutes"> & {
  * Use `create(ServiceRoutesSchema)` to create a new message.
  */
 export const ServiceRoutesSchema: GenMessage<ServiceRoutes> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 4);
+  messageDesc(file_ambit_waypoint_waypoint, 5);
 
 /**
  * One AuthorizationPolicy as the waypoint enforces it. Istio's semantics: the policy matches a request
@@ -317,7 +358,7 @@ export type L7Authorization = Message<"ambit.waypoint.L7Authorization"> & {
  * Use `create(L7AuthorizationSchema)` to create a new message.
  */
 export const L7AuthorizationSchema: GenMessage<L7Authorization> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 5);
+  messageDesc(file_ambit_waypoint_waypoint, 6);
 
 /**
  * @generated from message ambit.waypoint.Rule
@@ -344,7 +385,7 @@ export type Rule = Message<"ambit.waypoint.Rule"> & {
  * Use `create(RuleSchema)` to create a new message.
  */
 export const RuleSchema: GenMessage<Rule> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 6);
+  messageDesc(file_ambit_waypoint_waypoint, 7);
 
 /**
  * @generated from message ambit.waypoint.Source
@@ -406,7 +447,7 @@ export type Source = Message<"ambit.waypoint.Source"> & {
  * Use `create(SourceSchema)` to create a new message.
  */
 export const SourceSchema: GenMessage<Source> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 7);
+  messageDesc(file_ambit_waypoint_waypoint, 8);
 
 /**
  * @generated from message ambit.waypoint.Operation
@@ -460,7 +501,7 @@ export type Operation = Message<"ambit.waypoint.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 8);
+  messageDesc(file_ambit_waypoint_waypoint, 9);
 
 /**
  * A `when` condition: key as Istio spells it (`request.headers[x-token]`, `source.ip`,
@@ -491,7 +532,7 @@ export type Condition = Message<"ambit.waypoint.Condition"> & {
  * Use `create(ConditionSchema)` to create a new message.
  */
 export const ConditionSchema: GenMessage<Condition> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 9);
+  messageDesc(file_ambit_waypoint_waypoint, 10);
 
 /**
  * Istio's string forms: `abc` exact, `abc*` prefix, `*abc` suffix, `*` presence.
@@ -534,7 +575,7 @@ export type StringMatch = Message<"ambit.waypoint.StringMatch"> & {
  * Use `create(StringMatchSchema)` to create a new message.
  */
 export const StringMatchSchema: GenMessage<StringMatch> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 10);
+  messageDesc(file_ambit_waypoint_waypoint, 11);
 
 /**
  * @generated from message ambit.waypoint.Cidr
@@ -556,7 +597,7 @@ export type Cidr = Message<"ambit.waypoint.Cidr"> & {
  * Use `create(CidrSchema)` to create a new message.
  */
 export const CidrSchema: GenMessage<Cidr> = /*@__PURE__*/
-  messageDesc(file_ambit_waypoint_waypoint, 11);
+  messageDesc(file_ambit_waypoint_waypoint, 12);
 
 /**
  * @generated from enum ambit.waypoint.Action
