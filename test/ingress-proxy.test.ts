@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { pino } from 'pino';
 import { ipToBytes } from '../src/api/ip.js';
-import { ListenerSchema, Protocol, RouteConfigSchema } from '../src/gen/ambit/route/route_pb.js';
+import { ListenerSchema, Protocol, RouteConfigSchema, type HttpRouteSchema } from '../src/gen/ambit/route/route_pb.js';
 import { NetworkAddressSchema, PortListSchema, PortSchema, ServiceSchema, TunnelProtocol, WorkloadSchema } from '../src/gen/istio/workload/workload_pb.js';
 import type { HbonePool, InnerHbonePool } from '../src/hbone/index.js';
 import { IngressProxy } from '../src/ingress/proxy.js';
@@ -48,7 +48,8 @@ describe('ingress proxy', () => {
     app = createServer((req, res) => {
       const delay = delays.get(req.url ?? '') ?? 0;
       if (delay < 0) return; // never answers
-      setTimeout(() => res.end(`answered ${req.url}`), delay);
+      res.setHeader('x-app', 'slow');
+      setTimeout(() => res.end(`answered ${req.url}${req.headers['x-canary'] ? ` canary=${String(req.headers['x-canary'])}` : ''}`), delay);
     });
     await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
     appPort = (app.address() as AddressInfo).port;
@@ -60,7 +61,7 @@ describe('ingress proxy', () => {
     app.close();
   });
 
-  async function proxy(): Promise<IngressProxy> {
+  async function proxy(routes: Array<MessageInitShape<typeof HttpRouteSchema>> = [{ source: 'all', destinations: [{ hostname: HOST, port: 80, weight: 1 }] }]): Promise<IngressProxy> {
     const state = new ZtunnelState({ network: '', nodeName: 'node-1', clusterId: CLUSTER, systemNamespace: 'istio-system', logger: pino({ level: 'silent' }) });
     const service = create(ServiceSchema, { name: 'slow', namespace: 'default', hostname: HOST, addresses: [create(NetworkAddressSchema, { network: '', address: ipToBytes('10.96.0.50') })], ports: [create(PortSchema, { servicePort: 80, targetPort: appPort })] });
     const workload = create(WorkloadSchema, {
@@ -87,7 +88,7 @@ describe('ingress proxy', () => {
       defaultPorts: [],
     });
     const config = create(RouteConfigSchema, {
-      listeners: [create(ListenerSchema, { port: listenPort, protocol: Protocol.HTTP, virtualHosts: [{ domains: ['*'], routes: [{ source: 'all', destinations: [{ hostname: HOST, port: 80, weight: 1 }] }] }] })],
+      listeners: [create(ListenerSchema, { port: listenPort, protocol: Protocol.HTTP, virtualHosts: [{ domains: ['*'], routes }] })],
     });
     await ingress.update(config);
     return ingress;
@@ -114,6 +115,37 @@ describe('ingress proxy', () => {
       }
       assert.match(text, /istio_request_duration_milliseconds_bucket\{/);
     } finally {
+      await ingress.stop(100);
+    }
+  });
+
+  it('applies a gateway VirtualService\'s route behaviour: redirect, fault abort, rewrite with header changes, timeout, and a subset without endpoints', async () => {
+    const to = { hostname: HOST, port: 80, weight: 1 };
+    delays.set('/new/slowly', 1000);
+    const ingress = await proxy([
+      { source: 'moved', matches: [{ path: { match: { case: 'exact', value: '/moved' } } }], redirect: { uri: '/here', code: 302 } },
+      { source: 'broken', matches: [{ path: { match: { case: 'prefix', value: '/broken' } } }], destinations: [to], fault: { abortStatus: 418, abortPercent: 100 } },
+      { source: 'old', matches: [{ path: { match: { case: 'prefix', value: '/old/' } } }], destinations: [to], rewrite: { uri: '/new/' }, requestHeaders: { set: { 'x-canary': 'yes' } }, timeoutMs: 300 },
+      { source: 'v9', matches: [{ path: { match: { case: 'prefix', value: '/v9' } } }], destinations: [{ ...to, subset: 'v9', workloads: [] }] },
+      { source: 'all', destinations: [to] },
+    ]);
+    try {
+      const redirect = await new Promise<{ status: number; location?: string }>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port: listenPort, path: '/moved', headers: { host: 'bookinfo.example' }, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.deepEqual(redirect, { status: 302, location: 'http://bookinfo.example/here' });
+      assert.deepEqual(await get(listenPort, '/broken/x'), { status: 418, body: 'fault filter abort' });
+      assert.deepEqual(await get(listenPort, '/old/page'), { status: 200, body: 'answered /new/page canary=yes' });
+      assert.deepEqual(await get(listenPort, '/old/slowly'), { status: 504, body: 'upstream request timeout' });
+      assert.deepEqual(await get(listenPort, '/v9/x'), { status: 503, body: 'no healthy upstream' });
+      assert.deepEqual(await get(listenPort, '/plain'), { status: 200, body: 'answered /plain' });
+    } finally {
+      delays.delete('/new/slowly');
       await ingress.stop(100);
     }
   });

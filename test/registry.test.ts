@@ -262,6 +262,25 @@ describe('workloads', () => {
     assert.equal(workloadOf(registry, 'a').status, WorkloadStatus.UNHEALTHY);
   });
 
+  test('a pod being deleted whose address a new pod got has no workload (the address is the new pod\'s), and gets it back if that pod goes', () => {
+    const { registry } = setup();
+    registry.upsert('Pod', pod('held', { ip: '10.0.0.6', ready: true }));
+    registry.upsert('Pod', pod('held', { ip: '10.0.0.6', ready: true, deletionTimestamp: new Date() }));
+    assert.equal(workloadOf(registry, 'held').status, WorkloadStatus.UNHEALTHY, 'still listed while no one else has its address');
+    registry.upsert('Pod', pod('waypoint', { ip: '10.0.0.6', ready: false }));
+    assert.equal(registry.address(UID('held')), undefined, 'gone as soon as another pod has the address, ready or not');
+    assert.ok(registry.address(UID('waypoint')));
+    // An update of the held pod changes nothing.
+    registry.upsert('Pod', pod('held', { ip: '10.0.0.6', ready: false, deletionTimestamp: new Date() }));
+    assert.equal(registry.address(UID('held')), undefined);
+    // Two pods not being deleted on one address (a real conflict) both stay: ztunnel decides.
+    registry.upsert('Pod', pod('twin', { ip: '10.0.0.6', ready: true }));
+    assert.ok(registry.address(UID('twin')) && registry.address(UID('waypoint')));
+    registry.remove('Pod', pod('waypoint', { ip: '10.0.0.6' }));
+    registry.remove('Pod', pod('twin', { ip: '10.0.0.6' }));
+    assert.equal(workloadOf(registry, 'held').status, WorkloadStatus.UNHEALTHY, 'back once nobody else has the address');
+  });
+
   test('an identical update announces nothing', () => {
     const { registry, changes } = setup();
     registry.upsert('Pod', pod('a'));

@@ -9,6 +9,7 @@ import { RouteConfigSchema } from '../src/gen/ambit/route/route_pb.js';
 import { InvalidObjectError } from '../src/controlplane/routes/fields.js';
 import { readHttpRoute, readK8sGateway } from '../src/controlplane/routes/gateway-api.js';
 import { readIstioGateway, readVirtualService } from '../src/controlplane/routes/istio.js';
+import { readDestinationRule } from '../src/controlplane/routes/destination-rule.js';
 import { intersectHost, translateRoutes, type IngressProxy, type TranslationInput } from '../src/controlplane/routes/translate.js';
 
 const sample = (name: string) => (parseAllDocuments(readFileSync(new URL(`../../shared/samples/istio/${name}`, import.meta.url), 'utf8')) as Array<{ toJS(): unknown }>).map((d) => d.toJS() as KubernetesObject);
@@ -134,5 +135,28 @@ describe('Gateway API Gateway (class istio) + HTTPRoute', () => {
 
   it('rejects a bad path type naming the field', () => {
     assert.throws(() => route({ parentRefs: [{ name: 'web' }], rules: [{ matches: [{ path: { type: 'Glob', value: '/' } }] }] }), /HTTPRoute\/default\/r: spec\.rules\[0\]\.matches\[0\]\.path\.type: expected one of Exact, PathPrefix, RegularExpression/);
+  });
+});
+
+describe('gateway VirtualServices with subsets and route behaviour at the ingress', () => {
+  it('a subset is resolved to its pods, and fault, timeout and rewrite go into the ingress route', () => {
+    const [gw] = sample('bookinfo-gateway.yaml').map((o) => withNs(o));
+    const vs = withNs({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'canary' },
+      spec: { hosts: ['*'], gateways: ['bookinfo-gateway'], http: [{ match: [{ uri: { prefix: '/api' } }], rewrite: { uri: '/v2/api' }, timeout: '3s', fault: { delay: { fixedDelay: '1s', percentage: { value: 10 } } }, route: [{ destination: { host: 'productpage', subset: 'v2' } }] }] },
+    } as KubernetesObject);
+    const dr = readDestinationRule(withNs({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'productpage' }, spec: { host: 'productpage', subsets: [{ name: 'v2', labels: { version: 'v2' } }] } } as KubernetesObject));
+    const endpointsOf = () => [
+      { uid: 'c1//Pod/default/pp-v1', labels: { version: 'v1' } },
+      { uid: 'c1//Pod/default/pp-v2', labels: { version: 'v2' } },
+    ];
+    const result = translateRoutes(input({ istioGateways: [readIstioGateway(gw!)], virtualServices: [readVirtualService(vs)], destinationRules: [dr], endpointsOf }));
+    const route = json(result.configs[0]!).listeners[0].virtualHosts[0].routes[0];
+    assert.deepEqual(route.destinations, [{ hostname: 'productpage.default.svc.cluster.local', weight: 1, subset: 'v2', workloads: ['c1//Pod/default/pp-v2'] }]);
+    assert.equal(route.timeoutMs, 3000);
+    assert.deepEqual(route.rewrite, { uri: '/v2/api' });
+    assert.deepEqual(route.fault, { delayMs: 1000, delayPercent: 10 });
   });
 });

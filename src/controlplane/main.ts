@@ -295,10 +295,8 @@ async function startRouteController(
       endpointsOf: (hostname) => mesh.endpointsOf(hostname),
       onMeshRoutesChanged,
     });
-    mesh.onChange((change) => {
-      // A backend appearing or going changes HTTPRoute status.
-      if (servicesChanged(change)) controller.schedule(200);
-    });
+    // A backend appearing or going changes HTTPRoute status; a pod's labels change which subset it is in.
+    mesh.onChange((change) => controller.schedule(servicesChanged(change) ? 200 : 500));
     controller.start();
     return controller;
   } catch (err) {

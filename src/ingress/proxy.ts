@@ -12,7 +12,8 @@ import type { Service, Workload } from '../gen/istio/workload/workload_pb.js';
 import type { DialTarget, HbonePool, InnerHbonePool } from '../hbone/index.js';
 import type { RequestMetrics } from '../l7/metrics.js';
 import { isReachable, tunnelTargetFor, type UpstreamDialer } from '../l7/tunnel-target.js';
-import { answerPlain, NO_HEALTHY_UPSTREAM, relayHttp1 } from '../l7/forward-http1.js';
+import { answerPlain, applyHeaderOperations, NO_HEALTHY_UPSTREAM, relayHttp1 } from '../l7/forward-http1.js';
+import { drawFault, FAULT_ABORT_BODY, redirectLocation, rewrittenPath } from '../l7/route-match.js';
 import { forwardableHeaders, HttpUpstreams, type TunnelTarget } from '../l7/upstream.js';
 import type { Logger } from '../util/log.js';
 import { peerFactsOf, type PeerFacts } from '../ztunnel/metrics.js';
@@ -148,44 +149,72 @@ export class IngressProxy {
 
   private handle(port: number, req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
-    const answer = (outcome: Outcome, body: string) => {
-      const responseBytes = answerPlain(res, outcome.code, body);
+    const answer = (outcome: Outcome, body: string, headers?: Record<string, string>) => {
+      const responseBytes = answerPlain(res, outcome.code, body, headers);
       req.resume();
       this.record(outcome, started, 0, responseBytes);
     };
+    const facts = { method: req.method ?? 'GET', url: req.url ?? '/', host: req.headers.host ?? '', headers: req.headers };
     const listener = this.listener(port);
-    const route = listener && findRoute(listener, { method: req.method ?? 'GET', url: req.url ?? '/', host: req.headers.host ?? '', headers: req.headers });
+    const route = listener && findRoute(listener, facts);
     if (!route) return answer({ code: 404, flags: 'NR' }, '');
     if (route.directStatus) return answer({ code: route.directStatus, flags: '-' }, '');
+    if (route.redirect) return answer({ code: route.redirect.code || 301, flags: '-' }, '', { location: redirectLocation(route, facts) });
+    const fault = drawFault(route);
+    if (fault.abortStatus) return answer({ code: fault.abortStatus, flags: 'FI' }, FAULT_ABORT_BODY);
     const destination = pickDestination(route.destinations);
     const service = destination && this.options.state.services().find((s) => s.hostname === destination.hostname);
     if (!destination || !service) return answer({ code: 503, flags: 'UH' }, NO_HEALTHY_UPSTREAM);
     const servicePort = destination.port || (service.ports.length === 1 ? service.ports[0]!.servicePort : 0);
-    const upstream = servicePort ? this.upstreamFor(service, servicePort) : undefined;
+    const subset = destination.subset ? { name: destination.subset, workloads: new Set(destination.workloads) } : undefined;
+    const pick = () => (servicePort ? this.upstreamFor(service, servicePort, subset) : undefined);
+    const upstream = pick();
     if (!upstream) return answer({ code: 503, flags: 'UH', service }, NO_HEALTHY_UPSTREAM);
     const headers = forwardableHeaders(req.headers);
     const client = req.socket.remoteAddress ?? '';
     headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${String(headers['x-forwarded-for'])}, ${client}` : client;
     headers['x-forwarded-proto'] = 'http';
-    relayHttp1({
-      upstreams: this.upstreams,
-      tunnel: upstream.tunnel,
-      req,
-      res,
-      headers,
-      onDone: (outcome) => {
-        if (outcome.error) this.options.log.debug({ service: service.hostname, err: outcome.error.message }, 'upstream failed');
-        this.record({ code: outcome.status, flags: outcome.flags, service, upstream }, started, outcome.requestBytes, outcome.responseBytes);
-      },
+    applyHeaderOperations(headers, route.requestHeaders);
+    if (route.rewrite?.authority) headers.host = route.rewrite.authority;
+    const relay = () =>
+      relayHttp1({
+        upstreams: this.upstreams,
+        tunnel: upstream.tunnel,
+        req,
+        res,
+        headers,
+        path: rewrittenPath(route, facts),
+        timeoutMs: route.timeoutMs,
+        retry: route.retry,
+        nextTunnel: () => pick()?.tunnel,
+        responseHeaders: route.responseHeaders,
+        onDone: (outcome) => {
+          if (outcome.error) this.options.log.debug({ service: service.hostname, err: outcome.error.message }, 'upstream failed');
+          this.record({ code: outcome.status, flags: fault.delayMs && outcome.flags === '-' ? 'DI' : outcome.flags, service, upstream }, started, outcome.requestBytes, outcome.responseBytes);
+        },
+      });
+    if (!fault.delayMs) return relay();
+    // An injected delay: the request waits, unless its client goes away meanwhile.
+    req.pause();
+    let relayed = false;
+    const timer = setTimeout(() => {
+      relayed = true;
+      relay();
+    }, fault.delayMs);
+    res.once('close', () => {
+      if (relayed) return;
+      clearTimeout(timer);
+      this.record({ code: 0, flags: 'DC', service, upstream }, started, 0, 0);
     });
   }
 
   /** Where a request to the service port goes, as ztunnel would send a connection there; undefined when nowhere. */
-  private upstreamFor(service: Service, port: number): Upstream | undefined {
+  private upstreamFor(service: Service, port: number, subset?: { name: string; workloads: ReadonlySet<string> }): Upstream | undefined {
     const { state } = this.options;
     const address = service.addresses.find((a) => a.network === state.network) ?? service.addresses[0];
     if (!address) return undefined;
-    const resolution = state.resolve(this.options.self(), bytesToIp(address.address), port);
+    // A subset narrows the endpoints; a service with a waypoint still goes there (its mesh routes decide).
+    const resolution = state.resolve(this.options.self(), bytesToIp(address.address), port, subset ? { subset } : {});
     if (isReachable(resolution)) {
       const workload = resolution.upstream.workload;
       return {

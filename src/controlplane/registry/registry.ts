@@ -92,6 +92,8 @@ export class MeshRegistry {
   private readonly pods = new Map<string, PodView>();
   private readonly podsByNamespace = new SetIndex();
   private readonly podsByNode = new SetIndex();
+  /** Pods (not host-network) by IP: a deleted pod's address may already be another pod's. */
+  private readonly podsByIp = new SetIndex();
   private readonly services = new Map<string, ServiceView>();
   private readonly servicesByNamespace = new SetIndex();
   /** WORKLOAD_SELECTOR authorizations by resource name, which workloads list by name. */
@@ -297,17 +299,47 @@ export class MeshRegistry {
     const pod = parsed.value;
     this.problemLog.set(problemSubject('Pod', pod), []);
     const key = refKey(pod);
+    const sharing = this.podsSharingAddressesOf(key);
     this.unindexPod(key);
     this.pods.set(key, pod);
     this.podsByNamespace.add(pod.namespace, key);
     if (pod.nodeName) this.podsByNode.add(pod.nodeName, key);
+    for (const ip of this.indexedIps(pod)) this.podsByIp.add(ip, key);
     this.rebuildWorkload(key);
+    for (const other of new Set([...sharing, ...this.podsSharingAddressesOf(key)])) this.rebuildWorkload(other);
+  }
+
+  /** IPs a pod is found by (host-network pods share their node's). */
+  private indexedIps(pod: PodView): string[] {
+    return pod.hostNetwork ? [] : pod.ips;
+  }
+
+  /** Other pods with one of the IPs of pod `key`. */
+  private podsSharingAddressesOf(key: string): string[] {
+    const pod = this.pods.get(key);
+    if (!pod) return [];
+    return this.indexedIps(pod).flatMap((ip) => [...this.podsByIp.get(ip)]).filter((other) => other !== key);
+  }
+
+  /**
+   * A pod being deleted whose address another pod (not being deleted) now has: it stopped and gave
+   * the address back, and only the API object is left. It gets no workload, so nothing (capture,
+   * lookups by address) follows it to the new pod.
+   */
+  private addressTakenOver(key: string, pod: PodView): boolean {
+    if (!pod.deleting) return false;
+    return this.podsSharingAddressesOf(key).some((other) => {
+      const candidate = this.pods.get(other);
+      return candidate !== undefined && !candidate.deleting && hasWorkload(candidate);
+    });
   }
 
   private removePod(object: unknown): void {
     const ref = this.removedRef('Pod', object);
     if (!ref?.namespace) return;
+    const sharing = this.podsSharingAddressesOf(refKey(ref));
     this.unindexPod(refKey(ref));
+    for (const other of sharing) this.rebuildWorkload(other);
     const uid = podWorkloadUid(this.clusterId, ref.namespace, ref.name);
     this.waypointPolicyNames.delete(uid);
     this.addressResources.set(uid, undefined);
@@ -319,6 +351,7 @@ export class MeshRegistry {
     this.pods.delete(key);
     this.podsByNamespace.delete(previous.namespace, key);
     if (previous.nodeName) this.podsByNode.delete(previous.nodeName, key);
+    for (const ip of this.indexedIps(previous)) this.podsByIp.delete(ip, key);
   }
 
   private rebuildWorkload(key: string): void {
@@ -326,7 +359,7 @@ export class MeshRegistry {
     if (!pod) return;
     const uid = podWorkloadUid(this.clusterId, pod.namespace, pod.name);
     this.waypointPolicyNames.delete(uid);
-    if (!hasWorkload(pod)) return this.addressResources.set(uid, undefined);
+    if (!hasWorkload(pod) || this.addressTakenOver(key, pod)) return this.addressResources.set(uid, undefined);
     this.counters.workloadBuilds++;
     const waypoint = this.waypointOfPod(pod);
     const policies = this.selectorPoliciesOf(pod);

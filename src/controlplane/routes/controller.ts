@@ -172,7 +172,7 @@ export class RouteController {
     }
     for (const [label, store] of [['Gateway', this.istioGateways], ['VirtualService', this.virtualServices], ['HTTPRoute', this.httpRoutes], ['DestinationRule', this.destinationRules]] as const) this.rejectedNow.set({ kind: label }, store.rejected.size);
     if (kind !== 'IstioGateway' && kind !== 'Gateway') this.options.onMeshRoutesChanged?.();
-    if (kind !== 'DestinationRule') this.schedule();
+    this.schedule();
   }
 
   /**
@@ -227,6 +227,8 @@ export class RouteController {
       httpRoutes: [...this.httpRoutes.items.values()],
       domainSuffix: this.options.domainSuffix ?? 'cluster.local',
       serviceExists: this.options.serviceExists,
+      destinationRules: [...this.destinationRules.items.values()],
+      endpointsOf: this.options.endpointsOf,
     });
     const notes = new Set(result.notes);
     for (const note of notes) if (!this.lastNotes.has(note)) this.options.log.info({ note }, 'route configuration not served');

@@ -6,22 +6,17 @@
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { DestinationPolicySchema, ServiceRoutesSchema } from '../../gen/ambit/waypoint/waypoint_pb.js';
-import type { DestinationRule } from './destination-rule.js';
 import type { K8sHttpRoute } from './gateway-api.js';
-import type { HttpRouteInit, VirtualService, VsDestination } from './istio.js';
-import { intersectHost, qualifyHost } from './translate.js';
+import type { HttpRouteInit, VirtualService } from './istio.js';
+import { intersectHost, qualifyHost } from './hosts.js';
+import { destinationOf, destinationRuleFor, type DestinationInput } from './destinations.js';
 
 export type ServiceRoutesInit = MessageInitShape<typeof ServiceRoutesSchema>;
 export type DestinationPolicyInit = MessageInitShape<typeof DestinationPolicySchema>;
 
-export interface MeshRouteInput {
+export interface MeshRouteInput extends DestinationInput {
   virtualServices: readonly VirtualService[];
-  destinationRules: readonly DestinationRule[];
   httpRoutes: readonly K8sHttpRoute[];
-  domainSuffix: string;
-  serviceExists(hostname: string): boolean;
-  /** The endpoints (workload uids, in every cluster) of a service hostname, with their pod labels. */
-  endpointsOf(hostname: string): ReadonlyArray<{ uid: string; labels: Readonly<Record<string, string>> }>;
 }
 
 export interface MeshRoutesResult {
@@ -53,39 +48,6 @@ export function virtualServiceFor(hostname: string, input: MeshRouteInput): Virt
     if (score > (chosen?.score ?? 0)) chosen = { vs, score };
   }
   return chosen?.vs;
-}
-
-/** The DestinationRule of `hostname`: the oldest naming it. */
-function destinationRuleFor(hostname: string, input: Pick<MeshRouteInput, 'destinationRules' | 'domainSuffix' | 'serviceExists'>): DestinationRule | undefined {
-  return [...input.destinationRules].sort(byAge).find((dr) => qualifyHost(dr.host, dr.namespace, input) === hostname);
-}
-
-const selects = (selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
-
-function destinationOf(d: VsDestination, vs: VirtualService, input: MeshRouteInput, problems: string[], field: string) {
-  const hostname = qualifyHost(d.host, vs.namespace, input);
-  if (!input.serviceExists(hostname)) problems.push(`${vs.key}: ${field}.destination.host: no service ${hostname} in the mesh`);
-  const destination = { hostname, port: d.port, weight: d.weight };
-  if (!d.subset) return destination;
-  const subset = destinationRuleFor(hostname, input)?.subsets.find((s) => s.name === d.subset);
-  if (!subset) {
-    problems.push(`${vs.key}: ${field}.destination.subset: no DestinationRule of ${hostname} has a subset "${d.subset}"`);
-    return { ...destination, subset: d.subset, workloads: [] };
-  }
-  // A uid may stand for several pods (another network's, behind its gateways): in the subset when
-  // any of them is; said when only some are, since that network's gateway then picks among all.
-  const members = new Map<string, { matching: number; total: number }>();
-  for (const endpoint of input.endpointsOf(hostname)) {
-    const entry = members.get(endpoint.uid) ?? { matching: 0, total: 0 };
-    entry.total++;
-    if (selects(subset.labels, endpoint.labels)) entry.matching++;
-    members.set(endpoint.uid, entry);
-  }
-  const workloads = [...members].filter(([, m]) => m.matching > 0).map(([uid]) => uid).sort();
-  for (const [uid, m] of members) {
-    if (m.matching > 0 && m.matching < m.total) problems.push(`${vs.key}: ${field}.destination.subset: subset "${d.subset}" has ${m.matching} of the ${m.total} endpoints that ${uid} stands for (another network, behind its gateway): requests for the subset may reach the others there`);
-  }
-  return { ...destination, subset: d.subset, workloads };
 }
 
 function fromVirtualService(vs: VirtualService, input: MeshRouteInput, problems: string[]): HttpRouteInit[] {

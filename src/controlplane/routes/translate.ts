@@ -8,6 +8,10 @@ import { Protocol, RouteConfigSchema, type ListenerSchema, type RouteConfig, typ
 import { routeResourceName } from '../../api/resources.js';
 import type { BackendRef, K8sGateway, K8sHttpRoute, K8sListener, ParentRef } from './gateway-api.js';
 import type { HttpRouteInit, IstioGateway, VirtualService } from './istio.js';
+import { intersectHost } from './hosts.js';
+import { destinationOf, type DestinationInput } from './destinations.js';
+
+export { intersectHost, qualifyHost } from './hosts.js';
 
 /** An ingress Deployment the control plane configures. */
 export interface IngressProxy {
@@ -31,6 +35,9 @@ export interface TranslationInput {
   domainSuffix: string;
   /** Whether a Service of that hostname exists in the mesh. */
   serviceExists(hostname: string): boolean;
+  /** DestinationRules and the services' endpoints with their labels: subsets at the ingress. */
+  destinationRules?: DestinationInput['destinationRules'];
+  endpointsOf?: DestinationInput['endpointsOf'];
 }
 
 export interface Condition {
@@ -60,28 +67,6 @@ export interface TranslationResult {
 type ListenerInit = MessageInitShape<typeof ListenerSchema>;
 type VirtualHostInit = MessageInitShape<typeof VirtualHostSchema>;
 
-/** Whether `host` (possibly itself a wildcard) falls under the wildcard `pattern` (`*` or `*.suffix`). */
-function underWildcard(host: string, pattern: string): boolean {
-  if (pattern === '*') return true;
-  return pattern.startsWith('*.') && host.endsWith(pattern.slice(1)) && host.length > pattern.length - 1;
-}
-
-/** The hosts both sides accept, as the more specific of the two; undefined when none. */
-export function intersectHost(a: string, b: string): string | undefined {
-  if (a === b) return a;
-  if (a.startsWith('*') && underWildcard(b, a)) return b;
-  if (b.startsWith('*') && underWildcard(a, b)) return a;
-  return undefined;
-}
-
-/** A destination host as Istio reads it: short names are services of the rule's namespace. */
-export function qualifyHost(host: string, namespace: string, input: Pick<TranslationInput, 'domainSuffix' | 'serviceExists'>): string {
-  if (!host.includes('.')) return `${host}.${namespace}.svc.${input.domainSuffix}`;
-  const withSuffix = `${host}.svc.${input.domainSuffix}`;
-  if (host.split('.').length === 2 && input.serviceExists(withSuffix)) return withSuffix;
-  return host;
-}
-
 const selects = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
 
 class ConfigBuilder {
@@ -105,6 +90,7 @@ class ConfigBuilder {
 }
 
 function translateIstio(input: TranslationInput, builders: ConfigBuilder[], notes: string[]): void {
+  const destinations: DestinationInput = { destinationRules: input.destinationRules ?? [], domainSuffix: input.domainSuffix, serviceExists: input.serviceExists, endpointsOf: input.endpointsOf ?? (() => []) };
   const byGateway = new Map<string, VirtualService[]>();
   for (const vs of [...input.virtualServices].sort((a, b) => a.key.localeCompare(b.key))) {
     for (const gateway of vs.gateways) {
@@ -138,14 +124,16 @@ function translateIstio(input: TranslationInput, builders: ConfigBuilder[], note
           for (const rule of vs.rules) {
             const matches = rule.matches.filter((m) => (m.port === undefined || m.port === server.port) && (m.gateways === undefined || m.gateways.includes(ref)));
             if (rule.matches.length && !matches.length) continue;
-            const unserved = [...Object.keys(rule.behaviour), ...(rule.destinations.some((d) => d.subset) ? ['subset'] : []), ...(rule.mirrors.length ? ['mirror'] : [])];
-            if (unserved.length) notes.push(`${rule.source}: ${unserved.join(', ')} not applied at the ingress yet (the waypoint of the destination applies its own mesh routes)`);
-            if (!rule.destinations.length) continue;
+            const problems: string[] = [];
+            const index = vs.rules.indexOf(rule);
             routes.push({
               source: rule.source,
               matches: matches.map((m) => m.match),
-              destinations: rule.destinations.map((d) => ({ hostname: qualifyHost(d.host, vs.namespace, input), port: d.port, weight: d.weight })),
+              destinations: rule.destinations.map((d, i) => destinationOf(d, vs, destinations, problems, `spec.http[${index}].route[${i}]`)),
+              mirrors: rule.mirrors.map((m, i) => ({ destination: destinationOf(m, vs, destinations, problems, `spec.http[${index}].mirrors[${i}]`), percent: m.percent })),
+              ...rule.behaviour,
             });
+            notes.push(...problems);
           }
           if (routes.length) listener.virtualHosts.push({ domains: [...domains], routes });
         }
