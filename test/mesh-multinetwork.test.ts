@@ -3,9 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { READER_SERVICE_ACCOUNT } from '../src/api/names.js';
 import { readState } from '../src/lab/state.js';
 import { tokenSecretName } from '../src/multicluster-cli/remote-secret.js';
-import { ambit, kubectl, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
+import { ambit, kubectl, labExec, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
 import { curlFrom, inNode, pods, ztunnelMetrics } from './helpers/mesh.js';
-import { captureIn, eastWestGateway, freshLab, gatewayCrossings, globalService, labDownChecked, meshClusters, onlyVersions, versions } from './helpers/multicluster.js';
+import { captureIn, eastWestGateway, freshLab, gatewayCrossings, globalService, helloworldSubsetRoute, labDownChecked, meshClusters, onlyVersions, versions, versionsOnOneConnection } from './helpers/multicluster.js';
 
 const CLUSTERS = [
   { name: 'cluster1', ctx: 'lab-cluster1', network: 'network1', version: 'v1' },
@@ -75,68 +75,25 @@ describe('mesh: two clusters on two networks (seed 000)', { timeout: 1_500_000 }
 
   it('a waypoint in cluster1 for the global helloworld with a VirtualService 80/20 by version subsets: requests from cluster1 split across the clusters per request, over one client connection', async () => {
     const [c1] = CLUSTERS;
-    const waypoint = await ambit(['waypoint', 'apply', '--context', c1.ctx, '-n', 'sample', '--wait']);
-    assert.equal(waypoint.code, 0, waypoint.stderr);
+    const undo = await helloworldSubsetRoute(c1.ctx, { v1: 80, v2: 20 });
     try {
-      await kubectl(c1.ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/use-waypoint=waypoint', '--overwrite']);
-      await kubectl(c1.ctx, ['apply', '-f', '-'], `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: helloworld
-  namespace: sample
-spec:
-  host: helloworld
-  subsets:
-  - name: v1
-    labels:
-      version: v1
-  - name: v2
-    labels:
-      version: v2
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: helloworld
-  namespace: sample
-spec:
-  hosts:
-  - helloworld
-  http:
-  - route:
-    - destination:
-        host: helloworld
-        subset: v1
-      weight: 80
-    - destination:
-        host: helloworld
-        subset: v2
-      weight: 20
-`);
-      // One curl, 100 URLs: one kept-alive client connection; the waypoint picks per request.
-      const oneConnection = async () => {
-        const r = await sh('node', ['bin/ambit.js', 'lab', 'exec', '--cluster', c1.name, '-n', 'sample', 'deploy/curl', '--', 'sh', '-c', 'curl -sS --max-time 30 $(for i in $(seq 1 100); do printf "helloworld.sample:5000/hello "; done) -w "\\n%{num_connects}\\n"']);
-        const answers = r.stdout.match(/Hello version: v\d/g) ?? [];
-        const connects = r.stdout.split('\n').map((line) => line.trim()).filter((line) => /^\d+$/.test(line)).map(Number);
-        return { v1: answers.filter((a) => a.endsWith('v1')).length, v2: answers.filter((a) => a.endsWith('v2')).length, connects: connects.reduce((a, b) => a + b, 0) };
-      };
-      // The waypoint's 403-free path is in force once its request counter moves; then the split is measured.
-      const counted = async () => Number((await sh('node', ['bin/ambit.js', 'lab', 'exec', '--cluster', c1.name, '-n', 'sample', 'deploy/waypoint', '--', 'sh', '-c', 'curl -s localhost:15020/stats/prometheus | grep "^istio_requests_total" | awk "{s+=\\$NF} END {print s+0}"'])).stdout.trim() || 0);
+      // In force once the waypoint counts requests; then the split is measured.
+      const counted = async () => Number((await labExec(c1.name, 'sample', 'deploy/waypoint', ['sh', '-c', 'curl -s localhost:15020/stats/prometheus | grep "^istio_requests_total" | awk "{s+=\\$NF} END {print s+0}"'])).stdout.trim() || 0);
       await waitFor('requests through the waypoint', async () => {
         await versions(c1.name, 2);
         return (await counted()) > 0;
       }, 90_000, 500);
-      let split = await oneConnection();
+      let split = await versionsOnOneConnection(c1.name, 100);
       // Binomial(100, 0.2) is outside [8, 35] about 0.1% of the time: one more run before calling it wrong.
-      if (split.v2 < 8 || split.v2 > 35) split = await oneConnection();
-      numbers.push(`80/20 VirtualService at cluster1's waypoint, 100 requests on one connection: v1 (cluster1) ${split.v1}, v2 (cluster2, through the east-west gateways) ${split.v2}, TCP connects ${split.connects}`);
-      assert.equal(split.v1 + split.v2, 100, JSON.stringify(split));
-      assert.ok(split.v2 >= 8 && split.v2 <= 35, `about 20% v2: ${JSON.stringify(split)}`);
+      if ((split.seen.get('v2') ?? 0) < 8 || (split.seen.get('v2') ?? 0) > 35) split = await versionsOnOneConnection(c1.name, 100);
+      const v1 = split.seen.get('v1') ?? 0;
+      const v2 = split.seen.get('v2') ?? 0;
+      numbers.push(`80/20 VirtualService at cluster1's waypoint, 100 requests on one connection: v1 (cluster1) ${v1}, v2 (cluster2, through the east-west gateways) ${v2}, TCP connects ${split.connects}`);
+      assert.equal(v1 + v2, 100, JSON.stringify([...split.seen]));
+      assert.ok(v2 >= 8 && v2 <= 35, `about 20% v2: ${v2}`);
       assert.equal(split.connects, 1, 'one client connection for all 100 requests');
     } finally {
-      await kubectl(c1.ctx, ['delete', 'virtualservice,destinationrule', 'helloworld', '-n', 'sample', '--ignore-not-found']);
-      await kubectl(c1.ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/use-waypoint-']);
-      await ambit(['waypoint', 'delete', 'waypoint', '--context', c1.ctx, '-n', 'sample']);
+      await undo();
     }
     await onlyVersions(c1.name, ['v1', 'v2'], 'both versions without the waypoint', 60_000);
   });

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 
 import { readState } from '../src/lab/state.js';
-import { ambit, kubectl, labExec, rolloutStatus, samples, waitFor } from './helpers/lab.js';
+import { ambit, kubectl, labExec, rolloutStatus, samples, sh, waitFor } from './helpers/lab.js';
 import { pods } from './helpers/mesh.js';
 import { captureIn, freshLab, labDownChecked } from './helpers/multicluster.js';
 
@@ -79,7 +79,15 @@ async function killAndRecoverWaypoint(whileDown?: () => Promise<void>): Promise<
       const podsNow = await kubectl(CTX, ['get', 'pods', '-n', 'default', '-o', 'wide']).catch((e: unknown) => String(e));
       const log = await ambit(['lab', 'logs', '--cluster', CLUSTER, '-n', 'default', 'deploy/bookinfo-productpage-waypoint-proxy']);
       const gateway = await kubectl(CTX, ['get', 'gateway', 'productpage', '-n', 'default', '-o', 'yaml']).catch((e: unknown) => String(e));
-      throw new Error(`${String(error)}\n--- curl from sleep:\n${curl.stdout}\n--- pods:\n${podsNow}\n--- waypoint log (tail):\n${(log.stdout + log.stderr).split('\n').slice(-40).join('\n')}\n--- gateway:\n${gateway.slice(-1500)}`);
+      // Each node: what its ztunnel captures (nftables set) and the last lines of its log.
+      const nodes: string[] = [];
+      for (const node of readState()?.plan.clusters.find((c) => c.name === CLUSTER)?.nodes ?? []) {
+        const captured = await sh('ip', ['netns', 'exec', node.netns, 'nft', 'list', 'set', 'inet', 'ambit', 'enrolled4']);
+        const [ztunnel] = (await pods(CTX, 'istio-system', 'app=ztunnel')).filter((p) => p.node === node.name);
+        const ztunnelLog = ztunnel ? await ambit(['lab', 'logs', '--cluster', CLUSTER, '-n', 'istio-system', ztunnel.name]) : undefined;
+        nodes.push(`--- ${node.name}: captured\n${captured.stdout.trim() || captured.stderr.trim()}\n--- ${node.name}: ztunnel log (tail)\n${(ztunnelLog?.stdout ?? '').split('\n').slice(-25).join('\n')}`);
+      }
+      throw new Error(`${String(error)}\n--- curl from sleep:\n${curl.stdout}\n--- pods:\n${podsNow}\n--- waypoint log (tail):\n${(log.stdout + log.stderr).split('\n').slice(-40).join('\n')}\n--- gateway:\n${gateway.slice(-1500)}\n${nodes.join('\n')}`);
     }
     numbers.push(`waypoint scaled back → requests answered in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const [waypoint] = await pods(CTX, 'default', 'gateway.networking.k8s.io/gateway-name=productpage');

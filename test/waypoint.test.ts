@@ -170,9 +170,16 @@ async function startDestination(f: Fixture, pod: string, ip: string, identity: s
           else {
             const session = performServerHandshake(new StreamSocket(stream));
             session.on('stream', (s, h) => {
-              s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-              s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
-              s.end(`h2 pod=${pod} ${String(h[':path'])}`);
+              const answer = () => {
+                if (s.destroyed) return;
+                s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+                s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+                s.end(`h2 pod=${pod} ${String(h[':path'])}`);
+              };
+              s.on('error', () => undefined);
+              // `/pkg.Svc/Slow` answers after a second.
+              if (String(h[':path']) === '/pkg.Svc/Slow') setTimeout(answer, 1000);
+              else answer();
             });
           }
         },
@@ -631,6 +638,34 @@ describe('waypoint proxy', () => {
         assert.ok(overflow && (await overflow.get()).values.some((v) => v.value >= 1), 'counted');
       } finally {
         second.destroy();
+      }
+    });
+
+    test('a route timeout on gRPC (HTTP/2): DEADLINE_EXCEEDED (grpc-status 4) when the endpoint is slower, flag UT', async () => {
+      const GRPC_HOST = 'grpc.default.svc.cluster.local';
+      f.config.apply([{ name: 'default/waypoint', resource: create(WaypointSchema, { name: 'waypoint', namespace: 'default', services: [PP, GRPC, TCP, DOWN], routes: [{ service: GRPC, routes: [{ source: 'VirtualService/default/grpc#0', destinations: [{ hostname: GRPC_HOST, weight: 1 }], timeoutMs: 200 }] }] }) }], []);
+      const grpcClient = client(f, SLEEP, '10.20.0.31');
+      const tunnel = await grpcClient.connect(`${GRPC_VIP}:50051`);
+      const session = http2Connect('http://grpc', { createConnection: () => new StreamSocket(tunnel) });
+      const call = (path: string) =>
+        new Promise<{ status: string | undefined; body: string }>((resolve, reject) => {
+          const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+          let body = '';
+          let status: string | undefined;
+          req.on('response', (headers) => (status = headers['grpc-status'] as string | undefined));
+          req.on('trailers', (t) => (status = (t['grpc-status'] as string | undefined) ?? status));
+          req.on('data', (c: Buffer) => (body += c.toString()));
+          req.on('end', () => resolve({ status, body }));
+          req.on('error', reject);
+          req.end('x');
+        });
+      try {
+        assert.deepEqual(await call('/pkg.Svc/Slow'), { status: '4', body: '' });
+        assert.equal((await call('/pkg.Svc/Call')).status, '0', 'a fast call on the same session passes');
+        assert.ok((await counter(f, { response_flags: 'UT', request_protocol: 'grpc' })) >= 1);
+      } finally {
+        session.close();
+        grpcClient.pool.destroy();
       }
     });
 

@@ -25,7 +25,7 @@ import { authorizeRequest, type L7Decision, type RequestFacts } from '../l7/auth
 import type { RequestMetrics } from '../l7/metrics.js';
 import { StreamSocket } from '../l7/stream-socket.js';
 import { forwardableHeaders, HttpUpstreams, type TunnelTarget } from '../l7/upstream.js';
-import { answerPlain, applyHeaderOperations, hasRequestBody, NO_HEALTHY_UPSTREAM, relayHttp1, UPSTREAM_FAILED } from '../l7/forward-http1.js';
+import { answerPlain, applyHeaderOperations, hasRequestBody, NO_HEALTHY_UPSTREAM, relayHttp1, UPSTREAM_FAILED, UPSTREAM_TIMEOUT } from '../l7/forward-http1.js';
 import type { Logger } from '../util/log.js';
 import type { CertificateSource } from '../ztunnel/identity/types.js';
 import { identityFacts, peerFactsOf, type PeerFacts, type ProxyMetrics, type TcpConnectionDescription } from '../ztunnel/metrics.js';
@@ -51,6 +51,7 @@ const DETECT_MAX_BYTES = 64;
 const DENIED_BODY = 'RBAC: access denied';
 const GRPC_PERMISSION_DENIED = '7';
 const GRPC_UNAVAILABLE = '14';
+const GRPC_DEADLINE_EXCEEDED = '4';
 /** What gRPC clients see for an injected HTTP abort (UNKNOWN, as Envoy maps most HTTP statuses). */
 const GRPC_ABORTED_BY_FAULT = '2';
 
@@ -781,7 +782,21 @@ export class WaypointProxy {
         done(status, 'UC');
       }
     });
+    // The route's timeout: 504 (gRPC DEADLINE_EXCEEDED) before the answer starts, the stream cut after.
+    const timeout = route?.timeoutMs
+      ? setTimeout(() => {
+          if (finished) return;
+          finished = true;
+          upstream.close(h2.NGHTTP2_CANCEL);
+          if (!downstream.headersSent) answer(504, UPSTREAM_TIMEOUT, 'UT', GRPC_DEADLINE_EXCEEDED);
+          else {
+            downstream.close(h2.NGHTTP2_CANCEL);
+            done(status, 'UT');
+          }
+        }, route.timeoutMs)
+      : undefined;
     downstream.once('close', () => {
+      clearTimeout(timeout);
       if (!finished) {
         finished = true;
         upstream.close(h2.NGHTTP2_CANCEL);

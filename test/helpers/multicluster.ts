@@ -81,6 +81,43 @@ export async function versions(cluster: string, count: number, url = 'helloworld
   return { seen, failures: count - answered };
 }
 
+/**
+ * `count` requests to helloworld in ONE curl (one kept-alive client connection) from deploy/curl:
+ * how many each version answered, and how many TCP connections curl opened.
+ */
+export async function versionsOnOneConnection(cluster: string, count: number): Promise<{ seen: Map<string, number>; connects: number }> {
+  const script = `curl -sS --max-time 30 $(for i in $(seq 1 ${count}); do printf "helloworld.sample:5000/hello "; done) -w "\\n%{num_connects}\\n"`;
+  const r = await labExec(cluster, 'sample', 'deploy/curl', ['sh', '-c', script]);
+  const seen = new Map<string, number>();
+  for (const m of r.stdout.matchAll(/Hello version: (v\d)/g)) seen.set(m[1]!, (seen.get(m[1]!) ?? 0) + 1);
+  const connects = r.stdout.split('\n').map((line) => line.trim()).filter((line) => /^\d+$/.test(line)).reduce((sum, n) => sum + Number(n), 0);
+  return { seen, connects };
+}
+
+/**
+ * A waypoint in `ctx`'s sample namespace for helloworld, a DestinationRule with one subset per
+ * version label and a VirtualService splitting by `weights` (version → weight). Returns the undo.
+ */
+export async function helloworldSubsetRoute(ctx: string, weights: Record<string, number>): Promise<() => Promise<void>> {
+  const waypoint = await ambit(['waypoint', 'apply', '--context', ctx, '-n', 'sample', '--wait']);
+  assert.equal(waypoint.code, 0, waypoint.stderr);
+  await kubectl(ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/use-waypoint=waypoint', '--overwrite']);
+  const versions = Object.keys(weights);
+  await kubectl(ctx, ['apply', '-f', '-'], JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'helloworld', namespace: 'sample' }, spec: { host: 'helloworld', subsets: versions.map((v) => ({ name: v, labels: { version: v } })) } },
+      { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'helloworld', namespace: 'sample' }, spec: { hosts: ['helloworld'], http: [{ route: versions.map((v) => ({ destination: { host: 'helloworld', subset: v }, weight: weights[v] })) }] } },
+    ],
+  }));
+  return async () => {
+    await kubectl(ctx, ['delete', 'virtualservice,destinationrule', 'helloworld', '-n', 'sample', '--ignore-not-found']);
+    await kubectl(ctx, ['label', 'svc', 'helloworld', '-n', 'sample', 'istio.io/use-waypoint-']);
+    await ambit(['waypoint', 'delete', 'waypoint', '--context', ctx, '-n', 'sample']);
+  };
+}
+
 export async function onlyVersions(cluster: string, expected: string[], what: string, timeoutMs = 60_000, url?: string): Promise<void> {
   await waitFor(what, async () => {
     const { seen, failures } = await versions(cluster, 6, url);
