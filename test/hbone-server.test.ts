@@ -166,6 +166,22 @@ describe('HBONE server', () => {
     client.destroy();
   });
 
+  test('a rejection that says the session is stale (destination no longer served) answers, then sends GOAWAY so the client opens a new session; other rejections keep the session', async () => {
+    let stale = false;
+    const { port } = await start({ onConnect: () => ({ kind: 'reject', status: stale ? 503 : 401, reason: stale ? 'destination_gone' : 'policy_denied', message: 'no', closeSession: stale }) });
+    const { session: client } = await session(port);
+    let goaway = false;
+    client.on('goaway', () => (goaway = true));
+    assert.equal((await request(client, { ':method': 'CONNECT', ':authority': '10.0.0.1:80' })).status, 401);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(goaway, false, 'a policy denial keeps the session');
+    stale = true;
+    assert.equal((await request(client, { ':method': 'CONNECT', ':authority': '10.0.0.1:80' })).status, 503);
+    for (let i = 0; i < 50 && !goaway; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(goaway, true, 'GOAWAY after the stale-session rejection');
+    client.destroy();
+  });
+
   test('TLS servers of identities no longer served are pruned', async () => {
     const { server, port } = await start({ onConnect: refuseAll });
     const { session: client } = await session(port);

@@ -77,7 +77,19 @@ export interface ConnectRequest<Context> {
  * sent and returns the byte counters.
  */
 export type ConnectReply =
-  | { kind: 'reject'; status: number; reason: string; message: string; logFields?: Record<string, unknown> }
+  | {
+      kind: 'reject';
+      status: number;
+      reason: string;
+      message: string;
+      logFields?: Record<string, unknown>;
+      /**
+       * The session itself is stale (it was accepted for a destination this proxy no longer
+       * serves): after the answer it gets a GOAWAY, so the client's pool opens a new connection
+       * instead of sending every later request down the same dead end.
+       */
+      closeSession?: boolean;
+    }
   | {
       kind: 'splice';
       upstream: Duplex;
@@ -444,5 +456,6 @@ export class HboneServer<Context> {
     this.refusals.info(`stream:${reply.status}:${reply.reason}`, { peer: connection.peer, peerIdentity: connection.peerIdentity, status: reply.status, reason: reply.message, ...reply.logFields }, 'HBONE CONNECT rejected');
     this.options.metrics.hboneStreamRejected('inbound', reply.status, reply.reason);
     respondRejected(stream, reply.status, reply.message);
+    if (reply.closeSession && !stream.session?.closed && !stream.session?.destroyed) stream.session?.goaway(http2Constants.NGHTTP2_NO_ERROR);
   }
 }

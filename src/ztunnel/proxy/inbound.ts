@@ -299,7 +299,8 @@ export class InboundHbone {
     // Looked up per stream: the session may be minutes old, and policies name the workload as it is now.
     const destination = currentDestination(state, original.ip, destinationIdentity);
     if (!destination) {
-      return { kind: 'reject', status: 503, reason: 'destination_gone', message: 'the destination workload is no longer served here', logFields: { destination: original.ip } };
+      // The session was accepted for this address's workload, which is no longer here: every later stream would fail the same way.
+      return { kind: 'reject', status: 503, reason: 'destination_gone', message: 'the destination workload is no longer served here', logFields: { destination: original.ip }, closeSession: true };
     }
     const facts: InboundConnectionFacts = { peerIp: connection.peerIp, peerIdentity: connection.peerIdentity, original, destination, destinationIdentity };
     const request = buildInboundRequest(facts, headers, {
