@@ -67,9 +67,19 @@ function pickContainer(pod: V1Pod, container?: string): string {
   return container ?? names[0]!;
 }
 
+/** kubectl with the cluster's admin credentials, for clusters whose nodes run a real kubelet. */
+function kubectlOnRealNodes(state: LabState, cluster: string, args: string[]): Promise<number> | undefined {
+  if (clusterOf(state.plan, cluster).nodeRuntime !== 'kubelet') return undefined;
+  return runInteractive('kubectl', ['--kubeconfig', clusterFiles(cluster).adminKubeconfig, ...args]);
+}
+
 /** Runs a command inside a pod's container (its network, mount and UTS namespaces, with its environment). */
 export async function labExec(cluster: string, namespace: string, target: string, command: string[], container?: string): Promise<number> {
   if (!command.length) throw new LabOpError('no command given; usage: ambit lab exec --cluster <c> -n <ns> <pod> -- <command…>');
+  // Real nodes: kubectl exec, with stdin, and a terminal when this command has one.
+  const tty = process.stdin.isTTY ? ['-t'] : [];
+  const real = kubectlOnRealNodes(requireState(), cluster, ['-n', namespace, 'exec', '-i', ...tty, ...(container ? ['-c', container] : []), target, '--', ...command]);
+  if (real) return real;
   const pod = await resolvePod(cluster, namespace, target);
   const name = pickContainer(pod, container);
   const info = runtimeInfo(cluster, pod);
@@ -81,6 +91,8 @@ export async function labExec(cluster: string, namespace: string, target: string
 }
 
 export async function labLogs(cluster: string, namespace: string, target: string, options: { container?: string; follow?: boolean }): Promise<number> {
+  const real = kubectlOnRealNodes(requireState(), cluster, ['-n', namespace, 'logs', ...(options.container ? ['-c', options.container] : []), ...(options.follow ? ['-f'] : []), target]);
+  if (real) return real;
   const pod = await resolvePod(cluster, namespace, target);
   const name = pickContainer(pod, options.container);
   const info = runtimeInfo(cluster, pod);
