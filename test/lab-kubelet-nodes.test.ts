@@ -226,10 +226,15 @@ describe('lab: nodeRuntime kubelet (real kubelet + containerd per node)', { time
     for (const name of nodeNames) {
       const stateDir = realNodeStateDir(name);
       const record = readNodeRecord(stateDir)!;
-      const shims = nodePids({ name, stateDir }).filter((p) => comm(p) === 'containerd-shim');
-      const shimTotal = shims.reduce((n, p) => n + rssMiB(p), 0);
-      const total = rssMiB(record.kubeletPid) + rssMiB(record.containerdPid) + shimTotal;
-      numbers.push(`RSS ${name}: kubelet ${rssMiB(record.kubeletPid)} MiB, containerd ${rssMiB(record.containerdPid)} MiB, ${shims.length} shims ${shimTotal.toFixed(0)} MiB (${(shimTotal / Math.max(1, shims.length)).toFixed(1)} each); node total ${total.toFixed(0)} MiB without the containers`);
+      const pids = nodePids({ name, stateDir });
+      const shims = pids.filter((p) => comm(p) === 'containerd-shim');
+      const containers = pids.filter((p) => p !== record.kubeletPid && p !== record.containerdPid && !shims.includes(p));
+      const sum = (list: number[]) => list.reduce((n, p) => n + rssMiB(p), 0);
+      const total = rssMiB(record.kubeletPid) + rssMiB(record.containerdPid) + sum(shims);
+      numbers.push(
+        `RSS ${name}: kubelet ${rssMiB(record.kubeletPid)} MiB, containerd ${rssMiB(record.containerdPid)} MiB, ${shims.length} shims ${sum(shims).toFixed(0)} MiB ` +
+          `(${(sum(shims) / Math.max(1, shims.length)).toFixed(1)} each): node overhead ${total.toFixed(0)} MiB; its ${containers.length} container processes (pause included) ${sum(containers).toFixed(0)} MiB`,
+      );
     }
     const agent = readState()!.processes.find((p) => p.name === `${CLUSTER}/agent`)!;
     numbers.push(`RSS lab agent of ${CLUSTER} (DNS, Services, LoadBalancers; no pods) ${rssMiB(agent.pid)} MiB`);
