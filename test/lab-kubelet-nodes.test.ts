@@ -61,11 +61,13 @@ async function waitingReason(name: string, wanted: string[], timeoutMs: number):
 describe('lab: nodeRuntime kubelet (real kubelet + containerd per node)', { timeout: 600_000 }, () => {
   before(async () => {
     if (readState()) await ambit(['lab', 'down']);
-    const cold = Date.now();
+    const started = Date.now();
     const up = await ambit(['lab', 'up', '-f', TOPOLOGY], { timeoutMs: 900_000 });
     assert.equal(up.code, 0, up.stderr);
-    const built = /images: (all cached|built) in/.exec(up.stderr)?.[1];
-    numbers.push(`lab up (images ${built === 'built' ? 'built now: cold' : 'all cached: warm'}) ${secs(cold)}`);
+    // Cold: image layers built now (debootstrap, npm ci); warm: all cached (archives may be rewritten when dist/ changed).
+    const images = /images: (all cached|\d+ layer\(s\) built, \d+ archive\(s\) written) in ([\d.]+)s/.exec(up.stderr);
+    assert.ok(images, up.stderr);
+    numbers.push(`lab up ${/^0 layer/.test(images[1]!) || images[1] === 'all cached' ? 'warm' : 'cold'} (images: ${images[1]} in ${images[2]} s) ${secs(started)}`);
     for (const line of up.stderr.split('\n').filter((l) => /started in|imported/.test(l))) numbers.push(`  ${line.replace(/^\[lab\] /, '')}`);
     nodeNames = readState()!.plan.clusters[0]!.nodes.map((n) => n.name);
   });
@@ -240,9 +242,39 @@ describe('lab: nodeRuntime kubelet (real kubelet + containerd per node)', { time
     numbers.push(`RSS lab agent of ${CLUSTER} (DNS, Services, LoadBalancers; no pods) ${rssMiB(agent.pid)} MiB`);
   });
 
-  it('lab down leaves nothing: processes, mounts, cgroups, CNI state, network namespaces', async () => {
+  it('lab up repairs a node whose kubelet and containerd were killed (-9): its pods run again and answer', async () => {
+    const victim = nodeNames[1]!;
+    const record = readNodeRecord(realNodeStateDir(victim))!;
+    const containerIds = async () => {
+      const list = (await jsonOf(['-n', 'sample', 'get', 'pods'])).items as Array<{ metadata: { name: string }; spec: { nodeName: string }; status: { containerStatuses?: Array<{ containerID?: string; ready: boolean }> } }>;
+      return new Map(list.filter((p) => p.spec.nodeName === victim && /^(helloworld|curl)-/.test(p.metadata.name)).map((p) => [p.metadata.name, p.status.containerStatuses?.[0]]));
+    };
+    const before = await containerIds();
+    assert.ok(before.size > 0, `no sample pod on ${victim}`);
+    process.kill(record.kubeletPid, 'SIGKILL');
+    process.kill(record.containerdPid, 'SIGKILL');
+    const started = Date.now();
+    const up = await ambit(['lab', 'up', '-f', TOPOLOGY], { timeoutMs: 300_000 });
+    assert.equal(up.code, 0, up.stderr);
+    assert.match(up.stderr, new RegExp(`node ${victim}: kubelet \\+ containerd started`));
+    assert.doesNotMatch(up.stderr, new RegExp(`node ${nodeNames[0]}: kubelet`), 'the healthy node is left alone');
+    await waitFor(`the pods of ${victim} to run in new containers`, async () => {
+      const now = await containerIds();
+      return [...before].every(([name, old]) => now.get(name)?.ready && now.get(name)?.containerID !== old?.containerID);
+    }, 120_000, 500);
+    numbers.push(`kill -9 kubelet + containerd → lab up → ${before.size} pod(s) of ${victim} Ready in new containers ${secs(started)}`);
+    const seen = new Set<string>();
+    await waitFor('both versions to answer again', async () => {
+      const m = hello((await seedCurl()).stdout);
+      if (m) seen.add(m[1]!);
+      return seen.size === 2;
+    }, 60_000, 200);
+  });
+
+  it('lab down leaves nothing (containerd of one node killed -9 first): processes, mounts, cgroups, CNI state, network namespaces', async () => {
     const pids = [...readState()!.processes.map((p) => p.pid), ...allRealNodePids()];
     assert.ok(pids.length > 10);
+    process.kill(readNodeRecord(realNodeStateDir(nodeNames[0]!))!.containerdPid, 'SIGKILL');
     const stateDirs = nodeNames.map((n) => realNodeStateDir(n));
     const started = Date.now();
     const down = await ambit(['lab', 'down']);

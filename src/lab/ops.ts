@@ -6,6 +6,7 @@ import { runInteractive } from '../util/exec.js';
 import { clusterFiles } from './controlplane.js';
 import { clusterOf } from './plan.js';
 import { isAlive } from './processes.js';
+import { realNodeRunning } from './real-nodes.js';
 import { labDir, podsDir, readState, type LabState } from './state.js';
 
 export class LabOpError extends Error {}
@@ -120,10 +121,12 @@ export async function labStatus(): Promise<string> {
       lines.push('  kube-apiserver: not answering');
     }
     const podDirs = existsSync(podsDir(cluster.name)) ? readdirSync(podsDir(cluster.name)).length : 0;
+    const real = cluster.nodeRuntime === 'kubelet';
     for (const node of cluster.nodes) {
-      lines.push(`  node ${node.name}  ip=${node.ip}  pods=${node.podCidr}  ${node.region}/${node.zone}  ${nodes.get(node.name) ? 'Ready' : 'NotReady'}`);
+      const runtime = real ? `  kubelet ${realNodeRunning(node.name) ? 'running' : 'not running'}` : '';
+      lines.push(`  node ${node.name}  ip=${node.ip}  pods=${node.podCidr}  ${node.region}/${node.zone}  ${nodes.get(node.name) ? 'Ready' : 'NotReady'}${runtime}`);
     }
-    lines.push(`  pods running on lab nodes: ${podDirs}`);
+    lines.push(real ? '  nodes: real kubelet + containerd (kubectl exec, logs, port-forward work)' : `  pods running on lab nodes: ${podDirs}`);
   }
   return lines.join('\n');
 }

@@ -54,13 +54,16 @@ export function realNodeSpec(cluster: ClusterPlan, node: NodePlan, creds: Pick<R
 export async function labImageArchives(progress: Progress): Promise<LabImageArchive[]> {
   const started = Date.now();
   const result = await buildImages({ which: 'all', log: (line) => progress(`images: ${line}`) });
-  progress(`images: ${result.builtNothing ? 'all cached' : 'built'} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  const layers = result.layers.filter((l) => l.builtIn !== undefined).length;
+  const written = result.archives.filter((a) => a.written).length;
+  const what = result.builtNothing ? 'all cached' : `${layers} layer(s) built, ${written} archive(s) written`;
+  progress(`images: ${what} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   return result.archives.map((a) => ({ file: a.file, refs: a.images.map((i) => i.ref) }));
 }
 
 /** True when the node's kubelet and containerd run (from a previous `lab up`). */
-function running(node: NodePlan): boolean {
-  const record = readNodeRecord(realNodeStateDir(node.name));
+export function realNodeRunning(node: string): boolean {
+  const record = readNodeRecord(realNodeStateDir(node));
   return Boolean(record?.kubeletPid && record.containerdPid && isAlive(record.kubeletPid) && isAlive(record.containerdPid));
 }
 
@@ -80,7 +83,7 @@ export async function ensureRealNodes(cluster: ClusterPlan, images: LabImageArch
   await Promise.all(
     cluster.nodes.map(async (node) => {
       const stateDir = realNodeStateDir(node.name);
-      if (!running(node)) {
+      if (!realNodeRunning(node.name)) {
         if (existsSync(stateDir)) await stopRealNode({ name: node.name, stateDir });
         const creds = await issueNodeCredentials({ apiServerUrl: cluster.apiServerUrl, files: clusterFiles(cluster.name) }, node, join(stateDir, 'pki'));
         const started = Date.now();
