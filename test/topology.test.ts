@@ -17,7 +17,7 @@ const problems = (text: string) => {
 
 describe('topology', () => {
   it('loads every shipped example', () => {
-    for (const name of ['one-cluster', 'two-networks', 'three-clusters-mixed']) {
+    for (const name of ['one-cluster', 'one-cluster-kubelet', 'two-networks', 'three-clusters-mixed']) {
       const topology = loadTopology(fileURLToPath(new URL(`../topologies/${name}.yaml`, import.meta.url)));
       assert.ok(topology.clusters.length >= 1);
     }
@@ -29,6 +29,15 @@ describe('topology', () => {
     assert.match(problems('clusters: [{name: c1, network: n1, colour: red}]'), /clusters\[0\].*colour/);
     assert.match(problems('clusters: []'), /at least one cluster/);
     assert.match(problems('meshID: m\n'), /clusters/);
+  });
+  it('takes nodeRuntime from the cluster, else the topology, else agent, and names the field of a bad value', () => {
+    const runtimes = (text: string) => parseTopology(text).clusters.map((c) => c.nodeRuntime);
+    assert.deepEqual(runtimes('clusters: [{name: c1, network: n1}]'), ['agent']);
+    assert.deepEqual(runtimes('nodeRuntime: kubelet\nclusters: [{name: c1, network: n1}, {name: c2, network: n1, nodeRuntime: agent}]'), ['kubelet', 'agent']);
+    assert.deepEqual(runtimes('clusters: [{name: c1, network: n1, nodeRuntime: kubelet}, {name: c2, network: n1}]'), ['kubelet', 'agent']);
+    assert.equal(planLab(parseTopology('clusters: [{name: c1, network: n1, nodeRuntime: kubelet}]')).clusters[0]!.nodeRuntime, 'kubelet');
+    assert.match(problems('nodeRuntime: docker\nclusters: [{name: c1, network: n1}]'), /^nodeRuntime: must be one of: agent, kubelet$/m);
+    assert.match(problems('clusters: [{name: c1, network: n1, nodeRuntime: true}]'), /^clusters\[0\]\.nodeRuntime: must be one of: agent, kubelet$/m);
   });
   it('rejects malformed YAML and non-mappings', () => {
     assert.match(problems('clusters: [name: c1'), /not valid YAML/);

@@ -39,7 +39,8 @@ export interface BuildResult {
 }
 
 const DEBIAN: Record<'base' | 'curl-base', DebianSpec> = {
-  base: { suite: 'bookworm', variant: 'minbase', include: [], mirror: DEFAULT_MIRROR },
+  // ztunnel programs its capture rules with `nft` and reads routes and addresses with `ip` in the node's namespace.
+  base: { suite: 'bookworm', variant: 'minbase', include: ['nftables', 'iproute2'], mirror: DEFAULT_MIRROR },
   // curl.yaml and sleep.yaml exec curl, dig and sh in this image.
   'curl-base': { suite: 'bookworm', variant: 'minbase', include: ['curl', 'dnsutils', 'ca-certificates'], mirror: DEFAULT_MIRROR },
 };

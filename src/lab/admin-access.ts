@@ -1,6 +1,7 @@
 /**
- * How `ambit proxy-config` and `ambit explain` reach a ztunnel's admin port on a lab cluster: lab
- * nodes have no kubelet to port-forward, so the request runs inside the pod through `ambit lab exec`.
+ * How `ambit proxy-config` and `ambit explain` reach a ztunnel's admin port on a lab cluster: the
+ * agent's nodes have no kubelet to port-forward, so the request runs inside the pod through `ambit
+ * lab exec`; real lab nodes (nodeRuntime kubelet) are port-forwarded to as any cluster.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -15,11 +16,11 @@ export function labClusterOf(context: string): string | undefined {
   return state?.plan.clusters.some((c) => c.name === match[1]) ? match[1] : undefined;
 }
 
-/** Lab clusters through `ambit lab exec`, every other context through `otherwise`. */
+/** Agent-run lab clusters through `ambit lab exec`, every other context (real lab nodes too) through `otherwise`. */
 export function labAdminFetcher(otherwise: AdminFetcher): AdminFetcher {
   return async (context, pod, path) => {
     const cluster = labClusterOf(context);
-    if (cluster) return fetchThroughLab(cluster, pod, path);
+    if (cluster && readState()?.plan.clusters.find((c) => c.name === cluster)?.nodeRuntime !== 'kubelet') return fetchThroughLab(cluster, pod, path);
     try {
       return await otherwise(context, pod, path);
     } catch (err) {

@@ -6,6 +6,7 @@ import { removeContext, strayLabContexts } from './kubeconfig.js';
 import { deleteNetns, listNetns, netnsPids } from './netns.js';
 import { NETNS_PREFIX } from './plan.js';
 import { requireRoot } from './preflight.js';
+import { stopAllRealNodes } from './real-nodes.js';
 import { terminate } from './processes.js';
 import { labDir, podsDir, readState } from './state.js';
 
@@ -22,6 +23,16 @@ export async function labDown(progress: Progress): Promise<void> {
   try {
     state = readState();
   } catch (err) {
+    progress(String((err as Error).message));
+  }
+  // Real nodes first: their kubelets, containerds, shims and containers, mounts and cgroups (src/lab/node).
+  let realNodeError: unknown;
+  try {
+    const realNodes = await stopAllRealNodes();
+    if (realNodes) progress(`stopped ${realNodes} real node(s)`);
+  } catch (err) {
+    // The rest still goes; the error is reported once everything else is removed.
+    realNodeError = err;
     progress(String((err as Error).message));
   }
   const namespaces = [...(await listNetns())].filter((n) => n.startsWith(NETNS_PREFIX));
@@ -42,6 +53,7 @@ export async function labDown(progress: Progress): Promise<void> {
   for (const cluster of clusters) await removeContext(cluster);
   if (clusters.size) progress(`removed kubeconfig contexts: ${[...clusters].map((c) => `lab-${c}`).join(', ')}`);
   const dir = labDir();
+  if (realNodeError) throw realNodeError;
   if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   progress('lab down');
 }

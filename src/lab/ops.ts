@@ -6,6 +6,7 @@ import { runInteractive } from '../util/exec.js';
 import { clusterFiles } from './controlplane.js';
 import { clusterOf } from './plan.js';
 import { isAlive } from './processes.js';
+import { realNodeRunning } from './real-nodes.js';
 import { labDir, podsDir, readState, type LabState } from './state.js';
 
 export class LabOpError extends Error {}
@@ -67,9 +68,19 @@ function pickContainer(pod: V1Pod, container?: string): string {
   return container ?? names[0]!;
 }
 
+/** kubectl with the cluster's admin credentials, for clusters whose nodes run a real kubelet. */
+function kubectlOnRealNodes(state: LabState, cluster: string, args: string[]): Promise<number> | undefined {
+  if (clusterOf(state.plan, cluster).nodeRuntime !== 'kubelet') return undefined;
+  return runInteractive('kubectl', ['--kubeconfig', clusterFiles(cluster).adminKubeconfig, ...args]);
+}
+
 /** Runs a command inside a pod's container (its network, mount and UTS namespaces, with its environment). */
 export async function labExec(cluster: string, namespace: string, target: string, command: string[], container?: string): Promise<number> {
   if (!command.length) throw new LabOpError('no command given; usage: ambit lab exec --cluster <c> -n <ns> <pod> -- <command…>');
+  // Real nodes: kubectl exec, with stdin, and a terminal when this command has one.
+  const tty = process.stdin.isTTY ? ['-t'] : [];
+  const real = kubectlOnRealNodes(requireState(), cluster, ['-n', namespace, 'exec', '-i', ...tty, ...(container ? ['-c', container] : []), target, '--', ...command]);
+  if (real) return real;
   const pod = await resolvePod(cluster, namespace, target);
   const name = pickContainer(pod, container);
   const info = runtimeInfo(cluster, pod);
@@ -81,6 +92,8 @@ export async function labExec(cluster: string, namespace: string, target: string
 }
 
 export async function labLogs(cluster: string, namespace: string, target: string, options: { container?: string; follow?: boolean }): Promise<number> {
+  const real = kubectlOnRealNodes(requireState(), cluster, ['-n', namespace, 'logs', ...(options.container ? ['-c', options.container] : []), ...(options.follow ? ['-f'] : []), target]);
+  if (real) return real;
   const pod = await resolvePod(cluster, namespace, target);
   const name = pickContainer(pod, options.container);
   const info = runtimeInfo(cluster, pod);
@@ -108,10 +121,12 @@ export async function labStatus(): Promise<string> {
       lines.push('  kube-apiserver: not answering');
     }
     const podDirs = existsSync(podsDir(cluster.name)) ? readdirSync(podsDir(cluster.name)).length : 0;
+    const real = cluster.nodeRuntime === 'kubelet';
     for (const node of cluster.nodes) {
-      lines.push(`  node ${node.name}  ip=${node.ip}  pods=${node.podCidr}  ${node.region}/${node.zone}  ${nodes.get(node.name) ? 'Ready' : 'NotReady'}`);
+      const runtime = real ? `  kubelet ${realNodeRunning(node.name) ? 'running' : 'not running'}` : '';
+      lines.push(`  node ${node.name}  ip=${node.ip}  pods=${node.podCidr}  ${node.region}/${node.zone}  ${nodes.get(node.name) ? 'Ready' : 'NotReady'}${runtime}`);
     }
-    lines.push(`  pods running on lab nodes: ${podDirs}`);
+    lines.push(real ? '  nodes: real kubelet + containerd (kubectl exec, logs, port-forward work)' : `  pods running on lab nodes: ${podDirs}`);
   }
   return lines.join('\n');
 }

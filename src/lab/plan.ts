@@ -1,4 +1,4 @@
-import type { Topology } from './topology.js';
+import type { NodeRuntime, Topology } from './topology.js';
 
 /**
  * Address plan of a lab, all inside 198.18.0.0/15 (RFC 2544 benchmarking space).
@@ -57,6 +57,8 @@ export interface ClusterPlan {
   kubernetesServiceIp: string;
   dnsServiceIp: string;
   loadBalancerCidr: string;
+  /** agent: the lab agent runs the pods; kubelet: a real kubelet + containerd per node (src/lab/real-nodes.ts). */
+  nodeRuntime: NodeRuntime;
   nodes: NodePlan[];
 }
 
@@ -118,6 +120,7 @@ export function planLab(topology: Topology): LabPlan {
       kubernetesServiceIp: `198.19.${serviceBase}.1`,
       dnsServiceIp: `198.19.${serviceBase}.10`,
       loadBalancerCidr: `198.18.${64 + i}.0/24`,
+      nodeRuntime: cluster.nodeRuntime,
       nodes,
     };
   });

@@ -11,6 +11,11 @@ const dnsLabel = z
   .max(20, 'at most 20 characters (it becomes part of network namespace names)')
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label: lowercase letters, digits and "-", starting and ending with a letter or digit');
 
+/** Who runs a cluster's pods: the lab's own agent (host processes) or a real kubelet + containerd per node. */
+export const NODE_RUNTIMES = ['agent', 'kubelet'] as const;
+export type NodeRuntime = (typeof NODE_RUNTIMES)[number];
+const nodeRuntime = z.enum(NODE_RUNTIMES, { error: () => `must be one of: ${NODE_RUNTIMES.join(', ')}` });
+
 const localityValue = z.string().regex(/^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/, 'must be a valid label value');
 
 const nodeSchema = z
@@ -25,6 +30,7 @@ const clusterSchema = z
   .object({
     name: dnsLabel,
     network: dnsLabel,
+    nodeRuntime: nodeRuntime.optional(),
     nodes: z.array(nodeSchema).min(1, 'a cluster needs at least one node').default([{ region: 'region1', zone: 'zone1' }]),
   })
   .strict();
@@ -37,6 +43,7 @@ const topologySchema = z
       .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name such as cluster.local')
       .default('cluster.local'),
     installMesh: z.boolean().default(false),
+    nodeRuntime: nodeRuntime.default('agent'),
     clusters: z.array(clusterSchema).min(1, 'at least one cluster is required').max(MAX_CLUSTERS, `at most ${MAX_CLUSTERS} clusters`),
   })
   .strict();
@@ -49,12 +56,15 @@ export interface TopologyNode {
 export interface TopologyCluster {
   name: string;
   network: string;
+  /** The cluster's own setting, else the topology's (default agent). */
+  nodeRuntime: NodeRuntime;
   nodes: TopologyNode[];
 }
 export interface Topology {
   meshID: string;
   trustDomain: string;
   installMesh: boolean;
+  nodeRuntime: NodeRuntime;
   clusters: TopologyCluster[];
 }
 
@@ -96,13 +106,13 @@ export function validateTopology(doc: unknown, source = '<input>'): Topology {
       return { name, region: node.region, zone: node.zone };
     });
     nodesPerNetwork.set(cluster.network, (nodesPerNetwork.get(cluster.network) ?? 0) + nodes.length);
-    return { name: cluster.name, network: cluster.network, nodes };
+    return { name: cluster.name, network: cluster.network, nodeRuntime: cluster.nodeRuntime ?? parsed.data.nodeRuntime, nodes };
   });
   for (const [network, count] of nodesPerNetwork) {
     if (count > MAX_NODES_PER_NETWORK) problems.push(`clusters: network "${network}" has ${count} nodes; at most ${MAX_NODES_PER_NETWORK} fit its pod address space`);
   }
   if (problems.length) throw new TopologyError(source, problems);
-  return { meshID: parsed.data.meshID, trustDomain: parsed.data.trustDomain, installMesh: parsed.data.installMesh, clusters };
+  return { meshID: parsed.data.meshID, trustDomain: parsed.data.trustDomain, installMesh: parsed.data.installMesh, nodeRuntime: parsed.data.nodeRuntime, clusters };
 }
 
 export function parseTopology(text: string, source = '<input>'): Topology {

@@ -8,7 +8,9 @@ import { buildFabric } from './fabric.js';
 import { clusterFiles, ensureClusterPki, startControlPlane } from './controlplane.js';
 import { mergeContext } from './kubeconfig.js';
 import { planLab, type ClusterPlan } from './plan.js';
+import { findNodeBinaries } from './k8s-binaries.js';
 import { checkHostTools, requireRoot } from './preflight.js';
+import { deadRealNode, ensureRealNodes, kubeletClusters, labImageArchives } from './real-nodes.js';
 import { isAlive, sleep, spawnInNetns } from './processes.js';
 import { labDir, readState, writeState, type LabProcess, type LabState } from './state.js';
 import { loadTopology } from './topology.js';
@@ -31,6 +33,11 @@ export async function labUp(topologyFile: string, progress: Progress, timeoutMs 
     );
   }
   const plan = planLab(topology);
+  const realClusters = kubeletClusters(plan);
+  if (realClusters.length) findNodeBinaries();
+  // Built (or found in the cache) while the fabric and control planes come up; a cold build takes minutes.
+  const images = realClusters.length ? labImageArchives(progress) : undefined;
+  images?.catch(() => undefined);
   const state: LabState = previous ?? {
     topologyFile: topologyFile === '-' ? '<stdin>' : resolve(topologyFile),
     topology,
@@ -70,7 +77,14 @@ export async function labUp(topologyFile: string, progress: Progress, timeoutMs 
     }
     await mergeContext(cluster, clusterFiles(cluster.name));
   }
-  await Promise.all(plan.clusters.map((c) => waitForNodes(c, deadline, state)));
+  let nodeDeadline = deadline;
+  if (images) {
+    const archives = await images;
+    // Waiting for nodes starts when the images are there: a cold image build is not the nodes' time.
+    nodeDeadline = Math.max(deadline, Date.now() + timeoutMs / 2);
+    await Promise.all(realClusters.map((c) => ensureRealNodes(c, archives, progress, nodeDeadline)));
+  }
+  await Promise.all(plan.clusters.map((c) => waitForNodes(c, nodeDeadline, state)));
   for (const cluster of plan.clusters) progress(`cluster ${cluster.name}: ${cluster.nodes.length} node(s) Ready; kubectl --context lab-${cluster.name}`);
   progress(`lab up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   return state;
@@ -92,6 +106,8 @@ function deadProcess(cluster: ClusterPlan, state: LabState): LabProcess | undefi
 }
 
 function failure(cluster: ClusterPlan, state: LabState, what: string): LabUpError {
+  const deadNode = deadRealNode(cluster);
+  if (deadNode) return new LabUpError(`cluster ${cluster.name}: ${deadNode} while waiting for ${what}`);
   const dead = deadProcess(cluster, state);
   const logs = clusterFiles(cluster.name).logs;
   return new LabUpError(
@@ -130,7 +146,7 @@ async function waitForNodes(cluster: ClusterPlan, deadline: number, state: LabSt
   const core = adminClient(cluster);
   const wanted = new Set(cluster.nodes.map((n) => n.name));
   while (Date.now() < deadline) {
-    if (deadProcess(cluster, state)) break;
+    if (deadProcess(cluster, state) || deadRealNode(cluster)) break;
     try {
       const nodes = await core.listNode();
       const ready = nodes.items.filter((n) => wanted.has(n.metadata!.name!) && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));

@@ -75,6 +75,10 @@ export async function runZtunnel(settings: ZtunnelSettings, log: Logger = create
   const dns = new DnsProxy({
     resolve: (name) => meshAddressesOf(state, name, settings.network),
     upstreams: readUpstreams(log),
+    // Captured DNS is DNAT'd to nodeIp:15053. Bound to the node address, UDP replies leave from it whatever
+    // route leads back to the pod; on 0.0.0.0 they took the address of the pod's route (a CNI gives the
+    // node side of a pod's veth one) and conntrack could not match them to the query.
+    host: settings.nodeIp,
     log: log.child({ part: 'dns' }),
     registry: proxyMetrics.registry,
   });

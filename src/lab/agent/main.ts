@@ -13,7 +13,8 @@ import { ServiceController } from './services.js';
 
 /**
  * The per-cluster lab agent. It runs in the cluster's control-plane network namespace and plays
- * kubelet (for every node of the cluster), kube-proxy, CoreDNS and the LoadBalancer controller.
+ * kube-proxy, CoreDNS and the LoadBalancer controller, and kubelet for every node of the cluster
+ * unless its nodes are real (nodeRuntime kubelet: their kubelets register them and run the pods).
  */
 export async function runAgent(clusterName: string): Promise<void> {
   const state = readState();
@@ -24,8 +25,9 @@ export async function runAgent(clusterName: string): Promise<void> {
   const kube = connect(clusterFiles(cluster.name).agentKubeconfig);
 
   await waitForApiServer(kube.core, log);
-  const registrar = new NodeRegistrar(kube, cluster.nodes, log);
-  await registrar.start();
+  const runsPods = (cluster.nodeRuntime ?? 'agent') === 'agent';
+  const registrar = runsPods ? new NodeRegistrar(kube, cluster.nodes, log) : undefined;
+  await registrar?.start();
 
   const records = new ClusterDnsRecords();
   const dns = new ClusterDnsServer({ records, address: cluster.cpIp, port: 53, log });
@@ -33,8 +35,8 @@ export async function runAgent(clusterName: string): Promise<void> {
   const services = new ServiceController(kube, cluster, network, log);
   await services.ensureDnsService();
 
-  const runtime = new PodRuntime(kube, cluster, podsDir(cluster.name), labDir(), log);
-  await runtime.recoverLeftovers();
+  const runtime = runsPods ? new PodRuntime(kube, cluster, podsDir(cluster.name), labDir(), log) : undefined;
+  await runtime?.recoverLeftovers();
 
   const upsertService = (svc: V1Service) => {
     records.upsertService(svc);
@@ -70,22 +72,24 @@ export async function runAgent(clusterName: string): Promise<void> {
       services.deleteEndpoints(ep);
     },
   }).synced;
-  await startInformer<V1Pod>({
-    config: kube.config,
-    path: '/api/v1/pods',
-    list: () => kube.core.listPodForAllNamespaces(),
-    what: 'pods',
-    log,
-    onAdd: (pod) => runtime.upsert(pod),
-    onUpdate: (pod) => runtime.upsert(pod),
-    onDelete: (pod) => runtime.remove(pod),
-  }).synced;
-  log.info({ nodes: cluster.nodes.map((n) => n.name), dns: `${cluster.cpIp}:53` }, 'lab agent ready');
+  if (runtime) {
+    await startInformer<V1Pod>({
+      config: kube.config,
+      path: '/api/v1/pods',
+      list: () => kube.core.listPodForAllNamespaces(),
+      what: 'pods',
+      log,
+      onAdd: (pod) => runtime.upsert(pod),
+      onUpdate: (pod) => runtime.upsert(pod),
+      onDelete: (pod) => runtime.remove(pod),
+    }).synced;
+  }
+  log.info({ nodes: cluster.nodes.map((n) => n.name), dns: `${cluster.cpIp}:53`, pods: runtime ? 'agent' : 'kubelet' }, 'lab agent ready');
 
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'lab agent stopping');
-    registrar.stop();
-    await runtime.shutdown();
+    registrar?.stop();
+    await runtime?.shutdown();
     await services.shutdown(false);
     await dns.stop();
     process.exit(0);
