@@ -146,3 +146,15 @@ export function podAddressRange(podCidr: string): { prefix: string; first: numbe
   const prefix = podCidr.split('.').slice(0, 3).join('.');
   return { prefix, first: 2, last: 254 };
 }
+
+/** A node's topology labels (region, zone, network, lab cluster), the same for agent and real nodes. */
+export function nodeTopologyLabels(node: NodePlan): Record<string, string> {
+  return {
+    'topology.kubernetes.io/region': node.region,
+    'topology.kubernetes.io/zone': node.zone,
+    'failure-domain.beta.kubernetes.io/region': node.region,
+    'failure-domain.beta.kubernetes.io/zone': node.zone,
+    'topology.istio.io/network': node.network,
+    'lab.ambit.dev/cluster': node.cluster,
+  };
+}

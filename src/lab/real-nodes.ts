@@ -6,7 +6,7 @@ import { buildImages } from '../image/build.js';
 import { apiClient, mergePatch } from '../kube/index.js';
 import { clusterFiles } from './controlplane.js';
 import { issueNodeCredentials, listImages, importImageArchive, nodePids, readNodeRecord, startRealNode, stopRealNode, type RealNodeSpec } from './node/index.js';
-import { CLUSTER_DOMAIN, type ClusterPlan, type LabPlan, type NodePlan } from './plan.js';
+import { CLUSTER_DOMAIN, nodeTopologyLabels, type ClusterPlan, type LabPlan, type NodePlan } from './plan.js';
 import { isAlive, sleep } from './processes.js';
 import { labDir } from './state.js';
 
@@ -24,16 +24,7 @@ export const realNodeStateDir = (node: string, dir = labDir()) => join(realNodes
 export const kubeletClusters = (plan: LabPlan) => plan.clusters.filter((c) => c.nodeRuntime === 'kubelet');
 
 /** What the agent registers for its own nodes, as kubelet flags (the kubernetes.io ones are those NodeRestriction lets a kubelet set). */
-export function realNodeLabels(node: NodePlan): Record<string, string> {
-  return {
-    'topology.kubernetes.io/region': node.region,
-    'topology.kubernetes.io/zone': node.zone,
-    'failure-domain.beta.kubernetes.io/region': node.region,
-    'failure-domain.beta.kubernetes.io/zone': node.zone,
-    'topology.istio.io/network': node.network,
-    'lab.ambit.dev/cluster': node.cluster,
-  };
-}
+export const realNodeLabels = (node: NodePlan): Record<string, string> => nodeTopologyLabels(node);
 
 export function realNodeSpec(cluster: ClusterPlan, node: NodePlan, creds: Pick<RealNodeSpec, 'kubeconfig' | 'servingCertFile' | 'servingKeyFile' | 'caCertFile'>): RealNodeSpec {
   return {

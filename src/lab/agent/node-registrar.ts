@@ -1,6 +1,6 @@
 import type { V1Node } from '@kubernetes/client-node';
 import type { Logger } from '../../util/log.js';
-import type { NodePlan } from '../plan.js';
+import { nodeTopologyLabels, type NodePlan } from '../plan.js';
 import { errorMessage, mergePatch, statusCode } from '../../kube/index.js';
 import type { Kube } from './kube.js';
 
@@ -13,12 +13,7 @@ function nodeLabels(node: NodePlan): Record<string, string> {
     'kubernetes.io/arch': 'amd64',
     'beta.kubernetes.io/os': 'linux',
     'beta.kubernetes.io/arch': 'amd64',
-    'topology.kubernetes.io/region': node.region,
-    'topology.kubernetes.io/zone': node.zone,
-    'failure-domain.beta.kubernetes.io/region': node.region,
-    'failure-domain.beta.kubernetes.io/zone': node.zone,
-    'topology.istio.io/network': node.network,
-    'lab.ambit.dev/cluster': node.cluster,
+    ...nodeTopologyLabels(node),
   };
 }
 
