@@ -7,7 +7,7 @@ import { parseAllDocuments } from 'yaml';
 
 import { readDestinationRule } from '../src/controlplane/routes/destination-rule.js';
 import { InvalidObjectError } from '../src/controlplane/routes/fields.js';
-import { readHttpRoute } from '../src/controlplane/routes/gateway-api.js';
+import { readGrpcRoute, readHttpRoute } from '../src/controlplane/routes/gateway-api.js';
 import { readVirtualService } from '../src/controlplane/routes/istio.js';
 import { translateRoutes } from '../src/controlplane/routes/translate.js';
 import { destinationPolicyOf, meshRoutesOf, type MeshRouteInput } from '../src/controlplane/routes/mesh-routes.js';
@@ -15,7 +15,7 @@ import { LoadBalancer_Simple } from '../src/gen/ambit/waypoint/waypoint_pb.js';
 import { AppProtocol, PortListSchema, PortSchema, WorkloadSchema } from '../src/gen/istio/workload/workload_pb.js';
 import { routedServiceOf } from '../src/waypoint/target.js';
 import { HttpRouteSchema } from '../src/gen/ambit/route/route_pb.js';
-import { redirectLocation, rewrittenPath } from '../src/l7/route-match.js';
+import { firstMatchingRoute, redirectLocation, rewrittenPath } from '../src/l7/route-match.js';
 import { create } from '@bufbuild/protobuf';
 
 const sample = (name: string) => (parseAllDocuments(readFileSync(new URL(`../../shared/samples/istio/${name}`, import.meta.url), 'utf8')) as Array<{ toJS(): unknown }>).map((d) => d.toJS() as KubernetesObject);
@@ -295,5 +295,44 @@ describe('HTTPRoute filters and timeouts (mesh routing)', () => {
     assert.deepEqual(parent!.conditions.map((c) => [c.type, c.status, c.reason]), [['Accepted', 'True', 'Accepted'], ['ResolvedRefs', 'True', 'ResolvedRefs']]);
     const missing = translateRoutes({ proxies: [], istioGateways: [], virtualServices: [], k8sGateways: [], httpRoutes: [route], domainSuffix: 'cluster.local', serviceExists: () => false });
     assert.deepEqual(missing.routeParents.get('HTTPRoute/default/reviews')![0]!.conditions.map((c) => [c.type, c.status, c.reason]), [['Accepted', 'False', 'NoMatchingParent'], ['ResolvedRefs', 'False', 'BackendNotFound']]);
+  });
+});
+
+/** Route inits as the waypoint holds them (protobuf messages). */
+const compileRoutes = (routes: NonNullable<ReturnType<typeof meshRoutesOf>>['routes']['routes']) => (routes ?? []).map((r) => create(HttpRouteSchema, r));
+
+describe('GRPCRoute (mesh routing)', () => {
+  const grpcRoute = (rules: unknown[], parentRefs: unknown[] = [{ group: '', kind: 'Service', name: 'reviews', port: 9080 }]) =>
+    readGrpcRoute(inDefault({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: { name: 'reviews-grpc' }, spec: { parentRefs, rules } } as KubernetesObject));
+
+  it('method matches become HTTP/2 paths; header matches, weights and filters as for HTTPRoutes', () => {
+    const route = grpcRoute([
+      { matches: [{ method: { service: 'bookinfo.Reviews', method: 'Get' } }, { method: { service: 'bookinfo.Admin' } }, { method: { method: 'Health' } }], backendRefs: [{ name: 'reviews', port: 9080, weight: 90 }, { name: 'ratings', port: 9080, weight: 10 }] },
+      { matches: [{ method: { type: 'RegularExpression', service: 'bookinfo\\..*', method: 'List.*' }, headers: [{ name: 'X-Tenant', value: 'a' }] }], filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-canary', value: '1' }] } }], backendRefs: [{ name: 'reviews', port: 9080 }] },
+    ]);
+    const result = meshRoutesOf(REVIEWS, input({ httpRoutes: [route] }))!;
+    assert.deepEqual(result.sources, ['GRPCRoute/default/reviews-grpc']);
+    const [first, second] = result.routes.routes!;
+    assert.deepEqual(first!.matches!.map((m) => m.path), [{ match: { case: 'exact', value: '/bookinfo.Reviews/Get' } }, { match: { case: 'prefix', value: '/bookinfo.Admin/' } }, { match: { case: 'regex', value: '/[^/]+/Health' } }]);
+    assert.deepEqual(first!.destinations!.map((d) => [d.hostname, d.weight]), [[HOST, 90], ['ratings.default.svc.cluster.local', 10]]);
+    assert.deepEqual(second!.matches![0]!.path, { match: { case: 'regex', value: '/(?:bookinfo\\..*)/(?:List.*)' } });
+    assert.deepEqual(second!.matches![0]!.headers, [{ name: 'x-tenant', value: { match: { case: 'exact', value: 'a' } } }]);
+    assert.deepEqual(second!.requestHeaders, { set: { 'x-canary': '1' }, add: {}, remove: [] });
+    const routes = compileRoutes(result.routes.routes!);
+    const call = (path: string, headers: Record<string, string> = {}) => firstMatchingRoute(routes, { method: 'POST', url: path, host: 'reviews:9080', headers, port: 9080 })?.source;
+    assert.equal(call('/bookinfo.Reviews/Get'), 'GRPCRoute/default/reviews-grpc#0');
+    assert.equal(call('/bookinfo.Admin/Anything'), 'GRPCRoute/default/reviews-grpc#0');
+    assert.equal(call('/other.Svc/Health'), 'GRPCRoute/default/reviews-grpc#0');
+    assert.equal(call('/bookinfo.Reviews/ListAll', { 'x-tenant': 'a' }), 'GRPCRoute/default/reviews-grpc#1');
+    assert.equal(call('/bookinfo.Reviews/ListAll'), undefined, 'the header is required');
+  });
+
+  it('bad input is named: a method match without service or method, a bad Exact name, a filter GRPCRoutes do not have; a Gateway parent gets NotAllowedByListeners', () => {
+    rejects(() => grpcRoute([{ matches: [{ method: { type: 'Exact' } }], backendRefs: [{ name: 'reviews', port: 9080 }] }]), /^spec\.rules\[0\]\.matches\[0\]\.method$/);
+    rejects(() => grpcRoute([{ matches: [{ method: { service: 'bad/name' } }], backendRefs: [{ name: 'reviews', port: 9080 }] }]), /^spec\.rules\[0\]\.matches\[0\]\.method\.service$/);
+    rejects(() => grpcRoute([{ filters: [{ type: 'URLRewrite', urlRewrite: {} }], backendRefs: [{ name: 'reviews', port: 9080 }] }]), /^spec\.rules\[0\]\.filters\[0\]\.type$/);
+    const onGateway = grpcRoute([{ backendRefs: [{ name: 'reviews', port: 9080 }] }], [{ name: 'bookinfo-gateway' }]);
+    const result = translateRoutes({ proxies: [], istioGateways: [], virtualServices: [], k8sGateways: [], httpRoutes: [], grpcRoutes: [onGateway], domainSuffix: 'cluster.local', serviceExists: () => true });
+    assert.deepEqual(result.routeParents.get('GRPCRoute/default/reviews-grpc')![0]!.conditions.map((c) => [c.type, c.status, c.reason]), [['Accepted', 'False', 'NotAllowedByListeners'], ['ResolvedRefs', 'True', 'ResolvedRefs']]);
   });
 });

@@ -21,7 +21,7 @@ import type { GatewayWorkloadSettings } from '../gateways/render.js';
 import { kubeTime } from '../gateways/status.js';
 import type { ResourceCache } from '../xds/resource-cache.js';
 import { InvalidObjectError, objectKey } from './fields.js';
-import { readHttpRoute, readK8sGateway, type K8sGateway, type K8sHttpRoute } from './gateway-api.js';
+import { readGrpcRoute, readHttpRoute, readK8sGateway, type K8sGateway, type K8sHttpRoute } from './gateway-api.js';
 import { INGRESS_CONTROLLER_NAME, ingressDeploymentName, ingressLabels, renderIngressObjects } from './ingress-objects.js';
 import { WAYPOINT_CONTROLLER_NAME } from '../waypoints/objects.js';
 import { readIstioGateway, readVirtualService, type IstioGateway, type VirtualService } from './istio.js';
@@ -47,13 +47,14 @@ export interface RouteControllerOptions {
   onMeshRoutesChanged?: () => void;
 }
 
-type Kind = 'IstioGateway' | 'VirtualService' | 'Gateway' | 'HTTPRoute' | 'DestinationRule';
+type Kind = 'IstioGateway' | 'VirtualService' | 'Gateway' | 'HTTPRoute' | 'GRPCRoute' | 'DestinationRule';
 
 const SOURCES: Array<{ kind: Kind; group: string; version: string; plural: string }> = [
   { kind: 'IstioGateway', group: 'networking.istio.io', version: 'v1', plural: 'gateways' },
   { kind: 'VirtualService', group: 'networking.istio.io', version: 'v1', plural: 'virtualservices' },
   { kind: 'Gateway', group: GATEWAY_API_GROUP, version: 'v1', plural: 'gateways' },
   { kind: 'HTTPRoute', group: GATEWAY_API_GROUP, version: 'v1', plural: 'httproutes' },
+  { kind: 'GRPCRoute', group: GATEWAY_API_GROUP, version: 'v1', plural: 'grpcroutes' },
   { kind: 'DestinationRule', group: 'networking.istio.io', version: 'v1', plural: 'destinationrules' },
 ];
 
@@ -69,6 +70,7 @@ export class RouteController {
   private readonly virtualServices = new LastGood<VirtualService>();
   private readonly k8sGateways = new LastGood<K8sGateway & { uid: string }>();
   private readonly httpRoutes = new LastGood<K8sHttpRoute>();
+  private readonly grpcRoutes = new LastGood<K8sHttpRoute>();
   private readonly destinationRules = new LastGood<DestinationRule>();
   private readonly reportedMeshProblems = new Set<string>();
   private readonly api: GatewayApi;
@@ -164,13 +166,14 @@ export class RouteController {
     if (kind === 'IstioGateway') read(this.istioGateways, readIstioGateway);
     else if (kind === 'VirtualService') read(this.virtualServices, readVirtualService);
     else if (kind === 'HTTPRoute') read(this.httpRoutes, readHttpRoute);
+    else if (kind === 'GRPCRoute') read(this.grpcRoutes, readGrpcRoute);
     else if (kind === 'DestinationRule') read(this.destinationRules, readDestinationRule);
     else if (deleted || (object as { spec?: { gatewayClassName?: string } }).spec?.gatewayClassName === INGRESS_GATEWAY_CLASS) read(this.k8sGateways, (o) => ({ ...readK8sGateway(o), uid: o.metadata?.uid ?? '' }));
     else {
       this.k8sGateways.items.delete(key);
       this.k8sGateways.rejected.delete(key);
     }
-    for (const [label, store] of [['Gateway', this.istioGateways], ['VirtualService', this.virtualServices], ['HTTPRoute', this.httpRoutes], ['DestinationRule', this.destinationRules]] as const) this.rejectedNow.set({ kind: label }, store.rejected.size);
+    for (const [label, store] of [['Gateway', this.istioGateways], ['VirtualService', this.virtualServices], ['HTTPRoute', this.httpRoutes], ['GRPCRoute', this.grpcRoutes], ['DestinationRule', this.destinationRules]] as const) this.rejectedNow.set({ kind: label }, store.rejected.size);
     if (kind !== 'IstioGateway' && kind !== 'Gateway') this.options.onMeshRoutesChanged?.();
     this.schedule();
   }
@@ -184,7 +187,7 @@ export class RouteController {
     const result = meshRoutesOf(service, {
       virtualServices: [...this.virtualServices.items.values()],
       destinationRules: [...this.destinationRules.items.values()],
-      httpRoutes: [...this.httpRoutes.items.values()],
+      httpRoutes: [...this.httpRoutes.items.values(), ...this.grpcRoutes.items.values()],
       domainSuffix: this.options.domainSuffix ?? 'cluster.local',
       serviceExists: this.options.serviceExists,
       endpointsOf: this.options.endpointsOf ?? (() => []),
@@ -225,6 +228,7 @@ export class RouteController {
       virtualServices: [...this.virtualServices.items.values()],
       k8sGateways: [...this.k8sGateways.items.values()],
       httpRoutes: [...this.httpRoutes.items.values()],
+      grpcRoutes: [...this.grpcRoutes.items.values()],
       domainSuffix: this.options.domainSuffix ?? 'cluster.local',
       serviceExists: this.options.serviceExists,
       destinationRules: [...this.destinationRules.items.values()],
@@ -288,7 +292,8 @@ export class RouteController {
   }
 
   private async writeRouteStatus(parents: Map<string, RouteParentStatus[]>): Promise<void> {
-    for (const route of this.httpRoutes.items.values()) {
+    for (const route of [...this.httpRoutes.items.values(), ...this.grpcRoutes.items.values()]) {
+      const plural = route.key.startsWith('GRPCRoute/') ? 'grpcroutes' : 'httproutes';
       const statuses = parents.get(route.key);
       if (!statuses) continue;
       const now = kubeTime(new Date());
@@ -300,7 +305,7 @@ export class RouteController {
         })),
       };
       await this.writeStatus(`status:${route.key}`, statuses, () =>
-        this.custom.patchNamespacedCustomObjectStatus({ group: GATEWAY_API_GROUP, version: 'v1', plural: 'httproutes', namespace: route.namespace, name: route.name, body: statusPatch(status) }, mergePatch),
+        this.custom.patchNamespacedCustomObjectStatus({ group: GATEWAY_API_GROUP, version: 'v1', plural, namespace: route.namespace, name: route.name, body: statusPatch(status) }, mergePatch),
       );
     }
   }

@@ -198,11 +198,8 @@ function readFilters(rule: Field, namespace: string): Pick<HttpRouteRule, 'behav
   return { behaviour, mirrors };
 }
 
-export function readHttpRoute(object: KubernetesObject): K8sHttpRoute {
-  const spec = specOf('HTTPRoute', object);
-  const namespace = object.metadata?.namespace ?? 'default';
-  const name = object.metadata?.name ?? '';
-  const parents = spec.child('parentRefs').items().map((ref): ParentRef => {
+function readParents(spec: Field, namespace: string): ParentRef[] {
+  return spec.child('parentRefs').items().map((ref): ParentRef => {
     const group = ref.child('group').optionalString() ?? GATEWAY_API_GROUP;
     const kind = ref.child('kind').optionalString() ?? 'Gateway';
     const isGateway = group === GATEWAY_API_GROUP && kind === 'Gateway';
@@ -217,6 +214,13 @@ export function readHttpRoute(object: KubernetesObject): K8sHttpRoute {
       raw: ref.mapping(),
     };
   });
+}
+
+export function readHttpRoute(object: KubernetesObject): K8sHttpRoute {
+  const spec = specOf('HTTPRoute', object);
+  const namespace = object.metadata?.namespace ?? 'default';
+  const name = object.metadata?.name ?? '';
+  const parents = readParents(spec, namespace);
   const ignored: string[] = [];
   const rules = spec.child('rules').items().map((rule, index): HttpRouteRule => {
     const matches = rule.child('matches').items().map(readMatch);
@@ -233,6 +237,63 @@ export function readHttpRoute(object: KubernetesObject): K8sHttpRoute {
     parents,
     hostnames: spec.child('hostnames').items().map((h) => h.nonEmptyString().toLowerCase()),
     rules: rules.length ? rules : [{ source: `HTTPRoute/${namespace}/${name}#0`, matches: [{ path: { match: { case: 'pathPrefix', value: '/' } } }], backends: [], behaviour: {}, mirrors: [] }],
+    ignored,
+  };
+}
+
+/** A gRPC service/method match as the HTTP/2 path it is: `/<service>/<method>`. */
+function grpcMethodMatch(field: Field): StringMatchInit | undefined {
+  if (!field.present) return undefined;
+  const type = field.child('type').optionalString() ?? 'Exact';
+  const service = field.child('service').optionalString();
+  const method = field.child('method').optionalString();
+  if (!service && !method) field.fail('expected service, method or both');
+  if (type === 'Exact') {
+    for (const [key, value] of [['service', service], ['method', method]] as const) if (value !== undefined && !/^[A-Za-z0-9_.]+$/.test(value)) field.child(key).fail(`"${value.slice(0, 60)}" is not a gRPC ${key} name`);
+    if (service && method) return { match: { case: 'exact', value: `/${service}/${method}` } };
+    if (service) return { match: { case: 'prefix', value: `/${service}/` } };
+    return { match: { case: 'regex', value: `/[^/]+/${method!.replace(/\./g, '\\.')}` } };
+  }
+  if (type !== 'RegularExpression') field.child('type').fail(`expected Exact or RegularExpression, got "${type.slice(0, 40)}"`);
+  if (service) field.child('service').regex();
+  if (method) field.child('method').regex();
+  return { match: { case: 'regex', value: `/(?:${service ?? '[^/]+'})/(?:${method ?? '[^/]+'})` } };
+}
+
+const GRPC_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror']);
+
+/**
+ * Gateway API `GRPCRoute` read into the same rules as an HTTPRoute (a gRPC call is an HTTP/2 POST to
+ * `/<service>/<method>`). Only Service parents are served (mesh routing at the waypoint).
+ */
+export function readGrpcRoute(object: KubernetesObject): K8sHttpRoute {
+  const spec = specOf('GRPCRoute', object);
+  const namespace = object.metadata?.namespace ?? 'default';
+  const name = object.metadata?.name ?? '';
+  const parents = readParents(spec, namespace);
+  const ignored: string[] = [];
+  for (const parent of parents) if (parent.kind === 'Gateway') ignored.push(`parentRefs ${parent.namespace}/${parent.name}: GRPCRoutes on Gateways (the ingress) are not served yet`);
+  const rules = spec.child('rules').items().map((rule, index): HttpRouteRule => {
+    for (const filter of rule.child('filters').items()) {
+      const type = filter.child('type').string();
+      if (!GRPC_FILTERS.has(type)) filter.child('type').fail(`filter type "${type.slice(0, 40)}" is not served for GRPCRoutes (RequestHeaderModifier, ResponseHeaderModifier, RequestMirror are)`);
+    }
+    const matches = rule.child('matches').items().map((match): RouteMatchInit => {
+      const path = grpcMethodMatch(match.child('method'));
+      return { ...(path ? { path } : {}), headers: match.child('headers').items().map((h) => ({ name: h.child('name').nonEmptyString().toLowerCase(), value: valueMatch(h) })) };
+    });
+    const backends = rule.child('backendRefs').items().map((backend) => readBackendRef(backend, namespace));
+    const { behaviour, mirrors } = readFilters(rule, namespace);
+    return { source: `GRPCRoute/${namespace}/${name}#${index}`, matches, backends, behaviour, mirrors };
+  });
+  return {
+    key: objectKey('GRPCRoute', object),
+    namespace,
+    name,
+    generation: object.metadata?.generation ?? 0,
+    parents,
+    hostnames: spec.child('hostnames').items().map((h) => h.nonEmptyString().toLowerCase()),
+    rules: rules.length ? rules : [{ source: `GRPCRoute/${namespace}/${name}#0`, matches: [], backends: [], behaviour: {}, mirrors: [] }],
     ignored,
   };
 }

@@ -32,6 +32,8 @@ export interface TranslationInput {
   virtualServices: VirtualService[];
   k8sGateways: K8sGateway[];
   httpRoutes: K8sHttpRoute[];
+  /** GRPCRoutes, for their status (their rules go to waypoints with the mesh routes). */
+  grpcRoutes?: K8sHttpRoute[];
   domainSuffix: string;
   /** Whether a Service of that hostname exists in the mesh. */
   serviceExists(hostname: string): boolean;
@@ -174,6 +176,34 @@ function resolveBackends(route: K8sHttpRoute, backends: BackendRef[], input: Tra
   return resolved;
 }
 
+/** The status of a route's Service parent (mesh routing, GAMMA: the Service's waypoint applies it). */
+function serviceParentStatus(route: K8sHttpRoute, ref: ParentRef, input: TranslationInput): RouteParentStatus {
+  const problems: string[] = [];
+  route.rules.forEach((rule) => resolveBackends(route, rule.backends, input, problems));
+  const exists = input.serviceExists(`${ref.name}.${ref.namespace}.svc.${input.domainSuffix}`);
+  const firstProblem = problems[0];
+  return {
+    parentRef: ref.raw,
+    mesh: true,
+    conditions: [
+      exists ? condition('Accepted', true, 'Accepted', 'Route was valid') : condition('Accepted', false, 'NoMatchingParent', `Service ${ref.namespace}/${ref.name} not found`),
+      firstProblem ? condition('ResolvedRefs', false, firstProblem.slice(0, firstProblem.indexOf(':')), problems.map((p) => p.slice(p.indexOf(':') + 2)).join('; ')) : condition('ResolvedRefs', true, 'ResolvedRefs', 'All references resolved'),
+    ],
+  };
+}
+
+/** GRPCRoutes: Service parents are served at their waypoint; Gateway parents (the ingress) are not yet. */
+function grpcRouteStatuses(input: TranslationInput, result: TranslationResult): void {
+  for (const route of input.grpcRoutes ?? []) {
+    const statuses = route.parents.map((ref) =>
+      ref.kind === 'Service'
+        ? serviceParentStatus(route, ref, input)
+        : { parentRef: ref.raw, conditions: [condition('Accepted', false, 'NotAllowedByListeners', 'the ingress serves HTTPRoutes only; GRPCRoutes are served on Service parents (mesh)'), condition('ResolvedRefs', true, 'ResolvedRefs', 'All references resolved')] },
+    );
+    if (statuses.length) result.routeParents.set(route.key, statuses);
+  }
+}
+
 function translateGatewayApi(input: TranslationInput, builders: ConfigBuilder[], result: TranslationResult): void {
   const gateways = new Map(input.k8sGateways.map((g) => [`${g.namespace}/${g.name}`, g]));
   for (const gateway of input.k8sGateways) {
@@ -189,19 +219,7 @@ function translateGatewayApi(input: TranslationInput, builders: ConfigBuilder[],
     const statuses: RouteParentStatus[] = [];
     for (const ref of route.parents) {
       if (ref.kind === 'Service') {
-        // Mesh routing (GAMMA): the waypoint of the Service applies the route.
-        const problems: string[] = [];
-        route.rules.forEach((rule) => resolveBackends(route, rule.backends, input, problems));
-        const exists = input.serviceExists(`${ref.name}.${ref.namespace}.svc.${input.domainSuffix}`);
-        const firstProblem = problems[0];
-        statuses.push({
-          parentRef: ref.raw,
-          mesh: true,
-          conditions: [
-            exists ? condition('Accepted', true, 'Accepted', 'Route was valid') : condition('Accepted', false, 'NoMatchingParent', `Service ${ref.namespace}/${ref.name} not found`),
-            firstProblem ? condition('ResolvedRefs', false, firstProblem.slice(0, firstProblem.indexOf(':')), problems.map((p) => p.slice(p.indexOf(':') + 2)).join('; ')) : condition('ResolvedRefs', true, 'ResolvedRefs', 'All references resolved'),
-          ],
-        });
+        statuses.push(serviceParentStatus(route, ref, input));
         continue;
       }
       const gateway = gateways.get(`${ref.namespace}/${ref.name}`);
@@ -253,6 +271,7 @@ export function translateRoutes(input: TranslationInput): TranslationResult {
   const result: TranslationResult = { configs: [], routeParents: new Map(), attachedRoutes: new Map(), notes: [] };
   translateIstio(input, builders, result.notes);
   translateGatewayApi(input, builders, result);
+  grpcRouteStatuses(input, result);
   result.configs = builders.map((b) => b.build());
   return result;
 }
