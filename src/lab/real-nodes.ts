@@ -74,14 +74,24 @@ export async function ensureRealNodes(cluster: ClusterPlan, images: LabImageArch
   await Promise.all(
     cluster.nodes.map(async (node) => {
       const stateDir = realNodeStateDir(node.name);
-      if (!realNodeRunning(node.name)) {
+      const start = async () => {
         if (existsSync(stateDir)) await stopRealNode({ name: node.name, stateDir });
         const creds = await issueNodeCredentials({ apiServerUrl: cluster.apiServerUrl, files: clusterFiles(cluster.name) }, node, join(stateDir, 'pki'));
         const started = Date.now();
         await startRealNode(realNodeSpec(cluster, node, creds));
         progress(`node ${node.name}: kubelet + containerd started in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+      };
+      if (!realNodeRunning(node.name)) await start();
+      let listed: string[];
+      try {
+        listed = await listImages({ stateDir });
+      } catch (err) {
+        // Its processes look alive but containerd does not answer: start the node again.
+        progress(`node ${node.name}: containerd does not answer (${String(err).split('\n')[0]!.slice(0, 160)}); starting the node again`);
+        await start();
+        listed = await listImages({ stateDir });
       }
-      const present = new Set(await listImages({ stateDir }));
+      const present = new Set(listed);
       for (const archive of images) {
         if (archive.refs.every((r) => present.has(r))) continue;
         const started = Date.now();
