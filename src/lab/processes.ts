@@ -2,14 +2,19 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
+/** Whether the pid still exists (a zombie does: stopping waits for it to be reaped). */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
+    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-  // A killed process whose parent has not reaped it yet (a zombie) still answers signal 0: it is not running.
-  return !isZombie(pid);
+}
+
+/** Whether the process still runs: alive and not a zombie (killed, not yet reaped by its parent, it still answers signal 0). */
+export function isRunning(pid: number): boolean {
+  return isAlive(pid) && !isZombie(pid);
 }
 
 function isZombie(pid: number): boolean {

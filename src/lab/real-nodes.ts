@@ -7,7 +7,7 @@ import { apiClient, mergePatch } from '../kube/index.js';
 import { clusterFiles } from './controlplane.js';
 import { issueNodeCredentials, listImages, importImageArchive, nodePids, readNodeRecord, startRealNode, stopRealNode, type RealNodeSpec } from './node/index.js';
 import { CLUSTER_DOMAIN, nodeTopologyLabels, type ClusterPlan, type LabPlan, type NodePlan } from './plan.js';
-import { isAlive, sleep } from './processes.js';
+import { isRunning, sleep } from './processes.js';
 import { labDir } from './state.js';
 
 type Progress = (message: string) => void;
@@ -55,7 +55,7 @@ export async function labImageArchives(progress: Progress): Promise<LabImageArch
 /** True when the node's kubelet and containerd run (from a previous `lab up`). */
 export function realNodeRunning(node: string): boolean {
   const record = readNodeRecord(realNodeStateDir(node));
-  return Boolean(record?.kubeletPid && record.containerdPid && isAlive(record.kubeletPid) && isAlive(record.containerdPid));
+  return Boolean(record?.kubeletPid && record.containerdPid && isRunning(record.kubeletPid) && isRunning(record.containerdPid));
 }
 
 function adminCore(cluster: ClusterPlan): CoreV1Api {
@@ -125,7 +125,7 @@ export function deadRealNode(cluster: ClusterPlan): string | undefined {
     const record = readNodeRecord(stateDir);
     if (!record) continue;
     for (const [what, pid] of [['kubelet', record.kubeletPid], ['containerd', record.containerdPid]] as const) {
-      if (pid && !isAlive(pid)) return `node ${node.name}: ${what} exited; see ${join(stateDir, 'logs', `${what}.log`)}`;
+      if (pid && !isRunning(pid)) return `node ${node.name}: ${what} exited; see ${join(stateDir, 'logs', `${what}.log`)}`;
     }
   }
   return undefined;
