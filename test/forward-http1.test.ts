@@ -18,7 +18,10 @@ function listen(server: Server): Promise<number> {
  */
 let upstreamPort = 0;
 const servedOn = new WeakMap<Socket, number>();
+/** Every path the upstream app was asked for. */
+const upstreamPaths: string[] = [];
 const upstream = createServer((req, res) => {
+  upstreamPaths.push(req.url ?? '');
   const served = (servedOn.get(req.socket) ?? 0) + 1;
   servedOn.set(req.socket, served);
   if (req.url === '/reset-reused' && served > 1) return void req.socket.resetAndDestroy();
@@ -50,9 +53,10 @@ const refused: TunnelTarget = { key: 'refused', open: () => Promise.reject(Objec
 let upstreams: HttpUpstreams;
 let proxyPort = 0;
 let target = tunnel;
+let delayMs = 0;
 const outcomes: Http1Outcome[] = [];
 const proxy = createServer((req: IncomingMessage, res: ServerResponse) => {
-  relayHttp1({ upstreams, tunnel: target, req, res, headers: forwardableHeaders(req.headers), onDone: (outcome) => outcomes.push(outcome) });
+  relayHttp1({ upstreams, tunnel: target, req, res, headers: forwardableHeaders(req.headers), delayMs, onDone: (outcome) => outcomes.push(outcome) });
 });
 
 function send(method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
@@ -134,6 +138,30 @@ describe('relayHttp1', () => {
       assert.match(outcome.error?.message ?? '', /ECONNREFUSED/);
     } finally {
       target = tunnel;
+    }
+  });
+
+  it('a fault delay holds the request back, the body included; a client that leaves during it is DC and nothing is sent', async () => {
+    upstreams = new HttpUpstreams();
+    outcomes.length = 0;
+    delayMs = 300;
+    try {
+      const started = performance.now();
+      assert.deepEqual(await send('POST', '/late', 'abc'), { status: 200, body: 'POST /late 3' });
+      assert.ok(performance.now() - started >= 295, 'answered after the delay');
+      await lastOutcome();
+      await new Promise<void>((resolve) => {
+        const req = request({ host: '127.0.0.1', port: proxyPort, method: 'GET', path: '/gone', agent: false });
+        req.on('error', () => resolve());
+        req.end();
+        setTimeout(() => req.destroy(), 50);
+      });
+      const outcome = await lastOutcome();
+      assert.deepEqual([outcome.status, outcome.flags], [0, 'DC']);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.ok(!upstreamPaths.includes('/gone'), 'the request that left during the delay never reached the upstream');
+    } finally {
+      delayMs = 0;
     }
   });
 

@@ -176,35 +176,22 @@ export class IngressProxy {
     headers['x-forwarded-proto'] = 'http';
     applyHeaderOperations(headers, route.requestHeaders);
     if (route.rewrite?.authority) headers.host = route.rewrite.authority;
-    const relay = () =>
-      relayHttp1({
-        upstreams: this.upstreams,
-        tunnel: upstream.tunnel,
-        req,
-        res,
-        headers,
-        path: rewrittenPath(route, facts),
-        timeoutMs: route.timeoutMs,
-        retry: route.retry,
-        nextTunnel: () => pick()?.tunnel,
-        responseHeaders: route.responseHeaders,
-        onDone: (outcome) => {
-          if (outcome.error) this.options.log.debug({ service: service.hostname, err: outcome.error.message }, 'upstream failed');
-          this.record({ code: outcome.status, flags: fault.delayMs && outcome.flags === '-' ? 'DI' : outcome.flags, service, upstream }, started, outcome.requestBytes, outcome.responseBytes);
-        },
-      });
-    if (!fault.delayMs) return relay();
-    // An injected delay: the request waits, unless its client goes away meanwhile.
-    req.pause();
-    let relayed = false;
-    const timer = setTimeout(() => {
-      relayed = true;
-      relay();
-    }, fault.delayMs);
-    res.once('close', () => {
-      if (relayed) return;
-      clearTimeout(timer);
-      this.record({ code: 0, flags: 'DC', service, upstream }, started, 0, 0);
+    relayHttp1({
+      upstreams: this.upstreams,
+      tunnel: upstream.tunnel,
+      req,
+      res,
+      headers,
+      path: rewrittenPath(route, facts),
+      timeoutMs: route.timeoutMs,
+      retry: route.retry,
+      nextTunnel: () => pick()?.tunnel,
+      responseHeaders: route.responseHeaders,
+      delayMs: fault.delayMs,
+      onDone: (outcome) => {
+        if (outcome.error) this.options.log.debug({ service: service.hostname, err: outcome.error.message }, 'upstream failed');
+        this.record({ code: outcome.status, flags: fault.delayMs && outcome.flags === '-' ? 'DI' : outcome.flags, service, upstream }, started, outcome.requestBytes, outcome.responseBytes);
+      },
     });
   }
 

@@ -34,6 +34,11 @@ export interface Http1Relay {
   responseHeaders?: HeaderOperations;
   /** The path (and query) sent upstream, when a rewrite changed it; default the request's. */
   path?: string;
+  /**
+   * An injected fault delay (ms): the request waits this long before anything is sent (the route's
+   * timeout starts after it); a client that leaves meanwhile ends it as `DC`.
+   */
+  delayMs?: number;
 }
 
 /** Applies Istio's header operations (set, add, remove) to outgoing headers, in place. */
@@ -82,7 +87,7 @@ export function answerPlain(res: ServerResponse, status: number, body: string, h
   return length;
 }
 
-export function relayHttp1({ upstreams, tunnel, req, res, headers, onDone, timeoutMs = 0, retry, nextTunnel, responseHeaders, path = req.url ?? '/' }: Http1Relay): void {
+export function relayHttp1({ upstreams, tunnel, req, res, headers, onDone, timeoutMs = 0, retry, nextTunnel, responseHeaders, path = req.url ?? '/', delayMs = 0 }: Http1Relay): void {
   const method = req.method ?? 'GET';
   const withBody = hasRequestBody(req);
   const idempotent = method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
@@ -110,14 +115,11 @@ export function relayHttp1({ upstreams, tunnel, req, res, headers, onDone, timeo
       finish(res.statusCode, flags === 'UT' ? 'UT' : 'UC', error);
     }
   };
-  if (timeoutMs > 0) {
-    overall = setTimeout(() => {
-      current?.destroy();
-      fail(504, 'UT', UPSTREAM_TIMEOUT);
-    }, timeoutMs);
-  }
+  // Set when the request waits out a fault delay first; a client leaving meanwhile cancels it.
+  let delay: NodeJS.Timeout | undefined = undefined;
   res.once('close', () => {
     if (finished) return;
+    clearTimeout(delay);
     current?.destroy();
     finish(0, 'DC');
   });
@@ -179,5 +181,16 @@ export function relayHttp1({ upstreams, tunnel, req, res, headers, onDone, timeo
       req.resume();
     }
   };
-  send(tunnel, true, false);
+  const start = () => {
+    if (timeoutMs > 0) {
+      overall = setTimeout(() => {
+        current?.destroy();
+        fail(504, 'UT', UPSTREAM_TIMEOUT);
+      }, timeoutMs);
+    }
+    send(tunnel, true, false);
+  };
+  if (delayMs <= 0) return start();
+  req.pause();
+  delay = setTimeout(start, delayMs);
 }

@@ -660,41 +660,26 @@ export class WaypointProxy {
     const path = route ? rewrittenPath(route, facts) : view.target;
     if (route?.rewrite?.authority) headers.host = route.rewrite.authority;
     if (route?.mirrors.length) this.mirror(route, req, path, headers);
-    const relay = () =>
-      relayHttp1({
-        upstreams: this.upstreams,
-        tunnel: plan.tunnel,
-        req,
-        res,
-        headers,
-        timeoutMs: route?.timeoutMs,
-        retry: route?.retry,
-        nextTunnel: plan.retarget,
-        responseHeaders: route?.responseHeaders,
-        path,
-        onDone: (outcome) => {
-          endInFlight?.();
-          admitted();
-          if (outcome.error) this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: outcome.error.message }, 'upstream request failed');
-          if (outcome.flags !== 'DC') this.reportOutcome(plan.watched, outcome.flags === 'UF' || outcome.flags === 'UC' ? 0 : outcome.status);
-          this.finishRequest(context, view, plan, { ...outcome, flags: plan.delayMs && outcome.flags === '-' ? 'DI' : outcome.flags, started });
-        },
-      });
     const endInFlight = plan.watched && this.picker.begin(plan.watched.uid);
-    if (!plan.delayMs) return relay();
-    // An injected delay: the request waits, unless its client goes away meanwhile.
-    req.pause();
-    let relayed = false;
-    const timer = setTimeout(() => {
-      relayed = true;
-      relay();
-    }, plan.delayMs);
-    res.once('close', () => {
-      if (relayed) return;
-      clearTimeout(timer);
-      endInFlight?.();
-      admitted();
-      this.finishRequest(context, view, plan, { status: 0, flags: 'DC', started, requestBytes: 0, responseBytes: 0 });
+    relayHttp1({
+      upstreams: this.upstreams,
+      tunnel: plan.tunnel,
+      req,
+      res,
+      headers,
+      timeoutMs: route?.timeoutMs,
+      retry: route?.retry,
+      nextTunnel: plan.retarget,
+      responseHeaders: route?.responseHeaders,
+      path,
+      delayMs: plan.delayMs,
+      onDone: (outcome) => {
+        endInFlight?.();
+        admitted();
+        if (outcome.error) this.options.log.warn({ source: context.peerIdentity, upstream: plan.endpoint, err: outcome.error.message }, 'upstream request failed');
+        if (outcome.flags !== 'DC') this.reportOutcome(plan.watched, outcome.flags === 'UF' || outcome.flags === 'UC' ? 0 : outcome.status);
+        this.finishRequest(context, view, plan, { ...outcome, flags: plan.delayMs && outcome.flags === '-' ? 'DI' : outcome.flags, started });
+      },
     });
   }
 
