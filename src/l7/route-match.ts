@@ -116,6 +116,17 @@ export function redirectLocation(route: HttpRoute, request: RequestFacts, scheme
   return `${redirect.scheme || scheme}://${host}${port}${path}`;
 }
 
+/** Subset uid sets by the config's own list: a new config brings new lists, so old sets go with it. */
+const subsetSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+/** A destination's DestinationRule subset as resolve() takes it (its workloads as a set, made once per config); undefined without one. */
+export function subsetOf(destination: WeightedDestination): { name: string; workloads: ReadonlySet<string> } | undefined {
+  if (!destination.subset) return undefined;
+  let workloads = subsetSets.get(destination.workloads);
+  if (!workloads) subsetSets.set(destination.workloads, (workloads = new Set(destination.workloads)));
+  return { name: destination.subset, workloads };
+}
+
 /** A destination picked by weight (all weights zero: the first). */
 export function pickDestination(destinations: readonly WeightedDestination[], random: () => number = Math.random): WeightedDestination | undefined {
   const total = destinations.reduce((sum, d) => sum + d.weight, 0);

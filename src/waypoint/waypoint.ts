@@ -5,7 +5,7 @@ import { constants as h2, performServerHandshake, type IncomingHttpHeaders, type
 import type { Duplex } from 'node:stream';
 
 import { parseSpiffeUri, spiffeUri, identityOf } from '../api/identity.js';
-import { HBONE_PORT, serviceResourceName } from '../api/resources.js';
+import { HBONE_PORT } from '../api/resources.js';
 import type { Workload } from '../gen/istio/workload/workload_pb.js';
 import {
   abort,
@@ -35,7 +35,7 @@ import type { DestinationAnalysis, ZtunnelState } from '../ztunnel/state/store.j
 import type { ProxyState, Resolution } from '../ztunnel/state/types.js';
 import type { WaypointConfig } from './config.js';
 import { detectProtocol, protocolHint, routedServiceOf, waypointTarget, type TargetState, type WaypointTarget } from './target.js';
-import { drawFault, FAULT_ABORT_BODY, firstMatchingRoute, pickDestination, redirectLocation, rewrittenPath } from '../l7/route-match.js';
+import { drawFault, FAULT_ABORT_BODY, firstMatchingRoute, pickDestination, redirectLocation, rewrittenPath, subsetOf } from '../l7/route-match.js';
 import { EndpointPicker, type HashFacts } from './endpoint-picker.js';
 import type { DestinationPolicy } from '../gen/ambit/waypoint/waypoint_pb.js';
 import { Counter } from 'prom-client';
@@ -60,7 +60,7 @@ export interface WaypointProxyOptions {
   identity: string;
   certificates: EndpointCertificateSource & CertificateSource;
   /** The mesh state; `onChange` tells the waypoint to drop what it derived from it (the endpoint evaluations it picks from per request). */
-  state: ProxyState & TargetState & Pick<ZtunnelState, 'onChange' | 'analyzeDestination' | 'resolutionThrough' | 'service'>;
+  state: ProxyState & TargetState & Pick<ZtunnelState, 'onChange' | 'analyzeDestination' | 'resolutionThrough' | 'servicesByHostname'>;
   config: WaypointConfig;
   /** The waypoint's own workload (from xDS when it is there). */
   self: () => Workload;
@@ -202,8 +202,6 @@ export class WaypointProxy {
   private readonly overflows: Counter<'destination_service'>;
   /** Requests in flight per destination with a connection pool limit. */
   private readonly activeRequests = new Map<string, number>();
-  /** Subset workload sets by the route's own list; cleared with the config. */
-  private subsets = new WeakMap<readonly string[], ReadonlySet<string>>();
 
   constructor(private readonly options: WaypointProxyOptions) {
     parseSpiffeUri(options.identity);
@@ -225,7 +223,6 @@ export class WaypointProxy {
     const invalidate = () => {
       this.generation++;
       this.analyses.clear();
-      this.subsets = new WeakMap();
     };
     this.ejections = new Counter({ name: 'ambit_waypoint_outlier_ejections_total', help: 'Endpoints ejected by outlier detection (DestinationRule outlierDetection), by destination service', labelNames: ['destination_service'], registers: [options.requestMetrics.registry] });
     this.overflows = new Counter({ name: 'ambit_waypoint_overflow_total', help: 'Requests refused (503 UO) by a DestinationRule connectionPool limit, by destination service', labelNames: ['destination_service'], registers: [options.requestMetrics.registry] });
@@ -427,23 +424,15 @@ export class WaypointProxy {
         route,
         hostname: picked.hostname,
         port: picked.port || service.port,
-        ...(picked.subset ? { subset: { name: picked.subset, workloads: this.subsetWorkloads(picked.workloads) } } : {}),
+        subset: subsetOf(picked),
       },
     };
-  }
-
-  /** Sets of subset uids, kept per config (the same lists come with every request). */
-  private subsetWorkloads(uids: readonly string[]): ReadonlySet<string> {
-    let set = this.subsets.get(uids);
-    if (!set) this.subsets.set(uids, (set = new Set(uids)));
-    return set;
   }
 
   /** A routed destination resolved like resolve() does for its VIP, among the subset's workloads when it names one, under its DestinationRule policy. */
   private resolveRouted(destination: RoutedDestination, hash: HashFacts): { resolution: Resolution; watched?: Watched } {
     const { state } = this.options;
-    const namespace = destination.hostname.split('.')[1] ?? '';
-    const service = state.service(serviceResourceName(namespace, destination.hostname));
+    const service = state.servicesByHostname(destination.hostname)[0];
     const address = service && (service.addresses.find((a) => a.network === state.network) ?? service.addresses[0]);
     if (!service || !address) return { resolution: { kind: 'passthrough' } };
     const vip = bytesToIp(address.address);
@@ -490,8 +479,8 @@ export class WaypointProxy {
       const routed: RoutedDestination = {
         route,
         hostname: destination.hostname,
-        port: destination.port || (this.options.state.service(serviceResourceName(destination.hostname.split('.')[1] ?? '', destination.hostname))?.ports[0]?.servicePort ?? 0),
-        ...(destination.subset ? { subset: { name: destination.subset, workloads: this.subsetWorkloads(destination.workloads) } } : {}),
+        port: destination.port || (this.options.state.servicesByHostname(destination.hostname)[0]?.ports[0]?.servicePort ?? 0),
+        subset: subsetOf(destination),
       };
       const { resolution } = this.resolveRouted(routed, { headers: req.headers, target: path, sourceIp: '' });
       if (!isReachable(resolution)) continue;
