@@ -126,11 +126,14 @@ type RequestPlan =
       route?: HttpRoute;
       /** An injected delay (ms) before the request is sent. */
       delayMs: number;
-      /** Another pick of the same destination, for a retry. */
-      retarget: () => TunnelTarget | undefined;
+      /** Another pick of the same destination, for a retry (set when the route retries). */
+      retarget?: () => TunnelTarget | undefined;
       /** Outlier detection and requests in flight of the picked endpoint, when its destination has a DestinationRule policy. */
       watched?: Watched;
     };
+
+/** What admit() hands back for a request no connection pool limits. */
+const NOTHING_TO_RELEASE = (): void => undefined;
 
 /** An endpoint whose outcomes outlier detection watches. */
 type Watched = { hostname: string; uid: string; policy: DestinationPolicy; endpoints: readonly string[] };
@@ -394,10 +397,13 @@ export class WaypointProxy {
     const route = routing?.route;
     const fault = route ? drawFault(route) : { delayMs: 0, abortStatus: 0 };
     if (fault.abortStatus) return { kind: 'direct', status: fault.abortStatus, body: FAULT_ABORT_BODY, flags: 'FI', decision, connection };
-    const retarget = () => {
-      const again = resolveOnce();
-      return isReachable(again) ? this.endpointPlan(context, again, base).tunnel : undefined;
-    };
+    // Only a route with retries picks again; most requests need no closure for it.
+    const retarget = route?.retry?.attempts
+      ? () => {
+          const again = resolveOnce();
+          return isReachable(again) ? this.endpointPlan(context, again, base).tunnel : undefined;
+        }
+      : undefined;
     return { kind: 'forward', tunnel: forward!.tunnel, decision, connection, endpoint: forward!.endpoint, route, delayMs: fault.delayMs, retarget, watched };
   }
 
@@ -499,7 +505,7 @@ export class WaypointProxy {
    */
   private admit(watched: Watched | undefined): (() => void) | undefined {
     const pool = watched?.policy.connectionPool;
-    if (!watched || !pool) return () => undefined;
+    if (!watched || !pool) return NOTHING_TO_RELEASE;
     const active = this.activeRequests.get(watched.hostname) ?? 0;
     const byRequests = pool.maxRequests > 0 && active >= pool.maxRequests;
     const byConnections = pool.maxConnections > 0 && active >= pool.maxConnections + (pool.maxPendingRequests || 0);
