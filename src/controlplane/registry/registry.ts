@@ -163,12 +163,12 @@ export class MeshRegistry {
     return this.problemLog.list();
   }
 
-  /** The selector policies (`<ns>/<name>`) of a workload served by a waypoint, which that waypoint enforces; undefined when none serves it. */
   /** The labels of pod `<namespace>/<name>` of this cluster, if the registry has it. */
   podLabels(namespace: string, name: string): Readonly<Record<string, string>> | undefined {
     return this.pods.get(`${namespace}/${name}`)?.labels;
   }
 
+  /** The selector policies (`<ns>/<name>`) of a workload served by a waypoint, which that waypoint enforces; undefined when none serves it. */
   waypointPolicies(uid: string): readonly string[] | undefined {
     return this.waypointPolicyNames.get(uid);
   }
